@@ -1,0 +1,647 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+	"github.com/hashicorp/yamux"
+
+	"github.com/http-tunnel/tunnel/internal/mux"
+	"github.com/http-tunnel/tunnel/protocol"
+)
+
+// Client defaults; each Option says which one it overrides.
+const (
+	DefaultMinBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+)
+
+// An Option configures Listen and Forward.
+type Option func(*options)
+
+type options struct {
+	token       Token
+	name        string
+	log         *slog.Logger
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	heartbeat   time.Duration
+	tlsConfig   *tls.Config
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	rewriteHost bool
+}
+
+// WithToken sets the token the agent authenticates with, sent as
+// "Authorization: Bearer <token>". Default: none.
+func WithToken(token string) Option { return func(o *options) { o.token = Token(token) } }
+
+// WithName asks for a tunnel ID (a lower-case DNS label, 1-63 characters of
+// a-z, 0-9 and inner hyphens). The gateway refuses it with ErrNameInUse
+// while another agent holds it. Default: the gateway generates an ID.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithLogger sets the logger for connection events. Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithBackoff bounds the delay between reconnect attempts: the first waits
+// about min, each next one twice as long (±50% jitter) up to max. Defaults:
+// DefaultMinBackoff and DefaultMaxBackoff.
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.minBackoff, o.maxBackoff = min, max }
+}
+
+// WithHeartbeat sets the keepalive interval of the tunnel connection; a
+// gateway that stops answering is detected within about twice this and the
+// listener reconnects. Default: DefaultHeartbeat.
+func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
+
+// WithTLSConfig sets the TLS configuration for wss:// gateways (for a
+// private CA, say). Default: the system roots.
+func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
+
+// WithDialer sets the function that opens the TCP connection to the
+// gateway. Default: a net.Dialer with a 30 s timeout, through the proxy
+// that HTTPS_PROXY / HTTP_PROXY name.
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(o *options) { o.dial = dial }
+}
+
+// WithRewriteHost makes Forward send the local service's host in the Host
+// header instead of the public one, for dev servers that check it. The
+// public host stays in X-Forwarded-Host. Listen ignores it.
+func WithRewriteHost() Option { return func(o *options) { o.rewriteHost = true } }
+
+// Listener is a net.Listener whose connections are public HTTP requests
+// arriving through a gateway. Serve it with http.Serve or an http.Server.
+//
+// A Listener reconnects by itself when its connection to the gateway
+// drops, with jittered exponential backoff, and keeps its ID and URL
+// across reconnects; Accept keeps working throughout. It stops for good
+// only on Close, or when the gateway refuses to resume the tunnel (an
+// authentication failure, or ErrNameInUse because another agent took the
+// name after this one was away longer than the gateway's lease): then
+// Done is closed and Accept returns that error.
+//
+// A Listener is safe for concurrent use.
+type Listener struct {
+	connectURL string
+	opts       options
+	log        *slog.Logger
+	client     *http.Client
+
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+	err       error // why the listener stopped; read after done is closed
+
+	mu      sync.Mutex
+	id      string
+	url     string
+	resume  string
+	current *agentConn
+
+	active activeConns
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// agentConn is one connection of a Listener to the gateway.
+type agentConn struct {
+	ws  *websocket.Conn
+	mux *yamux.Session
+	est *protocol.ConnectionEstablished
+}
+
+// Listen connects to the gateway at gatewayURL (ws://, wss://, http:// or
+// https://; the agent endpoint path is added unless the URL already ends
+// in it) and returns a Listener for the tunnel it opens. ctx bounds the
+// first connection only: if the gateway cannot be reached or refuses the
+// agent, Listen returns the error (an *Error for refusals, such as
+// ErrUnauthorized or ErrNameInUse).
+func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, error) {
+	o := options{
+		minBackoff: DefaultMinBackoff,
+		maxBackoff: DefaultMaxBackoff,
+		heartbeat:  DefaultHeartbeat,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	if o.minBackoff <= 0 {
+		o.minBackoff = DefaultMinBackoff
+	}
+	if o.maxBackoff < o.minBackoff {
+		o.maxBackoff = o.minBackoff
+	}
+	if o.name != "" && !validID(o.name) {
+		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
+	}
+	cu, err := connectURL(gatewayURL)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: listen: %w", err)
+	}
+	dial := o.dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	l := &Listener{
+		connectURL: cu,
+		opts:       o,
+		log:        o.log,
+		client: &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         dial,
+			TLSClientConfig:     o.tlsConfig,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}},
+		conns:  make(chan net.Conn),
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	c, err := l.connect(ctx)
+	if err != nil {
+		l.client.CloseIdleConnections()
+		return nil, fmt.Errorf("tunnel: listen %s: %w", cu, err)
+	}
+	l.log.Info("tunnel connected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL))
+	go l.supervise(c)
+	return l, nil
+}
+
+// connectURL turns a gateway URL into the agent endpoint's WebSocket URL.
+func connectURL(gateway string) (string, error) {
+	u, err := url.Parse(gateway)
+	if err != nil {
+		return "", fmt.Errorf("gateway URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("gateway URL %q: scheme must be ws, wss, http or https", gateway)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("gateway URL %q has no host", gateway)
+	}
+	if !strings.HasSuffix(u.Path, protocol.ConnectPath) {
+		u.Path = strings.TrimSuffix(u.Path, "/") + protocol.ConnectPath
+	}
+	u.RawPath = ""
+	u.User = nil
+	return u.String(), nil
+}
+
+// connect dials the gateway, runs the handshake (resuming the tunnel if it
+// has one) and starts the session.
+func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
+	hdr := http.Header{}
+	if l.opts.token != "" {
+		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
+	}
+	ws, resp, err := websocket.Dial(ctx, l.connectURL, &websocket.DialOptions{
+		HTTPClient:      l.client,
+		HTTPHeader:      hdr,
+		Subprotocols:    []string{protocol.SubprotocolMux},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if e := refusal(resp); e != nil {
+			return nil, e
+		}
+		return nil, err
+	}
+	if ws.Subprotocol() != protocol.SubprotocolMux {
+		ws.Close(websocket.StatusProtocolError, "mux mode required")
+		return nil, fmt.Errorf("gateway did not select subprotocol %s", protocol.SubprotocolMux)
+	}
+
+	l.mu.Lock()
+	ready := &protocol.Ready{Version: protocol.Version, Name: l.opts.name}
+	if l.resume != "" {
+		ready.TunnelID, ready.ResumeToken = l.id, l.resume
+	}
+	l.mu.Unlock()
+
+	est, err := handshake(ctx, ws, ready)
+	if err != nil {
+		ws.CloseNow()
+		return nil, err
+	}
+	ms, err := mux.Server(ws, mux.Config{Heartbeat: l.opts.heartbeat})
+	if err != nil {
+		ws.CloseNow()
+		return nil, err
+	}
+	c := &agentConn{ws: ws, mux: ms, est: est}
+	l.mu.Lock()
+	l.id, l.url, l.resume = est.TunnelID, est.PublicURL, est.ResumeToken
+	l.current = c
+	l.mu.Unlock()
+	return c, nil
+}
+
+// handshake sends ready and reads the gateway's answer.
+func handshake(ctx context.Context, ws *websocket.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
+	b, err := protocol.Marshal(ready)
+	if err != nil {
+		return nil, err
+	}
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return nil, fmt.Errorf("send ready: %w", err)
+	}
+	ws.SetReadLimit(protocol.MaxHandshakeBytes)
+	typ, data, err := ws.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read handshake answer: %w", err)
+	}
+	if typ != websocket.MessageText {
+		return nil, errors.New("handshake answer is not JSON text")
+	}
+	msg, err := protocol.Unmarshal(data, protocol.MaxHandshakeBytes)
+	if err != nil {
+		return nil, fmt.Errorf("handshake answer: %w", err)
+	}
+	switch m := msg.(type) {
+	case *protocol.ConnectionEstablished:
+		if !validID(m.TunnelID) || m.PublicURL == "" {
+			return nil, fmt.Errorf("handshake answer: invalid tunnel %q", m.TunnelID)
+		}
+		return m, nil
+	case *protocol.Error:
+		return nil, &Error{Code: Code(m.Code), Message: m.Message}
+	default:
+		return nil, fmt.Errorf("handshake answer: unexpected %s message", msg.Type())
+	}
+}
+
+// refusal turns a gateway's non-101 answer to the upgrade into an *Error,
+// or returns nil if there was no answer.
+func refusal(resp *http.Response) *Error {
+	if resp == nil || resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
+	var body errorBody
+	if resp.Body != nil {
+		json.NewDecoder(io.LimitReader(resp.Body, 1024)).Decode(&body)
+	}
+	if body.Error != "" {
+		return &Error{Code: body.Error, Message: body.Message, ID: body.ErrorID}
+	}
+	code := CodeInternal
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		code = CodeUnauthorized
+	case http.StatusForbidden:
+		code = CodeForbidden
+	case http.StatusTooManyRequests:
+		code = CodeRateLimited
+	case http.StatusServiceUnavailable:
+		code = CodeUnavailable
+	case http.StatusNotFound:
+		code = CodeTunnelNotFound
+	}
+	return &Error{Code: code, Message: fmt.Sprintf("gateway answered %s", resp.Status)}
+}
+
+// permanent reports whether a reconnect failure will not go away by
+// retrying: the gateway refused this agent or its tunnel.
+func permanent(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case CodeUnauthorized, CodeForbidden, CodeNameInUse, CodeInvalidRequest:
+		return true
+	}
+	return false
+}
+
+// supervise serves the current connection and reconnects when it drops,
+// until the listener is closed or a reconnect is refused.
+func (l *Listener) supervise(c *agentConn) {
+	var err error
+	defer func() {
+		l.err = err
+		l.client.CloseIdleConnections()
+		close(l.done)
+	}()
+	for {
+		go l.acceptLoop(c)
+		select {
+		case <-l.closed:
+			// shutdown closes the connection, after letting it drain.
+			return
+		case <-c.mux.CloseChan():
+		}
+		select {
+		case <-l.closed:
+			return
+		default:
+		}
+		l.log.Warn("tunnel connection lost; reconnecting", slog.String("tunnel_id", c.est.TunnelID))
+		c, err = l.reconnect()
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				err = nil
+			} else {
+				l.log.Error("tunnel stopped: the gateway refused to resume it", slog.String("tunnel_id", l.ID()), slog.Any("err", err))
+			}
+			return
+		}
+		l.log.Info("tunnel reconnected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL))
+	}
+}
+
+// reconnect dials until it succeeds, the gateway refuses for good, or the
+// listener is closed (ErrClosed).
+func (l *Listener) reconnect() (*agentConn, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(l.opts.minBackoff),
+		backoff.WithMaxInterval(l.opts.maxBackoff),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMultiplier(2),
+		backoff.WithMaxElapsedTime(0),
+	)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for attempt := 1; ; attempt++ {
+		delay := b.NextBackOff()
+		timer.Reset(delay)
+		select {
+		case <-ctx.Done():
+			return nil, ErrClosed
+		case <-timer.C:
+		}
+		dctx, dcancel := context.WithTimeout(ctx, DefaultHandshakeTimeout+l.opts.maxBackoff)
+		c, err := l.connect(dctx)
+		dcancel()
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		if permanent(err) {
+			return nil, err
+		}
+		l.log.Info("tunnel reconnect failed", slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.Any("err", err))
+	}
+}
+
+// acceptLoop hands the streams the gateway opens on c to Accept.
+func (l *Listener) acceptLoop(c *agentConn) {
+	for {
+		st, err := c.mux.AcceptStream()
+		if err != nil {
+			return
+		}
+		conn := l.active.track(st, tunnelAddr(l.URL()))
+		select {
+		case l.conns <- conn:
+		case <-l.closed:
+			conn.Close()
+			return
+		}
+	}
+}
+
+// Accept waits for and returns the next public connection. After Close it
+// returns ErrClosed (which matches net.ErrClosed); after the listener
+// stopped because the gateway refused to resume the tunnel, that error.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, ErrClosed
+	case <-l.done:
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, ErrClosed
+	}
+}
+
+// Close closes the listener at once: Accept returns ErrClosed, the gateway
+// stops routing to the tunnel and frees its name, and the connection to the
+// gateway is closed, cutting requests still in flight. Use CloseWithContext
+// to let them finish. Closing a closed Listener does nothing.
+func (l *Listener) Close() error {
+	l.shutdown(nil)
+	return nil
+}
+
+// CloseWithContext closes the listener gracefully: Accept returns
+// ErrClosed, the gateway stops routing new requests to the tunnel, and
+// connections already accepted may finish until ctx ends; then the
+// connection to the gateway is closed. It returns ctx's error if ctx ended
+// first.
+func (l *Listener) CloseWithContext(ctx context.Context) error {
+	return l.shutdown(ctx)
+}
+
+func (l *Listener) shutdown(ctx context.Context) error {
+	first := false
+	l.closeOnce.Do(func() { first = true })
+	if !first {
+		<-l.done
+		return nil
+	}
+	l.mu.Lock()
+	c := l.current
+	l.mu.Unlock()
+	if !c.mux.IsClosed() {
+		c.drain()
+	}
+	close(l.closed)
+	var err error
+	if ctx != nil {
+		select {
+		case <-l.active.idle():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	c.close()
+	<-l.done
+	// A reconnect may have replaced the connection meanwhile.
+	l.mu.Lock()
+	last := l.current
+	l.mu.Unlock()
+	if last != c {
+		last.close()
+	}
+	l.client.CloseIdleConnections()
+	return err
+}
+
+// close ends the connection with a WebSocket close handshake, bounded to a
+// second, so the gateway sees a clean departure.
+func (c *agentConn) close() {
+	if !c.mux.IsClosed() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		stop := context.AfterFunc(cctx, func() { c.ws.CloseNow() })
+		c.ws.Close(websocket.StatusNormalClosure, "agent closing")
+		stop()
+		cancel()
+	}
+	c.mux.Close()
+}
+
+// drain tells the gateway that the agent is leaving, on a control stream,
+// and waits for its acknowledgement: from then on the tunnel's name is
+// free. It gives up after a second; the close that follows frees the
+// tunnel too, only later.
+func (c *agentConn) drain() {
+	st, err := c.mux.OpenStream()
+	if err != nil {
+		return
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(time.Second))
+	b, err := protocol.Marshal(&protocol.Drain{})
+	if err != nil {
+		return
+	}
+	if _, err := st.Write(append(b, '\n')); err != nil {
+		return
+	}
+	line, err := readLine(bufio.NewReaderSize(st, 64), protocol.MaxControlBytes)
+	if err != nil {
+		return
+	}
+	protocol.Unmarshal(line, protocol.MaxControlBytes)
+}
+
+// Done returns a channel that is closed when the listener has stopped for
+// good: after Close, or when the gateway refused to resume the tunnel.
+func (l *Listener) Done() <-chan struct{} { return l.done }
+
+// Err returns why the listener stopped: nil while it runs and after Close,
+// the gateway's refusal otherwise.
+func (l *Listener) Err() error {
+	select {
+	case <-l.done:
+		return l.err
+	default:
+		return nil
+	}
+}
+
+// Addr returns the tunnel's address: network "tunnel", its public URL.
+func (l *Listener) Addr() net.Addr { return tunnelAddr(l.URL()) }
+
+// URL returns the tunnel's public URL, such as "https://abc.example.com" or
+// "http://127.0.0.1:8080/abc" for path routing. It does not end in a slash:
+// append request paths to it.
+func (l *Listener) URL() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.url
+}
+
+// ID returns the tunnel's ID, its subdomain label and path segment.
+func (l *Listener) ID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
+}
+
+// tunnelAddr is the net.Addr of a tunnel: its public URL.
+type tunnelAddr string
+
+func (tunnelAddr) Network() string  { return "tunnel" }
+func (a tunnelAddr) String() string { return string(a) }
+
+// activeConns counts the connections a Listener has handed out and not yet
+// seen closed, so CloseWithContext can wait for them.
+type activeConns struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{} // closed while n == 0
+}
+
+func (a *activeConns) track(c net.Conn, addr net.Addr) net.Conn {
+	a.mu.Lock()
+	if a.n == 0 {
+		a.empty = make(chan struct{})
+	}
+	a.n++
+	a.mu.Unlock()
+	return &trackedConn{Conn: c, addr: addr, release: a.release}
+}
+
+func (a *activeConns) release() {
+	a.mu.Lock()
+	a.n--
+	if a.n == 0 {
+		close(a.empty)
+	}
+	a.mu.Unlock()
+}
+
+// idle returns a channel closed when no handed-out connection is open.
+func (a *activeConns) idle() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return a.empty
+}
+
+// trackedConn is a stream handed out by Accept.
+type trackedConn struct {
+	net.Conn
+	addr    net.Addr
+	once    sync.Once
+	release func()
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// LocalAddr returns the tunnel's address.
+func (c *trackedConn) LocalAddr() net.Addr { return c.addr }
+
+// RemoteAddr returns the tunnel's address too: the public client's address
+// is in the request's X-Forwarded-For header.
+func (c *trackedConn) RemoteAddr() net.Addr { return c.addr }

@@ -1,0 +1,118 @@
+package tunnel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"time"
+
+	"github.com/http-tunnel/tunnel"
+)
+
+// startGateway runs a gateway on loopback for the examples and returns its
+// URL and a function that stops it.
+func startGateway() (string, func()) {
+	gw := &tunnel.Server{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go gw.Serve(l)
+	return "http://" + l.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Shutdown(ctx)
+		http.DefaultClient.CloseIdleConnections()
+	}
+}
+
+func ExampleListen() {
+	gatewayURL, stop := startGateway()
+	defer stop()
+
+	ln, err := tunnel.Listen(context.Background(), gatewayURL, tunnel.WithName("hello"),
+		tunnel.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s", r.URL.Path)
+	}))
+
+	fmt.Println("tunnel:", ln.ID())
+	resp, err := http.Get(ln.URL() + "/greeting")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.Status, string(body))
+	// Output:
+	// tunnel: hello
+	// 200 OK hello from /greeting
+}
+
+func ExampleForward() {
+	gatewayURL, stop := startGateway()
+	defer stop()
+
+	// A service that already listens locally.
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "local service: %s %s", r.Method, r.URL.RequestURI())
+	}))
+	defer local.Close()
+
+	fw, err := tunnel.Forward(context.Background(), gatewayURL, local.URL,
+		tunnel.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer fw.Close()
+
+	resp, err := http.Get(fw.URL() + "/api?q=1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+	// Output: local service: GET /api?q=1
+}
+
+func ExampleServer() {
+	gw := &tunnel.Server{
+		BaseURL:       "https://tunnel.example.com", // tunnels get https://<id>.tunnel.example.com
+		Authenticator: tunnel.NewStaticTokens(os.Getenv("TUNNEL_TOKEN")),
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go gw.Serve(l)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(gw.Shutdown(ctx))
+	// Output: <nil>
+}
+
+func ExampleError() {
+	_, err := tunnel.Listen(context.Background(), "http://127.0.0.1:1", tunnel.WithName("Not A Label"))
+	var te *tunnel.Error
+	if errors.As(err, &te) {
+		fmt.Println(te.Code, te.HTTPStatus(), errors.Is(err, tunnel.ErrInvalidRequest))
+	}
+	// Output: invalid_request 400 true
+}

@@ -1,0 +1,213 @@
+// Command bench measures the tunnel against a direct loopback baseline, in
+// one process: the same handler is served directly and through a gateway
+// and tunnel, and the same load is run against both. It prints requests/s,
+// p50/p99 latency and MB/s for each, and the tunnel's ratio to direct.
+//
+//	go run ./examples/bench                  # all scenarios, 5 s each
+//	go run ./examples/bench -duration 10s -scenarios small
+//
+// Scenarios:
+//
+//	small       64 concurrent connections, GET of a 13-byte body
+//	bulk        4 concurrent connections, GET of a 16 MiB body
+//	sequential  one connection, one request at a time (added latency)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/http-tunnel/tunnel"
+)
+
+const bulkSize = 16 << 20
+
+func main() {
+	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs per target")
+	scenarios := flag.String("scenarios", "small,bulk,sequential", "comma-separated scenarios to run")
+	flag.Parse()
+
+	if err := run(*duration, strings.Split(*scenarios, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// handler serves the benchmark's two resources.
+func handler() http.Handler {
+	small := []byte("hello, world\n")
+	bulk := make([]byte, bulkSize)
+	for i := range bulk {
+		bulk[i] = byte(i)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(small)
+	})
+	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(len(bulk)))
+		w.Write(bulk)
+	})
+	return mux
+}
+
+func run(d time.Duration, scenarios []string) error {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := handler()
+
+	// Direct: the handler on a loopback port.
+	dl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	direct := &http.Server{Handler: h}
+	go direct.Serve(dl)
+	defer direct.Close()
+
+	// Tunnel: a gateway on loopback, and the handler behind a tunnel.
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	gw := &tunnel.Server{Logger: quiet}
+	go gw.Serve(gl)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Shutdown(ctx)
+	}()
+	ln, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	go http.Serve(ln, h)
+
+	targets := []struct{ name, base string }{
+		{"direct", "http://" + dl.Addr().String()},
+		{"tunnel", ln.URL()},
+	}
+	fmt.Printf("GOMAXPROCS=%d, %v per target and scenario\n\n", runtime.GOMAXPROCS(0), d)
+	fmt.Printf("%-11s %-7s %12s %10s %10s %10s\n", "scenario", "target", "req/s", "p50", "p99", "MB/s")
+	for _, sc := range scenarios {
+		var conc int
+		var path string
+		switch sc {
+		case "small":
+			conc, path = 64, "/small"
+		case "bulk":
+			conc, path = 4, "/bulk"
+		case "sequential":
+			conc, path = 1, "/small"
+		default:
+			return fmt.Errorf("unknown scenario %q", sc)
+		}
+		var res [2]result
+		for i, tg := range targets {
+			// Warm up connections and caches, then measure.
+			load(tg.base+path, conc, d/5)
+			res[i] = load(tg.base+path, conc, d)
+			if res[i].errors > 0 {
+				return fmt.Errorf("%s %s: %d failed requests", sc, tg.name, res[i].errors)
+			}
+			fmt.Printf("%-11s %-7s %12.0f %10s %10s %10.1f\n", sc, tg.name, res[i].rps(), fmtDur(res[i].p(50)), fmtDur(res[i].p(99)), res[i].mbps())
+		}
+		fmt.Printf("%-11s %-7s %11.1f%% %10s %10s %9.1f%%   added p50 %s\n\n", sc, "ratio",
+			100*res[1].rps()/res[0].rps(), "", "", 100*res[1].mbps()/res[0].mbps(), fmtDur(res[1].p(50)-res[0].p(50)))
+	}
+	return nil
+}
+
+// result is what one load run measured.
+type result struct {
+	elapsed   time.Duration
+	requests  int
+	bytes     int64
+	errors    int
+	latencies []time.Duration // sorted
+}
+
+func (r result) rps() float64  { return float64(r.requests) / r.elapsed.Seconds() }
+func (r result) mbps() float64 { return float64(r.bytes) / r.elapsed.Seconds() / 1e6 }
+
+// p returns the q-th percentile latency.
+func (r result) p(q int) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return r.latencies[min(len(r.latencies)-1, len(r.latencies)*q/100)]
+}
+
+// load runs conc workers, each with its own keep-alive connection, sending
+// GET url back to back for d.
+func load(url string, conc int, d time.Duration) result {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var res result
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 1<<16)
+			var n int
+			var bytes int64
+			var errs int
+			buf := make([]byte, 64<<10)
+			for !stop.Load() {
+				t0 := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					errs++
+					continue
+				}
+				for {
+					k, err := resp.Body.Read(buf)
+					bytes += int64(k)
+					if err != nil {
+						break
+					}
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+				n++
+			}
+			mu.Lock()
+			res.requests += n
+			res.bytes += bytes
+			res.errors += errs
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		})
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	slices.Sort(res.latencies)
+	return res
+}
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond))
+}

@@ -1,0 +1,124 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+)
+
+// Forwarder proxies every request arriving through a tunnel to a local HTTP
+// service. Create one with Forward.
+type Forwarder struct {
+	ln    *Listener
+	srv   *http.Server
+	done  chan struct{}
+	local *url.URL
+}
+
+// Forward opens a tunnel like Listen and proxies every request that arrives
+// through it to the HTTP service at localURL (such as
+// "http://localhost:3000"), streaming bodies both ways and passing
+// WebSocket upgrades through. If the local service cannot be reached the
+// public client gets 502 with code local_service_unavailable.
+//
+// ctx bounds the first connection only; the Forwarder runs until Close.
+func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (*Forwarder, error) {
+	local, err := url.Parse(localURL)
+	if err != nil || (local.Scheme != "http" && local.Scheme != "https") || local.Host == "" {
+		return nil, fmt.Errorf("tunnel: forward: local URL %q must be an absolute http or https URL", localURL)
+	}
+	ln, err := Listen(ctx, gatewayURL, opts...)
+	if err != nil {
+		return nil, err
+	}
+	f := &Forwarder{ln: ln, done: make(chan struct{}), local: local}
+	f.srv = &http.Server{
+		Handler:  f.proxy(),
+		ErrorLog: slog.NewLogLogger(ln.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		defer close(f.done)
+		f.srv.Serve(ln)
+	}()
+	return f, nil
+}
+
+// proxy returns the handler that sends tunneled requests to the local
+// service.
+func (f *Forwarder) proxy() http.Handler {
+	rewriteHost := f.ln.opts.rewriteHost
+	log := f.ln.log
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(f.local)
+			if f.local.RawQuery == "" {
+				// SetURL keeps the cleaned query; restore it byte for byte.
+				pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			}
+			if !rewriteHost {
+				pr.Out.Host = pr.In.Host
+			}
+			// The gateway set these for the public client; Rewrite removed
+			// them from the outbound request. The tunnel is trusted.
+			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[h]; ok {
+					pr.Out.Header[h] = v
+				}
+			}
+		},
+		Transport: &http.Transport{
+			Proxy:                 nil, // the local service is local
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			DisableCompression:    true,
+			ExpectContinueTimeout: time.Second,
+			WriteBufferSize:       32 << 10,
+			ReadBufferSize:        32 << 10,
+		},
+		BufferPool: proxyBuffers,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			ctx := r.Context()
+			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return
+			}
+			writeError(ctx, w, log, &Error{Code: CodeLocalServiceUnavailable, Message: ErrLocalServiceUnavailable.Message, Err: err},
+				slog.String("tunnel_id", f.ln.ID()), slog.String("local", f.local.Host), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+		},
+	}
+}
+
+// URL returns the tunnel's public URL.
+func (f *Forwarder) URL() string { return f.ln.URL() }
+
+// ID returns the tunnel's ID.
+func (f *Forwarder) ID() string { return f.ln.ID() }
+
+// Done returns a channel closed when the Forwarder has stopped for good.
+func (f *Forwarder) Done() <-chan struct{} { return f.ln.Done() }
+
+// Err returns why the Forwarder stopped; see Listener.Err.
+func (f *Forwarder) Err() error { return f.ln.Err() }
+
+// Close stops the Forwarder at once, cutting requests in flight.
+func (f *Forwarder) Close() error {
+	f.ln.Close()
+	f.srv.Close()
+	<-f.done
+	return nil
+}
+
+// CloseWithContext stops the Forwarder gracefully: no new requests, and
+// those in flight may finish until ctx ends.
+func (f *Forwarder) CloseWithContext(ctx context.Context) error {
+	err := f.ln.CloseWithContext(ctx)
+	f.srv.Close()
+	<-f.done
+	return err
+}

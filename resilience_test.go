@@ -1,0 +1,398 @@
+package tunnel_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/protocol"
+	"github.com/http-tunnel/tunnel/tunneltest"
+)
+
+// watchHeap samples the heap until the returned function is called, which
+// returns how far the heap grew above where it started.
+func watchHeap(t testing.TB) func() uint64 {
+	t.Helper()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	stop := make(chan struct{})
+	result := make(chan uint64)
+	go func() {
+		peak := base
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				result <- peak - base
+				return
+			case <-tick.C:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc)
+			}
+		}
+	}()
+	return func() uint64 { close(stop); return <-result }
+}
+
+// wsEcho is a WebSocket echo handler.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	for {
+		typ, msg, err := c.Read(r.Context())
+		if err != nil {
+			return
+		}
+		if err := c.Write(r.Context(), typ, msg); err != nil {
+			return
+		}
+	}
+}
+
+func testWSEcho(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c, _, err := websocket.Dial(ctx, strings.Replace(url, "http", "ws", 1)+"/ws", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("WebSocket dial through the tunnel: %v", err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	for i, msg := range []string{"hello", strings.Repeat("x", 100<<10), "bye"} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		typ, got, err := c.Read(ctx)
+		if err != nil || typ != websocket.MessageText || string(got) != msg {
+			t.Fatalf("echo %d: %v, %d bytes, err %v", i, typ, len(got), err)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+func TestReconnectAfterCutKeepsURL(t *testing.T) {
+	t.Parallel()
+	gw, ev := gateway(t, nil)
+	d := &cuttableDialer{}
+	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(10*time.Millisecond, 100*time.Millisecond), tunnel.WithHeartbeat(time.Second))
+	serve(t, ln, http.HandlerFunc(echo))
+	c := newClient(t)
+	first := next(t, ev.connected, "the first connection")
+	url, id := ln.URL(), ln.ID()
+	if status, _, _ := get(t, c, url+"/before"); status != 200 {
+		t.Fatalf("before the cut: %d", status)
+	}
+
+	d.cut()
+	second := next(t, ev.connected, "the reconnect")
+	if second.ID != first.ID || second.ConnectionID == first.ConnectionID {
+		t.Fatalf("reconnect: %+v after %+v; want the same tunnel on a new connection", second, first)
+	}
+	if ln.URL() != url || ln.ID() != id {
+		t.Fatalf("after reconnect URL %q ID %q, want %q %q", ln.URL(), ln.ID(), url, id)
+	}
+	if status, hdr, _ := get(t, c, url+"/after"); status != 200 || hdr.Get("X-Echo-Path") != "/after" {
+		t.Fatalf("after the reconnect: %d", status)
+	}
+	select {
+	case <-ln.Done():
+		t.Fatal("listener stopped after a cut")
+	default:
+	}
+}
+
+func TestAgentGoneMidRequest(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	d := &cuttableDialer{}
+	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Hour, time.Hour))
+	entered := make(chan struct{})
+	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done()
+	}))
+	go func() {
+		<-entered
+		d.cut()
+	}()
+	status, hdr, body := get(t, newClient(t), ln.URL()+"/x")
+	wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
+
+	// The tunnel is known but its agent is away: 502, not 404.
+	status, hdr, body = get(t, newClient(t), ln.URL()+"/y")
+	wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
+}
+
+func TestGatewayRestartAgentComesBack(t *testing.T) {
+	t.Parallel()
+	l1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l1.Addr().String()
+	connected := make(chan tunnel.Tunnel, 4)
+	newServer := func() *tunnel.Server {
+		return &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet, OnConnect: func(tn tunnel.Tunnel) { connected <- tn }}
+	}
+	gw1 := newServer()
+	go gw1.Serve(l1)
+
+	ln, err := tunnel.Listen(context.Background(), "http://"+addr, tunnel.WithLogger(quiet), tunnel.WithBackoff(10*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	serve(t, ln, http.HandlerFunc(echo))
+	c := newClient(t)
+	first := next(t, connected, "the first connection")
+	url := ln.URL()
+	if status, _, _ := get(t, c, url+"/a"); status != 200 {
+		t.Fatalf("before restart: %d", status)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gw1.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	c.CloseIdleConnections()
+
+	// A new gateway process on the same address, with an empty store.
+	l2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw2 := newServer()
+	go gw2.Serve(l2)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		gw2.Shutdown(ctx)
+	})
+
+	second := next(t, connected, "the reconnect to the new gateway")
+	if second.ID != first.ID || ln.URL() != url {
+		t.Fatalf("after restart tunnel %q URL %q, want %q %q", second.ID, ln.URL(), first.ID, url)
+	}
+	if status, hdr, _ := get(t, c, url+"/b"); status != 200 || hdr.Get("X-Echo-Path") != "/b" {
+		t.Fatalf("after restart: %d", status)
+	}
+}
+
+func TestShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
+	srv := &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(gl) }()
+	ln, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet), tunnel.WithBackoff(time.Hour, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	entered, release := make(chan struct{}), make(chan struct{})
+	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		w.Write([]byte("finished"))
+	}))
+
+	type result struct {
+		status int
+		body   string
+	}
+	res := make(chan result, 1)
+	c := newClient(t)
+	go func() {
+		status, _, body := get(t, c, ln.URL()+"/slow")
+		res <- result{status, body}
+	}()
+	<-entered
+	shutdownErr := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shutdownErr <- srv.Shutdown(ctx)
+	}()
+	// New agents are refused while it drains.
+	for {
+		_, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet))
+		if err != nil {
+			break
+		}
+	}
+	close(release)
+	if r := <-res; r.status != 200 || r.body != "finished" {
+		t.Fatalf("in-flight request: %d %q", r.status, r.body)
+	}
+	if err := <-shutdownErr; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve returned %v", err)
+	}
+}
+
+func TestCloseWithContextLetsRequestsFinish(t *testing.T) {
+	t.Parallel()
+	gw, ev := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Logger: debugLog(t)})
+	ln := listen(t, gw)
+	entered, release := make(chan struct{}), make(chan struct{})
+	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		w.Write([]byte("done"))
+	}))
+	c := newClient(t)
+	// Warm a keep-alive stream so that draining has an idle one to close.
+	if status, _, _ := get(t, c, ln.URL()+"/fast"); status != 200 {
+		t.Fatal(status)
+	}
+	res := make(chan string, 1)
+	go func() {
+		_, _, body := get(t, c, ln.URL()+"/slow")
+		res <- body
+	}()
+	<-entered
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		closed <- ln.CloseWithContext(ctx)
+	}()
+	// The gateway learns of the drain: the tunnel goes away for new requests.
+	next(t, ev.connected, "connect")
+	for {
+		status, _, _ := get(t, c, ln.URL()+"/fast")
+		if status == http.StatusNotFound {
+			break
+		}
+	}
+	close(release)
+	if body := <-res; body != "done" {
+		t.Fatalf("in-flight request during CloseWithContext: %q", body)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("CloseWithContext: %v", err)
+	}
+	next(t, ev.disconnected, "disconnect")
+}
+
+// rawAgent dials the agent endpoint without the client library.
+func rawAgent(t *testing.T, gw *tunneltest.Gateway, subprotocols ...string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, _, err := websocket.Dial(ctx, strings.Replace(gw.URL, "http", "ws", 1)+protocol.ConnectPath,
+		&websocket.DialOptions{Subprotocols: subprotocols, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func TestMalformedHandshakesAreRefused(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, HandshakeTimeout: 500 * time.Millisecond})
+	mux := protocol.SubprotocolMux
+	cases := []struct {
+		name       string
+		protos     []string
+		send       func(ctx context.Context, c *websocket.Conn) error
+		wantStatus websocket.StatusCode
+		wantCode   string // the error message's code, if one is sent
+	}{
+		{"not JSON", []string{mux}, text("hello"), websocket.StatusProtocolError, "invalid_request"},
+		{"JSON but no type", []string{mux}, text(`{"name":"x"}`), websocket.StatusProtocolError, "invalid_request"},
+		{"wrong first message", []string{mux}, text(`{"type":"ping"}`), websocket.StatusProtocolError, "invalid_request"},
+		{"binary frame", []string{mux}, func(ctx context.Context, c *websocket.Conn) error {
+			return c.Write(ctx, websocket.MessageBinary, []byte(`{"type":"ready"}`))
+		}, websocket.StatusProtocolError, "invalid_request"},
+		{"oversized", []string{mux}, text(`{"type":"ready","name":"` + strings.Repeat("a", protocol.MaxHandshakeBytes) + `"}`), websocket.StatusMessageTooBig, ""},
+		{"invalid name", []string{mux}, text(`{"type":"ready","name":"Not_Valid"}`), websocket.StatusPolicyViolation, "invalid_request"},
+		{"resume without id", []string{mux}, text(`{"type":"ready","resume_token":"x"}`), websocket.StatusPolicyViolation, "invalid_request"},
+		{"no subprotocol", nil, text(`{"type":"ready"}`), websocket.StatusProtocolError, "invalid_request"},
+		{"silence", []string{mux}, func(context.Context, *websocket.Conn) error { return nil }, -1, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := rawAgent(t, gw, tc.protos...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := tc.send(ctx, c); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			typ, msg, err := c.Read(ctx)
+			if tc.wantCode != "" {
+				if err != nil {
+					t.Fatalf("want an error message, got %v", err)
+				}
+				m, perr := protocol.Unmarshal(msg, 0)
+				e, ok := m.(*protocol.Error)
+				if typ != websocket.MessageText || perr != nil || !ok || e.Code != tc.wantCode {
+					t.Fatalf("got %s %q, want an error message with code %q", typ, msg, tc.wantCode)
+				}
+				_, _, err = c.Read(ctx)
+			}
+			if err == nil {
+				t.Fatal("connection still open")
+			}
+			if tc.wantStatus >= 0 {
+				if got := websocket.CloseStatus(err); got != tc.wantStatus {
+					t.Fatalf("close status %v (err %v), want %v", got, err, tc.wantStatus)
+				}
+			}
+		})
+	}
+	// After all that, the gateway still serves tunnels.
+	t.Run("still serving", func(t *testing.T) {
+		ln := listen(t, gw)
+		serve(t, ln, http.HandlerFunc(echo))
+		if status, _, _ := get(t, newClient(t), ln.URL()+"/ok"); status != 200 {
+			t.Fatalf("status %d", status)
+		}
+	})
+}
+
+func text(s string) func(ctx context.Context, c *websocket.Conn) error {
+	return func(ctx context.Context, c *websocket.Conn) error {
+		return c.Write(ctx, websocket.MessageText, []byte(s))
+	}
+}
+
+func debugLog(t testing.TB) *slog.Logger {
+	if os.Getenv("TUNNEL_TEST_DEBUG") == "" {
+		return quiet
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -1,0 +1,14 @@
+package dynamostore
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if any test leaves a goroutine running:
+// Cleanup's segment goroutines must all end before it returns, and every
+// test client closes its idle connections in t.Cleanup.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

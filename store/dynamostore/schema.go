@@ -1,0 +1,312 @@
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/http-tunnel/tunnel/store"
+)
+
+// Default names of the tables and the index, as the original system names
+// them. Deployments usually add a suffix per environment.
+const (
+	DefaultConnectionsTable = "http-tunnel-connections"
+	DefaultPendingTable     = "http-tunnel-pending-requests"
+	DefaultTunnelIndex      = "tunnel-id-index"
+)
+
+// Attribute names. The first group is the original system's and must not
+// change: its handlers and dashboards read them. The rest are this
+// package's additions, which original readers ignore.
+const (
+	attrConnectionID = "connectionId" // connections table partition key (S)
+	attrTunnelID     = "tunnelId"     // connection rows only; the GSI key (S)
+	attrPublicURL    = "publicUrl"    // S
+	attrCreatedAt    = "createdAt"    // N, epoch seconds, as the original
+	attrTTL          = "ttl"          // N, epoch seconds, DynamoDB's TTL attribute
+
+	attrRequestID    = "requestId"    // pending table partition key (S)
+	attrStatus       = "status"       // S, "pending" then "completed"
+	attrResponseData = "responseData" // S
+
+	attrOwner       = "owner"       // S
+	attrNode        = "node"        // S
+	attrHolder      = "holder"      // claim rows only: the holder's connection ID (S)
+	attrExpiresAt   = "expiresAt"   // N, epoch milliseconds; absent = never
+	attrCreatedAtMs = "createdAtMs" // N, epoch milliseconds; createdAt to the ms
+)
+
+// claimPrefix starts the partition key of every claim row. Connection IDs
+// never contain '#' (API Gateway's are base64url-like, the standalone
+// gateway's are hex), and Put refuses one that does, so a claim row's key
+// never equals a connection row's.
+const claimPrefix = "tunnel#"
+
+// Options names the tables and the index a Store uses. The zero value names
+// the defaults. Options are copied by New; changing them later has no
+// effect.
+type Options struct {
+	// ConnectionsTable holds connection rows and claim rows. Empty means
+	// DefaultConnectionsTable.
+	ConnectionsTable string
+	// PendingTable holds the serverless adapter's pending requests. The
+	// Store itself only cleans it up. Empty means DefaultPendingTable.
+	PendingTable string
+	// TunnelIndex is the global secondary index of ConnectionsTable on
+	// tunnelId. Empty means DefaultTunnelIndex.
+	TunnelIndex string
+}
+
+// withDefaults returns o with every empty field set to its default.
+func (o Options) withDefaults() Options {
+	if o.ConnectionsTable == "" {
+		o.ConnectionsTable = DefaultConnectionsTable
+	}
+	if o.PendingTable == "" {
+		o.PendingTable = DefaultPendingTable
+	}
+	if o.TunnelIndex == "" {
+		o.TunnelIndex = DefaultTunnelIndex
+	}
+	return o
+}
+
+// item is one DynamoDB row.
+type item = map[string]types.AttributeValue
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func claimKey(tunnelID string) item {
+	return item{attrConnectionID: str(claimPrefix + tunnelID)}
+}
+
+func connKey(connectionID string) item {
+	return item{attrConnectionID: str(connectionID)}
+}
+
+// ttlSeconds is the value of the ttl attribute for a row that expires at
+// ms: rounded up, so that DynamoDB's TTL deletion never comes before the
+// expiry the Store reports.
+func ttlSeconds(ms int64) int64 {
+	s := ms / 1000
+	if ms%1000 > 0 {
+		s++
+	}
+	return s
+}
+
+// setTimes adds the time attributes of r to it. Zero times are left out:
+// an absent expiresAt (and ttl) means the row never expires, an absent
+// createdAt means r.CreatedAt was zero.
+func setTimes(it item, r store.Record) {
+	if !r.CreatedAt.IsZero() {
+		ms := r.CreatedAt.UnixMilli()
+		it[attrCreatedAtMs] = num(ms)
+		it[attrCreatedAt] = num(r.CreatedAt.Unix())
+	}
+	if !r.ExpiresAt.IsZero() {
+		ms := r.ExpiresAt.UnixMilli()
+		it[attrExpiresAt] = num(ms)
+		it[attrTTL] = num(ttlSeconds(ms))
+	}
+}
+
+// claimItem is the claim row for r: the authoritative record.
+func claimItem(r store.Record) item {
+	it := item{
+		attrConnectionID: str(claimPrefix + r.TunnelID),
+		attrHolder:       str(r.ConnectionID),
+		attrOwner:        str(r.Owner),
+		attrNode:         str(r.Node),
+		attrPublicURL:    str(r.PublicURL),
+	}
+	setTimes(it, r)
+	return it
+}
+
+// connItem is the connection row for r, in the original's shape plus this
+// package's attributes.
+func connItem(r store.Record) item {
+	it := item{
+		attrConnectionID: str(r.ConnectionID),
+		attrTunnelID:     str(r.TunnelID),
+		attrOwner:        str(r.Owner),
+		attrNode:         str(r.Node),
+		attrPublicURL:    str(r.PublicURL),
+	}
+	setTimes(it, r)
+	return it
+}
+
+// claimRecord decodes a claim row (or the projection of one that Get reads)
+// for tunnelID.
+func claimRecord(tunnelID string, it item) (store.Record, error) {
+	r := store.Record{
+		TunnelID:     tunnelID,
+		ConnectionID: getS(it, attrHolder),
+		Owner:        getS(it, attrOwner),
+		Node:         getS(it, attrNode),
+		PublicURL:    getS(it, attrPublicURL),
+	}
+	var err error
+	if r.CreatedAt, err = getMillis(it, attrCreatedAtMs); err != nil {
+		return store.Record{}, err
+	}
+	if r.ExpiresAt, err = getMillis(it, attrExpiresAt); err != nil {
+		return store.Record{}, err
+	}
+	return r, nil
+}
+
+// getS returns the string attribute name of it, or "" when it is absent or
+// not a string.
+func getS(it item, name string) string {
+	if v, ok := it[name].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
+}
+
+// getMillis decodes a number attribute of epoch milliseconds. An absent
+// attribute is the zero time.
+func getMillis(it item, name string) (time.Time, error) {
+	v, ok := it[name]
+	if !ok {
+		return time.Time{}, nil
+	}
+	n, ok := v.(*types.AttributeValueMemberN)
+	if !ok {
+		return time.Time{}, fmt.Errorf("attribute %s is not a number", name)
+	}
+	ms, err := strconv.ParseInt(n.Value, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("attribute %s: %w", name, err)
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+// validConnectionID reports whether id can name a connection row: it must
+// be a non-empty key that no claim row can have.
+func validConnectionID(id string) bool {
+	return id != "" && !strings.Contains(id, "#")
+}
+
+// tableWait bounds how long CreateTables waits for a table to become
+// ACTIVE when ctx has no earlier deadline. DynamoDB usually takes seconds.
+const tableWait = 5 * time.Minute
+
+// CreateTables creates the connections table (partition key connectionId,
+// with the tunnelId global secondary index, projection ALL) and the pending
+// table (partition key requestId), both on-demand (PAY_PER_REQUEST), with
+// the names in opts, and waits until both tables and the index are ACTIVE.
+//
+// It is for development and tests; production tables belong to the
+// deployment's infrastructure code, which should also enable DynamoDB's
+// TTL on the ttl attribute of both tables (CreateTables does not, since
+// emulators lack the TTL API). A table that exists already is left as it
+// is, so CreateTables is idempotent, but it does not check that an
+// existing table has the right key schema.
+//
+// ctx bounds the whole call; without a deadline, the wait gives up after
+// 5 minutes. It needs the dynamodb:CreateTable and dynamodb:DescribeTable
+// permissions.
+func CreateTables(ctx context.Context, client *dynamodb.Client, opts Options) error {
+	opts = opts.withDefaults()
+	tables := []*dynamodb.CreateTableInput{
+		{
+			TableName:   aws.String(opts.ConnectionsTable),
+			BillingMode: types.BillingModePayPerRequest,
+			AttributeDefinitions: []types.AttributeDefinition{
+				{AttributeName: aws.String(attrConnectionID), AttributeType: types.ScalarAttributeTypeS},
+				{AttributeName: aws.String(attrTunnelID), AttributeType: types.ScalarAttributeTypeS},
+			},
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(attrConnectionID), KeyType: types.KeyTypeHash},
+			},
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+				IndexName: aws.String(opts.TunnelIndex),
+				KeySchema: []types.KeySchemaElement{
+					{AttributeName: aws.String(attrTunnelID), KeyType: types.KeyTypeHash},
+				},
+				Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+			}},
+		},
+		{
+			TableName:   aws.String(opts.PendingTable),
+			BillingMode: types.BillingModePayPerRequest,
+			AttributeDefinitions: []types.AttributeDefinition{
+				{AttributeName: aws.String(attrRequestID), AttributeType: types.ScalarAttributeTypeS},
+			},
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(attrRequestID), KeyType: types.KeyTypeHash},
+			},
+		},
+	}
+	for _, in := range tables {
+		_, err := client.CreateTable(ctx, in)
+		var inUse *types.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) {
+			return fmt.Errorf("dynamostore: create table %s: %w", *in.TableName, err)
+		}
+	}
+	wait := tableWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
+	waiter := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
+		// The defaults (20 s to 120 s between polls) suit a production
+		// deployment, not a test that an emulator serves at once.
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 2 * time.Second
+		o.Retryable = tableNotReady
+	})
+	for _, in := range tables {
+		if wait <= 0 {
+			return fmt.Errorf("dynamostore: wait for table %s: %w", *in.TableName, context.DeadlineExceeded)
+		}
+		err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				// The waiter's own error for a canceled ctx does not
+				// always wrap ctx.Err(); callers branch on it.
+				return fmt.Errorf("dynamostore: wait for table %s: %w", *in.TableName, errors.Join(ctx.Err(), err))
+			}
+			return fmt.Errorf("dynamostore: wait for table %s: %w", *in.TableName, err)
+		}
+	}
+	return nil
+}
+
+// tableNotReady is the waiter's test: retry until the table and every
+// global secondary index are ACTIVE. The SDK's default test looks at the
+// table only, and an index may still be building after its table is
+// ACTIVE.
+func tableNotReady(_ context.Context, _ *dynamodb.DescribeTableInput, out *dynamodb.DescribeTableOutput, err error) (bool, error) {
+	var missing *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &missing):
+		return true, nil
+	case err != nil:
+		return false, err
+	case out.Table == nil || out.Table.TableStatus != types.TableStatusActive:
+		return true, nil
+	}
+	for _, gsi := range out.Table.GlobalSecondaryIndexes {
+		if gsi.IndexStatus != types.IndexStatusActive {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,359 @@
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/http-tunnel/tunnel/store"
+)
+
+// Store is a store.Store kept in DynamoDB, shared by every gateway node and
+// serverless function that uses the same tables. The package documentation
+// describes the rows it writes and the order it writes them in.
+//
+// Create one with New; the zero value is not usable. A Store is safe for
+// concurrent use by multiple goroutines, holds no state besides its
+// configuration and starts no goroutines of its own (Cleanup's end before
+// it returns), so there is nothing to close. Every method's ctx bounds all
+// of its requests; a canceled ctx makes a method fail with an error
+// wrapping context.Canceled, possibly after some of its writes were made
+// (see the package documentation for why that is safe).
+//
+// Lookups return store.ErrNotFound itself and Put returns store.ErrConflict
+// itself; backend failures are wrapped as "dynamostore: <op>: <cause>".
+type Store struct {
+	client  *dynamodb.Client
+	conns   *string // connections table name, shared by every request
+	pending *string // pending table name
+
+	// now is the clock; nil means time.Now. Tests in this package set it.
+	now func() time.Time
+	// scanned, when non-nil, is called by Cleanup after each page of a
+	// Scan and before deleting what it found, so that tests can change a
+	// row in between.
+	scanned func(table string, keys []item)
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store that uses client and the tables named by opts (see
+// Options for the defaults). The tables must exist: see CreateTables for
+// development and tests. client is used as it is; its retryer, timeouts
+// and credentials apply to every request.
+func New(client *dynamodb.Client, opts Options) *Store {
+	opts = opts.withDefaults()
+	return &Store{
+		client:  client,
+		conns:   aws.String(opts.ConnectionsTable),
+		pending: aws.String(opts.PendingTable),
+	}
+}
+
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+// Expression attribute names, one map per expression. They are shared by
+// every request and never written after init: the SDK only reads them.
+// Every attribute goes through a placeholder because several of the
+// schema's names (owner, ttl, status, node) are DynamoDB reserved words,
+// and DynamoDB rejects placeholders an expression does not use, hence the
+// separate maps.
+var (
+	// getProjection lists what a Record needs from a claim row, so that a
+	// lookup reads neither key nor ttl nor createdAt again.
+	getProjection = "#h, #o, #n, #u, #c, #e"
+	getNames      = map[string]string{
+		"#h": attrHolder, "#o": attrOwner, "#n": attrNode,
+		"#u": attrPublicURL, "#c": attrCreatedAtMs, "#e": attrExpiresAt,
+	}
+	connProjection = "#t"
+	connNames      = map[string]string{"#t": attrTunnelID}
+
+	// claimCondition lets Put take a free tunnel, its owner's own, or an
+	// expired one. A row without expiresAt never expires: the comparison
+	// with an absent attribute is false.
+	claimCondition = "attribute_not_exists(#k) OR #o = :owner OR #e <= :now"
+	claimNames     = map[string]string{"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt}
+
+	// sameTunnel guards writes to a connection row so that they never
+	// touch the row of a connection ID that now serves another tunnel.
+	sameTunnel      = "#t = :tunnel"
+	sameTunnelNames = map[string]string{"#t": attrTunnelID}
+
+	// holderLive is Renew's condition: the connection still holds a live
+	// claim.
+	holderLive = "#h = :conn AND (attribute_not_exists(#e) OR #e > :now)"
+
+	holderIs      = "#h = :conn"
+	holderIsNames = map[string]string{"#h": attrHolder}
+
+	absent      = "attribute_not_exists(#k)"
+	absentNames = map[string]string{"#k": attrConnectionID}
+
+	// Renew's update sets or removes both expiry attributes; its name maps
+	// serve either expression.
+	setExpiry       = "SET #e = :exp, #ttl = :ttl"
+	removeExpiry    = "REMOVE #e, #ttl"
+	renewConnNames  = map[string]string{"#t": attrTunnelID, "#e": attrExpiresAt, "#ttl": attrTTL}
+	renewClaimNames = map[string]string{"#h": attrHolder, "#e": attrExpiresAt, "#ttl": attrTTL}
+)
+
+// conditionFailed reports whether err is DynamoDB's refusal of a condition
+// expression.
+func conditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+// Put implements store.Store.Put: a conditional write of the claim row,
+// then the connection row, then the removal of the previous holder's
+// connection row. An error after the claim write leaves the claim taken by
+// r; it is released when r expires, by Delete, or by the owner's next Put.
+// Put refuses a ConnectionID that is empty or contains '#', and an empty
+// TunnelID, since they cannot be keys of connection rows.
+func (s *Store) Put(ctx context.Context, r store.Record) error {
+	if r.TunnelID == "" || !validConnectionID(r.ConnectionID) {
+		return fmt.Errorf("dynamostore: put: invalid tunnel ID %q or connection ID %q", r.TunnelID, r.ConnectionID)
+	}
+	out, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                s.conns,
+		Item:                     claimItem(r),
+		ConditionExpression:      &claimCondition,
+		ExpressionAttributeNames: claimNames,
+		ExpressionAttributeValues: item{
+			":owner": str(r.Owner),
+			":now":   num(s.clock().UnixMilli()),
+		},
+		ReturnValues: types.ReturnValueAllOld,
+	})
+	if conditionFailed(err) {
+		return store.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("dynamostore: put: %w", err)
+	}
+	if _, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.conns,
+		Item:      connItem(r),
+	}); err != nil {
+		return fmt.Errorf("dynamostore: put: %w", err)
+	}
+	if old := getS(out.Attributes, attrHolder); old != "" && old != r.ConnectionID {
+		// The previous holder's row is unreachable already (lookups by
+		// connection check the claim), so a failure here is not the
+		// caller's: the row stays until its expiry and Cleanup.
+		_ = s.deleteConn(ctx, old, r.TunnelID)
+	}
+	return nil
+}
+
+// deleteConn deletes the connection row of connectionID if it still belongs
+// to tunnelID.
+func (s *Store) deleteConn(ctx context.Context, connectionID, tunnelID string) error {
+	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 s.conns,
+		Key:                       connKey(connectionID),
+		ConditionExpression:       &sameTunnel,
+		ExpressionAttributeNames:  sameTunnelNames,
+		ExpressionAttributeValues: item{":tunnel": str(tunnelID)},
+	})
+	if err != nil && !conditionFailed(err) {
+		return err
+	}
+	return nil
+}
+
+// Get implements store.Store.Get with one strongly consistent read of the
+// claim row.
+func (s *Store) Get(ctx context.Context, tunnelID string) (store.Record, error) {
+	r, err := s.get(ctx, tunnelID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Record{}, fmt.Errorf("dynamostore: get: %w", err)
+	}
+	return r, err
+}
+
+// get reads the live record of tunnelID from its claim row. It returns
+// store.ErrNotFound itself, and backend errors unwrapped.
+func (s *Store) get(ctx context.Context, tunnelID string) (store.Record, error) {
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                s.conns,
+		Key:                      claimKey(tunnelID),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     &getProjection,
+		ExpressionAttributeNames: getNames,
+	})
+	if err != nil {
+		return store.Record{}, err
+	}
+	if len(out.Item) == 0 {
+		return store.Record{}, store.ErrNotFound
+	}
+	r, err := claimRecord(tunnelID, out.Item)
+	if err != nil {
+		return store.Record{}, err
+	}
+	if !r.Live(s.clock()) {
+		return store.Record{}, store.ErrNotFound
+	}
+	return r, nil
+}
+
+// GetByConnection implements store.Store.GetByConnection with two strongly
+// consistent reads: the connection row, for its tunnel ID, then the claim
+// row, which must still name connectionID. The second read is what hides a
+// connection that was taken over or deleted while its row lingered (see
+// the package documentation).
+func (s *Store) GetByConnection(ctx context.Context, connectionID string) (store.Record, error) {
+	if !validConnectionID(connectionID) {
+		return store.Record{}, store.ErrNotFound
+	}
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                s.conns,
+		Key:                      connKey(connectionID),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     &connProjection,
+		ExpressionAttributeNames: connNames,
+	})
+	if err != nil {
+		return store.Record{}, fmt.Errorf("dynamostore: get by connection: %w", err)
+	}
+	tunnelID := getS(out.Item, attrTunnelID)
+	if tunnelID == "" {
+		return store.Record{}, store.ErrNotFound
+	}
+	r, err := s.get(ctx, tunnelID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Record{}, err
+	case err != nil:
+		return store.Record{}, fmt.Errorf("dynamostore: get by connection: %w", err)
+	case r.ConnectionID != connectionID:
+		return store.Record{}, store.ErrNotFound
+	}
+	return r, nil
+}
+
+// expiryUpdate returns the update expression and values that set a row's
+// expiry to expiresAt, or remove it for the zero time.
+func expiryUpdate(expiresAt time.Time) (*string, item) {
+	if expiresAt.IsZero() {
+		return &removeExpiry, nil
+	}
+	ms := expiresAt.UnixMilli()
+	return &setExpiry, item{":exp": num(ms), ":ttl": num(ttlSeconds(ms))}
+}
+
+// Renew implements store.Store.Renew. It extends the connection row first
+// and the claim row second, so that a connection row never expires before
+// the claim that names it; Cleanup relies on that. The claim update is
+// conditional on connectionID holding a live claim; when it is refused,
+// Renew returns store.ErrNotFound itself. When the connection row was
+// missing (a Put that failed after its claim write), Renew writes it again
+// from the claim.
+func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expiresAt time.Time) error {
+	if !validConnectionID(connectionID) {
+		return store.ErrNotFound
+	}
+	update, values := expiryUpdate(expiresAt)
+	connValues := item{":tunnel": str(tunnelID)}
+	claimValues := item{":conn": str(connectionID), ":now": num(s.clock().UnixMilli())}
+	for k, v := range values {
+		connValues[k] = v
+		claimValues[k] = v
+	}
+	connMissing := false
+	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.conns,
+		Key:                       connKey(connectionID),
+		UpdateExpression:          update,
+		ConditionExpression:       &sameTunnel,
+		ExpressionAttributeNames:  renewConnNames,
+		ExpressionAttributeValues: connValues,
+	})
+	switch {
+	case conditionFailed(err):
+		connMissing = true
+	case err != nil:
+		return fmt.Errorf("dynamostore: renew: %w", err)
+	}
+
+	in := &dynamodb.UpdateItemInput{
+		TableName:                 s.conns,
+		Key:                       claimKey(tunnelID),
+		UpdateExpression:          update,
+		ConditionExpression:       &holderLive,
+		ExpressionAttributeNames:  renewClaimNames,
+		ExpressionAttributeValues: claimValues,
+	}
+	if connMissing {
+		in.ReturnValues = types.ReturnValueAllNew
+	}
+	out, err := s.client.UpdateItem(ctx, in)
+	switch {
+	case conditionFailed(err):
+		return store.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("dynamostore: renew: %w", err)
+	case !connMissing:
+		return nil
+	}
+
+	// Repair: the claim names connectionID but its row is missing, or
+	// belongs to another tunnel, which the condition leaves alone.
+	r, err := claimRecord(tunnelID, out.Attributes)
+	if err != nil {
+		return fmt.Errorf("dynamostore: renew: %w", err)
+	}
+	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                s.conns,
+		Item:                     connItem(r),
+		ConditionExpression:      &absent,
+		ExpressionAttributeNames: absentNames,
+	})
+	if err != nil && !conditionFailed(err) {
+		return fmt.Errorf("dynamostore: renew: %w", err)
+	}
+	return nil
+}
+
+// Delete implements store.Store.Delete: a conditional delete of the claim
+// row (refused, and ignored, unless it names connectionID), then of the
+// connection row (unless it now serves another tunnel). The connection row
+// goes even when the claim names another connection, since such a row is
+// unreachable garbage.
+func (s *Store) Delete(ctx context.Context, tunnelID, connectionID string) error {
+	if !validConnectionID(connectionID) {
+		return nil
+	}
+	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 s.conns,
+		Key:                       claimKey(tunnelID),
+		ConditionExpression:       &holderIs,
+		ExpressionAttributeNames:  holderIsNames,
+		ExpressionAttributeValues: item{":conn": str(connectionID)},
+	})
+	if err != nil && !conditionFailed(err) {
+		return fmt.Errorf("dynamostore: delete: %w", err)
+	}
+	if err := s.deleteConn(ctx, connectionID, tunnelID); err != nil {
+		return fmt.Errorf("dynamostore: delete: %w", err)
+	}
+	return nil
+}
+
+// isClaimKey reports whether a connections-table key is a claim row's.
+func isClaimKey(key string) bool {
+	return strings.HasPrefix(key, claimPrefix)
+}

@@ -1,0 +1,388 @@
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	client := newClient(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := newStore(t, client)
+		return s
+	})
+}
+
+// rawItem reads a row as DynamoDB holds it.
+func rawItem(t *testing.T, client *dynamodb.Client, table, key string) item {
+	t.Helper()
+	out, err := client.GetItem(t.Context(), &dynamodb.GetItemInput{
+		TableName:      aws.String(table),
+		Key:            connKey(key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("GetItem(%s): %v", key, err)
+	}
+	return out.Item
+}
+
+// plain renders an item as attribute name -> "S:value" or "N:value", for
+// comparison.
+func plain(it item) map[string]string {
+	m := make(map[string]string, len(it))
+	for k, v := range it {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			m[k] = "S:" + v.Value
+		case *types.AttributeValueMemberN:
+			m[k] = "N:" + v.Value
+		default:
+			m[k] = "?"
+		}
+	}
+	return m
+}
+
+// TestSchema pins the rows as other readers see them: the original's
+// attribute names and units on connection rows, claim rows that the
+// tunnel-id-index does not see, and the key schemas of both tables.
+func TestSchema(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	s, opts := newStore(t, client)
+	ctx := t.Context()
+
+	r := testRecord("owner-a", 0)
+	r.CreatedAt = time.Date(2030, 1, 2, 3, 4, 5, 678_900_000, time.UTC)
+	r.ExpiresAt = time.Date(2030, 1, 2, 5, 4, 5, 1_000_000, time.UTC) // ttl rounds up
+	mustPut(t, s, r)
+	createdMs := strconv.FormatInt(r.CreatedAt.UnixMilli(), 10)
+	expiresMs := strconv.FormatInt(r.ExpiresAt.UnixMilli(), 10)
+	common := map[string]string{
+		"owner":       "S:owner-a",
+		"node":        "S:node-a",
+		"publicUrl":   "S:" + r.PublicURL,
+		"createdAt":   "N:" + strconv.FormatInt(r.CreatedAt.Unix(), 10),
+		"createdAtMs": "N:" + createdMs,
+		"expiresAt":   "N:" + expiresMs,
+		"ttl":         "N:" + strconv.FormatInt(r.ExpiresAt.Unix()+1, 10),
+	}
+	wantConn := maps.Clone(common)
+	wantConn["connectionId"] = "S:" + r.ConnectionID
+	wantConn["tunnelId"] = "S:" + r.TunnelID
+	wantClaim := maps.Clone(common)
+	wantClaim["connectionId"] = "S:tunnel#" + r.TunnelID
+	wantClaim["holder"] = "S:" + r.ConnectionID
+
+	rows := []struct {
+		name, key string
+		want      map[string]string
+	}{
+		{"ConnectionRow", r.ConnectionID, wantConn},
+		{"ClaimRow", "tunnel#" + r.TunnelID, wantClaim},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			got := plain(rawItem(t, client, opts.ConnectionsTable, row.key))
+			if !maps.Equal(got, row.want) {
+				t.Errorf("row %s:\n got %v\nwant %v", row.key, got, row.want)
+			}
+		})
+	}
+
+	// The original's lookup: the index holds connection rows only, so the
+	// claim row never answers for a tunnel. After a takeover only the new
+	// connection is left.
+	queryIndex := func() []string {
+		t.Helper()
+		out, err := client.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(opts.ConnectionsTable),
+			IndexName:                 aws.String(DefaultTunnelIndex),
+			KeyConditionExpression:    aws.String("tunnelId = :id"),
+			ExpressionAttributeValues: item{":id": str(r.TunnelID)},
+		})
+		if err != nil {
+			t.Fatalf("Query(%s): %v", DefaultTunnelIndex, err)
+		}
+		var ids []string
+		for _, it := range out.Items {
+			ids = append(ids, getS(it, attrConnectionID))
+		}
+		return ids
+	}
+	if got := queryIndex(); !slices.Equal(got, []string{r.ConnectionID}) {
+		t.Errorf("index query = %q, want [%q]", got, r.ConnectionID)
+	}
+	next := r
+	next.ConnectionID = "c-next"
+	mustPut(t, s, next)
+	if got := queryIndex(); !slices.Equal(got, []string{next.ConnectionID}) {
+		t.Errorf("index query after takeover = %q, want [%q]", got, next.ConnectionID)
+	}
+
+	tables := []struct {
+		table, key, index, indexKey string
+	}{
+		{opts.ConnectionsTable, "connectionId", DefaultTunnelIndex, "tunnelId"},
+		{opts.PendingTable, "requestId", "", ""},
+	}
+	for _, tt := range tables {
+		out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tt.table)})
+		if err != nil {
+			t.Fatalf("DescribeTable(%s): %v", tt.table, err)
+		}
+		if ks := out.Table.KeySchema; len(ks) != 1 || aws.ToString(ks[0].AttributeName) != tt.key || ks[0].KeyType != types.KeyTypeHash {
+			t.Errorf("%s key schema = %+v, want %s HASH", tt.table, ks, tt.key)
+		}
+		var indexes []string
+		for _, gsi := range out.Table.GlobalSecondaryIndexes {
+			indexes = append(indexes, aws.ToString(gsi.IndexName)+"("+aws.ToString(gsi.KeySchema[0].AttributeName)+")")
+		}
+		want := []string(nil)
+		if tt.index != "" {
+			want = []string{tt.index + "(" + tt.indexKey + ")"}
+		}
+		if !slices.Equal(indexes, want) {
+			t.Errorf("%s indexes = %q, want %q", tt.table, indexes, want)
+		}
+	}
+}
+
+// TestCreateTablesIdempotent checks that creating existing tables again
+// succeeds and keeps their rows.
+func TestCreateTablesIdempotent(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	s, opts := newStore(t, client)
+	r := testRecord("owner", time.Hour)
+	mustPut(t, s, r)
+	if err := CreateTables(t.Context(), client, opts); err != nil {
+		t.Fatalf("second CreateTables = %v, want nil", err)
+	}
+	if _, err := s.Get(t.Context(), r.TunnelID); err != nil {
+		t.Errorf("Get after second CreateTables = %v", err)
+	}
+}
+
+// inputRecorder is a client middleware that keeps the input of every
+// request the client sends.
+type inputRecorder struct {
+	mu     sync.Mutex
+	inputs []any
+}
+
+func (rec *inputRecorder) addTo(o *dynamodb.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("recordInput",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				rec.mu.Lock()
+				rec.inputs = append(rec.inputs, in.Parameters)
+				rec.mu.Unlock()
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	})
+}
+
+// take returns the inputs recorded since the last call.
+func (rec *inputRecorder) take() []any {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	in := rec.inputs
+	rec.inputs = nil
+	return in
+}
+
+// projected returns the attribute names a GetItem's projection reads,
+// sorted, or nil when it has none (and so reads the whole row).
+func projected(in *dynamodb.GetItemInput) []string {
+	if in.ProjectionExpression == nil {
+		return nil
+	}
+	var names []string
+	for _, p := range strings.Split(*in.ProjectionExpression, ",") {
+		p = strings.TrimSpace(p)
+		if n, ok := in.ExpressionAttributeNames[p]; ok {
+			p = n
+		}
+		names = append(names, p)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestLookupsUseProjection checks that lookups read only the attributes a
+// Record needs, strongly consistently, in as many reads as documented.
+func TestLookupsUseProjection(t *testing.T) {
+	t.Parallel()
+	var rec inputRecorder
+	client := newClient(t, rec.addTo)
+	s, _ := newStore(t, client)
+	r := testRecord("owner", time.Hour)
+	mustPut(t, s, r)
+
+	claim := []string{"createdAtMs", "expiresAt", "holder", "node", "owner", "publicUrl"}
+	tests := []struct {
+		name   string
+		lookup func(ctx context.Context) (store.Record, error)
+		want   [][]string // the projection of each GetItem, in order
+	}{
+		{"Get", func(ctx context.Context) (store.Record, error) {
+			return s.Get(ctx, r.TunnelID)
+		}, [][]string{claim}},
+		{"GetByConnection", func(ctx context.Context) (store.Record, error) {
+			return s.GetByConnection(ctx, r.ConnectionID)
+		}, [][]string{{"tunnelId"}, claim}},
+	}
+	for _, tt := range tests {
+		// Sequential: the recorder is shared.
+		t.Run(tt.name, func(t *testing.T) {
+			rec.take()
+			got, err := tt.lookup(t.Context())
+			if err != nil || got.ConnectionID != r.ConnectionID || !got.ExpiresAt.Equal(r.ExpiresAt.Truncate(time.Millisecond)) {
+				t.Fatalf("%s = %+v, %v; want %+v", tt.name, got, err, r)
+			}
+			var reads [][]string
+			for _, in := range rec.take() {
+				gi, ok := in.(*dynamodb.GetItemInput)
+				if !ok {
+					t.Errorf("%s sent %T, want GetItem only", tt.name, in)
+					continue
+				}
+				if !aws.ToBool(gi.ConsistentRead) {
+					t.Errorf("%s read %v without ConsistentRead", tt.name, gi.Key)
+				}
+				reads = append(reads, projected(gi))
+			}
+			if !slices.EqualFunc(reads, tt.want, slices.Equal) {
+				t.Errorf("%s projections = %q, want %q", tt.name, reads, tt.want)
+			}
+		})
+	}
+}
+
+// TestCanceledContext checks that every method, given a canceled ctx,
+// fails with an error that wraps context.Canceled and names the package.
+// (storetest also accepts success; this backend always does I/O first.)
+func TestCanceledContext(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	s, opts := newStore(t, client)
+	r := testRecord("owner", time.Hour)
+	mustPut(t, s, r)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Put", func() error { return s.Put(ctx, testRecord("owner", time.Hour)) }},
+		{"Get", func() error { _, err := s.Get(ctx, r.TunnelID); return err }},
+		{"GetByConnection", func() error { _, err := s.GetByConnection(ctx, r.ConnectionID); return err }},
+		{"Renew", func() error { return s.Renew(ctx, r.TunnelID, r.ConnectionID, time.Now().Add(2*time.Hour)) }},
+		{"Delete", func() error { return s.Delete(ctx, r.TunnelID, r.ConnectionID) }},
+		{"Cleanup", func() error { _, err := s.Cleanup(ctx); return err }},
+		{"CreateTables", func() error { return CreateTables(ctx, client, opts) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.call()
+			if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "dynamostore: ") {
+				t.Errorf("%s(canceled ctx) = %v, want a dynamostore error wrapping context.Canceled", tt.name, err)
+			}
+		})
+	}
+}
+
+// TestInvalidIDs checks the IDs that cannot be keys: Put refuses them and
+// the other methods treat them as absent, without reading claim rows as
+// connection rows.
+func TestInvalidIDs(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	s, _ := newStore(t, client)
+	ctx := t.Context()
+	live := testRecord("owner", time.Hour)
+	mustPut(t, s, live)
+	claimAsConn := "tunnel#" + live.TunnelID
+
+	puts := []struct {
+		name string
+		edit func(r *store.Record)
+	}{
+		{"EmptyTunnel", func(r *store.Record) { r.TunnelID = "" }},
+		{"EmptyConnection", func(r *store.Record) { r.ConnectionID = "" }},
+		{"HashInConnection", func(r *store.Record) { r.ConnectionID = claimAsConn }},
+	}
+	for _, tt := range puts {
+		t.Run("Put"+tt.name, func(t *testing.T) {
+			r := testRecord("owner", time.Hour)
+			tt.edit(&r)
+			err := s.Put(ctx, r)
+			if err == nil || errors.Is(err, store.ErrConflict) {
+				t.Errorf("Put = %v, want an invalid-ID error", err)
+			}
+		})
+	}
+	if got, err := s.GetByConnection(ctx, claimAsConn); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetByConnection(claim key) = %+v, %v; want ErrNotFound", got, err)
+	}
+	if err := s.Renew(ctx, live.TunnelID, claimAsConn, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Renew(claim key) = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, live.TunnelID, claimAsConn); err != nil {
+		t.Errorf("Delete(claim key) = %v, want nil", err)
+	}
+	if _, err := s.Get(ctx, live.TunnelID); err != nil {
+		t.Errorf("Get after the refused calls = %v, want the live record", err)
+	}
+}
+
+// TestRenewRepairsConnectionRow checks the repair of the window a Put can
+// leave open (claim written, connection row not): the holder's next Renew
+// writes the row again, and lookups by connection work afterwards.
+func TestRenewRepairsConnectionRow(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	s, opts := newStore(t, client)
+	ctx := t.Context()
+	r := testRecord("owner", time.Hour)
+	mustPut(t, s, r)
+	if _, err := client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: aws.String(opts.ConnectionsTable),
+		Key:       connKey(r.ConnectionID),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetByConnection(ctx, r.ConnectionID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetByConnection without its row = %v, want ErrNotFound", err)
+	}
+	r.ExpiresAt = time.Now().Add(2 * time.Hour)
+	if err := s.Renew(ctx, r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+		t.Fatalf("Renew = %v", err)
+	}
+	got, err := s.GetByConnection(ctx, r.ConnectionID)
+	if err != nil || !got.ExpiresAt.Equal(r.ExpiresAt.Truncate(time.Millisecond)) {
+		t.Errorf("GetByConnection after Renew = %+v, %v; want expiry %v", got, err, r.ExpiresAt)
+	}
+	if row := rawItem(t, client, opts.ConnectionsTable, r.ConnectionID); getS(row, attrTunnelID) != r.TunnelID {
+		t.Errorf("repaired row = %v, want tunnelId %s", plain(row), r.TunnelID)
+	}
+}

@@ -1,0 +1,83 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/http-tunnel/tunnel/store"
+)
+
+func ExampleNewMemory() {
+	ctx := context.Background()
+	s := store.NewMemory()
+
+	// An agent connects and claims "myapp".
+	rec := store.Record{
+		TunnelID:     "myapp",
+		ConnectionID: "conn-1",
+		Owner:        "alice",
+		ExpiresAt:    time.Now().Add(time.Minute),
+	}
+	if err := s.Put(ctx, rec); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Another owner cannot take the name while the record is live.
+	err := s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: "conn-2", Owner: "bob"})
+	fmt.Println("bob:", errors.Is(err, store.ErrConflict))
+
+	// The same owner reconnecting takes the tunnel over, and the old
+	// connection loses it.
+	rec.ConnectionID = "conn-3"
+	if err := s.Put(ctx, rec); err != nil {
+		fmt.Println(err)
+		return
+	}
+	got, _ := s.Get(ctx, "myapp")
+	fmt.Println("served by:", got.ConnectionID)
+	err = s.Renew(ctx, "myapp", "conn-1", time.Now().Add(time.Minute))
+	fmt.Println("old connection renews:", errors.Is(err, store.ErrNotFound))
+	// Output:
+	// bob: true
+	// served by: conn-3
+	// old connection renews: true
+}
+
+func ExampleNewLRU() {
+	ctx := context.Background()
+	s := store.NewMemory()
+	cache := store.NewLRU(1000, 10*time.Second)
+
+	// lookup is how a gateway resolves a public request: the cache first,
+	// the store on a miss.
+	lookup := func(tunnelID string) (store.Record, error) {
+		if r, ok := cache.Get(ctx, tunnelID); ok {
+			return r, nil
+		}
+		r, err := s.Get(ctx, tunnelID)
+		if err != nil {
+			return store.Record{}, err
+		}
+		cache.Add(ctx, r)
+		return r, nil
+	}
+
+	s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: "conn-1", Owner: "alice"})
+	for range 3 {
+		r, err := lookup("myapp")
+		fmt.Println(r.ConnectionID, err)
+	}
+	// When forwarding to the cached connection fails, the gateway drops the
+	// entry so that the next lookup reads the store again.
+	cache.Remove(ctx, "myapp")
+	lookup("myapp")
+	fmt.Printf("%+v\n", cache.Stats())
+	// Output:
+	// conn-1 <nil>
+	// conn-1 <nil>
+	// conn-1 <nil>
+	// {Hits:2 Misses:2}
+}

@@ -1,0 +1,528 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/redisstore"
+	"github.com/http-tunnel/tunnel/store/storetest"
+)
+
+// newClient connects to the test Redis, skipping the test when there is
+// none (failing under CI), and closes the client when the test ends.
+func newClient(tb testing.TB) *redis.Client {
+	tb.Helper()
+	addr := backendtest.RedisAddr(tb)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { client.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		tb.Fatalf("PING %s: %v (something listens there, but it is not a working Redis)", addr, err)
+	}
+	return client
+}
+
+// newStore returns a Store under a prefix of its own, so that tests sharing
+// the server never see each other's keys, and deletes its keys when tb
+// ends. It returns the prefix too, for tests that inspect the keys.
+func newStore(tb testing.TB, client *redis.Client) (*redisstore.Store, string) {
+	tb.Helper()
+	prefix := "redisstore-test:" + randid.Hex(8) + ":"
+	tb.Cleanup(func() { dropKeys(tb, client, "{"+prefix+"}*") })
+	return redisstore.New(client, redisstore.Options{Prefix: prefix}), prefix
+}
+
+// dropKeys deletes every key matching pattern. It runs from Cleanup, after
+// the test's own context has been canceled, so it has a context of its own.
+func dropKeys(tb testing.TB, client *redis.Client, pattern string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var keys []string
+	iter := client.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		tb.Errorf("SCAN %s: %v", pattern, err)
+		return
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		if err := client.Del(ctx, keys[:n]...).Err(); err != nil {
+			tb.Errorf("DEL keys matching %s: %v", pattern, err)
+			return
+		}
+		keys = keys[n:]
+	}
+}
+
+// Key names as the package documents them; the tests below pin them.
+func recordKey(prefix, tunnelID string) string { return "{" + prefix + "}t:" + tunnelID }
+func connKey(prefix, connectionID string) string {
+	return "{" + prefix + "}c:" + connectionID
+}
+
+// newRecord returns a live record with every field set, for a fresh tunnel
+// and connection.
+func newRecord() store.Record {
+	now := time.Now()
+	id := "t" + randid.Hex(8)
+	return store.Record{
+		TunnelID:     id,
+		ConnectionID: "c" + randid.Hex(8),
+		Owner:        "owner-" + randid.Hex(4),
+		Node:         "node-a",
+		PublicURL:    "https://" + id + ".tunnel.example",
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(time.Hour),
+	}
+}
+
+func mustPut(t *testing.T, s store.Store, r store.Record) {
+	t.Helper()
+	if err := s.Put(t.Context(), r); err != nil {
+		t.Fatalf("Put(%s): %v", r.TunnelID, err)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	client := newClient(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := newStore(t, client)
+		return s
+	})
+}
+
+// TestKeyLayout checks the documented key names, that the zero Options
+// use DefaultPrefix, and that the connection key holds the tunnel ID.
+func TestKeyLayout(t *testing.T) {
+	client := newClient(t)
+	tests := []struct {
+		name, prefix, wantTag string
+	}{
+		{"ZeroIsDefault", "", "{tunnel:}"},
+		{"Custom", "edge-eu:", "{edge-eu:}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := redisstore.New(client, redisstore.Options{Prefix: tt.prefix})
+			r := newRecord()
+			rk, ck := tt.wantTag+"t:"+r.TunnelID, tt.wantTag+"c:"+r.ConnectionID
+			// The IDs are random, so only this test's keys match, even
+			// under the shared default prefix.
+			t.Cleanup(func() { dropKeys(t, client, rk) })
+			t.Cleanup(func() { dropKeys(t, client, ck) })
+			mustPut(t, s, r)
+			if n, err := client.Exists(t.Context(), rk).Result(); err != nil || n != 1 {
+				t.Errorf("EXISTS %s = %d, %v; want 1", rk, n, err)
+			}
+			if got, err := client.Get(t.Context(), ck).Result(); err != nil || got != r.TunnelID {
+				t.Errorf("GET %s = %q, %v; want %q", ck, got, err, r.TunnelID)
+			}
+		})
+	}
+}
+
+// TestTTL checks that the keys' TTLs in Redis follow ExpiresAt through Put,
+// Renew and takeover: a deadline when there is one, none when it is zero.
+func TestTTL(t *testing.T) {
+	client := newClient(t)
+	const noTTL = -1 // PTTL of a key without one
+	tests := []struct {
+		name string
+		// act puts r (and may renew or replace it) and returns the record
+		// that should hold the tunnel.
+		act func(t *testing.T, s store.Store, r store.Record) store.Record
+		// want is the TTL both of the holder's keys should have, to within
+		// a minute below; noTTL for none.
+		want time.Duration
+	}{
+		{"Put", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			mustPut(t, s, r)
+			return r
+		}, time.Hour},
+		{"PutNoExpiry", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r.ExpiresAt = time.Time{}
+			mustPut(t, s, r)
+			return r
+		}, noTTL},
+		{"RenewLater", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			mustPut(t, s, r)
+			r.ExpiresAt = time.Now().Add(3 * time.Hour)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, 3 * time.Hour},
+		{"RenewToNoExpiry", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			mustPut(t, s, r)
+			r.ExpiresAt = time.Time{}
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, noTTL},
+		{"RenewFromNoExpiry", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r.ExpiresAt = time.Time{}
+			mustPut(t, s, r)
+			r.ExpiresAt = time.Now().Add(2 * time.Hour)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, 2 * time.Hour},
+		{"TakeoverToNoExpiry", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			mustPut(t, s, r)
+			r.ConnectionID = "c" + randid.Hex(8)
+			r.ExpiresAt = time.Time{}
+			mustPut(t, s, r)
+			return r
+		}, noTTL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, prefix := newStore(t, client)
+			r := tt.act(t, s, newRecord())
+			for _, key := range []string{recordKey(prefix, r.TunnelID), connKey(prefix, r.ConnectionID)} {
+				got, err := client.PTTL(t.Context(), key).Result()
+				if err != nil {
+					t.Fatalf("PTTL %s: %v", key, err)
+				}
+				if tt.want == noTTL {
+					if got != noTTL {
+						t.Errorf("PTTL %s = %v, want none (-1)", key, got)
+					}
+					continue
+				}
+				if got <= tt.want-time.Minute || got > tt.want {
+					t.Errorf("PTTL %s = %v, want within a minute below %v", key, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestExpiredLeavesNoKeys checks that a record put or renewed to the past
+// is deleted from Redis, not only hidden, along with its connection key and
+// the keys of the record it replaced.
+func TestExpiredLeavesNoKeys(t *testing.T) {
+	client := newClient(t)
+	past := time.Now().Add(-time.Hour)
+	tests := []struct {
+		name string
+		// act returns the records whose keys must all be gone.
+		act func(t *testing.T, s store.Store) []store.Record
+	}{
+		{"PutPast", func(t *testing.T, s store.Store) []store.Record {
+			r := newRecord()
+			r.ExpiresAt = past
+			mustPut(t, s, r)
+			return []store.Record{r}
+		}},
+		{"PutPastOverLive", func(t *testing.T, s store.Store) []store.Record {
+			r := newRecord()
+			mustPut(t, s, r)
+			next := r
+			next.ConnectionID = "c" + randid.Hex(8)
+			next.ExpiresAt = past
+			mustPut(t, s, next)
+			return []store.Record{r, next}
+		}},
+		{"RenewToPast", func(t *testing.T, s store.Store) []store.Record {
+			r := newRecord()
+			mustPut(t, s, r)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, past); err != nil {
+				t.Fatalf("Renew(past) = %v, want nil", err)
+			}
+			return []store.Record{r}
+		}},
+		{"RenewToBeforeEpoch", func(t *testing.T, s store.Store) []store.Record {
+			r := newRecord()
+			mustPut(t, s, r)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+				t.Fatalf("Renew(1960) = %v, want nil", err)
+			}
+			return []store.Record{r}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, prefix := newStore(t, client)
+			for _, r := range tt.act(t, s) {
+				keys := []string{recordKey(prefix, r.TunnelID), connKey(prefix, r.ConnectionID)}
+				if n, err := client.Exists(t.Context(), keys...).Result(); err != nil || n != 0 {
+					t.Errorf("EXISTS %v = %d, %v; want 0", keys, n, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSharedConnection covers one connection put for two tunnels. The
+// connection key then names the later tunnel, and what is done to the
+// earlier tunnel's record must leave that key alone.
+func TestSharedConnection(t *testing.T) {
+	client := newClient(t)
+	tests := []struct {
+		name string
+		act  func(t *testing.T, s store.Store, first store.Record)
+		// wantTTL is whether the connection key must still have one.
+		wantTTL bool
+	}{
+		{"DeleteFirst", func(t *testing.T, s store.Store, first store.Record) {
+			if err := s.Delete(t.Context(), first.TunnelID, first.ConnectionID); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"RenewFirstToNoExpiry", func(t *testing.T, s store.Store, first store.Record) {
+			if err := s.Renew(t.Context(), first.TunnelID, first.ConnectionID, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"TakeOverFirst", func(t *testing.T, s store.Store, first store.Record) {
+			first.ConnectionID = "c" + randid.Hex(8)
+			mustPut(t, s, first)
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, prefix := newStore(t, client)
+			first := newRecord()
+			second := newRecord()
+			second.ConnectionID = first.ConnectionID
+			mustPut(t, s, first)
+			mustPut(t, s, second)
+			tt.act(t, s, first)
+
+			got, err := s.GetByConnection(t.Context(), second.ConnectionID)
+			if err != nil || got.TunnelID != second.TunnelID {
+				t.Errorf("GetByConnection = %+v, %v; want tunnel %s", got, err, second.TunnelID)
+			}
+			ck := connKey(prefix, second.ConnectionID)
+			if ttl, err := client.PTTL(t.Context(), ck).Result(); err != nil || (ttl > 0) != tt.wantTTL {
+				t.Errorf("PTTL %s = %v, %v; want a TTL: %v", ck, ttl, err, tt.wantTTL)
+			}
+		})
+	}
+}
+
+// TestCanceledContext checks that every method, given a canceled ctx,
+// fails with an error that wraps context.Canceled and names the method.
+// (The conformance suite also accepts success; this Store does no I/O with
+// a canceled ctx.)
+func TestCanceledContext(t *testing.T) {
+	client := newClient(t)
+	s, _ := newStore(t, client)
+	r := newRecord()
+	mustPut(t, s, r)
+	tests := []struct {
+		name, phrase string
+		call         func(ctx context.Context) error
+	}{
+		{"Put", "redisstore: put: ", func(ctx context.Context) error {
+			return s.Put(ctx, newRecord())
+		}},
+		{"Get", "redisstore: get: ", func(ctx context.Context) error {
+			_, err := s.Get(ctx, r.TunnelID)
+			return err
+		}},
+		{"GetByConnection", "redisstore: get by connection: ", func(ctx context.Context) error {
+			_, err := s.GetByConnection(ctx, r.ConnectionID)
+			return err
+		}},
+		{"Renew", "redisstore: renew: ", func(ctx context.Context) error {
+			return s.Renew(ctx, r.TunnelID, r.ConnectionID, time.Now().Add(2*time.Hour))
+		}},
+		{"Delete", "redisstore: delete: ", func(ctx context.Context) error {
+			return s.Delete(ctx, r.TunnelID, r.ConnectionID)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			err := tt.call(ctx)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("%s with a canceled ctx = %v, want an error wrapping context.Canceled", tt.name, err)
+			}
+			if !strings.HasPrefix(err.Error(), tt.phrase) {
+				t.Errorf("error %q does not start with %q", err, tt.phrase)
+			}
+		})
+	}
+	// None of the canceled calls reached the server.
+	got, err := s.Get(t.Context(), r.TunnelID)
+	if err != nil || got.ExpiresAt.UnixMilli() != r.ExpiresAt.UnixMilli() {
+		t.Errorf("Get after the canceled calls = %+v, %v; want the record as put", got, err)
+	}
+}
+
+// TestForeignValue checks that a record key holding something this package
+// did not write is reported as an error, never as a record or a miss, by
+// every method that reads it.
+func TestForeignValue(t *testing.T) {
+	client := newClient(t)
+	tests := []struct {
+		name  string
+		write func(ctx context.Context, key string) error
+	}{
+		{"OtherLayoutVersion", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x02"+strings.Repeat("\x00", 24), 0).Err()
+		}},
+		{"Truncated", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x01\x00", 0).Err()
+		}},
+		{"WrongType", func(ctx context.Context, key string) error {
+			return client.HSet(ctx, key, "c", "x").Err()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, prefix := newStore(t, client)
+			r := newRecord()
+			if err := tt.write(t.Context(), recordKey(prefix, r.TunnelID)); err != nil {
+				t.Fatal(err)
+			}
+			if err := client.Set(t.Context(), connKey(prefix, r.ConnectionID), r.TunnelID, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			calls := []struct {
+				name string
+				call func() error
+			}{
+				{"Put", func() error { return s.Put(t.Context(), r) }},
+				{"Get", func() error { _, err := s.Get(t.Context(), r.TunnelID); return err }},
+				{"GetByConnection", func() error { _, err := s.GetByConnection(t.Context(), r.ConnectionID); return err }},
+				{"Renew", func() error { return s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt) }},
+				{"Delete", func() error { return s.Delete(t.Context(), r.TunnelID, r.ConnectionID) }},
+			}
+			for _, c := range calls {
+				err := c.call()
+				if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+					t.Errorf("%s over a foreign value = %v, want a backend error", c.name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestFieldTooLong checks that Put refuses a field the record layout cannot
+// hold, and writes nothing.
+func TestFieldTooLong(t *testing.T) {
+	client := newClient(t)
+	s, prefix := newStore(t, client)
+	r := newRecord()
+	r.PublicURL = "https://" + strings.Repeat("x", 1<<16)
+	if err := s.Put(t.Context(), r); err == nil {
+		t.Fatal("Put with a 64 KiB PublicURL = nil, want an error")
+	}
+	if n, err := client.Exists(t.Context(), recordKey(prefix, r.TunnelID)).Result(); err != nil || n != 0 {
+		t.Errorf("EXISTS = %d, %v; want 0", n, err)
+	}
+}
+
+// BenchmarkGet measures Get of a live record from parallel goroutines: the
+// lookup behind every public request that misses the node's cache.
+func BenchmarkGet(b *testing.B) {
+	client := newClient(b)
+	s, _ := newStore(b, client)
+	ctx := context.Background()
+	r := newRecord()
+	if err := s.Put(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Get(ctx, r.TunnelID); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkGetByConnection is BenchmarkGet for the lookup by connection,
+// which follows the connection key to the record inside one script.
+func BenchmarkGetByConnection(b *testing.B) {
+	client := newClient(b)
+	s, _ := newStore(b, client)
+	ctx := context.Background()
+	r := newRecord()
+	if err := s.Put(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.GetByConnection(ctx, r.ConnectionID); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkPut measures Put from parallel goroutines, each reconnecting to
+// its own tunnel over and over: every Put after the first is a takeover,
+// the most work a Put does.
+func BenchmarkPut(b *testing.B) {
+	client := newClient(b)
+	s, _ := newStore(b, client)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := newRecord()
+		conns := [2]string{r.ConnectionID, "c" + randid.Hex(8)}
+		for i := 0; pb.Next(); i++ {
+			r.ConnectionID = conns[i%2]
+			if err := s.Put(ctx, r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkRenew measures Renew from parallel goroutines, each on its own
+// tunnel: what every node does for every tunnel it holds, periodically.
+func BenchmarkRenew(b *testing.B) {
+	client := newClient(b)
+	s, _ := newStore(b, client)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := newRecord()
+		if err := s.Put(ctx, r); err != nil {
+			b.Error(err)
+			return
+		}
+		for pb.Next() {
+			r.ExpiresAt = r.ExpiresAt.Add(time.Millisecond)
+			if err := s.Renew(ctx, r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,108 @@
+// Package store defines where a gateway keeps its tunnel records: the Store
+// that is the source of truth, shared by every gateway node, and the Cache
+// that sits in front of it on each node.
+//
+// The interfaces live here, like database/sql's, so that backends
+// (store/dynamostore, store/redisstore) import this package and never the
+// root tunnel package. This package also provides the in-memory Store used
+// by a single gateway and by tests (NewMemory), and the default Cache, an
+// expirable LRU (NewLRU). Every Store implementation must pass the
+// conformance suite in store/storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Store lookups when no live (unexpired) record
+// matches, and by Renew when the record is gone or now belongs to another
+// connection. Callers branch on it with errors.Is.
+var ErrNotFound = errors.New("store: record not found")
+
+// ErrConflict is returned by Put when the tunnel ID is held by a live record
+// of another owner: the requested name is in use.
+var ErrConflict = errors.New("store: tunnel ID held by another owner")
+
+// Record is what a gateway knows about one tunnel: which agent connection
+// serves it and which node holds that connection.
+//
+// A Record is a value; stores copy it in and out and never retain a caller's
+// pointer.
+type Record struct {
+	// TunnelID is the public identifier: the subdomain label and the first
+	// path segment of public URLs. It is the key that owners claim.
+	TunnelID string
+	// ConnectionID identifies the agent connection that currently serves
+	// the tunnel. It changes on every reconnect.
+	ConnectionID string
+	// Owner is an opaque identity (a hash of the agent's resume secret).
+	// A live record may be replaced only by a Put with the same Owner.
+	Owner string
+	// Node names the gateway node that holds the connection. Empty means
+	// the local node in a single-node setup.
+	Node string
+	// PublicURL is the URL the tunnel was announced under.
+	PublicURL string
+	// CreatedAt is when the tunnel was first claimed by this owner.
+	CreatedAt time.Time
+	// ExpiresAt is when the record stops being live. A node that holds the
+	// connection extends it with Renew. The zero value means it never
+	// expires.
+	ExpiresAt time.Time
+}
+
+// Live reports whether the record has not expired at now.
+func (r Record) Live(now time.Time) bool {
+	return r.ExpiresAt.IsZero() || now.Before(r.ExpiresAt)
+}
+
+// Store is the source of truth for tunnel records. Implementations are safe
+// for concurrent use by multiple goroutines and, for shared backends, by
+// multiple gateway nodes. Every method's ctx bounds the I/O it does.
+//
+// Expired records are invisible: no method returns one, and Put treats one
+// as absent.
+type Store interface {
+	// Put claims r.TunnelID for r.Owner and stores r, replacing any record
+	// for the same tunnel ID whose Owner equals r.Owner (a reconnecting
+	// agent taking its tunnel over) or that has expired. If a live record
+	// with a different Owner holds the tunnel ID, Put returns an error
+	// wrapping ErrConflict and changes nothing. Of N concurrent Puts for a
+	// free tunnel ID by different owners, exactly one succeeds.
+	Put(ctx context.Context, r Record) error
+
+	// Get returns the live record for tunnelID, or an error wrapping
+	// ErrNotFound.
+	Get(ctx context.Context, tunnelID string) (Record, error)
+
+	// GetByConnection returns the live record whose ConnectionID is
+	// connectionID, or an error wrapping ErrNotFound.
+	GetByConnection(ctx context.Context, connectionID string) (Record, error)
+
+	// Renew sets the expiry of the record for tunnelID to expiresAt, if
+	// that record is live and still names connectionID. Otherwise it
+	// returns an error wrapping ErrNotFound: the connection has lost the
+	// tunnel (it expired, or a reconnect took it over).
+	Renew(ctx context.Context, tunnelID, connectionID string, expiresAt time.Time) error
+
+	// Delete removes the record for tunnelID if it still names
+	// connectionID. Deleting a record that is absent or that now names
+	// another connection is not an error: it returns nil and leaves any
+	// newer record alone.
+	Delete(ctx context.Context, tunnelID, connectionID string) error
+}
+
+// Cache holds recently used records on one gateway node, in front of a
+// Store. A Cache may return stale records; the gateway invalidates an entry
+// when using it fails and reads the Store again once. Implementations are
+// safe for concurrent use. ctx bounds any I/O a networked cache does.
+type Cache interface {
+	// Get returns the cached record for tunnelID and whether there was one.
+	Get(ctx context.Context, tunnelID string) (Record, bool)
+	// Add caches r under r.TunnelID, replacing any previous entry.
+	Add(ctx context.Context, r Record)
+	// Remove drops any entry for tunnelID.
+	Remove(ctx context.Context, tunnelID string)
+}

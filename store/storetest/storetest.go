@@ -1,0 +1,619 @@
+// Package storetest is the conformance suite for store.Store
+// implementations. Every backend runs it from its own tests, so the memory,
+// Redis and DynamoDB stores are held to one contract: the one documented on
+// store.Store.
+//
+// A backend calls Run with a factory. Run calls the factory once per
+// subtest, with that subtest's t, and the factory must return an empty store
+// isolated from every other store it returned: give each one its own key
+// prefix or table, and release it with t.Cleanup. For example:
+//
+//	func TestConformance(t *testing.T) {
+//		client := newTestClient(t) // fails when the server is absent; closed by t.Cleanup
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			prefix := randomPrefix() // fresh for every call
+//			t.Cleanup(func() { dropKeys(client, prefix) })
+//			return mybackend.New(client, prefix)
+//		})
+//	}
+//
+// The subtests run in parallel with each other, and every tunnel and
+// connection ID they use is random, so a backend that cannot isolate stores
+// perfectly still sees no interference.
+//
+// What the suite assumes of a backend:
+//
+//   - Times round-trip to the millisecond. Record times are compared with
+//     time.Time.Equal after truncation to milliseconds, so a backend may
+//     drop sub-millisecond precision (by truncating, not rounding), the
+//     location and the monotonic reading. A zero ExpiresAt must come back
+//     zero.
+//   - Expiry is tested without sleeping: records expire by being put or
+//     renewed with an ExpiresAt an hour in the past, so a backend whose
+//     clock differs from the test process's by less than that passes.
+//   - A canceled ctx either makes a method fail with an error wrapping
+//     context.Canceled or lets it complete as if ctx were live; both pass.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/http-tunnel/tunnel/store"
+)
+
+// Run runs the conformance suite against the stores newStore returns. It
+// calls newStore once per subtest, from that subtest's goroutine, and each
+// call must return an empty store isolated from the others.
+//
+// The subtests are parallel, so they run after the test function that
+// called Run has returned: release shared resources such as a client with
+// t.Cleanup, never with defer.
+//
+// The subtests are PutGet, NotFound, Takeover, Conflict, Expiry, Renew,
+// Delete, RacingClaims, ConcurrentTunnels and CanceledContext; run one with
+// go test -run 'TestName/Takeover'.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Helper()
+	subtests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"PutGet", testPutGet},
+		{"NotFound", testNotFound},
+		{"Takeover", testTakeover},
+		{"Conflict", testConflict},
+		{"Expiry", testExpiry},
+		{"Renew", testRenew},
+		{"Delete", testDelete},
+		{"RacingClaims", testRacingClaims},
+		{"ConcurrentTunnels", testConcurrentTunnels},
+		{"CanceledContext", testCanceledContext},
+	}
+	for _, st := range subtests {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			st.fn(t, newStore(t))
+		})
+	}
+}
+
+const (
+	// past is far enough back that a backend whose clock is a little off
+	// still calls a record expired.
+	past = -time.Hour
+	// future is far enough ahead that no record expires while a subtest
+	// runs.
+	future = time.Hour
+)
+
+// randomID returns prefix followed by 16 random hex digits: unique across
+// subtests, runs and gateway nodes sharing a backend, and a valid DNS label
+// when prefix is one.
+func randomID(prefix string) string {
+	var b [8]byte
+	rand.Read(b[:]) // crypto/rand.Read never returns an error.
+	return fmt.Sprintf("%s%x", prefix, b)
+}
+
+// newRecord returns a live record with every field set, for a fresh tunnel
+// and connection, claimed by owner.
+func newRecord(owner string) store.Record {
+	now := time.Now()
+	id := randomID("t")
+	return store.Record{
+		TunnelID:     id,
+		ConnectionID: randomID("c"),
+		Owner:        owner,
+		Node:         "node-a",
+		PublicURL:    "https://" + id + ".tunnel.example",
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(future),
+	}
+}
+
+// reconnect returns r as the same owner's next connection would put it.
+func reconnect(r store.Record) store.Record {
+	r.ConnectionID = randomID("c")
+	r.Node = "node-b"
+	r.ExpiresAt = time.Now().Add(future)
+	return r
+}
+
+// diff describes how got differs from want, or returns "" when they are
+// equal to the millisecond.
+func diff(got, want store.Record) string {
+	var b strings.Builder
+	str := func(name, g, w string) {
+		if g != w {
+			fmt.Fprintf(&b, "\n\t%s = %q, want %q", name, g, w)
+		}
+	}
+	tm := func(name string, g, w time.Time) {
+		if !g.Truncate(time.Millisecond).Equal(w.Truncate(time.Millisecond)) {
+			fmt.Fprintf(&b, "\n\t%s = %v, want %v", name, g, w)
+		}
+	}
+	str("TunnelID", got.TunnelID, want.TunnelID)
+	str("ConnectionID", got.ConnectionID, want.ConnectionID)
+	str("Owner", got.Owner, want.Owner)
+	str("Node", got.Node, want.Node)
+	str("PublicURL", got.PublicURL, want.PublicURL)
+	tm("CreatedAt", got.CreatedAt, want.CreatedAt)
+	tm("ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+	return b.String()
+}
+
+func mustPut(t *testing.T, s store.Store, r store.Record) {
+	t.Helper()
+	if err := s.Put(t.Context(), r); err != nil {
+		t.Fatalf("Put(%s, owner %s): %v", r.TunnelID, r.Owner, err)
+	}
+}
+
+// wantRecord checks that both Get and GetByConnection return want.
+func wantRecord(t *testing.T, s store.Store, want store.Record) {
+	t.Helper()
+	got, err := s.Get(t.Context(), want.TunnelID)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", want.TunnelID, err)
+	}
+	if d := diff(got, want); d != "" {
+		t.Errorf("Get(%s) differs:%s", want.TunnelID, d)
+	}
+	got, err = s.GetByConnection(t.Context(), want.ConnectionID)
+	if err != nil {
+		t.Fatalf("GetByConnection(%s): %v", want.ConnectionID, err)
+	}
+	if d := diff(got, want); d != "" {
+		t.Errorf("GetByConnection(%s) differs:%s", want.ConnectionID, d)
+	}
+}
+
+// wantGone checks that Get of tunnelID and GetByConnection of connectionID
+// both fail with ErrNotFound.
+func wantGone(t *testing.T, s store.Store, tunnelID, connectionID string) {
+	t.Helper()
+	if r, err := s.Get(t.Context(), tunnelID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(%s) = %+v, %v; want ErrNotFound", tunnelID, r, err)
+	}
+	if r, err := s.GetByConnection(t.Context(), connectionID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetByConnection(%s) = %+v, %v; want ErrNotFound", connectionID, r, err)
+	}
+}
+
+// testPutGet checks that every field survives a round trip.
+func testPutGet(t *testing.T, s store.Store) {
+	base := time.Date(2030, 1, 2, 3, 4, 5, 678_901_234, time.UTC)
+	tests := []struct {
+		name string
+		edit func(r *store.Record)
+	}{
+		{"AllFields", func(r *store.Record) {}},
+		{"EmptyOptionalFields", func(r *store.Record) {
+			r.Node = ""
+			r.PublicURL = ""
+		}},
+		{"NoExpiry", func(r *store.Record) { r.ExpiresAt = time.Time{} }},
+		{"ZeroCreatedAt", func(r *store.Record) { r.CreatedAt = time.Time{} }},
+		{"SubMillisecondTimes", func(r *store.Record) {
+			r.CreatedAt = base
+			r.ExpiresAt = base.Add(future)
+		}},
+		{"NonUTCLocation", func(r *store.Record) {
+			loc := time.FixedZone("UTC+5", 5*60*60)
+			r.CreatedAt = r.CreatedAt.In(loc)
+			r.ExpiresAt = r.ExpiresAt.In(loc)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRecord(randomID("owner-"))
+			tt.edit(&r)
+			mustPut(t, s, r)
+			wantRecord(t, s, r)
+		})
+	}
+}
+
+// testNotFound checks lookups of IDs that were never put.
+func testNotFound(t *testing.T, s store.Store) {
+	// Another tunnel exists so that a store that returns any record it has
+	// fails.
+	mustPut(t, s, newRecord("owner"))
+	tests := []struct {
+		name   string
+		lookup func(ctx context.Context, id string) (store.Record, error)
+	}{
+		{"Get", s.Get},
+		{"GetByConnection", s.GetByConnection},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id := randomID("x")
+			r, err := tt.lookup(t.Context(), id)
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s(%s) = %+v, %v; want ErrNotFound", tt.name, id, r, err)
+			}
+		})
+	}
+}
+
+// testTakeover checks a reconnect by the same owner: the new connection
+// gets the tunnel and the old one loses every handle on it.
+func testTakeover(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	old := newRecord("owner")
+	mustPut(t, s, old)
+	cur := reconnect(old)
+	mustPut(t, s, cur)
+	wantRecord(t, s, cur)
+
+	if r, err := s.GetByConnection(ctx, old.ConnectionID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetByConnection(old) = %+v, %v; want ErrNotFound", r, err)
+	}
+	if err := s.Renew(ctx, old.TunnelID, old.ConnectionID, time.Now().Add(2*future)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Renew(old connection) = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, old.TunnelID, old.ConnectionID); err != nil {
+		t.Errorf("Delete(old connection) = %v, want nil", err)
+	}
+	// Neither the Renew nor the Delete by the old connection touched it.
+	wantRecord(t, s, cur)
+}
+
+// testConflict checks that another owner cannot take a live tunnel.
+func testConflict(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	held := newRecord("owner-a")
+	mustPut(t, s, held)
+	tests := []struct {
+		name string
+		edit func(r *store.Record)
+	}{
+		{"NewConnection", func(r *store.Record) {}},
+		{"SameConnection", func(r *store.Record) { r.ConnectionID = held.ConnectionID }},
+		{"NoExpiry", func(r *store.Record) { r.ExpiresAt = time.Time{} }},
+	}
+	for _, tt := range tests {
+		// Sequential: every case checks the same record is unchanged.
+		t.Run(tt.name, func(t *testing.T) {
+			other := reconnect(held)
+			other.Owner = "owner-b"
+			tt.edit(&other)
+			if err := s.Put(ctx, other); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("Put by another owner = %v, want ErrConflict", err)
+			}
+			wantRecord(t, s, held)
+			if other.ConnectionID != held.ConnectionID {
+				wantGone(t, s, randomID("t"), other.ConnectionID)
+			}
+		})
+	}
+}
+
+// testExpiry checks that expired records are invisible and free, and that
+// a zero ExpiresAt never expires.
+func testExpiry(t *testing.T, s store.Store) {
+	t.Run("PutExpired", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner-a")
+		r.ExpiresAt = time.Now().Add(past)
+		mustPut(t, s, r)
+		wantGone(t, s, r.TunnelID, r.ConnectionID)
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(future)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Renew(expired) = %v, want ErrNotFound", err)
+		}
+
+		other := newRecord("owner-b")
+		other.TunnelID = r.TunnelID
+		mustPut(t, s, other)
+		wantRecord(t, s, other)
+	})
+	t.Run("ExpiredByTakeover", func(t *testing.T) {
+		// An expired record of the same owner is replaced like a live one,
+		// and the expired one stays invisible by its connection.
+		t.Parallel()
+		r := newRecord("owner")
+		r.ExpiresAt = time.Now().Add(past)
+		mustPut(t, s, r)
+		cur := reconnect(r)
+		mustPut(t, s, cur)
+		wantRecord(t, s, cur)
+		wantGone(t, s, randomID("t"), r.ConnectionID)
+	})
+	t.Run("RenewToPast", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner-a")
+		mustPut(t, s, r)
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(past)); err != nil {
+			t.Fatalf("Renew(past) = %v, want nil", err)
+		}
+		wantGone(t, s, r.TunnelID, r.ConnectionID)
+
+		other := newRecord("owner-b")
+		other.TunnelID = r.TunnelID
+		mustPut(t, s, other)
+		wantRecord(t, s, other)
+	})
+	t.Run("RenewToFuture", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		r.ExpiresAt = time.Now().Add(2 * future)
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+			t.Fatalf("Renew(future) = %v, want nil", err)
+		}
+		wantRecord(t, s, r)
+	})
+	t.Run("RenewToNoExpiry", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		r.ExpiresAt = time.Time{}
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+			t.Fatalf("Renew(zero) = %v, want nil", err)
+		}
+		wantRecord(t, s, r)
+	})
+	t.Run("ZeroNeverExpires", func(t *testing.T) {
+		// Without waiting forever, "never expires" shows as: the record is
+		// visible with a zero ExpiresAt, and it still holds the tunnel
+		// against another owner.
+		t.Parallel()
+		r := newRecord("owner-a")
+		r.ExpiresAt = time.Time{}
+		mustPut(t, s, r)
+		wantRecord(t, s, r)
+		other := reconnect(r)
+		other.Owner = "owner-b"
+		if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Put over a record with no expiry = %v, want ErrConflict", err)
+		}
+		wantRecord(t, s, r)
+	})
+}
+
+// testRenew checks the cases where Renew must refuse.
+func testRenew(t *testing.T, s store.Store) {
+	live := newRecord("owner")
+	mustPut(t, s, live)
+	tests := []struct {
+		name                   string
+		tunnelID, connectionID string
+	}{
+		{"MissingTunnel", randomID("t"), randomID("c")},
+		{"MissingTunnelKnownConnection", randomID("t"), live.ConnectionID},
+		{"OtherConnection", live.TunnelID, randomID("c")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.Renew(t.Context(), tt.tunnelID, tt.connectionID, time.Now().Add(2*future))
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Renew = %v, want ErrNotFound", err)
+			}
+			// The refused Renew left the live record as it was.
+			wantRecord(t, s, live)
+		})
+	}
+}
+
+// testDelete checks removal and that a deleted tunnel is free again.
+func testDelete(t *testing.T, s store.Store) {
+	t.Run("Removes", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner-a")
+		mustPut(t, s, r)
+		if err := s.Delete(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+			t.Fatalf("Delete = %v, want nil", err)
+		}
+		wantGone(t, s, r.TunnelID, r.ConnectionID)
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(future)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Renew after Delete = %v, want ErrNotFound", err)
+		}
+
+		other := newRecord("owner-b")
+		other.TunnelID = r.TunnelID
+		mustPut(t, s, other)
+		wantRecord(t, s, other)
+	})
+	t.Run("Missing", func(t *testing.T) {
+		t.Parallel()
+		if err := s.Delete(t.Context(), randomID("t"), randomID("c")); err != nil {
+			t.Errorf("Delete(missing) = %v, want nil", err)
+		}
+	})
+	t.Run("Twice", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		for i := range 2 {
+			if err := s.Delete(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Errorf("Delete #%d = %v, want nil", i+1, err)
+			}
+		}
+		wantGone(t, s, r.TunnelID, r.ConnectionID)
+	})
+	t.Run("OtherConnection", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		if err := s.Delete(t.Context(), r.TunnelID, randomID("c")); err != nil {
+			t.Errorf("Delete(other connection) = %v, want nil", err)
+		}
+		wantRecord(t, s, r)
+	})
+}
+
+// testRacingClaims checks that of many owners claiming one free tunnel at
+// once, exactly one wins.
+func testRacingClaims(t *testing.T, s store.Store) {
+	const (
+		tunnels = 8
+		owners  = 16
+	)
+	for i := range tunnels {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			id := randomID("t")
+			recs := make([]store.Record, owners)
+			errs := make([]error, owners)
+			for j := range recs {
+				recs[j] = newRecord(fmt.Sprintf("owner-%d", j))
+				recs[j].TunnelID = id
+			}
+			// start lines the goroutines up so that their Puts overlap.
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for j := range recs {
+				wg.Go(func() {
+					<-start
+					errs[j] = s.Put(t.Context(), recs[j])
+				})
+			}
+			close(start)
+			wg.Wait()
+
+			winner := -1
+			for j, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Errorf("owners %d and %d both won", winner, j)
+				case err == nil:
+					winner = j
+				case !errors.Is(err, store.ErrConflict):
+					t.Errorf("Put by owner %d = %v, want nil or ErrConflict", j, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatal("no owner won")
+			}
+			wantRecord(t, s, recs[winner])
+			for j, r := range recs {
+				if j != winner {
+					wantGone(t, s, randomID("t"), r.ConnectionID)
+				}
+			}
+		})
+	}
+}
+
+// testConcurrentTunnels runs the whole lifecycle on many tunnels at once,
+// each goroutine on its own tunnel, so that a store sharing state between
+// tunnels unsafely fails, under the race detector or by returning another
+// tunnel's record.
+func testConcurrentTunnels(t *testing.T, s store.Store) {
+	const (
+		workers = 32
+		rounds  = 10
+	)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			ctx := t.Context()
+			r := newRecord(randomID("owner-"))
+			for range rounds {
+				r = reconnect(r)
+				if err := s.Put(ctx, r); err != nil {
+					t.Errorf("Put(%s) = %v", r.TunnelID, err)
+					return
+				}
+				if got, err := s.Get(ctx, r.TunnelID); err != nil || diff(got, r) != "" {
+					t.Errorf("Get(%s) = %+v, %v; want %+v", r.TunnelID, got, err, r)
+					return
+				}
+				if got, err := s.GetByConnection(ctx, r.ConnectionID); err != nil || diff(got, r) != "" {
+					t.Errorf("GetByConnection(%s) = %+v, %v; want %+v", r.ConnectionID, got, err, r)
+					return
+				}
+				r.ExpiresAt = r.ExpiresAt.Add(time.Minute)
+				if err := s.Renew(ctx, r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+					t.Errorf("Renew(%s) = %v", r.TunnelID, err)
+					return
+				}
+				if got, err := s.Get(ctx, r.TunnelID); err != nil || diff(got, r) != "" {
+					t.Errorf("Get(%s) after Renew = %+v, %v; want %+v", r.TunnelID, got, err, r)
+					return
+				}
+				if err := s.Delete(ctx, r.TunnelID, r.ConnectionID); err != nil {
+					t.Errorf("Delete(%s) = %v", r.TunnelID, err)
+					return
+				}
+				if got, err := s.Get(ctx, r.TunnelID); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("Get(%s) after Delete = %+v, %v; want ErrNotFound", r.TunnelID, got, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// testCanceledContext checks that a canceled ctx makes each method either
+// fail with context.Canceled or behave as usual.
+func testCanceledContext(t *testing.T, s store.Store) {
+	r := newRecord("owner")
+	mustPut(t, s, r)
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	renewed := time.Now().Add(2 * future)
+
+	tests := []struct {
+		name string
+		call func(ctx context.Context) error
+		// check runs, with a live ctx, after call returned nil: the call
+		// must then have had its usual effect.
+		check func(t *testing.T)
+	}{
+		{"Get", func(ctx context.Context) error {
+			got, err := s.Get(ctx, r.TunnelID)
+			if err == nil && diff(got, r) != "" {
+				return fmt.Errorf("returned the wrong record:%s", diff(got, r))
+			}
+			return err
+		}, nil},
+		{"GetByConnection", func(ctx context.Context) error {
+			got, err := s.GetByConnection(ctx, r.ConnectionID)
+			if err == nil && diff(got, r) != "" {
+				return fmt.Errorf("returned the wrong record:%s", diff(got, r))
+			}
+			return err
+		}, nil},
+		{"Put", func(ctx context.Context) error {
+			return s.Put(ctx, newRecord("owner"))
+		}, nil},
+		{"Renew", func(ctx context.Context) error {
+			return s.Renew(ctx, r.TunnelID, r.ConnectionID, renewed)
+		}, func(t *testing.T) {
+			want := r
+			want.ExpiresAt = renewed
+			wantRecord(t, s, want)
+		}},
+		{"Delete", func(ctx context.Context) error {
+			return s.Delete(ctx, r.TunnelID, r.ConnectionID)
+		}, func(t *testing.T) {
+			wantGone(t, s, r.TunnelID, r.ConnectionID)
+		}},
+	}
+	// Sequential and in this order: Renew and Delete act on r, which the
+	// lookups before them read.
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call(canceled)
+			switch {
+			case err == nil && tt.check != nil:
+				tt.check(t)
+			case err != nil && !errors.Is(err, context.Canceled):
+				t.Errorf("%s with a canceled ctx = %v, want nil or an error wrapping context.Canceled", tt.name, err)
+			}
+		})
+	}
+}
