@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
 	"github.com/http-tunnel/tunnel/internal/mux"
+	"github.com/http-tunnel/tunnel/internal/wsclient"
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
@@ -122,7 +122,7 @@ var _ net.Listener = (*Listener)(nil)
 
 // agentConn is one connection of a Listener to the gateway.
 type agentConn struct {
-	ws  *websocket.Conn
+	ws  *wsclient.Conn
 	mux *yamux.Session
 	est *protocol.ConnectionEstablished
 }
@@ -219,12 +219,7 @@ func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
 	if l.opts.token != "" {
 		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
 	}
-	ws, resp, err := websocket.Dial(ctx, l.connectURL, &websocket.DialOptions{
-		HTTPClient:      l.client,
-		HTTPHeader:      hdr,
-		Subprotocols:    []string{protocol.SubprotocolMux},
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	ws, resp, err := wsclient.Dial(ctx, l.client, l.connectURL, hdr, []string{protocol.SubprotocolMux})
 	if err != nil {
 		if e := refusal(resp); e != nil {
 			return nil, e
@@ -232,7 +227,7 @@ func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
 		return nil, err
 	}
 	if ws.Subprotocol() != protocol.SubprotocolMux {
-		ws.Close(websocket.StatusProtocolError, "mux mode required")
+		ws.Close(wsclient.StatusProtocolError, "mux mode required", 0)
 		return nil, fmt.Errorf("gateway did not select subprotocol %s", protocol.SubprotocolMux)
 	}
 
@@ -248,7 +243,7 @@ func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
 		ws.CloseNow()
 		return nil, err
 	}
-	ms, err := mux.Server(ws, mux.Config{Heartbeat: l.opts.heartbeat})
+	ms, err := mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat})
 	if err != nil {
 		ws.CloseNow()
 		return nil, err
@@ -261,21 +256,22 @@ func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
 	return c, nil
 }
 
-// handshake sends ready and reads the gateway's answer.
-func handshake(ctx context.Context, ws *websocket.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
+// handshake sends ready and reads the gateway's answer; ctx bounds both.
+func handshake(ctx context.Context, ws *wsclient.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
+	stop := context.AfterFunc(ctx, func() { ws.CloseNow() })
+	defer stop()
 	b, err := protocol.Marshal(ready)
 	if err != nil {
 		return nil, err
 	}
-	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-		return nil, fmt.Errorf("send ready: %w", err)
+	if err := ws.WriteMessage(wsclient.OpText, b); err != nil {
+		return nil, fmt.Errorf("send ready: %w", ctxErr(ctx, err))
 	}
-	ws.SetReadLimit(protocol.MaxHandshakeBytes)
-	typ, data, err := ws.Read(ctx)
+	typ, data, err := ws.ReadMessage(protocol.MaxHandshakeBytes)
 	if err != nil {
-		return nil, fmt.Errorf("read handshake answer: %w", err)
+		return nil, fmt.Errorf("read handshake answer: %w", ctxErr(ctx, err))
 	}
-	if typ != websocket.MessageText {
+	if typ != wsclient.OpText {
 		return nil, errors.New("handshake answer is not JSON text")
 	}
 	msg, err := protocol.Unmarshal(data, protocol.MaxHandshakeBytes)
@@ -293,6 +289,15 @@ func handshake(ctx context.Context, ws *websocket.Conn, ready *protocol.Ready) (
 	default:
 		return nil, fmt.Errorf("handshake answer: unexpected %s message", msg.Type())
 	}
+}
+
+// ctxErr prefers ctx's error to err once ctx has ended: a read cut short by
+// the deadline is a timeout, not a broken connection.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // refusal turns a gateway's non-101 answer to the upgrade into an *Error,
@@ -512,11 +517,7 @@ func (l *Listener) shutdown(ctx context.Context) error {
 // second, so the gateway sees a clean departure.
 func (c *agentConn) close() {
 	if !c.mux.IsClosed() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		stop := context.AfterFunc(cctx, func() { c.ws.CloseNow() })
-		c.ws.Close(websocket.StatusNormalClosure, "agent closing")
-		stop()
-		cancel()
+		c.ws.Close(wsclient.StatusNormalClosure, "agent closing", time.Second)
 	}
 	c.mux.Close()
 }

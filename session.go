@@ -267,7 +267,7 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	if err != nil {
 		return failed(fmt.Errorf("write connection_established: %w", err))
 	}
-	ms, err := mux.Client(ws, mux.Config{Heartbeat: orDefault(s.Heartbeat, DefaultHeartbeat)})
+	ms, err := mux.Client(mux.NewConn(ws), mux.Config{Heartbeat: orDefault(s.Heartbeat, DefaultHeartbeat)})
 	if err != nil {
 		return failed(fmt.Errorf("start session: %w", err))
 	}
@@ -353,7 +353,7 @@ func (s *Server) closeStale(id, keep string) {
 
 // proxyBuffers recycles the ReverseProxy's copy buffers, which would
 // otherwise cost a 32 KiB allocation per request.
-var proxyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+var proxyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}}
 
 type bufferPool struct{ pool sync.Pool }
 

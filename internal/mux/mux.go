@@ -54,15 +54,16 @@ func (c Config) yamux() *yamux.Config {
 	return y
 }
 
-// Client starts the gateway's side of a session over ws. The session owns
-// ws: closing the session closes it.
-func Client(ws *websocket.Conn, cfg Config) (*yamux.Session, error) {
-	return yamux.Client(NewConn(ws), cfg.yamux())
+// Client starts the gateway's side of a session over conn (a NewConn). The
+// session owns conn: closing the session closes it.
+func Client(conn net.Conn, cfg Config) (*yamux.Session, error) {
+	return yamux.Client(conn, cfg.yamux())
 }
 
-// Server starts the agent's side of a session over ws. The session owns ws.
-func Server(ws *websocket.Conn, cfg Config) (*yamux.Session, error) {
-	return yamux.Server(NewConn(ws), cfg.yamux())
+// Server starts the agent's side of a session over conn (the agent's
+// WebSocket stream, wsclient.Conn.NetConn). The session owns conn.
+func Server(conn net.Conn, cfg Config) (*yamux.Session, error) {
+	return yamux.Server(conn, cfg.yamux())
 }
 
 // yamux frame header layout (see yamux's spec.md): version, type, flags,
@@ -72,8 +73,8 @@ const (
 	typeData   = 0
 )
 
-// Conn adapts a WebSocket to the byte stream yamux expects, sending each
-// yamux frame as one binary message.
+// Conn adapts the gateway's end of a WebSocket to the byte stream yamux
+// expects, sending each yamux frame as one binary message.
 //
 // yamux writes a data frame's header and body with two Write calls; sent
 // as they come they would double the number of WebSocket messages and

@@ -1,0 +1,246 @@
+package wsclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echoServer is a WebSocket server (a different implementation) that
+// echoes messages, records the frame sizes it saw, and pings on request.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"echo"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(16 << 20)
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if string(msg) == "ping me" {
+				// The pong is read by this loop, so ping from another
+				// goroutine.
+				go func() {
+					ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+					defer cancel()
+					err := c.Ping(ctx)
+					c.Write(ctx, websocket.MessageText, []byte("pinged: "+errString(err)))
+				}()
+				continue
+			}
+			if string(msg) == "close me" {
+				c.Close(websocket.StatusGoingAway, "bye")
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+func dial(t *testing.T, url string) *Conn {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := Dial(ctx, &http.Client{Transport: tr}, url, nil, []string{"other", "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func TestEchoAgainstAnotherImplementation(t *testing.T) {
+	url := echoServer(t)
+	for _, maxFrame := range []int{0, 32 << 10, 7} {
+		c := dial(t, url)
+		if c.Subprotocol() != "echo" {
+			t.Fatalf("subprotocol %q", c.Subprotocol())
+		}
+		c.MaxFrame = maxFrame
+		for _, size := range []int{0, 1, 125, 126, 65535, 65536, 200_000} {
+			msg := bytes.Repeat([]byte{'a', 'b', 'c'}, size/3+1)[:size]
+			op := byte(OpBinary)
+			if size%2 == 0 {
+				op = OpText
+			}
+			if size > 1000 && maxFrame == 7 {
+				continue // a thousand frames prove nothing more
+			}
+			if err := c.WriteMessage(op, msg); err != nil {
+				t.Fatal(err)
+			}
+			gotOp, got, err := c.ReadMessage(1 << 20)
+			if err != nil || gotOp != op || !bytes.Equal(got, msg) {
+				t.Fatalf("maxFrame %d size %d: op %d err %v, equal %v", maxFrame, size, gotOp, err, bytes.Equal(got, msg))
+			}
+		}
+	}
+}
+
+func TestTwoPartFramesMaskAcrossTheBoundary(t *testing.T) {
+	c := dial(t, echoServer(t))
+	for _, split := range []int{0, 1, 2, 3, 5, 12, 13} {
+		msg := []byte("0123456789abcdefghijklmnopqrstuvwxyz")
+		if err := c.WriteMessage2(msg[:split], msg[split:]); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.ReadMessage(1 << 10)
+		if err != nil || string(got) != string(msg) {
+			t.Fatalf("split %d: %q %v", split, got, err)
+		}
+	}
+}
+
+func TestStreamCoalescesYamuxHeaderAndBody(t *testing.T) {
+	c := dial(t, echoServer(t))
+	s := c.NetConn()
+	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5} // data frame, length 5
+	if _, err := s.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	// One message came back: the header and body were one frame.
+	_, got, err := c.ReadMessage(1 << 10)
+	if err != nil || !bytes.Equal(got, append(hdr, "hello"...)) {
+		t.Fatalf("got %q %v", got, err)
+	}
+	// A window update (type 1) goes alone.
+	wu := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}
+	s.Write(wu)
+	if _, got, _ := c.ReadMessage(1 << 10); !bytes.Equal(got, wu) {
+		t.Fatalf("window update: %q", got)
+	}
+	// Reading the stream crosses message boundaries.
+	s.Write([]byte("abc"))
+	s.Write([]byte("def"))
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "abcdef" {
+		t.Fatalf("stream read %q %v", buf, err)
+	}
+}
+
+func TestPingIsAnsweredAndCloseEndsTheStream(t *testing.T) {
+	c := dial(t, echoServer(t))
+	c.WriteMessage(OpText, []byte("ping me"))
+	// The server's ping arrives before its answer; ReadMessage answers it.
+	_, got, err := c.ReadMessage(1 << 10)
+	if err != nil || string(got) != "pinged: ok" {
+		t.Fatalf("got %q %v", got, err)
+	}
+	c.WriteMessage(OpText, []byte("close me"))
+	buf := make([]byte, 10)
+	if _, err := c.NetConn().Read(buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the server's going-away close: %v, want EOF", err)
+	}
+}
+
+func TestReadLimit(t *testing.T) {
+	c := dial(t, echoServer(t))
+	c.WriteMessage(OpText, make([]byte, 2000))
+	if _, _, err := c.ReadMessage(1000); !errors.Is(err, ErrMessageTooBig) {
+		t.Fatalf("err %v, want ErrMessageTooBig", err)
+	}
+}
+
+func TestDialRefusals(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/nope" {
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		// Claims an upgrade with a wrong accept key.
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Sec-WebSocket-Accept", "wrong")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	}))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	ws := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	_, resp, err := Dial(context.Background(), client, ws+"/nope", nil, nil)
+	if err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("401: %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "unauthorized") {
+		t.Errorf("body %q", body)
+	}
+	if _, _, err := Dial(context.Background(), client, ws+"/badkey", nil, nil); err == nil {
+		t.Fatal("bad accept key accepted")
+	}
+	if _, _, err := Dial(context.Background(), client, "ftp://x", nil, nil); err == nil {
+		t.Fatal("ftp scheme accepted")
+	}
+}
+
+func TestMaskCopy(t *testing.T) {
+	src := []byte("The quick brown fox jumps over the lazy dog, twice over.")
+	key := uint32(0x04030201)
+	dst := make([]byte, len(src))
+	maskCopy(dst, src, key)
+	for i := range src {
+		if dst[i] != src[i]^byte(i%4+1) {
+			t.Fatalf("byte %d: %#x, want %#x", i, dst[i], src[i]^byte(i%4+1))
+		}
+	}
+}
+
+// readOnly is a server stream made of fixed bytes, for the fuzzer.
+type readOnly struct{ io.Reader }
+
+func (readOnly) Write(p []byte) (int, error) { return len(p), nil }
+func (readOnly) Close() error                { return nil }
+
+func FuzzReadFrames(f *testing.F) {
+	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'})
+	f.Add([]byte{0x02, 0x01, 'a', 0x80, 0x01, 'b'})
+	f.Add([]byte{0x89, 0x00, 0x82, 0x7E, 0x00, 0x01, 'x'})
+	f.Add([]byte{0x88, 0x02, 0x03, 0xE8})
+	f.Add([]byte{0x82, 0x7F, 0xFF, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := newConn(readOnly{bytes.NewReader(data)}, "")
+		for i := 0; i < 64; i++ {
+			if _, msg, err := c.ReadMessage(1 << 16); err != nil {
+				break
+			} else if len(msg) > 1<<16 {
+				t.Fatalf("message of %d bytes over the limit", len(msg))
+			}
+		}
+		c2 := newConn(readOnly{bytes.NewReader(data)}, "")
+		io.Copy(io.Discard, io.LimitReader(c2.NetConn(), 1<<20))
+	})
+}
