@@ -17,7 +17,7 @@ const DefaultMaxKeys = 100_000
 
 // localShards is the most shards a Local splits its keys over. Each shard
 // has its own lock, so parallel Allow calls on different keys rarely wait
-// for each other; 64 is well above the core counts gateways run on.
+// for each other; 64 keeps that true on large machines for a few KB.
 const localShards = 64
 
 // LocalOptions configures NewLocal. The zero value (or a nil pointer) is
@@ -192,6 +192,12 @@ func (s *localShard) entry(key string, now time.Time, l *Local) *localEntry {
 		}
 		e = &localEntry{key: key, lim: rate.NewLimiter(l.rate, l.limit.Burst)}
 		s.keys[key] = e
+	}
+	// last only moves forward, so that it is never earlier than the
+	// limiter's own last event even if the clock steps back: idle eviction
+	// must not forget a bucket that is still refilling.
+	if ok && now.Before(e.last) {
+		now = e.last
 	}
 	e.last = now
 	e.next, e.prev = s.lru.next, &s.lru

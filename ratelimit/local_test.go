@@ -171,7 +171,7 @@ func TestLocalTokenBucket(t *testing.T) {
 				got := mustAllow(t, l, "k")
 				want := Decision{Allowed: s.allowed, Remaining: s.remaining, RetryAfter: s.retry}
 				if got.Allowed != want.Allowed || got.Remaining != want.Remaining ||
-					(got.RetryAfter - want.RetryAfter).Abs() > time.Microsecond {
+					(got.RetryAfter-want.RetryAfter).Abs() > time.Microsecond {
 					t.Fatalf("step %d (after +%v): got %+v, want %+v", i, s.advance, got, want)
 				}
 				prev = got
@@ -340,6 +340,25 @@ func TestLocalClockBackwards(t *testing.T) {
 	clock.Advance(d.RetryAfter)
 	if d := mustAllow(t, l, "k"); !d.Allowed {
 		t.Errorf("after waiting RetryAfter: %+v, want allowed", d)
+	}
+}
+
+// TestLocalClockBackwardsKeepsState checks that idle eviction measures
+// idleness from the latest time a key was seen, so a clock stepping back
+// cannot make a still-refilling key look idle and be forgotten.
+func TestLocalClockBackwardsKeepsState(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	l := newLocal(Limit{Events: 1, Period: time.Minute}, &LocalOptions{MaxKeys: 10, Now: clock.Now}, 1)
+	mustAllow(t, l, "a")
+	clock.Advance(-time.Hour)
+	if d := mustAllow(t, l, "a"); d.Allowed {
+		t.Fatalf("a after the clock stepped back: %+v, want denied", d)
+	}
+	clock.Advance(time.Minute) // a Period after the denied call, still before a's event
+	mustAllow(t, l, "b")       // sweeps the shard
+	if d := mustAllow(t, l, "a"); d.Allowed {
+		t.Errorf("a: %+v, want still denied (state kept)", d)
 	}
 }
 

@@ -1,11 +1,12 @@
 // Package backendtest finds the real servers that backend tests run
-// against (Redis, and DynamoDB through dynalite) and applies the project's
-// rule for absent ones: a test skips on a developer machine without the
-// server, and fails under CI (CI=true), where .ci/run must have started it.
+// against (Redis, and DynamoDB through dynalite), and decides what their
+// absence means: a skipped test on a developer's machine, a failed test in
+// CI (CI=true), where .ci/run has started every server.
 package backendtest
 
 import (
 	"net"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -20,47 +21,65 @@ const (
 	DefaultDynamoEndpoint = "http://127.0.0.1:8000"
 )
 
-// RedisAddr returns the address of the test Redis server, after checking
-// that it accepts connections.
+// RedisAddr returns the address of the test Redis server; see Addr.
 func RedisAddr(t testing.TB) string {
 	t.Helper()
-	addr := env(RedisAddrEnv, DefaultRedisAddr)
-	require(t, "Redis", addr, addr)
+	return Addr(t, RedisAddrEnv, DefaultRedisAddr)
+}
+
+// DynamoEndpoint returns the endpoint URL of the test DynamoDB (dynalite);
+// see Addr.
+func DynamoEndpoint(t testing.TB) string {
+	t.Helper()
+	return Addr(t, DynamoEndpointEnv, DefaultDynamoEndpoint)
+}
+
+// dialTimeout bounds the reachability probe; loopback servers answer in
+// microseconds, so a second only matters when nothing listens.
+const dialTimeout = time.Second
+
+// Addr returns the server address from the environment variable envVar, or
+// fallback when it is unset or empty, after checking that something accepts
+// TCP connections there. The value may be host:port or a URL such as
+// http://127.0.0.1:8000, which is returned unchanged.
+//
+// When nothing answers, Addr calls Unavailable, which skips the test or, in
+// CI, fails it; Addr returns "" if Unavailable returns (only a non-standard
+// testing.TB lets it).
+func Addr(t testing.TB, envVar, fallback string) string {
+	t.Helper()
+	addr := os.Getenv(envVar)
+	if addr == "" {
+		addr = fallback
+	}
+	hostport := addr
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		port := u.Port()
+		if port == "" {
+			port = "80"
+			if u.Scheme == "https" {
+				port = "443"
+			}
+		}
+		hostport = net.JoinHostPort(u.Hostname(), port)
+	}
+	conn, err := net.DialTimeout("tcp", hostport, dialTimeout)
+	if err != nil {
+		Unavailable(t, "server at %s (set %s) unreachable: %v", addr, envVar, err)
+		return ""
+	}
+	conn.Close()
 	return addr
 }
 
-// DynamoEndpoint returns the endpoint URL of the test DynamoDB (dynalite),
-// after checking that it accepts connections.
-func DynamoEndpoint(t testing.TB) string {
+// Unavailable reports that a server a test needs is absent: it skips the
+// test, unless the environment variable CI is "true", where it fails it,
+// because in CI a skipped backend test would pass without testing anything.
+func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	ep := env(DynamoEndpointEnv, DefaultDynamoEndpoint)
-	host := ep
-	for _, p := range []string{"http://", "https://"} {
-		if len(host) > len(p) && host[:len(p)] == p {
-			host = host[len(p):]
-		}
-	}
-	require(t, "DynamoDB", host, ep)
-	return ep
-}
-
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// require skips or fails t when nothing accepts TCP connections at hostport.
-func require(t testing.TB, what, hostport, shown string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", hostport, 2*time.Second)
-	if err == nil {
-		c.Close()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s test server at %s is not reachable (CI=true requires it; .ci/run starts it): %v", what, shown, err)
-	}
-	t.Skipf("%s test server at %s is not reachable: %v (start it, or set the address in the environment)", what, shown, err)
+	t.Skipf(format, args...)
 }

@@ -161,10 +161,10 @@ func (l *Limiter) Allow(ctx context.Context, key string) (ratelimit.Decision, er
 		// ADD creates the count at 1 on a window's first event; the
 		// condition keeps it from passing the limit however many
 		// callers race.
-		UpdateExpression:         aws.String("ADD #count :one SET #ttl = :ttl"),
-		ConditionExpression:      aws.String("attribute_not_exists(#count) OR #count < :limit"),
-		// count, key and ttl are DynamoDB reserved words, hence the
-		// placeholders.
+		UpdateExpression:    aws.String("ADD #count :one SET #ttl = :ttl"),
+		ConditionExpression: aws.String("attribute_not_exists(#count) OR #count < :limit"),
+		// COUNT is a DynamoDB reserved word, so attribute names go
+		// through placeholders.
 		ExpressionAttributeNames: map[string]string{
 			"#count": CountAttribute,
 			"#ttl":   TTLAttribute,

@@ -20,7 +20,7 @@ import (
 
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
-	"github.com/http-tunnel/tunnel/ratelimit/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/ratelimit/ratelimittest"
 )
 
@@ -49,7 +49,7 @@ func clientFor(tb testing.TB, endpoint string, optFns ...func(*dynamodb.Options)
 // test when there is none.
 func newClient(tb testing.TB) *dynamodb.Client {
 	tb.Helper()
-	return clientFor(tb, backendtest.Addr(tb, "TUNNEL_TEST_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"))
+	return clientFor(tb, backendtest.DynamoEndpoint(tb))
 }
 
 // newTable creates a uniquely named table, deleted when the test ends.

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/http-tunnel/tunnel/ratelimit"
-	"github.com/http-tunnel/tunnel/ratelimit/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/ratelimit/ratelimittest"
 	"github.com/http-tunnel/tunnel/ratelimit/redislimit"
 )
@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 // test when there is none, and closes the client when the test ends.
 func newClient(tb testing.TB) *redis.Client {
 	tb.Helper()
-	addr := backendtest.Addr(tb, "TUNNEL_TEST_REDIS_ADDR", "127.0.0.1:6390")
+	addr := backendtest.RedisAddr(tb)
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	tb.Cleanup(func() { client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

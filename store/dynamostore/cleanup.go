@@ -66,9 +66,10 @@ var (
 )
 
 // Cleanup deletes the rows of both tables that have expired, for
-// deployments where DynamoDB's TTL deletion is off or too slow (it may lag
-// expiry by days, and emulators lack it). Lookups never return expired
-// rows either way; Cleanup only reclaims their space.
+// deployments where DynamoDB's TTL deletion is off or too slow (it
+// typically lags expiry by up to two days, and emulators lack it).
+// Lookups never return expired rows either way; Cleanup only reclaims
+// their space.
 //
 // It scans each table in 4 parallel segments, one goroutine each, reading
 // only the keys of expired rows. It deletes connection rows and pending
@@ -90,8 +91,7 @@ var (
 func (s *Store) Cleanup(ctx context.Context) (CleanupStats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	now := s.clock()
-	nowMs := now.UnixMilli()
+	nowMs := time.Now().UnixMilli()
 	values := item{":ms": num(nowMs), ":s": num(nowMs / 1000)}
 
 	type segment struct {
@@ -151,6 +151,7 @@ func (s *Store) cleanSegment(ctx context.Context, table *string, keyAttr string,
 			ExpressionAttributeNames:  names,
 			ExpressionAttributeValues: values,
 			ExclusiveStartKey:         start,
+			Limit:                     s.scanLimit,
 		})
 		if err != nil {
 			return st, err

@@ -19,9 +19,10 @@ import (
 // describes the rows it writes and the order it writes them in.
 //
 // Create one with New; the zero value is not usable. A Store is safe for
-// concurrent use by multiple goroutines, holds no state besides its
-// configuration and starts no goroutines of its own (Cleanup's end before
-// it returns), so there is nothing to close. Every method's ctx bounds all
+// concurrent use by multiple goroutines. It holds no state besides its
+// configuration, and no goroutine it starts outlives the call that
+// started it (Cleanup's end before it returns), so there is nothing to
+// close. Every method's ctx bounds all
 // of its requests; a canceled ctx makes a method fail with an error
 // wrapping context.Canceled, possibly after some of its writes were made
 // (see the package documentation for why that is safe).
@@ -33,12 +34,13 @@ type Store struct {
 	conns   *string // connections table name, shared by every request
 	pending *string // pending table name
 
-	// now is the clock; nil means time.Now. Tests in this package set it.
-	now func() time.Time
 	// scanned, when non-nil, is called by Cleanup after each page of a
 	// Scan and before deleting what it found, so that tests can change a
 	// row in between.
 	scanned func(table string, keys []item)
+	// scanLimit, when non-nil, caps the rows each Cleanup Scan page reads,
+	// so that tests reach pagination with few rows.
+	scanLimit *int32
 }
 
 var _ store.Store = (*Store)(nil)
@@ -54,13 +56,6 @@ func New(client *dynamodb.Client, opts Options) *Store {
 		conns:   aws.String(opts.ConnectionsTable),
 		pending: aws.String(opts.PendingTable),
 	}
-}
-
-func (s *Store) clock() time.Time {
-	if s.now != nil {
-		return s.now()
-	}
-	return time.Now()
 }
 
 // Expression attribute names, one map per expression. They are shared by
@@ -133,7 +128,7 @@ func (s *Store) Put(ctx context.Context, r store.Record) error {
 		ExpressionAttributeNames: claimNames,
 		ExpressionAttributeValues: item{
 			":owner": str(r.Owner),
-			":now":   num(s.clock().UnixMilli()),
+			":now":   num(time.Now().UnixMilli()),
 		},
 		ReturnValues: types.ReturnValueAllOld,
 	})
@@ -204,7 +199,7 @@ func (s *Store) get(ctx context.Context, tunnelID string) (store.Record, error) 
 	if err != nil {
 		return store.Record{}, err
 	}
-	if !r.Live(s.clock()) {
+	if !r.Live(time.Now()) {
 		return store.Record{}, store.ErrNotFound
 	}
 	return r, nil
@@ -268,7 +263,7 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 	}
 	update, values := expiryUpdate(expiresAt)
 	connValues := item{":tunnel": str(tunnelID)}
-	claimValues := item{":conn": str(connectionID), ":now": num(s.clock().UnixMilli())}
+	claimValues := item{":conn": str(connectionID), ":now": num(time.Now().UnixMilli())}
 	for k, v := range values {
 		connValues[k] = v
 		claimValues[k] = v

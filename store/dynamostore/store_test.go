@@ -365,12 +365,7 @@ func TestRenewRepairsConnectionRow(t *testing.T) {
 	ctx := t.Context()
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
-	if _, err := client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName: aws.String(opts.ConnectionsTable),
-		Key:       connKey(r.ConnectionID),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	deleteRaw(t, client, opts.ConnectionsTable, r.ConnectionID)
 	if _, err := s.GetByConnection(ctx, r.ConnectionID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetByConnection without its row = %v, want ErrNotFound", err)
 	}
@@ -384,5 +379,99 @@ func TestRenewRepairsConnectionRow(t *testing.T) {
 	}
 	if row := rawItem(t, client, opts.ConnectionsTable, r.ConnectionID); getS(row, attrTunnelID) != r.TunnelID {
 		t.Errorf("repaired row = %v, want tunnelId %s", plain(row), r.TunnelID)
+	}
+}
+
+// TestInterruptedWrites builds the states that a crash between the writes
+// of one call leaves behind, and checks that lookups follow the claim row,
+// the authoritative one: a connection row alone never makes a record
+// visible.
+func TestInterruptedWrites(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	tests := []struct {
+		name string
+		// interrupt leaves the state of a call cut short after r was put;
+		// it returns the connection that must not be found.
+		interrupt func(t *testing.T, s *Store, opts Options, r store.Record) string
+	}{
+		{"TakeoverBeforeOldRowDeleted", func(t *testing.T, s *Store, opts Options, r store.Record) string {
+			old := rawItem(t, client, opts.ConnectionsTable, r.ConnectionID)
+			next := r
+			next.ConnectionID = "c-next-" + r.TunnelID
+			mustPut(t, s, next)
+			putRaw(t, client, opts.ConnectionsTable, old)
+			return r.ConnectionID
+		}},
+		{"DeleteBeforeConnectionRow", func(t *testing.T, s *Store, opts Options, r store.Record) string {
+			deleteRaw(t, client, opts.ConnectionsTable, claimPrefix+r.TunnelID)
+			return r.ConnectionID
+		}},
+		{"LateRenewOfExpiredClaim", func(t *testing.T, s *Store, opts Options, r store.Record) string {
+			// Renew writes the connection row first; here the claim
+			// expired on its own, and a late Renew extended only the
+			// connection row before its claim update was refused.
+			claim := rawItem(t, client, opts.ConnectionsTable, claimPrefix+r.TunnelID)
+			claim[attrExpiresAt] = num(time.Now().Add(-time.Minute).UnixMilli())
+			putRaw(t, client, opts.ConnectionsTable, claim)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("Renew of an expired claim = %v, want ErrNotFound", err)
+			}
+			return r.ConnectionID
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, opts := newStore(t, client)
+			r := testRecord("owner", time.Hour)
+			mustPut(t, s, r)
+			conn := tt.interrupt(t, s, opts, r)
+			if len(rawItem(t, client, opts.ConnectionsTable, conn)) == 0 {
+				t.Fatalf("the connection row of %s is gone; the test needs it", conn)
+			}
+			if got, err := s.GetByConnection(t.Context(), conn); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetByConnection(%s) = %+v, %v; want ErrNotFound", conn, got, err)
+			}
+		})
+	}
+}
+
+// TestRenewWriteOrder pins the order Cleanup relies on: Renew extends the
+// connection row before the claim row, so a connection row never expires
+// before the claim that names it.
+func TestRenewWriteOrder(t *testing.T) {
+	t.Parallel()
+	var rec inputRecorder
+	client := newClient(t, rec.addTo)
+	s, _ := newStore(t, client)
+	r := testRecord("owner", time.Hour)
+	mustPut(t, s, r)
+	rec.take()
+	if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	var keys []string
+	for _, in := range rec.take() {
+		if u, ok := in.(*dynamodb.UpdateItemInput); ok {
+			keys = append(keys, getS(u.Key, attrConnectionID))
+		}
+	}
+	if want := []string{r.ConnectionID, claimPrefix + r.TunnelID}; !slices.Equal(keys, want) {
+		t.Errorf("Renew updated %q, want %q in that order", keys, want)
+	}
+}
+
+func putRaw(t *testing.T, client *dynamodb.Client, table string, it item) {
+	t.Helper()
+	if _, err := client.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: it}); err != nil {
+		t.Fatalf("PutItem: %v", err)
+	}
+}
+
+func deleteRaw(t *testing.T, client *dynamodb.Client, table, key string) {
+	t.Helper()
+	if _, err := client.DeleteItem(t.Context(), &dynamodb.DeleteItemInput{TableName: aws.String(table), Key: connKey(key)}); err != nil {
+		t.Fatalf("DeleteItem: %v", err)
 	}
 }

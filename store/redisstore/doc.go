@@ -16,11 +16,16 @@
 //	{tunnel:}c:<connection ID>  the tunnel ID, so that GetByConnection is
 //	                            one lookup rather than a scan
 //
-// Times are kept to the millisecond, truncated, and come back in UTC. The
-// binary layout starts with a version byte, so that a later layout can be
-// told apart; it is described in record.go. A record takes about 200
-// bytes of server memory, its connection key about 70 (measured with
-// MEMORY USAGE on Redis 7 for typical IDs and URLs).
+// The record's layout is a version byte (1), ExpiresAt and CreatedAt as
+// 8-byte big-endian Unix milliseconds (an ExpiresAt of 0 meaning none),
+// then ConnectionID, Owner, Node and PublicURL, each as a 2-byte
+// big-endian length and its bytes; so no string field may be longer than
+// 65535 bytes. A later layout gets a new version byte, which nodes that do
+// not know it refuse rather than misread. Times are kept to the
+// millisecond, truncated, and come back in UTC. With the default prefix, a
+// record with 16-character IDs, a 48-character owner and a 40-character
+// URL takes 232 bytes of server memory and its connection key 104, by
+// MEMORY USAGE on Redis 7.0.
 //
 // # Expiry
 //

@@ -28,7 +28,10 @@ import (
 // Binary rather than JSON because it is smaller still, decodes without
 // allocating (the fields are substrings of the reply), and lets the scripts
 // read and rewrite the expiry at a fixed offset with Lua's struct library,
-// without re-encoding numbers. The tunnel ID is not stored: it is in the
+// without re-encoding numbers. By MEMORY USAGE on Redis 7.0, the record
+// described in the package doc takes 232 bytes in this layout, 264 as
+// JSON or as a hash with one-letter fields, and 656 as that hash once its
+// URL is longer than 64 bytes. The tunnel ID is not stored: it is in the
 // key. The scripts in scripts.go depend on this layout; change both
 // together, and bump the version.
 const (

@@ -96,13 +96,18 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := tt.r
-			want.CreatedAt = truncMillis(want.CreatedAt)
-			want.ExpiresAt = truncMillis(want.ExpiresAt)
-			if got.CreatedAt != want.CreatedAt.UTC() && !(got.CreatedAt.IsZero() && want.CreatedAt.IsZero()) {
-				t.Errorf("CreatedAt = %v, want %v", got.CreatedAt, want.CreatedAt)
+			times := []struct {
+				name      string
+				got, want time.Time
+			}{
+				{"CreatedAt", got.CreatedAt, truncMillis(want.CreatedAt)},
+				{"ExpiresAt", got.ExpiresAt, truncMillis(want.ExpiresAt)},
 			}
-			if !got.ExpiresAt.Equal(want.ExpiresAt) || got.ExpiresAt.IsZero() != want.ExpiresAt.IsZero() {
-				t.Errorf("ExpiresAt = %v, want %v", got.ExpiresAt, want.ExpiresAt)
+			for _, tm := range times {
+				// Documented: millisecond precision, zero stays zero, UTC.
+				if !tm.got.Equal(tm.want) || tm.got.IsZero() != tm.want.IsZero() || tm.got.Location() != time.UTC {
+					t.Errorf("%s = %v, want %v in UTC", tm.name, tm.got, tm.want)
+				}
 			}
 			got.CreatedAt, got.ExpiresAt = want.CreatedAt, want.ExpiresAt
 			if got != want {

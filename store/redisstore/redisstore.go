@@ -70,10 +70,8 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	}
 }
 
-func (s *Store) recordKey(tunnelID string) string { return s.recordPrefix + tunnelID }
-func (s *Store) connKey(connectionID string) string {
-	return s.connPrefix + connectionID
-}
+func (s *Store) recordKey(tunnelID string) string   { return s.recordPrefix + tunnelID }
+func (s *Store) connKey(connectionID string) string { return s.connPrefix + connectionID }
 
 // Put implements store.Store.Put in one round trip. A record whose
 // ExpiresAt has passed by the Redis server's clock replaces what it may

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -67,10 +68,8 @@ func dropKeys(tb testing.TB, client *redis.Client, pattern string) {
 }
 
 // Key names as the package documents them; the tests below pin them.
-func recordKey(prefix, tunnelID string) string { return "{" + prefix + "}t:" + tunnelID }
-func connKey(prefix, connectionID string) string {
-	return "{" + prefix + "}c:" + connectionID
-}
+func recordKey(prefix, tunnelID string) string   { return "{" + prefix + "}t:" + tunnelID }
+func connKey(prefix, connectionID string) string { return "{" + prefix + "}c:" + connectionID }
 
 // newRecord returns a live record with every field set, for a fresh tunnel
 // and connection.
@@ -267,6 +266,58 @@ func TestExpiredLeavesNoKeys(t *testing.T) {
 					t.Errorf("EXISTS %v = %d, %v; want 0", keys, n, err)
 				}
 			}
+		})
+	}
+}
+
+// TestExpiryCheckedByScripts checks that a record past its ExpiresAt is
+// treated as expired even while Redis still holds its key, as it does
+// through the millisecond of the deadline. The test makes such a record by
+// rewriting the expiry field of a live one (offset 1, Unix milliseconds,
+// big-endian) and removing its TTL.
+func TestExpiryCheckedByScripts(t *testing.T) {
+	client := newClient(t)
+	tests := []struct {
+		name  string
+		check func(t *testing.T, s store.Store, r store.Record)
+	}{
+		{"Get", func(t *testing.T, s store.Store, r store.Record) {
+			if got, err := s.Get(t.Context(), r.TunnelID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get = %+v, %v; want ErrNotFound", got, err)
+			}
+		}},
+		{"GetByConnection", func(t *testing.T, s store.Store, r store.Record) {
+			if got, err := s.GetByConnection(t.Context(), r.ConnectionID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetByConnection = %+v, %v; want ErrNotFound", got, err)
+			}
+		}},
+		{"Renew", func(t *testing.T, s store.Store, r store.Record) {
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Renew = %v, want ErrNotFound", err)
+			}
+		}},
+		{"PutByAnotherOwner", func(t *testing.T, s store.Store, r store.Record) {
+			r.Owner += "-other"
+			r.ConnectionID = "c" + randid.Hex(8)
+			mustPut(t, s, r)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, prefix := newStore(t, client)
+			r := newRecord()
+			mustPut(t, s, r)
+			var past [8]byte
+			binary.BigEndian.PutUint64(past[:], uint64(time.Now().Add(-time.Second).UnixMilli()))
+			rk := recordKey(prefix, r.TunnelID)
+			if err := client.SetRange(t.Context(), rk, 1, string(past[:])).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := client.Persist(t.Context(), rk).Err(); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, s, r)
 		})
 	}
 }

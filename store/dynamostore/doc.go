@@ -1,0 +1,139 @@
+// Package dynamostore is a store.Store kept in Amazon DynamoDB, for
+// gateways with several nodes and for the serverless adapter (AWS Lambda
+// and API Gateway WebSocket), which share one set of tables. It uses the
+// original system's table schema, extended compatibly, so that the
+// original handlers, dashboards and queries keep working on the same
+// tables.
+//
+// Create a Store with New from an aws-sdk-go-v2 client; CreateTables makes
+// the tables for development and tests. Cleanup deletes expired rows.
+//
+// # Tables
+//
+// The connections table (DefaultConnectionsTable) has the partition key
+// connectionId (S) and holds two kinds of rows:
+//
+//   - A connection row per agent connection, keyed by the connection ID,
+//     in the original's shape: tunnelId (S), publicUrl (S), createdAt (N,
+//     epoch seconds) and ttl (N, epoch seconds, rounded up from the
+//     expiry, for DynamoDB's TTL deletion); plus this package's owner (S),
+//     node (S), expiresAt (N, epoch milliseconds) and createdAtMs (N,
+//     epoch milliseconds). A record that never expires has neither
+//     expiresAt nor ttl, and a zero CreatedAt has neither createdAt nor
+//     createdAtMs.
+//   - A claim row per tunnel, keyed by "tunnel#" + the tunnel ID, holding
+//     the record: holder (S, the connection ID that serves the tunnel),
+//     owner, node, publicUrl, createdAt, createdAtMs, expiresAt and ttl as
+//     above, and no tunnelId. Connection IDs never contain '#' (Put
+//     refuses one that does), so the two kinds of keys never meet.
+//
+// The global secondary index tunnel-id-index (DefaultTunnelIndex, key
+// tunnelId, projection ALL) is the original's. Claim rows lack tunnelId,
+// so the sparse index holds connection rows only, and the original lookup
+// (Query tunnelId = :id) finds connection IDs as before. Its answers are
+// eventually consistent and may include a connection row that a takeover
+// has not yet removed (see below); this package's lookups never use it.
+//
+// The pending-requests table (DefaultPendingTable) has the partition key
+// requestId (S) and the attributes connectionId (S), status (S, "pending"
+// then "completed"), responseData (S) and ttl (N, epoch seconds). The
+// serverless adapter writes it; the Store only creates it and removes its
+// expired rows. Writers must set ttl once, when a request is created, and
+// make later updates conditional on the row existing, so that a row
+// Cleanup removed is not brought back half-written.
+//
+// # Claims
+//
+// DynamoDB keys make one row per key unique, but the connections table is
+// keyed by connection, and two agents must never hold one tunnel ID.
+// Transactions would pair the two rows atomically, but emulators lack
+// them and they cost twice as much, so every operation is a short
+// sequence of single-row writes, each conditional where it decides
+// something. The claim row is authoritative: it alone says who holds a
+// tunnel and until when, and every lookup reads it, strongly consistently.
+// The connection row is an index from connection to tunnel and a copy of
+// the record in the original's shape.
+//
+//   - Put writes the claim row with the condition that it is absent,
+//     belongs to the same owner, or has expired (a row without expiresAt
+//     never has), getting the previous row back in the same request; a
+//     refusal is store.ErrConflict. It then writes the connection row and
+//     deletes the previous holder's connection row, if the holder changed.
+//   - Get reads the claim row, projecting only what a Record needs, and
+//     checks expiry.
+//   - GetByConnection reads the connection row for its tunnel ID, then the
+//     claim row, and answers only if the claim is live and names the
+//     connection.
+//   - Renew updates the connection row's expiry (if the row still belongs
+//     to the tunnel), then the claim row's, on condition that it is live
+//     and names the connection; a refusal is store.ErrNotFound. If the
+//     connection row was missing, Renew writes it again from the claim.
+//   - Delete deletes the claim row on condition that it names the
+//     connection (a refusal is not an error), then the connection row if
+//     it still belongs to the tunnel.
+//
+// A crash, an error or a canceled ctx between two writes leaves one of
+// these states, none of which breaks the contract, because lookups follow
+// the claim row:
+//
+//   - Put stopped after the claim: the tunnel is held and Get finds it,
+//     but GetByConnection does not until the holder's next Renew rewrites
+//     the connection row. Put returned an error, so a gateway treats the
+//     registration as failed; the agent's reconnect (same owner) takes
+//     the claim over, or else the claim expires.
+//   - Put stopped before removing the previous holder's row: that row
+//     lingers, unreachable (its claim names another connection), until its
+//     expiry; it may show in the index meanwhile. Put ignores a failure of
+//     this last step for that reason.
+//   - Renew stopped after the connection row: that row expires later than
+//     its claim, which is harmless. The reverse, a connection row that
+//     expires first, is what Cleanup must not meet; it arises only when
+//     two Renews of one connection race or a Renew to a past time stops
+//     halfway, and the next Renew repairs it (rewriting the row if
+//     Cleanup removed it).
+//   - Delete stopped after the claim: the tunnel is free at once, and the
+//     connection row is unreachable until its expiry.
+//
+// # Consistency
+//
+// Every read of the table is strongly consistent, so a node sees a claim,
+// takeover or delete as soon as another node's write has returned; of N
+// concurrent Puts for a free tunnel by different owners, DynamoDB's
+// conditional write lets exactly one succeed. Reads of the index (the
+// original lookup) are eventually consistent.
+//
+// # Expiry
+//
+// A record expires at its ExpiresAt (milliseconds); a zero ExpiresAt never
+// expires. Expired rows are invisible at once because every read compares
+// expiresAt with the clock of the node that reads, and every condition
+// compares it with the writer's clock: nodes' clocks should agree to well
+// within the renewal period. Rows are removed in two ways, both
+// optional for correctness: DynamoDB's TTL deletion on the ttl attribute,
+// which the deployment should enable on both tables (it is free, but it
+// typically lags expiry by up to two days, and emulators lack it), and
+// Cleanup, which scans both tables and deletes what has expired. A row is deleted only when expired:
+// claim rows with a conditional delete (a Put may have taken an expired
+// tunnel since the Scan), connection and pending rows in batches, which
+// is safe because an expired connection row is unreachable (its claim
+// names another connection or has expired, since Renew extends the
+// connection row first), and nothing but a new Put of that same
+// connection ID can make it reachable again; pending rows' ttl never
+// moves.
+//
+// # Permissions
+//
+// The Store needs these IAM actions on the connections table:
+// dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem and
+// dynamodb:DeleteItem; dynamodb:Query on tunnel-id-index for original-style
+// lookups; and for Cleanup, dynamodb:Scan and dynamodb:BatchWriteItem on
+// both tables. CreateTables alone needs dynamodb:CreateTable and
+// dynamodb:DescribeTable.
+//
+// # Testing
+//
+// The package's tests run against dynalite, an in-memory DynamoDB
+// emulator without TTL deletion or transactions, at the address in
+// TUNNEL_TEST_DYNAMODB_ENDPOINT (default http://127.0.0.1:8000); they skip
+// when it is absent and fail when CI=true.
+package dynamostore

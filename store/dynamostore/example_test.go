@@ -1,0 +1,70 @@
+package dynamostore_test
+
+import (
+	"context"
+	"errors"
+	"log"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+)
+
+// The example talks to a local emulator, so it has no output to check; it
+// shows the calls a gateway makes over a tunnel's life.
+func Example() {
+	ctx := context.Background()
+	client := dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String("http://127.0.0.1:8000"),
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+	opts := dynamostore.Options{} // the default table and index names
+	if err := dynamostore.CreateTables(ctx, client, opts); err != nil {
+		log.Fatal(err)
+	}
+	s := dynamostore.New(client, opts)
+
+	// An agent connects to node-a and claims "myapp" for a minute.
+	rec := store.Record{
+		TunnelID:     "myapp",
+		ConnectionID: "conn-1",
+		Owner:        "alice",
+		Node:         "node-a",
+		PublicURL:    "https://myapp.tunnel.example",
+		CreatedAt:    time.Now(),
+		ExpiresAt:    time.Now().Add(time.Minute),
+	}
+	if err := s.Put(ctx, rec); errors.Is(err, store.ErrConflict) {
+		log.Fatal("the name is in use")
+	} else if err != nil {
+		log.Fatal(err)
+	}
+
+	// Any node resolves a public request for myapp.tunnel.example.
+	got, err := s.Get(ctx, "myapp")
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("forward to %s on %s", got.ConnectionID, got.Node)
+
+	// node-a keeps the claim alive while the agent stays connected...
+	if err := s.Renew(ctx, "myapp", "conn-1", time.Now().Add(time.Minute)); errors.Is(err, store.ErrNotFound) {
+		log.Print("lost the tunnel: close the agent connection")
+	}
+	// ...and releases it when the agent leaves.
+	if err := s.Delete(ctx, "myapp", "conn-1"); err != nil {
+		log.Fatal(err)
+	}
+
+	// Somewhere, periodically: reclaim the space of expired rows.
+	stats, err := s.Cleanup(ctx)
+	if err != nil {
+		log.Print(err)
+	}
+	log.Printf("cleanup deleted %d rows", stats.Deleted)
+}
