@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -34,13 +35,28 @@ import (
 
 const bulkSize = 16 << 20
 
+var only *string
+
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs per target")
 	scenarios := flag.String("scenarios", "small,bulk,sequential", "comma-separated scenarios to run")
+	only = flag.String("only", "", "run only this target (direct or tunnel), for profiling")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 
 	if err := run(*duration, strings.Split(*scenarios, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -118,6 +134,9 @@ func run(d time.Duration, scenarios []string) error {
 		}
 		var res [2]result
 		for i, tg := range targets {
+			if *only != "" && *only != tg.name {
+				continue
+			}
 			// Warm up connections and caches, then measure.
 			load(tg.base+path, conc, d/5)
 			res[i] = load(tg.base+path, conc, d)
@@ -125,6 +144,9 @@ func run(d time.Duration, scenarios []string) error {
 				return fmt.Errorf("%s %s: %d failed requests", sc, tg.name, res[i].errors)
 			}
 			fmt.Printf("%-11s %-7s %12.0f %10s %10s %10.1f\n", sc, tg.name, res[i].rps(), fmtDur(res[i].p(50)), fmtDur(res[i].p(99)), res[i].mbps())
+		}
+		if *only != "" {
+			continue
 		}
 		fmt.Printf("%-11s %-7s %11.1f%% %10s %10s %9.1f%%   added p50 %s\n\n", sc, "ratio",
 			100*res[1].rps()/res[0].rps(), "", "", 100*res[1].mbps()/res[0].mbps(), fmtDur(res[1].p(50)-res[0].p(50)))
