@@ -1,6 +1,6 @@
 // Command bench measures the tunnel against a direct loopback baseline, in
 // one process: the same handler is served directly and through a gateway
-// and tunnel, and the same load is run against both. It prints requests/s,
+// and tunnel, and the same load is run against both, in alternating rounds. It prints requests/s,
 // p50/p99 latency and MB/s for each, and the tunnel's ratio to direct.
 //
 //	go run ./examples/bench                  # all scenarios, 5 s each
@@ -33,7 +33,10 @@ import (
 	"github.com/http-tunnel/tunnel"
 )
 
-const bulkSize = 16 << 20
+const (
+	bulkSize = 16 << 20
+	rounds   = 5
+)
 
 var only *string
 
@@ -42,7 +45,19 @@ func main() {
 	scenarios := flag.String("scenarios", "small,bulk,sequential", "comma-separated scenarios to run")
 	only = flag.String("only", "", "run only this target (direct or tunnel), for profiling")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	flag.Parse()
+
+	if *memprofile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -132,14 +147,28 @@ func run(d time.Duration, scenarios []string) error {
 		default:
 			return fmt.Errorf("unknown scenario %q", sc)
 		}
+		// Warm up connections and caches, then measure in alternating
+		// rounds, so that a slow spell of the machine weighs on both
+		// targets alike.
 		var res [2]result
+		for _, tg := range targets {
+			if *only == "" || *only == tg.name {
+				load(tg.base+path, conc, d/10)
+			}
+		}
+		for round := 0; round < rounds; round++ {
+			for i, tg := range targets {
+				if *only != "" && *only != tg.name {
+					continue
+				}
+				res[i].add(load(tg.base+path, conc, d/rounds))
+			}
+		}
 		for i, tg := range targets {
 			if *only != "" && *only != tg.name {
 				continue
 			}
-			// Warm up connections and caches, then measure.
-			load(tg.base+path, conc, d/5)
-			res[i] = load(tg.base+path, conc, d)
+			slices.Sort(res[i].latencies)
 			if res[i].errors > 0 {
 				return fmt.Errorf("%s %s: %d failed requests", sc, tg.name, res[i].errors)
 			}
@@ -161,6 +190,15 @@ type result struct {
 	bytes     int64
 	errors    int
 	latencies []time.Duration // sorted
+}
+
+// add merges another run's measurements into r.
+func (r *result) add(o result) {
+	r.elapsed += o.elapsed
+	r.requests += o.requests
+	r.bytes += o.bytes
+	r.errors += o.errors
+	r.latencies = append(r.latencies, o.latencies...)
 }
 
 func (r result) rps() float64  { return float64(r.requests) / r.elapsed.Seconds() }
@@ -226,7 +264,6 @@ func load(url string, conc int, d time.Duration) result {
 	stop.Store(true)
 	wg.Wait()
 	res.elapsed = time.Since(start)
-	slices.Sort(res.latencies)
 	return res
 }
 

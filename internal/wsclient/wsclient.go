@@ -57,7 +57,11 @@ const (
 	StatusServiceRestart  = 1012
 )
 
+// largeBuffers holds frame buffers for payloads over smallFrame bytes.
+var largeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
 const (
+	smallFrame        = 16 << 10
 	maxControlPayload = 125
 	readBufferSize    = 64 << 10
 	acceptGUID        = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -243,13 +247,23 @@ func (c *Conn) WriteMessage(op byte, p []byte) error {
 	}
 }
 
-// writeFrameLocked builds one masked frame in wbuf and writes it.
+// writeFrameLocked writes one masked frame whose payload is the parts back
+// to back, built in one buffer (header, then the payload masked as it is
+// copied) and sent with one write.
 func (c *Conn) writeFrameLocked(op byte, fin bool, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
+	// Small frames use the connection's own buffer; large ones borrow a
+	// pooled one, so that a bulk burst neither pins megabytes to an idle
+	// connection nor allocates (and zeroes) a buffer per frame.
 	buf := c.wbuf[:0]
+	var pooled *[]byte
+	if n > smallFrame {
+		pooled = largeBuffers.Get().(*[]byte)
+		buf = (*pooled)[:0]
+	}
 	b0 := op
 	if fin {
 		b0 |= 0x80
@@ -274,24 +288,33 @@ func (c *Conn) writeFrameLocked(op byte, fin bool, parts ...[]byte) error {
 		off += len(p)
 	}
 	_, err := c.rwc.Write(buf)
-	// Keep a large buffer only while it is in use: a bulk burst should not
-	// pin megabytes to an idle connection.
-	if cap(buf) <= 256<<10 {
-		c.wbuf = buf[:0]
+	if pooled != nil {
+		*pooled = buf[:0]
+		largeBuffers.Put(pooled)
 	} else {
-		c.wbuf = nil
+		c.wbuf = buf[:0]
 	}
 	return err
 }
 
 // maskCopy copies src to dst XORed with the masking key (RFC 6455 section
-// 5.3), eight bytes at a time: one pass instead of a copy and a mask. key
-// holds the four key bytes in little-endian order, src[0] taking the lowest.
+// 5.3): one pass instead of a copy and a mask, 32 bytes an iteration.
+// key holds the four key bytes in little-endian order, src[0] taking the
+// lowest.
 func maskCopy(dst, src []byte, key uint32) {
 	dst = dst[:len(src)]
-	k8 := uint64(key) | uint64(key)<<32
+	k := uint64(key) | uint64(key)<<32
+	le := binary.LittleEndian
+	for len(src) >= 32 {
+		s, d := src[:32:32], dst[:32:32]
+		le.PutUint64(d[0:], le.Uint64(s[0:])^k)
+		le.PutUint64(d[8:], le.Uint64(s[8:])^k)
+		le.PutUint64(d[16:], le.Uint64(s[16:])^k)
+		le.PutUint64(d[24:], le.Uint64(s[24:])^k)
+		src, dst = src[32:], dst[32:]
+	}
 	for len(src) >= 8 {
-		binary.LittleEndian.PutUint64(dst, binary.LittleEndian.Uint64(src)^k8)
+		le.PutUint64(dst, le.Uint64(src)^k)
 		src, dst = src[8:], dst[8:]
 	}
 	for i := range src {
