@@ -43,6 +43,7 @@ type options struct {
 	tlsConfig   *tls.Config
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost bool
+	fallbacks   []string
 }
 
 // WithToken sets the token the agent authenticates with, sent as
@@ -80,6 +81,14 @@ func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, 
 	return func(o *options) { o.dial = dial }
 }
 
+// WithFallbackGateways names more gateway nodes of the same cluster (nodes
+// sharing a Store). When the connection drops, reconnect attempts go to the
+// gateways in turn, starting with the one that was lost, so the agent comes
+// back on a live node with the same tunnel URL. Default: none.
+func WithFallbackGateways(urls ...string) Option {
+	return func(o *options) { o.fallbacks = append(o.fallbacks, urls...) }
+}
+
 // WithRewriteHost makes Forward send the local service's host in the Host
 // header instead of the public one, for dev servers that check it. The
 // public host stays in X-Forwarded-Host. Listen ignores it.
@@ -98,10 +107,10 @@ func WithRewriteHost() Option { return func(o *options) { o.rewriteHost = true }
 //
 // A Listener is safe for concurrent use.
 type Listener struct {
-	connectURL string
-	opts       options
-	log        *slog.Logger
-	client     *http.Client
+	gateways []string // agent endpoint URLs: the one given to Listen, then fallbacks
+	opts     options
+	log      *slog.Logger
+	client   *http.Client
 
 	conns     chan net.Conn
 	closed    chan struct{}
@@ -122,9 +131,10 @@ var _ net.Listener = (*Listener)(nil)
 
 // agentConn is one connection of a Listener to the gateway.
 type agentConn struct {
-	ws  *wsclient.Conn
-	mux *yamux.Session
-	est *protocol.ConnectionEstablished
+	ws      *wsclient.Conn
+	mux     *yamux.Session
+	est     *protocol.ConnectionEstablished
+	gateway int // index in Listener.gateways
 }
 
 // Listen connects to the gateway at gatewayURL (ws://, wss://, http:// or
@@ -154,18 +164,22 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	if o.name != "" && !validID(o.name) {
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
 	}
-	cu, err := connectURL(gatewayURL)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: listen: %w", err)
+	var gateways []string
+	for _, g := range append([]string{gatewayURL}, o.fallbacks...) {
+		cu, err := connectURL(g)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: listen: %w", err)
+		}
+		gateways = append(gateways, cu)
 	}
 	dial := o.dial
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
 	l := &Listener{
-		connectURL: cu,
-		opts:       o,
-		log:        o.log,
+		gateways: gateways,
+		opts:     o,
+		log:      o.log,
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         dial,
@@ -176,10 +190,10 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 		closed: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	c, err := l.connect(ctx)
+	c, err := l.connect(ctx, 0)
 	if err != nil {
 		l.client.CloseIdleConnections()
-		return nil, fmt.Errorf("tunnel: listen %s: %w", cu, err)
+		return nil, fmt.Errorf("tunnel: listen %s: %w", redact(gateways[0]), err)
 	}
 	l.log.Info("tunnel connected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL))
 	go l.supervise(c)
@@ -199,10 +213,10 @@ func connectURL(gateway string) (string, error) {
 	case "https":
 		u.Scheme = "wss"
 	default:
-		return "", fmt.Errorf("gateway URL %q: scheme must be ws, wss, http or https", gateway)
+		return "", fmt.Errorf("gateway URL %s: scheme must be ws, wss, http or https", redact(gateway))
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("gateway URL %q has no host", gateway)
+		return "", fmt.Errorf("gateway URL %s has no host", redact(gateway))
 	}
 	if !strings.HasSuffix(u.Path, protocol.ConnectPath) {
 		u.Path = strings.TrimSuffix(u.Path, "/") + protocol.ConnectPath
@@ -212,14 +226,28 @@ func connectURL(gateway string) (string, error) {
 	return u.String(), nil
 }
 
-// connect dials the gateway, runs the handshake (resuming the tunnel if it
-// has one) and starts the session.
-func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
+// redact returns a gateway URL fit for errors and logs: without a token in
+// its query.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	if q := u.Query(); q.Has("token") {
+		q.Set("token", "REDACTED")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// connect dials gateway number gw, runs the handshake (resuming the tunnel
+// if it has one) and starts the session.
+func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	hdr := http.Header{}
 	if l.opts.token != "" {
 		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
 	}
-	ws, resp, err := wsclient.Dial(ctx, l.client, l.connectURL, hdr, []string{protocol.SubprotocolMux})
+	ws, resp, err := wsclient.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux})
 	if err != nil {
 		if e := refusal(resp); e != nil {
 			return nil, e
@@ -248,7 +276,7 @@ func (l *Listener) connect(ctx context.Context) (*agentConn, error) {
 		ws.CloseNow()
 		return nil, err
 	}
-	c := &agentConn{ws: ws, mux: ms, est: est}
+	c := &agentConn{ws: ws, mux: ms, est: est, gateway: gw}
 	l.mu.Lock()
 	l.id, l.url, l.resume = est.TunnelID, est.PublicURL, est.ResumeToken
 	l.current = c
@@ -366,7 +394,7 @@ func (l *Listener) supervise(c *agentConn) {
 		default:
 		}
 		l.log.Warn("tunnel connection lost; reconnecting", slog.String("tunnel_id", c.est.TunnelID))
-		c, err = l.reconnect()
+		c, err = l.reconnect(c.gateway)
 		if err != nil {
 			if errors.Is(err, ErrClosed) {
 				err = nil
@@ -380,8 +408,9 @@ func (l *Listener) supervise(c *agentConn) {
 }
 
 // reconnect dials until it succeeds, the gateway refuses for good, or the
-// listener is closed (ErrClosed).
-func (l *Listener) reconnect() (*agentConn, error) {
+// listener is closed (ErrClosed). Attempts go to the gateways in turn,
+// starting with lost, the one whose connection dropped.
+func (l *Listener) reconnect(lost int) (*agentConn, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -410,8 +439,9 @@ func (l *Listener) reconnect() (*agentConn, error) {
 			return nil, ErrClosed
 		case <-timer.C:
 		}
+		gw := (lost + attempt - 1) % len(l.gateways)
 		dctx, dcancel := context.WithTimeout(ctx, DefaultHandshakeTimeout+l.opts.maxBackoff)
-		c, err := l.connect(dctx)
+		c, err := l.connect(dctx, gw)
 		dcancel()
 		if err == nil {
 			return c, nil
@@ -422,7 +452,7 @@ func (l *Listener) reconnect() (*agentConn, error) {
 		if permanent(err) {
 			return nil, err
 		}
-		l.log.Info("tunnel reconnect failed", slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.Any("err", err))
+		l.log.Info("tunnel reconnect failed", slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.String("gateway", redact(l.gateways[gw])), slog.Any("err", err))
 	}
 }
 

@@ -15,10 +15,11 @@ import (
 // Forwarder proxies every request arriving through a tunnel to a local HTTP
 // service. Create one with Forward.
 type Forwarder struct {
-	ln    *Listener
-	srv   *http.Server
-	done  chan struct{}
-	local *url.URL
+	ln        *Listener
+	srv       *http.Server
+	done      chan struct{}
+	local     *url.URL
+	transport *http.Transport // to the local service
 }
 
 // Forward opens a tunnel like Listen and proxies every request that arrives
@@ -37,7 +38,16 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{ln: ln, done: make(chan struct{}), local: local}
+	f := &Forwarder{ln: ln, done: make(chan struct{}), local: local, transport: &http.Transport{
+		Proxy:                 nil, // the local service is local
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}}
 	f.srv = &http.Server{
 		Handler:  f.proxy(),
 		ErrorLog: slog.NewLogLogger(ln.log.Handler(), slog.LevelDebug),
@@ -72,16 +82,7 @@ func (f *Forwarder) proxy() http.Handler {
 				}
 			}
 		},
-		Transport: &http.Transport{
-			Proxy:                 nil, // the local service is local
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			DisableCompression:    true,
-			ExpectContinueTimeout: time.Second,
-			WriteBufferSize:       32 << 10,
-			ReadBufferSize:        32 << 10,
-		},
+		Transport:  f.transport,
 		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ctx := r.Context()
@@ -111,6 +112,7 @@ func (f *Forwarder) Close() error {
 	f.ln.Close()
 	f.srv.Close()
 	<-f.done
+	f.transport.CloseIdleConnections()
 	return nil
 }
 
@@ -120,5 +122,6 @@ func (f *Forwarder) CloseWithContext(ctx context.Context) error {
 	err := f.ln.CloseWithContext(ctx)
 	f.srv.Close()
 	<-f.done
+	f.transport.CloseIdleConnections()
 	return err
 }

@@ -2,19 +2,22 @@ package tunnel
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/protocol"
+	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/store"
 )
 
@@ -52,6 +55,8 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultHeartbeat         = 15 * time.Second
 	DefaultLeaseTTL          = time.Minute
+	DefaultMaxURIBytes       = 8 << 10
+	DefaultMaxHeaderCount    = 100
 )
 
 // Server is the gateway: an http.Handler that serves agents at
@@ -124,9 +129,45 @@ type Server struct {
 	// for the same agent for up to LeaseTTL. Zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
 
-	// Node names this gateway node in tunnel records. Empty means a random
-	// name chosen at the first request.
-	Node string
+	// NodeURL is the base URL at which other gateway nodes reach this one
+	// (such as "http://10.0.0.5:8080"), for running several nodes on one
+	// shared Store. Tunnel records name the node that holds the agent; a
+	// public request arriving at another node is proxied to it. Empty means
+	// a single node: no request is proxied to another node.
+	NodeURL string
+
+	// NodeSecret authenticates requests between nodes: a node proxies with
+	// it, and refuses (403) a node-to-node request without it. Required when
+	// NodeURL is set; the same on every node.
+	NodeSecret string
+
+	// AgentLimiter, if set, limits agent connections per client IP address
+	// (keys "agent:<ip>"). Over the limit an agent gets 429 rate_limited
+	// with Retry-After.
+	AgentLimiter ratelimit.Limiter
+
+	// RequestLimiter, if set, limits public requests per tunnel (keys
+	// "tunnel:<id>"), answering 429 rate_limited with Retry-After.
+	RequestLimiter ratelimit.Limiter
+
+	// LimiterFailClosed selects what happens when a limiter's backend fails:
+	// false (the default) lets the request through and logs the failure;
+	// true refuses it with 503 unavailable.
+	LimiterFailClosed bool
+
+	// MaxBodyBytes caps a public request's body: a larger Content-Length is
+	// answered 413 before anything reaches the agent, and a body without one
+	// (chunked) is cut off with 413 once it passes the limit. Zero means no
+	// limit: bodies stream through without being held in memory.
+	MaxBodyBytes int64
+
+	// MaxURIBytes caps the request target (path and query) of a public
+	// request; past it the answer is 414. Zero means DefaultMaxURIBytes.
+	MaxURIBytes int
+
+	// MaxHeaderCount caps the number of header fields of a public request;
+	// past it the answer is 431. Zero means DefaultMaxHeaderCount.
+	MaxHeaderCount int
 
 	// OnConnect and OnDisconnect, if set, are called when an agent's
 	// tunnel comes up and goes down. They run on the agent's goroutine and
@@ -137,7 +178,8 @@ type Server struct {
 	store    store.Store
 	cache    store.Cache
 	log      *slog.Logger
-	node     string
+	node     string                 // NodeURL, as records name this node; "" for a single node
+	hop      *httputil.ReverseProxy // to other nodes
 
 	mu       sync.Mutex
 	sessions map[string]*session // by connection ID
@@ -176,9 +218,20 @@ func (s *Server) init() {
 		if s.log == nil {
 			s.log = slog.Default()
 		}
-		s.node = s.Node
-		if s.node == "" {
-			s.node = "node-" + randid.Hex(4)
+		s.node = strings.TrimSuffix(s.NodeURL, "/")
+		s.hop = &httputil.ReverseProxy{
+			Rewrite:      s.rewriteHop,
+			Transport:    &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true, ResponseHeaderTimeout: s.responseTimeout()},
+			BufferPool:   proxyBuffers,
+			ErrorHandler: s.hopError,
+			ModifyResponse: func(resp *http.Response) error {
+				if resp.StatusCode == http.StatusMisdirectedRequest && resp.Header.Get(notHereHeader) != "" {
+					resp.Body.Close()
+					return errNotHere
+				}
+				return nil
+			},
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		s.sessions = make(map[string]*session)
 		s.servers = make(map[*http.Server]struct{})
@@ -216,9 +269,14 @@ func (s *Server) domain() string {
 
 // Serve accepts connections on ln and serves s on them with an
 // http.Server configured from s (ReadHeaderTimeout, MaxHeaderBytes, error
-// log). It returns http.ErrServerClosed after Shutdown.
+// log). It closes ln when it returns, and returns http.ErrServerClosed after
+// Shutdown, or at once an error describing an invalid configuration.
 func (s *Server) Serve(ln net.Listener) error {
 	s.init()
+	if err := s.check(); err != nil {
+		ln.Close()
+		return err
+	}
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
@@ -228,11 +286,28 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		ln.Close()
 		return http.ErrServerClosed
 	}
 	s.servers[hs] = struct{}{}
 	s.mu.Unlock()
 	return hs.Serve(ln)
+}
+
+// check reports settings that cannot work together.
+func (s *Server) check() error {
+	if s.NodeURL != "" {
+		if s.NodeSecret == "" {
+			return errors.New("tunnel: Server.NodeURL is set without a NodeSecret")
+		}
+		if u, err := url.Parse(s.NodeURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("tunnel: Server.NodeURL %q is not an http(s) URL", s.NodeURL)
+		}
+	}
+	if s.Routing == RouteSubdomain && s.domain() == "" {
+		return errors.New("tunnel: subdomain routing needs Server.Domain or Server.BaseURL")
+	}
+	return nil
 }
 
 // ServeHTTP serves the agent endpoint (protocol.ConnectPath) and public
@@ -325,7 +400,9 @@ func (s *Server) session(connID string) *session {
 
 // ---- public ingress ----
 
-// servePublic routes a public request to its tunnel.
+// servePublic validates a public request, routes it to its tunnel and
+// forwards it: to the agent if this node holds it, else to the node that
+// does.
 func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if s.closing.Load() {
@@ -335,8 +412,16 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 
-	if headerBytes(r) > orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes) {
-		writeError(ctx, w, s.log, &Error{Code: CodeHeadersTooLarge, Message: ErrHeadersTooLarge.Message})
+	hop := false
+	if secret, ok := r.Header[nodeSecretHeader]; ok {
+		if s.NodeSecret == "" || len(secret) != 1 || subtle.ConstantTimeCompare([]byte(secret[0]), []byte(s.NodeSecret)) != 1 {
+			writeError(ctx, w, s.log, &Error{Code: CodeForbidden, Message: "node-to-node request refused"}, slog.String("remote_addr", r.RemoteAddr))
+			return
+		}
+		hop = true
+	}
+	if e := s.validate(r); e != nil {
+		writeError(ctx, w, s.log, e, slog.String("host", r.Host))
 		return
 	}
 	id, out, ok := s.resolve(r)
@@ -345,12 +430,127 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			slog.String("host", r.Host), slog.String("path", r.URL.Path))
 		return
 	}
-	sess, err := s.lookup(ctx, id)
-	if err != nil {
-		writeError(ctx, w, s.log, asError(err), slog.String("tunnel_id", id))
-		return
+	if n := s.MaxBodyBytes; n > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > n {
+			writeError(ctx, w, s.log, &Error{Code: CodePayloadTooLarge, Message: fmt.Sprintf("request body over the limit of %d bytes", n)}, slog.String("tunnel_id", id))
+			return
+		}
+		if r.ContentLength < 0 {
+			lb := &limitedBody{ReadCloser: r.Body, left: n}
+			out = out.WithContext(context.WithValue(out.Context(), limitedBodyKey{}, lb))
+			out.Body = lb
+		}
 	}
-	sess.forward(w, out)
+	if !hop && s.RequestLimiter != nil {
+		if !s.allow(ctx, w, s.RequestLimiter, "tunnel:"+id, slog.String("tunnel_id", id)) {
+			return
+		}
+	}
+	s.route(w, out, id, hop, false)
+}
+
+// route forwards r to the session holding tunnel id, here or on another
+// node. hop says r came from another node, which must not be sent on
+// again; retried says this is the one retry after a stale record.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, retried bool) {
+	ctx := r.Context()
+	sess, node, err := s.lookup(ctx, id, retried)
+	switch {
+	case err != nil:
+		writeError(ctx, w, s.log, asError(err), slog.String("tunnel_id", id))
+	case sess != nil:
+		sess.forward(w, r)
+	case hop || s.node == "":
+		// The record names another node, but this request came from one
+		// (or this gateway runs alone): tell the sender its record is stale.
+		if hop {
+			w.Header().Set(notHereHeader, "1")
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			return
+		}
+		writeError(ctx, w, s.log, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: fmt.Errorf("record names node %q", node)}, slog.String("tunnel_id", id))
+	default:
+		s.hop.ServeHTTP(w, r.WithContext(context.WithValue(ctx, hopKey{}, &hopState{id: id, node: node, retried: retried, req: r})))
+	}
+}
+
+// validate checks a public request against the size limits and refuses
+// path traversal.
+func (s *Server) validate(r *http.Request) *Error {
+	if len(r.RequestURI) > orDefault(s.MaxURIBytes, DefaultMaxURIBytes) {
+		return &Error{Code: CodeURITooLong, Message: ErrURITooLong.Message}
+	}
+	if len(r.Header) > orDefault(s.MaxHeaderCount, DefaultMaxHeaderCount) || headerBytes(r) > orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes) {
+		return &Error{Code: CodeHeadersTooLarge, Message: ErrHeadersTooLarge.Message}
+	}
+	// r.URL.Path is decoded, so this also catches %2e%2e and %2f.
+	for seg := range strings.SplitSeq(r.URL.Path, "/") {
+		if seg == ".." {
+			return &Error{Code: CodeInvalidRequest, Message: "path traversal is not allowed"}
+		}
+	}
+	return nil
+}
+
+// allow asks lim about key and answers 429 (or 503 when the limiter failed
+// and LimiterFailClosed is set) if the request may not proceed.
+func (s *Server) allow(ctx context.Context, w http.ResponseWriter, lim ratelimit.Limiter, key string, attrs ...slog.Attr) bool {
+	d, err := lim.Allow(ctx, key)
+	if err != nil {
+		if s.LimiterFailClosed {
+			writeError(ctx, w, s.log, &Error{Code: CodeUnavailable, Message: "rate limiter unavailable", Err: err}, attrs...)
+			return false
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "rate limiter failed; allowing", append(attrs, slog.Any("err", err))...)
+		return true
+	}
+	if d.Allowed {
+		return true
+	}
+	secs := int64((d.RetryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", fmt.Sprint(max(secs, 1)))
+	writeError(ctx, w, s.log, &Error{Code: CodeRateLimited, Message: ErrRateLimited.Message}, attrs...)
+	return false
+}
+
+// limitedBodyKey keys a request's *limitedBody in its context, where the
+// proxies' error handlers find it (they see a copy of the request, whose
+// body the proxy has wrapped).
+type limitedBodyKey struct{}
+
+// tooLarge reports whether r's body was cut off at MaxBodyBytes.
+func tooLarge(r *http.Request) bool {
+	b, ok := r.Context().Value(limitedBodyKey{}).(*limitedBody)
+	return ok && b.exceeded.Load()
+}
+
+// limitedBody cuts a request body off past a limit, so the agent never
+// gets more than the limit; exceeded tells the error handler to answer 413.
+type limitedBody struct {
+	io.ReadCloser
+	left     int64
+	exceeded atomic.Bool
+}
+
+var errBodyTooLarge = errors.New("request body over the limit")
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One more byte tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		n, err := b.ReadCloser.Read(one[:])
+		if n > 0 {
+			b.exceeded.Store(true)
+			return 0, errBodyTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // headerBytes approximates the size of r's header block as it was read.
@@ -426,25 +626,33 @@ func validID(id string) bool {
 	return true
 }
 
-// lookup finds the session serving tunnel id: through the cache, then the
-// store. A cached record whose connection is not here any more costs one
+// lookup finds where tunnel id is served: a session of this node, or the
+// node named by its record. It reads through the cache unless fresh is
+// set; a cached record whose connection is not here any more costs one
 // more store read, not a failed request.
-func (s *Server) lookup(ctx context.Context, id string) (*session, error) {
-	rec, cached := s.cache.Get(ctx, id)
+func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, string, error) {
+	var rec store.Record
+	cached := false
+	if !fresh {
+		rec, cached = s.cache.Get(ctx, id)
+	}
 	for attempt := 0; attempt < 2; attempt++ {
 		if !cached {
 			var err error
 			rec, err = s.store.Get(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
-				return nil, &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
+				return nil, "", &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
 			}
 			if err != nil {
-				return nil, &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("store get: %w", err)}
+				return nil, "", &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("store get: %w", err)}
 			}
 			s.cache.Add(ctx, rec)
 		}
+		if rec.Node != s.node {
+			return nil, rec.Node, nil
+		}
 		if sess := s.session(rec.ConnectionID); sess != nil && !sess.draining.Load() {
-			return sess, nil
+			return sess, "", nil
 		}
 		if !cached {
 			break
@@ -452,5 +660,71 @@ func (s *Server) lookup(ctx context.Context, id string) (*session, error) {
 		s.cache.Remove(ctx, id)
 		cached = false
 	}
-	return nil, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+	return nil, "", &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+}
+
+// Node-to-node forwarding.
+const (
+	// nodeSecretHeader carries NodeSecret on requests between nodes.
+	nodeSecretHeader = "X-Tunnel-Node-Secret"
+	// notHereHeader marks a 421 answer from a node that does not hold the
+	// tunnel any more: the sender's record was stale.
+	notHereHeader = "X-Tunnel-Not-Here"
+)
+
+var errNotHere = errors.New("the node named by the record does not hold the tunnel")
+
+type hopKey struct{}
+
+// hopState travels in the context of a request sent to another node.
+type hopState struct {
+	id, node string
+	retried  bool
+	req      *http.Request // as routed, for the retry
+}
+
+// rewriteHop addresses a request to the node holding its tunnel. The
+// request goes as it arrived (path prefix restored), with the client's
+// X-Forwarded-* and the node secret; the owner trusts them because of it.
+func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
+	h := pr.In.Context().Value(hopKey{}).(*hopState)
+	u, _ := url.Parse(h.node)
+	pr.Out.URL.Scheme, pr.Out.URL.Host = u.Scheme, u.Host
+	if p, ok := pr.In.Context().Value(pathPrefixKey{}).(string); ok {
+		pr.Out.URL.Path = p + pr.In.URL.Path
+		if pr.In.URL.RawPath != "" {
+			pr.Out.URL.RawPath = p + pr.In.URL.RawPath
+		}
+	}
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
+}
+
+// hopError handles a failed hop: the node is gone or no longer holds the
+// tunnel. The cached record is dropped; a request without a body (which
+// has not been consumed) is routed once more from a fresh store read.
+func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return
+	}
+	h := r.Context().Value(hopKey{}).(*hopState)
+	if tooLarge(r) {
+		writeError(ctx, w, s.log, &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err}, slog.String("tunnel_id", h.id))
+		return
+	}
+	s.cache.Remove(ctx, h.id)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		writeError(ctx, w, s.log, &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}, slog.String("tunnel_id", h.id), slog.String("node", h.node))
+		return
+	}
+	if !h.retried && (r.Body == nil || r.Body == http.NoBody) {
+		s.log.DebugContext(ctx, "stale tunnel record; routing again", slog.String("tunnel_id", h.id), slog.String("node", h.node), slog.Any("err", err))
+		s.route(w, h.req, h.id, false, true)
+		return
+	}
+	writeError(ctx, w, s.log, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}, slog.String("tunnel_id", h.id), slog.String("node", h.node))
 }

@@ -60,6 +60,16 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 	s.agents.Add(1)
 	defer s.agents.Done()
 
+	if s.AgentLimiter != nil {
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		if !s.allow(ctx, w, s.AgentLimiter, "agent:"+ip, slog.String("remote_addr", r.RemoteAddr)) {
+			return
+		}
+	}
+
 	var ident Identity
 	if s.Authenticator != nil {
 		var err error
@@ -524,7 +534,19 @@ func (sess *session) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = sess.info.ConnectionID
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
+	if _, hop := pr.In.Header[nodeSecretHeader]; hop {
+		// From another node, which set X-Forwarded-* for the client and
+		// proved itself with the secret (checked in servePublic). Rewrite
+		// removed them from the outbound request: restore them.
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v, ok := pr.In.Header[h]; ok {
+				pr.Out.Header[h] = v
+			}
+		}
+		pr.Out.Header.Del(nodeSecretHeader)
+	} else {
+		pr.SetXForwarded()
+	}
 	if p, ok := pr.In.Context().Value(pathPrefixKey{}).(string); ok {
 		pr.Out.Header.Set("X-Forwarded-Prefix", p)
 	}
@@ -549,6 +571,8 @@ func (sess *session) proxyError(w http.ResponseWriter, r *http.Request, err erro
 	var e *Error
 	var ne net.Error
 	switch {
+	case tooLarge(r):
+		e = &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err}
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		e = &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}
 	default:

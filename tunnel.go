@@ -88,16 +88,16 @@ type Error struct {
 	Err error
 }
 
-// Error returns "tunnel: <message>", followed by the cause if there is one.
+// Error returns "<code>: <message>", followed by the cause if there is one.
 func (e *Error) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = string(e.Code)
+	s := string(e.Code)
+	if e.Message != "" && e.Message != s {
+		s += ": " + e.Message
 	}
 	if e.Err != nil {
-		return "tunnel: " + msg + ": " + e.Err.Error()
+		s += ": " + e.Err.Error()
 	}
-	return "tunnel: " + msg
+	return s
 }
 
 // Unwrap returns the cause.

@@ -105,7 +105,7 @@ type Conn struct {
 	ctrl      [maxControlPayload]byte
 
 	closeOnce sync.Once
-	peerClose chan struct{} // closed when the server's close frame is read
+	peerClose chan struct{} // closed when the server's close frame is read, or reading ends
 	peerOnce  sync.Once
 }
 
@@ -477,7 +477,10 @@ func (c *Conn) protocolError(what string) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, what)
 }
 
+// readErr records that reading has ended, so Close does not wait for a
+// close frame that can no longer come, and normalizes err.
 func (c *Conn) readErr(err error) error {
+	c.peerOnce.Do(func() { close(c.peerClose) })
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return io.ErrUnexpectedEOF
 	}

@@ -18,9 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"go.uber.org/goleak"
 
+	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
-	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/ratelimit/ratelimittest"
 )
 

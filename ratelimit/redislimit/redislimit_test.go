@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/ratelimit/ratelimittest"
 	"github.com/http-tunnel/tunnel/ratelimit/redislimit"
 )

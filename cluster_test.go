@@ -1,0 +1,204 @@
+package tunnel_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/redisstore"
+)
+
+const nodeSecret = "cluster-secret"
+
+// clusterNode is one gateway node of a test cluster.
+type clusterNode struct {
+	srv       *tunnel.Server
+	url       string
+	connected chan tunnel.Tunnel
+	stopped   bool
+}
+
+// startCluster starts n gateway nodes on loopback sharing st.
+func startCluster(t *testing.T, st store.Store, n int) []*clusterNode {
+	t.Helper()
+	nodes := make([]*clusterNode, n)
+	for i := range nodes {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd := &clusterNode{url: "http://" + l.Addr().String(), connected: make(chan tunnel.Tunnel, 16)}
+		nd.srv = &tunnel.Server{
+			Routing:    tunnel.RoutePath,
+			BaseURL:    "http://tunnel.test", // one public name, as behind a load balancer
+			Store:      st,
+			NodeURL:    nd.url,
+			NodeSecret: nodeSecret,
+			Logger:     debugLog(t),
+			OnConnect:  func(tn tunnel.Tunnel) { nd.connected <- tn },
+		}
+		go nd.srv.Serve(l)
+		t.Cleanup(func() { nd.stop(t) })
+		nodes[i] = nd
+	}
+	return nodes
+}
+
+// stop shuts the node down; its agents are told to go away.
+func (nd *clusterNode) stop(t *testing.T) {
+	if nd.stopped {
+		return
+	}
+	nd.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := nd.srv.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown %s: %v", nd.url, err)
+	}
+}
+
+// testCluster runs the multi-node scenario on a shared store: every node
+// serves every tunnel, the owner of one dies, its agent resumes on another
+// node, and no response ever comes from the wrong agent.
+func testCluster(t *testing.T, st store.Store) {
+	nodes := startCluster(t, st, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	client := newClient(t)
+
+	type agent struct {
+		name string
+		ln   *tunnel.Listener
+	}
+	newAgent := func(name string, first *clusterNode, others ...*clusterNode) agent {
+		var fallbacks []string
+		for _, o := range others {
+			fallbacks = append(fallbacks, o.url)
+		}
+		ln, err := tunnel.Listen(context.Background(), first.url, tunnel.WithLogger(quiet),
+			tunnel.WithFallbackGateways(fallbacks...), tunnel.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s %s %s", name, r.URL.Path, r.URL.RawQuery)
+		}))
+		next(t, first.connected, name+" connecting")
+		return agent{name, ln}
+	}
+	one := newAgent("agent-one", a, b, c)
+	two := newAgent("agent-two", b, c, a)
+
+	n := 0
+	check := func(via *clusterNode, ag agent) {
+		t.Helper()
+		n++
+		path := fmt.Sprintf("/%s/req-%d", ag.ln.ID(), n)
+		status, _, body := get(t, client, via.url+path+"?n="+fmt.Sprint(n))
+		want := fmt.Sprintf("%s /req-%d n=%d", ag.name, n, n)
+		if status != 200 || body != want {
+			t.Fatalf("via %s: %d %q, want %q", via.url, status, body, want)
+		}
+	}
+	for _, via := range nodes {
+		for _, ag := range []agent{one, two} {
+			check(via, ag)
+		}
+	}
+
+	// A request that claims to come from a node needs the secret.
+	req, _ := http.NewRequest("GET", a.url+"/"+one.ln.ID()+"/x", nil)
+	req.Header.Set("X-Tunnel-Node-Secret", "wrong")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantError(t, resp.StatusCode, resp.Header, string(body), http.StatusForbidden, tunnel.CodeForbidden)
+
+	// The node holding agent one dies; the agent resumes on its fallback.
+	url := one.ln.URL()
+	a.stop(t)
+	moved := next(t, b.connected, "agent one resuming on node b")
+	if moved.ID != one.ln.ID() || one.ln.URL() != url {
+		t.Fatalf("resumed as %q at %q, want %q at %q", moved.ID, one.ln.URL(), one.ln.ID(), url)
+	}
+	// Node c still has node a cached for agent one: one failed hop, then
+	// a fresh read, inside the same request.
+	for _, via := range []*clusterNode{b, c, c, b} {
+		for _, ag := range []agent{one, two} {
+			check(via, ag)
+		}
+	}
+}
+
+func TestClusterOnRedis(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: backendtest.RedisAddr(t)})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := "clustertest-" + randid.Hex(4) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, "{"+prefix+"}*", 100).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	testCluster(t, redisstore.New(rdb, redisstore.Options{Prefix: prefix}))
+}
+
+func TestClusterOnDynamoDB(t *testing.T) {
+	t.Parallel()
+	endpoint := backendtest.DynamoEndpoint(t)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		HTTPClient:   &http.Client{Transport: tr},
+	})
+	suffix := randid.Hex(6)
+	opts := dynamostore.Options{ConnectionsTable: "cluster-connections-" + suffix, PendingTable: "cluster-pending-" + suffix}
+	ctx := context.Background()
+	if err := dynamostore.CreateTables(ctx, client, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, name := range []string{opts.ConnectionsTable, opts.PendingTable} {
+			client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+		}
+	})
+	testCluster(t, dynamostore.New(client, opts))
+}
+
+func TestNodeSecretRequired(t *testing.T) {
+	t.Parallel()
+	// A single node without a secret refuses every node-to-node request.
+	gw, _ := gateway(t, nil)
+	req, _ := http.NewRequest("GET", gw.URL+"/anything/x", nil)
+	req.Header.Set("X-Tunnel-Node-Secret", "")
+	resp, err := newClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantError(t, resp.StatusCode, resp.Header, strings.TrimSpace(string(body))+"\n", http.StatusForbidden, tunnel.CodeForbidden)
+}

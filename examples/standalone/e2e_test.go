@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/redisstore"
+)
+
+// localService starts the service an agent forwards to: it answers with
+// the method and path it received.
+func localService(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "local answered %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// checkForwarded GETs publicURL/hello and checks that the local service
+// answered it.
+func checkForwarded(t *testing.T, publicURL string) {
+	t.Helper()
+	status, body := get(t, publicURL+"/hello")
+	if status != http.StatusOK || body != "local answered GET /hello" {
+		t.Fatalf("GET %s/hello = %d %q; want 200 from the local service", publicURL, status, body)
+	}
+}
+
+func TestGatewayAndAgent(t *testing.T) {
+	t.Parallel()
+	const token = "e2e-token-3c9f1a"
+	tokens := writeFile(t, "# test agents\n\n"+token+"\n")
+	gw, addr := startGateway(t, nil,
+		"--listen", "127.0.0.1:0", "--tokens-file", tokens, "--log-format", "json",
+		"--limiter", "local", "--agent-rate", "100/m", "--request-rate", "100/s",
+		"--max-body-bytes", "1048576", "--shutdown-timeout", "5s")
+	local := localService(t)
+
+	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, "--token", token, "--name", "e2e-app", local.URL)
+	if want := "http://" + addr + "/e2e-app"; publicURL != want {
+		t.Errorf("agent printed %q; want %q", publicURL, want)
+	}
+	checkForwarded(t, publicURL)
+
+	if err := ag.stop(t); err != nil {
+		t.Errorf("agent returned %v after interrupt; want nil", err)
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway returned %v after interrupt; want nil", err)
+	}
+
+	if line, ok := gw.stdout.find("gateway listening on " + addr); !ok {
+		t.Errorf("gateway stdout lacks its start line:\n%s", gw.stdout)
+	} else if !strings.Contains(line, "base URL") {
+		t.Errorf("start line %q does not give the base URL", line)
+	}
+	if out := ag.stdout.String(); out != publicURL+"\n" {
+		t.Errorf("agent stdout = %q; want the public URL alone", out)
+	}
+	for line := range strings.Lines(gw.stderr.String()) {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("gateway log line is not JSON: %q", line)
+		}
+	}
+	for name, out := range map[string]*output{
+		"gateway stdout": gw.stdout, "gateway stderr": gw.stderr,
+		"agent stdout": ag.stdout, "agent stderr": ag.stderr,
+	} {
+		if strings.Contains(out.String(), token) {
+			t.Errorf("%s shows the token", name)
+		}
+	}
+}
+
+func TestAgentBadToken(t *testing.T) {
+	t.Parallel()
+	const wrong = "wrong-token-81d2e7"
+	gw, addr := startGateway(t, nil, "--listen", "127.0.0.1:0", "--tokens-file", writeFile(t, "right-token\n"))
+
+	var stdout, stderr output
+	err := runAgent(t.Context(), []string{"--gateway", "http://" + addr, "--token", wrong, "3000"}, &stdout, &stderr)
+	if !errors.Is(err, tunnel.ErrUnauthorized) || !strings.Contains(err.Error(), "unauthorized") {
+		t.Errorf("runAgent with a wrong token: %v; want an error mentioning unauthorized", err)
+	}
+	if err != nil && strings.Contains(err.Error(), wrong) {
+		t.Errorf("error shows the token: %v", err)
+	}
+	if stdout.String() != "" {
+		t.Errorf("agent printed %q; want nothing on stdout", stdout.String())
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway: %v", err)
+	}
+	for name, out := range map[string]string{"agent stderr": stderr.String(), "gateway stderr": gw.stderr.String()} {
+		if strings.Contains(out, wrong) {
+			t.Errorf("%s shows the token:\n%s", name, out)
+		}
+	}
+}
+
+// TestAgentExitsWhenRefused replaces the gateway with one that no longer
+// accepts the agent's token: the agent's reconnect is refused for good,
+// and it must exit with an error instead of retrying forever.
+func TestAgentExitsWhenRefused(t *testing.T) {
+	t.Parallel()
+	gw1, addr := startGateway(t, nil, "--listen", "127.0.0.1:0", "--tokens-file", writeFile(t, "old-token\n"))
+	ag, _ := startAgent(t, nil, "--gateway", "http://"+addr, "--token", "old-token", localService(t).URL)
+
+	if err := gw1.stop(t); err != nil {
+		t.Fatalf("first gateway: %v", err)
+	}
+	gw2, _ := startGateway(t, nil, "--listen", addr, "--tokens-file", writeFile(t, "new-token\n"))
+
+	err := ag.wait(t)
+	if !errors.Is(err, tunnel.ErrUnauthorized) || !strings.Contains(err.Error(), "tunnel stopped") {
+		t.Errorf("agent returned %v; want a tunnel stopped error for an unauthorized reconnect", err)
+	}
+	if err := gw2.stop(t); err != nil {
+		t.Errorf("second gateway: %v", err)
+	}
+}
+
+func TestGatewayRedis(t *testing.T) {
+	t.Parallel()
+	redisAddr := backendtest.RedisAddr(t)
+	prefix := "standalone-test-" + randid.Hex(6) + ":"
+	gw, addr := startGateway(t, nil,
+		"--listen", "127.0.0.1:0", "--insecure-no-auth",
+		"--store", "redis", "--redis-addr", redisAddr, "--redis-prefix", prefix,
+		"--limiter", "redis", "--agent-rate", "100/m", "--request-rate", "1000/s")
+	if _, ok := gw.stderr.find("every agent is admitted"); !ok {
+		t.Errorf("no warning about --insecure-no-auth in:\n%s", gw.stderr)
+	}
+
+	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, localService(t).URL)
+	checkForwarded(t, publicURL)
+
+	// The tunnel's record is in Redis, under the gateway's prefix.
+	client := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer client.Close()
+	rec, err := redisstore.New(client, redisstore.Options{Prefix: prefix}).Get(t.Context(), path.Base(publicURL))
+	if err != nil || rec.PublicURL != publicURL {
+		t.Errorf("record in Redis: %+v, %v; want one for %s", rec, err, publicURL)
+	}
+
+	if err := ag.stop(t); err != nil {
+		t.Errorf("agent: %v", err)
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway: %v", err)
+	}
+}
+
+func TestGatewayDynamoDB(t *testing.T) {
+	t.Parallel()
+	endpoint := backendtest.DynamoEndpoint(t)
+	suffix := randid.Hex(6)
+	opts := dynamostore.Options{
+		ConnectionsTable: "standalone-connections-" + suffix,
+		PendingTable:     "standalone-pending-" + suffix,
+	}
+	limits := "standalone-limits-" + suffix
+	client := testDynamoClient(t, endpoint)
+	t.Cleanup(func() {
+		// Registered first, so it runs after the gateway has stopped.
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		for _, table := range []string{opts.ConnectionsTable, opts.PendingTable, limits} {
+			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+		}
+	})
+
+	env := map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+	gw, addr := startGateway(t, env,
+		"--listen", "127.0.0.1:0", "--insecure-no-auth", "--verbose",
+		"--store", "dynamodb", "--dynamodb-endpoint", endpoint, "--dynamodb-create-tables",
+		"--dynamodb-connections-table", opts.ConnectionsTable, "--dynamodb-pending-table", opts.PendingTable,
+		"--limiter", "dynamodb", "--dynamodb-ratelimit-table", limits, "--agent-rate", "100/m",
+		"--cleanup-interval", "50ms")
+
+	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, localService(t).URL)
+	checkForwarded(t, publicURL)
+
+	rec, err := dynamostore.New(client, opts).Get(t.Context(), path.Base(publicURL))
+	if err != nil || rec.PublicURL != publicURL {
+		t.Errorf("record in DynamoDB: %+v, %v; want one for %s", rec, err, publicURL)
+	}
+	if _, ok := gw.stderr.line(`msg="dynamodb cleanup"`, gw.done); !ok {
+		t.Errorf("the cleanup loop did not run; stderr:\n%s", gw.stderr)
+	}
+	if _, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(limits)}); err != nil {
+		t.Errorf("rate-limit table not created: %v", err)
+	}
+
+	if err := ag.stop(t); err != nil {
+		t.Errorf("agent: %v", err)
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway: %v", err)
+	}
+}
+
+// TestGatewayDynamoDBNeedsCredentials checks that the gateway says which
+// variables to set, rather than failing at the first request.
+func TestGatewayDynamoDBNeedsCredentials(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr output
+	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(nil)}
+	err := c.gateway(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0", "--store", "dynamodb"})
+	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Errorf("gateway without AWS credentials: %v; want an error naming AWS_ACCESS_KEY_ID", err)
+	}
+	if stdout.String() != "" {
+		t.Errorf("gateway printed %q; it must not have started", stdout.String())
+	}
+}
+
+// testDynamoClient returns a client of the test DynamoDB whose connections
+// close with the test.
+func testDynamoClient(t *testing.T, endpoint string) *dynamodb.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		HTTPClient:   &http.Client{Transport: tr},
+	})
+}

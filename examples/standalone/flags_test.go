@@ -1,0 +1,442 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/ratelimit"
+)
+
+func TestParseRate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    ratelimit.Limit
+		wantErr string
+	}{
+		{in: "", want: ratelimit.Limit{}},
+		{in: "10/s", want: ratelimit.Limit{Events: 10, Period: time.Second}},
+		{in: "10/m", want: ratelimit.Limit{Events: 10, Period: time.Minute}},
+		{in: "100/h", want: ratelimit.Limit{Events: 100, Period: time.Hour}},
+		{in: "10", wantErr: "want N/unit"},
+		{in: "0/m", wantErr: "positive whole number"},
+		{in: "-1/s", wantErr: "positive whole number"},
+		{in: "1.5/s", wantErr: "positive whole number"},
+		{in: "x/m", wantErr: "positive whole number"},
+		{in: "/m", wantErr: "positive whole number"},
+		{in: " 10/m", wantErr: "positive whole number"},
+		{in: "10/", wantErr: "unit must be"},
+		{in: "10/d", wantErr: "unit must be"},
+		{in: "10/min", wantErr: "unit must be"},
+		{in: "10/m/s", wantErr: "unit must be"},
+	}
+	for _, tt := range tests {
+		got, err := parseRate(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseRate(%q) = %+v, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseRate(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestRateFlagRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"", "7/s", "10/m", "100/h"} {
+		var r rateFlag
+		if err := r.Set(in); err != nil {
+			t.Fatalf("Set(%q): %v", in, err)
+		}
+		if got := r.String(); got != in {
+			t.Errorf("Set(%q).String() = %q", in, got)
+		}
+	}
+	// A failed Set leaves the value alone.
+	r := rateFlag{limit: ratelimit.Limit{Events: 3, Period: time.Second}}
+	if err := r.Set("3/week"); err == nil {
+		t.Error(`Set("3/week") succeeded`)
+	}
+	if r.String() != "3/s" {
+		t.Errorf("after a failed Set, String() = %q; want 3/s", r.String())
+	}
+}
+
+func TestParseLocal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, want string // want "" means an error
+	}{
+		{"3000", "http://127.0.0.1:3000"},
+		{"1", "http://127.0.0.1:1"},
+		{"65535", "http://127.0.0.1:65535"},
+		{":3000", "http://127.0.0.1:3000"},
+		{"localhost:3000", "http://localhost:3000"},
+		{"10.0.0.7:8080", "http://10.0.0.7:8080"},
+		{"[::1]:3000", "http://[::1]:3000"},
+		{"http://localhost:3000", "http://localhost:3000"},
+		{"https://app.internal/base?x=1", "https://app.internal/base?x=1"},
+		{"0", ""},
+		{"65536", ""},
+		{"localhost", ""},
+		{"localhost:http", ""},
+		{"::1:3000", ""},
+		{"ftp://localhost:21", ""},
+		{"http://", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		got, err := parseLocal(tt.in)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("parseLocal(%q) = %q; want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseLocal(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseTokens(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{name: "empty", in: "", want: nil},
+		{name: "one", in: "abc", want: []string{"abc"}},
+		{name: "comments and blanks", in: "# team a\nabc\n\n   \n  # indented comment\ndef\n", want: []string{"abc", "def"}},
+		{name: "surrounding spaces and CRLF", in: "  abc  \r\n\tdef\r\n", want: []string{"abc", "def"}},
+		{name: "hash inside a token", in: "abc#def\n", want: []string{"abc#def"}},
+		{name: "space inside a token", in: "ok\nbad token\n", wantErr: "line 2"},
+	}
+	for _, tt := range tests {
+		got, err := parseTokens(strings.NewReader(tt.in))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: parseTokens = %q, %v; want an error containing %q", tt.name, got, err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "bad") {
+				t.Errorf("%s: error %q repeats the token", tt.name, err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: parseTokens = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestLoadTokens(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "# gateway tokens\nfrom-file\n")
+	got, err := loadTokens(path, " from-env-1, ,from-env-2 ")
+	if want := []string{"from-file", "from-env-1", "from-env-2"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("loadTokens = %q, %v; want %q", got, err, want)
+	}
+	if _, err := loadTokens(path+".missing", ""); err == nil || !strings.Contains(err.Error(), "tokens file") {
+		t.Errorf("loadTokens of a missing file: %v; want a tokens file error", err)
+	}
+}
+
+func TestGatewayFlags(t *testing.T) {
+	t.Parallel()
+	tokens := writeFile(t, "file-token\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // "" means success
+		check   func(*testing.T, *gatewayConfig)
+	}{{
+		name:    "no tokens refused",
+		wantErr: "no agent tokens",
+	}, {
+		name:    "empty tokens file refused",
+		args:    []string{"--tokens-file", writeFile(t, "# nobody yet\n\n")},
+		wantErr: "no agent tokens",
+	}, {
+		name: "insecure without tokens, defaults",
+		args: []string{"--insecure-no-auth"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if !c.insecureNoAuth || len(c.tokens) != 0 {
+				t.Errorf("insecureNoAuth = %v, tokens = %d; want true, 0", c.insecureNoAuth, len(c.tokens))
+			}
+			if c.listen != ":8080" || c.store != "memory" || c.limiter != "none" || c.routing != tunnel.RouteAuto ||
+				c.redisAddr != "127.0.0.1:6379" || c.cleanupInterval != 5*time.Minute || c.shutdownTimeout != 30*time.Second ||
+				c.dynamo.region != "us-east-1" || c.logJSON || c.logLevel != slog.LevelInfo {
+				t.Errorf("defaults: %+v", c)
+			}
+		},
+	}, {
+		name: "tokens from file and env",
+		args: []string{"--tokens-file", tokens, "--insecure-no-auth"},
+		env:  map[string]string{envTokens: "env-a,env-b"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if want := []string{"file-token", "env-a", "env-b"}; !slices.Equal(c.tokens, want) || c.insecureNoAuth {
+				t.Errorf("tokens = %q, insecureNoAuth = %v; want %q, false", c.tokens, c.insecureNoAuth, want)
+			}
+		},
+	}, {
+		name:    "missing tokens file",
+		args:    []string{"--tokens-file", tokens + ".missing"},
+		wantErr: "tokens file",
+	}, {
+		name: "routing, limits, logs",
+		args: []string{"--tokens-file", tokens, "--routing", "subdomain", "--base-url", "https://tunnel.example.com",
+			"--limiter", "local", "--agent-rate", "10/m", "--request-rate", "5/s", "--limiter-fail-closed",
+			"--max-body-bytes", "1048576", "--log-format", "json", "--verbose"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.routing != tunnel.RouteSubdomain || c.limiter != "local" || !c.limiterFailClosed || c.maxBodyBytes != 1<<20 ||
+				c.agentRate.limit != (ratelimit.Limit{Events: 10, Period: time.Minute}) ||
+				c.requestRate.limit != (ratelimit.Limit{Events: 5, Period: time.Second}) ||
+				!c.logJSON || c.logLevel != slog.LevelDebug {
+				t.Errorf("config: %+v", c)
+			}
+		},
+	}, {
+		name:    "subdomain routing without a domain",
+		args:    []string{"--tokens-file", tokens, "--routing", "subdomain"},
+		wantErr: "--routing subdomain needs",
+	}, {
+		name:    "unknown routing",
+		args:    []string{"--tokens-file", tokens, "--routing", "dns"},
+		wantErr: `"dns" is not one of auto, subdomain, path`,
+	}, {
+		name:    "unknown store",
+		args:    []string{"--tokens-file", tokens, "--store", "etcd"},
+		wantErr: "not one of memory, redis, dynamodb",
+	}, {
+		name:    "bad base URL",
+		args:    []string{"--tokens-file", tokens, "--base-url", "tunnel.example.com"},
+		wantErr: "--base-url",
+	}, {
+		name:    "bad rate",
+		args:    []string{"--tokens-file", tokens, "--limiter", "local", "--agent-rate", "10/d"},
+		wantErr: "unit must be",
+	}, {
+		name:    "rate without limiter",
+		args:    []string{"--tokens-file", tokens, "--agent-rate", "10/m"},
+		wantErr: "need --limiter",
+	}, {
+		name:    "limiter without rate",
+		args:    []string{"--tokens-file", tokens, "--limiter", "redis"},
+		wantErr: "--limiter redis needs",
+	}, {
+		name:    "node URL without secret",
+		args:    []string{"--tokens-file", tokens, "--store", "redis", "--node-url", "http://10.0.0.1:8080"},
+		wantErr: "needs --node-secret",
+	}, {
+		name:    "node URL with the memory store",
+		args:    []string{"--tokens-file", tokens, "--node-url", "http://10.0.0.1:8080", "--node-secret", "s"},
+		wantErr: "shared --store",
+	}, {
+		name: "node secret from env",
+		args: []string{"--tokens-file", tokens, "--store", "dynamodb", "--node-url", "http://10.0.0.1:8080"},
+		env:  map[string]string{envNodeSecret: "cluster-secret"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.nodeURL != "http://10.0.0.1:8080" || c.nodeSecret != "cluster-secret" {
+				t.Errorf("node = %q, secret set = %v", c.nodeURL, c.nodeSecret != "")
+			}
+		},
+	}, {
+		name: "region from AWS_REGION",
+		args: []string{"--tokens-file", tokens},
+		env:  map[string]string{"AWS_REGION": "eu-west-1"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.dynamo.region != "eu-west-1" {
+				t.Errorf("region = %q; want eu-west-1", c.dynamo.region)
+			}
+		},
+	}, {
+		name: "region flag over AWS_REGION",
+		args: []string{"--tokens-file", tokens, "--dynamodb-region", "ap-south-1"},
+		env:  map[string]string{"AWS_REGION": "eu-west-1"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.dynamo.region != "ap-south-1" {
+				t.Errorf("region = %q; want ap-south-1", c.dynamo.region)
+			}
+		},
+	}, {
+		name:    "negative cleanup interval",
+		args:    []string{"--tokens-file", tokens, "--cleanup-interval", "-1s"},
+		wantErr: "--cleanup-interval",
+	}, {
+		name:    "positional argument",
+		args:    []string{"--tokens-file", tokens, "extra"},
+		wantErr: "unexpected argument",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out strings.Builder
+			cfg, err := parseGatewayFlags(tt.args, envMap(tt.env), &out)
+			if tt.wantErr != "" {
+				if err == nil {
+					t.Fatalf("parsed; want an error containing %q", tt.wantErr)
+				}
+				if msg := err.Error() + out.String(); !strings.Contains(msg, tt.wantErr) {
+					t.Fatalf("error %q (output %q); want %q", err, out.String(), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error: %v\n%s", err, out.String())
+			}
+			tt.check(t, cfg)
+		})
+	}
+}
+
+func TestAgentFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    agentConfig // compared when wantErr is ""
+		wantErr string
+	}{{
+		name: "port only",
+		args: []string{"3000"},
+		want: agentConfig{gateway: defaultGateway, local: "http://127.0.0.1:3000"},
+	}, {
+		name: "environment",
+		args: []string{"localhost:5173"},
+		env:  map[string]string{envGateway: "https://gw.example.com", envToken: "env-token"},
+		want: agentConfig{gateway: "https://gw.example.com", token: "env-token", local: "http://localhost:5173"},
+	}, {
+		name: "flags over environment",
+		args: []string{"--gateway", "http://a:8080", "--token", "flag-token", "3000"},
+		env:  map[string]string{envGateway: "https://gw.example.com", envToken: "env-token"},
+		want: agentConfig{gateway: "http://a:8080", token: "flag-token", local: "http://127.0.0.1:3000"},
+	}, {
+		name: "fallback gateways",
+		args: []string{"--gateway", "http://a:8080, http://b:8080,,http://c:8080", "3000"},
+		want: agentConfig{gateway: "http://a:8080", fallbacks: []string{"http://b:8080", "http://c:8080"}, local: "http://127.0.0.1:3000"},
+	}, {
+		name: "flags after the local service",
+		args: []string{"--verbose", "https://localhost:8443", "--name", "web", "--rewrite-host"},
+		want: agentConfig{gateway: defaultGateway, name: "web", rewriteHost: true, verbose: true, local: "https://localhost:8443"},
+	}, {
+		name:    "no local service",
+		args:    []string{"--name", "web"},
+		wantErr: "missing the local service",
+	}, {
+		name:    "two local services",
+		args:    []string{"3000", "4000"},
+		wantErr: "more than one",
+	}, {
+		name:    "bad local service",
+		args:    []string{"localhost"},
+		wantErr: "want a port",
+	}, {
+		name:    "token in the gateway URL",
+		args:    []string{"--gateway", "https://gw.example.com/?token=url-token", "3000"},
+		wantErr: "not in the URL",
+	}, {
+		name:    "empty gateway list",
+		args:    []string{"--gateway", " , ", "3000"},
+		wantErr: "names no gateway",
+	}, {
+		name:    "unknown flag",
+		args:    []string{"--port", "3000"},
+		wantErr: "flag provided but not defined",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out strings.Builder
+			cfg, err := parseAgentFlags(tt.args, envMap(tt.env), &out)
+			if tt.wantErr != "" {
+				var ue *usageError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v; want a usage error containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error()+out.String(), "url-token") {
+					t.Errorf("error or usage repeats the token: %v\n%s", err, out.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error: %v\n%s", err, out.String())
+			}
+			if cfg.gateway != tt.want.gateway || !slices.Equal(cfg.fallbacks, tt.want.fallbacks) || cfg.token != tt.want.token ||
+				cfg.name != tt.want.name || cfg.rewriteHost != tt.want.rewriteHost || cfg.verbose != tt.want.verbose || cfg.local != tt.want.local {
+				t.Errorf("got  %+v\nwant %+v", *cfg, tt.want)
+			}
+		})
+	}
+}
+
+// TestHelpHidesSecrets checks that -h shows where secrets come from, never
+// their values.
+func TestHelpHidesSecrets(t *testing.T) {
+	t.Parallel()
+	env := envMap(map[string]string{
+		envToken:      "agent-secret-value",
+		envTokens:     "gateway-secret-value",
+		envNodeSecret: "node-secret-value",
+	})
+	var out strings.Builder
+	if _, err := parseAgentFlags([]string{"-h"}, env, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("agent -h: %v; want flag.ErrHelp", err)
+	}
+	if _, err := parseGatewayFlags([]string{"-h"}, env, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("gateway -h: %v; want flag.ErrHelp", err)
+	}
+	help := out.String()
+	if strings.Contains(help, "secret-value") {
+		t.Errorf("help shows a secret:\n%s", help)
+	}
+	for _, want := range []string{"$" + envToken, "$" + envTokens, "$" + envNodeSecret, "-agent-rate N/unit", "-gateway URL"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args       []string
+		wantCode   int
+		wantOutput string // in stdout or stderr
+	}{
+		{nil, 2, "Usage:"},
+		{[]string{"help"}, 0, "standalone agent [flags]"},
+		{[]string{"serve"}, 2, `unknown command "serve"`},
+		{[]string{"gateway", "-h"}, 0, "-tokens-file file"},
+		{[]string{"agent", "--help"}, 0, "-rewrite-host"},
+		{[]string{"gateway", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"gateway"}, 2, "standalone gateway: no agent tokens"},
+		{[]string{"agent"}, 2, "standalone agent: missing the local service"},
+		{[]string{"agent", "--gateway", "ftp://gw.example.com", "3000"}, 1, "scheme must be"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr strings.Builder
+		c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(nil)}
+		code := run(t.Context(), tt.args, c)
+		all := stdout.String() + stderr.String()
+		if code != tt.wantCode || !strings.Contains(all, tt.wantOutput) {
+			t.Errorf("run(%q) = %d, output:\n%s\nwant %d and %q", tt.args, code, all, tt.wantCode, tt.wantOutput)
+		}
+		// A flag error is reported once, by the flag package.
+		if n := strings.Count(all, "flag provided but not defined"); n > 1 {
+			t.Errorf("run(%q) reported the flag error %d times", tt.args, n)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/redisstore"
+)
+
+// gatewayConfig is the gateway's command line, checked.
+type gatewayConfig struct {
+	listen  string
+	baseURL string
+	domain  string
+	routing tunnel.RoutingMode
+
+	tokens         []string // secrets: never logged
+	insecureNoAuth bool     // no tokens, and --insecure-no-auth given
+
+	store           string // memory, redis or dynamodb
+	redisAddr       string
+	redisPrefix     string
+	dynamo          dynamoConfig
+	cleanupInterval time.Duration
+
+	limiter           string // none, local, redis or dynamodb
+	agentRate         rateFlag
+	requestRate       rateFlag
+	limiterFailClosed bool
+
+	responseTimeout   time.Duration
+	readHeaderTimeout time.Duration
+	leaseTTL          time.Duration
+	shutdownTimeout   time.Duration
+	maxBodyBytes      int64
+	maxURIBytes       int
+	maxHeaderCount    int
+
+	nodeURL    string
+	nodeSecret string // secret: never logged
+
+	logJSON  bool
+	logLevel slog.Level
+}
+
+// dynamoConfig is the DynamoDB part of the gateway's command line.
+type dynamoConfig struct {
+	endpoint         string
+	region           string
+	connectionsTable string
+	pendingTable     string
+	index            string
+	ratelimitTable   string
+	createTables     bool
+}
+
+// defaultRateLimitTable is the default name of the DynamoDB limiter's
+// table, in the style of dynamostore's default table names.
+const defaultRateLimitTable = "http-tunnel-rate-limits"
+
+const gatewayUsage = `Usage: standalone gateway [flags]
+
+Runs a tunnel gateway: agents connect to it, and public requests reach
+their local services through it. Tokens come from --tokens-file and
+$TUNNEL_TOKENS; without any, the gateway refuses to start unless
+--insecure-no-auth is given.
+
+Flags:
+`
+
+// parseGatewayFlags parses and checks the gateway's arguments. getenv
+// supplies the environment; output receives usage and flag errors.
+func parseGatewayFlags(args []string, getenv func(string) string, output io.Writer) (*gatewayConfig, error) {
+	cfg := &gatewayConfig{}
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), gatewayUsage)
+		fs.PrintDefaults()
+	}
+
+	fs.StringVar(&cfg.listen, "listen", ":8080", "`address` to listen on")
+	fs.StringVar(&cfg.baseURL, "base-url", "", "public base `URL` of the gateway, such as https://tunnel.example.com; tunnel URLs are built from it (default: from each agent's gateway URL)")
+	fs.StringVar(&cfg.domain, "domain", "", "`domain` under which tunnels get subdomains, <id>.<domain> (default: the host of --base-url)")
+	routing := newChoice("auto", "auto", "subdomain", "path")
+	fs.Var(routing, "routing", "`mode` by which a public request names its tunnel: auto, subdomain (<id>.<domain>) or path (/<id>/...)")
+
+	tokensFile := fs.String("tokens-file", "", "`file` of agent tokens, one per line; blank lines and lines starting with # are ignored. $"+envTokens+" may add more, comma-separated")
+	insecure := fs.Bool("insecure-no-auth", false, "start without agent tokens, admitting every agent (private networks only)")
+
+	storeKind := newChoice("memory", "memory", "redis", "dynamodb")
+	fs.Var(storeKind, "store", "`backend` keeping tunnel records: memory (a single node), redis or dynamodb (shared by several nodes)")
+	fs.StringVar(&cfg.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis `address` for --store redis and --limiter redis: host:port, or a redis:// or rediss:// URL for a password, database or TLS")
+	fs.StringVar(&cfg.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "key `prefix` of tunnel records in Redis, the same on every node")
+	fs.StringVar(&cfg.dynamo.endpoint, "dynamodb-endpoint", "", "DynamoDB endpoint `URL` (default: AWS's endpoint for the region; set it for a local emulator)")
+	fs.StringVar(&cfg.dynamo.region, "dynamodb-region", "", "AWS `region` (default $AWS_REGION, else us-east-1). Credentials come from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY and $AWS_SESSION_TOKEN only: no profiles, SSO or instance roles")
+	fs.StringVar(&cfg.dynamo.connectionsTable, "dynamodb-connections-table", dynamostore.DefaultConnectionsTable, "DynamoDB `table` of connections and tunnel claims")
+	fs.StringVar(&cfg.dynamo.pendingTable, "dynamodb-pending-table", dynamostore.DefaultPendingTable, "DynamoDB `table` of the serverless adapter's pending requests (cleaned up here)")
+	fs.StringVar(&cfg.dynamo.index, "dynamodb-index", dynamostore.DefaultTunnelIndex, "`name` of the connections table's index on tunnelId")
+	fs.StringVar(&cfg.dynamo.ratelimitTable, "dynamodb-ratelimit-table", defaultRateLimitTable, "DynamoDB `table` of --limiter dynamodb")
+	fs.BoolVar(&cfg.dynamo.createTables, "dynamodb-create-tables", false, "create the DynamoDB tables if missing (development only: production tables belong to infrastructure code, with TTL on the ttl attribute)")
+	fs.DurationVar(&cfg.cleanupInterval, "cleanup-interval", 5*time.Minute, "how often to delete expired DynamoDB rows with --store dynamodb; 0 disables (one node of a cluster is enough)")
+
+	limiter := newChoice("none", "none", "local", "redis", "dynamodb")
+	fs.Var(limiter, "limiter", "rate-limiter `backend`: none, local (per node), redis or dynamodb (shared by every node)")
+	fs.Var(&cfg.agentRate, "agent-rate", "agent connections allowed per client IP, as `N/unit` with unit s, m or h, such as 10/m (default: no limit)")
+	fs.Var(&cfg.requestRate, "request-rate", "public requests allowed per tunnel, as `N/unit`, such as 600/m (default: no limit)")
+	fs.BoolVar(&cfg.limiterFailClosed, "limiter-fail-closed", false, "answer 503 when the limiter's backend fails, instead of letting requests through")
+
+	fs.DurationVar(&cfg.responseTimeout, "response-timeout", tunnel.DefaultResponseTimeout, "how long to wait for an agent's response headers before answering 504; negative means no limit")
+	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 0, "largest public request body, in `bytes`, before answering 413; 0 means no limit (bodies stream through)")
+	fs.IntVar(&cfg.maxURIBytes, "max-uri-bytes", tunnel.DefaultMaxURIBytes, "longest public request target (path and query), in `bytes`, before answering 414")
+	fs.IntVar(&cfg.maxHeaderCount, "max-header-count", tunnel.DefaultMaxHeaderCount, "largest `number` of header fields in a public request before answering 431")
+	fs.DurationVar(&cfg.readHeaderTimeout, "read-header-timeout", tunnel.DefaultReadHeaderTimeout, "how long a client may take to send its request headers")
+	fs.DurationVar(&cfg.leaseTTL, "lease-ttl", tunnel.DefaultLeaseTTL, "how long a tunnel record lives without renewal; after an unclean disconnect, its name stays reserved for its agent this long")
+
+	fs.StringVar(&cfg.nodeURL, "node-url", "", "`URL` at which the other gateway nodes reach this one, such as http://10.0.0.5:8080, for several nodes on a shared --store")
+	fs.StringVar(&cfg.nodeSecret, "node-secret", "", "`secret` the nodes of a cluster authenticate each other with, the same on every node; required with --node-url (default $"+envNodeSecret+", which keeps it out of the process list)")
+
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
+	verbose := fs.Bool("verbose", false, "log debug messages")
+	logFormat := newChoice("text", "text", "json")
+	fs.Var(logFormat, "log-format", "log `format`: text or json")
+
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q: the gateway takes flags only", fs.Arg(0))
+	}
+
+	cfg.routing = map[string]tunnel.RoutingMode{
+		"auto":      tunnel.RouteAuto,
+		"subdomain": tunnel.RouteSubdomain,
+		"path":      tunnel.RoutePath,
+	}[routing.value]
+	cfg.store, cfg.limiter = storeKind.value, limiter.value
+	cfg.logJSON = logFormat.value == "json"
+	if *verbose {
+		cfg.logLevel = slog.LevelDebug
+	}
+	if cfg.nodeSecret == "" {
+		cfg.nodeSecret = getenv(envNodeSecret)
+	}
+	if cfg.dynamo.region == "" {
+		cfg.dynamo.region = envOr(getenv, "AWS_REGION", "us-east-1")
+	}
+
+	if cfg.baseURL != "" && !httpURL(cfg.baseURL) {
+		return nil, usagef("--base-url %q: want an absolute http or https URL, such as https://tunnel.example.com", cfg.baseURL)
+	}
+	if cfg.routing == tunnel.RouteSubdomain && cfg.domain == "" && cfg.baseURL == "" {
+		return nil, usagef("--routing subdomain needs --domain or --base-url")
+	}
+
+	tokens, err := loadTokens(*tokensFile, getenv(envTokens))
+	if err != nil {
+		return nil, err
+	}
+	if len(tokens) == 0 && !*insecure {
+		return nil, usagef("no agent tokens: give --tokens-file or $%s, or --insecure-no-auth to admit every agent", envTokens)
+	}
+	cfg.tokens, cfg.insecureNoAuth = tokens, len(tokens) == 0
+
+	if cfg.nodeURL != "" {
+		if !httpURL(cfg.nodeURL) {
+			return nil, usagef("--node-url %q: want an absolute http or https URL, such as http://10.0.0.5:8080", cfg.nodeURL)
+		}
+		if cfg.store == "memory" {
+			return nil, usagef("--node-url needs a shared --store, redis or dynamodb: nodes find each other's tunnels there")
+		}
+		if cfg.nodeSecret == "" {
+			return nil, usagef("--node-url needs --node-secret or $%s", envNodeSecret)
+		}
+	}
+
+	limited := !cfg.agentRate.limit.Unlimited() || !cfg.requestRate.limit.Unlimited()
+	switch {
+	case cfg.limiter == "none" && limited:
+		return nil, usagef("--agent-rate and --request-rate need --limiter local, redis or dynamodb")
+	case cfg.limiter != "none" && !limited:
+		return nil, usagef("--limiter %s needs --agent-rate or --request-rate", cfg.limiter)
+	}
+
+	switch {
+	case cfg.cleanupInterval < 0:
+		return nil, usagef("--cleanup-interval must not be negative")
+	case cfg.shutdownTimeout <= 0:
+		return nil, usagef("--shutdown-timeout must be positive")
+	case cfg.leaseTTL <= 0:
+		return nil, usagef("--lease-ttl must be positive")
+	case cfg.readHeaderTimeout <= 0:
+		return nil, usagef("--read-header-timeout must be positive")
+	case cfg.maxBodyBytes < 0:
+		return nil, usagef("--max-body-bytes must not be negative")
+	case cfg.maxURIBytes <= 0 || cfg.maxHeaderCount <= 0:
+		return nil, usagef("--max-uri-bytes and --max-header-count must be positive")
+	}
+	return cfg, nil
+}
+
+// httpURL reports whether s is an absolute http or https URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// gateway runs the gateway subcommand until ctx ends, then shuts the
+// gateway down gracefully.
+func (c command) gateway(ctx context.Context, args []string) error {
+	cfg, err := parseGatewayFlags(args, c.getenv, c.stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c.stderr, cfg.logJSON, cfg.logLevel)
+	if cfg.insecureNoAuth {
+		log.Warn("no agent tokens configured: every agent is admitted (--insecure-no-auth)")
+	}
+
+	b, err := openBackends(ctx, cfg, c.getenv, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	srv := &tunnel.Server{
+		BaseURL:           cfg.baseURL,
+		Domain:            cfg.domain,
+		Routing:           cfg.routing,
+		Store:             b.store,
+		Logger:            log,
+		ResponseTimeout:   cfg.responseTimeout,
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		LeaseTTL:          cfg.leaseTTL,
+		MaxBodyBytes:      cfg.maxBodyBytes,
+		MaxURIBytes:       cfg.maxURIBytes,
+		MaxHeaderCount:    cfg.maxHeaderCount,
+		NodeURL:           cfg.nodeURL,
+		NodeSecret:        cfg.nodeSecret,
+		AgentLimiter:      b.agentLimiter,
+		RequestLimiter:    b.requestLimiter,
+		LimiterFailClosed: cfg.limiterFailClosed,
+	}
+	if len(cfg.tokens) > 0 {
+		srv.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)
+	}
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve does not close it if Shutdown came first.
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	base := cfg.baseURL
+	if base == "" {
+		base = "from each agent's gateway URL (set --base-url)"
+	}
+	log.Info("gateway started",
+		slog.String("addr", ln.Addr().String()),
+		slog.String("base_url", cfg.baseURL),
+		slog.String("routing", cfg.routing.String()),
+		slog.String("store", cfg.store),
+		slog.String("limiter", cfg.limiter),
+		slog.Int("tokens", len(cfg.tokens)),
+		slog.String("node_url", cfg.nodeURL))
+	fmt.Fprintf(c.stdout, "gateway listening on %s, base URL %s\n", ln.Addr(), base)
+	if c.listening != nil {
+		c.listening(ln.Addr())
+	}
+
+	cleanupCtx, stopCleanup := context.WithCancel(ctx)
+	defer stopCleanup()
+	cleanupDone := make(chan struct{})
+	if b.dynamo != nil && cfg.cleanupInterval > 0 {
+		go func() {
+			defer close(cleanupDone)
+			runCleanup(cleanupCtx, b.dynamo, cfg.cleanupInterval, log)
+		}()
+	} else {
+		close(cleanupDone)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", slog.Duration("timeout", cfg.shutdownTimeout))
+	case err := <-served:
+		// Serve returns before Shutdown only when the listener fails.
+		runErr = fmt.Errorf("serve: %w", err)
+		served <- nil
+	}
+	stopCleanup()
+	<-cleanupDone
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("graceful shutdown cut short; open connections were closed", slog.Any("err", err))
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("serve: %w", err)
+	}
+	if runErr == nil {
+		log.Info("gateway stopped")
+	}
+	return runErr
+}

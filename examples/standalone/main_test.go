@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if a test leaves a goroutine running: every
+// subcommand a test starts must have returned, and every client it used
+// closed its connections.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitTimeout bounds every wait of these tests for a subcommand's output
+// or return. Loopback answers in milliseconds; this only matters when
+// something is broken.
+const waitTimeout = 10 * time.Second
+
+// envMap returns a getenv that reads m, so that tests never depend on, or
+// change, the process environment.
+func envMap(m map[string]string) func(string) string {
+	return func(name string) string { return m[name] }
+}
+
+// output is a subcommand's stdout or stderr that tests can wait on: every
+// write wakes the waiters, so no test sleeps.
+type output struct {
+	mu      sync.Mutex
+	buf     strings.Builder
+	written chan struct{} // closed by the next write; nil when nobody waits
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	if o.written != nil {
+		close(o.written)
+		o.written = nil
+	}
+	return len(p), nil
+}
+
+// String returns everything written so far.
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// find returns the first complete line containing substr, without its
+// newline.
+func (o *output) find(substr string) (string, bool) {
+	for line := range strings.Lines(o.String()) {
+		if strings.HasSuffix(line, "\n") && strings.Contains(line, substr) {
+			return strings.TrimSuffix(line, "\n"), true
+		}
+	}
+	return "", false
+}
+
+// line waits until a complete line containing substr has been written and
+// returns it. It gives up when ended is closed (the subcommand returned:
+// there will be no more output) or after waitTimeout.
+func (o *output) line(substr string, ended <-chan struct{}) (string, bool) {
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for {
+		o.mu.Lock()
+		if o.written == nil {
+			o.written = make(chan struct{})
+		}
+		written := o.written
+		o.mu.Unlock()
+		if l, ok := o.find(substr); ok {
+			return l, true
+		}
+		select {
+		case <-written:
+		case <-ended:
+			return o.find(substr)
+		case <-timer.C:
+			return "", false
+		}
+	}
+}
+
+// running is a subcommand running in a goroutine. The test's cleanup
+// stops it if the test has not.
+type running struct {
+	name           string
+	stdout, stderr *output
+	cancel         context.CancelFunc
+	done           chan struct{}
+	err            error // what the subcommand returned, once done is closed
+}
+
+// start runs sub (command.gateway or command.agent) with args and env in
+// a goroutine. listening, if not nil, is the gateway's readiness hook.
+func start(t *testing.T, sub func(command, context.Context, []string) error, env map[string]string, listening func(net.Addr), args ...string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{
+		name:   strings.Join(args, " "),
+		stdout: &output{},
+		stderr: &output{},
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	c := command{stdout: r.stdout, stderr: r.stderr, getenv: envMap(env), listening: listening}
+	go func() {
+		defer close(r.done)
+		r.err = sub(c, ctx, args)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+// wait waits for the subcommand to return by itself and returns its error.
+func (r *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(waitTimeout):
+		t.Fatalf("%q did not return; stderr:\n%s", r.name, r.stderr)
+		return nil
+	}
+}
+
+// stop interrupts the subcommand, as SIGINT does, and returns its error.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	return r.wait(t)
+}
+
+// startGateway starts a gateway with args and returns it with the address
+// it listens on. args should include --listen 127.0.0.1:0.
+func startGateway(t *testing.T, env map[string]string, args ...string) (*running, string) {
+	t.Helper()
+	addrs := make(chan string, 1)
+	gw := start(t, command.gateway, env, func(a net.Addr) { addrs <- a.String() }, args...)
+	select {
+	case addr := <-addrs:
+		return gw, addr
+	case <-gw.done:
+		t.Fatalf("gateway %q returned before listening: %v\nstderr:\n%s", gw.name, gw.err, gw.stderr)
+	case <-time.After(waitTimeout):
+		t.Fatalf("gateway %q did not start; stderr:\n%s", gw.name, gw.stderr)
+	}
+	return nil, ""
+}
+
+// startAgent starts an agent with args and returns it with the public URL
+// it printed.
+func startAgent(t *testing.T, env map[string]string, args ...string) (*running, string) {
+	t.Helper()
+	ag := start(t, command.agent, env, nil, args...)
+	url, ok := ag.stdout.line("http", ag.done)
+	if !ok {
+		t.Fatalf("agent %q printed no URL (returned: %v); stderr:\n%s", ag.name, ag.err, ag.stderr)
+	}
+	return ag, url
+}
+
+// writeFile writes content to a new file in the test's directory and
+// returns its path.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// get fetches url with a client whose connections close with the test,
+// and returns the status and body.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: waitTimeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", url, err)
+	}
+	return resp.StatusCode, string(body)
+}
