@@ -186,8 +186,8 @@ type Server struct {
 	servers  map[*http.Server]struct{}
 
 	closing  atomic.Bool
-	inflight sync.WaitGroup // public requests being forwarded
-	agents   sync.WaitGroup // agent handlers
+	inflight activity // public requests being forwarded
+	agents   activity // agent handlers
 }
 
 // Tunnel describes a connected tunnel.
@@ -343,6 +343,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
 	s.closing.Store(true)
+	s.inflight.close()
+	s.agents.close()
 	servers := make([]*http.Server, 0, len(s.servers))
 	for hs := range s.servers {
 		servers = append(servers, hs)
@@ -356,7 +358,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 
-	waitErr := waitGroupCtx(ctx, &s.inflight)
+	waitErr := s.inflight.wait(ctx)
 
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))
@@ -367,7 +369,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, sess := range sessions {
 		go sess.goAway()
 	}
-	if err := waitGroupCtx(ctx, &s.agents); err != nil {
+	if err := s.agents.wait(ctx); err != nil {
 		for _, sess := range sessions {
 			sess.close()
 		}
@@ -379,12 +381,59 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(append(errs, waitErr)...)
 }
 
-// waitGroupCtx waits for wg or ctx, whichever comes first.
-func waitGroupCtx(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+// activity counts work in progress that Shutdown waits for. Unlike a
+// sync.WaitGroup it refuses new work once closed, so that starting work
+// and waiting for it cannot race.
+type activity struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when n drops to zero after close
+}
+
+// enter starts a piece of work; it returns false once close was called.
+func (a *activity) enter() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.n++
+	return true
+}
+
+// leave ends a piece of work started by a successful enter.
+func (a *activity) leave() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n--
+	if a.n == 0 && a.idle != nil {
+		close(a.idle)
+		a.idle = nil
+	}
+}
+
+// close refuses new work.
+func (a *activity) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+}
+
+// wait waits until no work is in progress, or ctx ends.
+func (a *activity) wait(ctx context.Context) error {
+	a.mu.Lock()
+	if a.n == 0 {
+		a.mu.Unlock()
+		return nil
+	}
+	if a.idle == nil {
+		a.idle = make(chan struct{})
+	}
+	idle := a.idle
+	a.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -405,12 +454,11 @@ func (s *Server) session(connID string) *session {
 // does.
 func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if s.closing.Load() {
+	if !s.inflight.enter() {
 		writeError(ctx, w, s.log, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
 		return
 	}
-	s.inflight.Add(1)
-	defer s.inflight.Done()
+	defer s.inflight.leave()
 
 	hop := false
 	if secret, ok := r.Header[nodeSecretHeader]; ok {

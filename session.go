@@ -53,12 +53,11 @@ type session struct {
 // session until it ends.
 func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if s.closing.Load() {
+	if !s.agents.enter() {
 		writeError(ctx, w, s.log, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
 		return
 	}
-	s.agents.Add(1)
-	defer s.agents.Done()
+	defer s.agents.leave()
 
 	if s.AgentLimiter != nil {
 		ip, _, err := net.SplitHostPort(r.RemoteAddr)
