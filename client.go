@@ -44,7 +44,62 @@ type options struct {
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost bool
 	fallbacks   []string
+	events      func(Event)
 }
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// The kinds of Event.
+const (
+	// EventConnected: the tunnel is up, at the first connection or after
+	// a reconnect. Attempt is the number of the reconnect attempt that
+	// succeeded, 0 for the first connection.
+	EventConnected EventKind = iota + 1
+	// EventDisconnected: the connection to the gateway dropped; Err says
+	// why. Reconnect attempts follow.
+	EventDisconnected
+	// EventReconnecting: reconnect attempt number Attempt starts after
+	// Delay.
+	EventReconnecting
+	// EventHeartbeat: a keepalive ping came back after RTT.
+	EventHeartbeat
+)
+
+// String returns "connected", "disconnected", "reconnecting" or
+// "heartbeat".
+func (k EventKind) String() string {
+	switch k {
+	case EventConnected:
+		return "connected"
+	case EventDisconnected:
+		return "disconnected"
+	case EventReconnecting:
+		return "reconnecting"
+	case EventHeartbeat:
+		return "heartbeat"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is something that happened to a Listener's connection to its
+// gateway. Fields that do not apply to the Kind are zero.
+type Event struct {
+	Kind     EventKind
+	TunnelID string
+	URL      string
+	Gateway  string        // the gateway URL involved, token redacted
+	Attempt  int           // reconnect attempt number (EventConnected, EventReconnecting)
+	Delay    time.Duration // wait before the attempt (EventReconnecting)
+	RTT      time.Duration // round-trip time (EventHeartbeat)
+	Err      error         // why the connection dropped (EventDisconnected)
+}
+
+// WithEvents calls fn for every connection event of the Listener:
+// connects, disconnects, reconnect attempts and heartbeat round trips. fn
+// runs on the Listener's own goroutines, one event at a time, and must not
+// block. Default: none.
+func WithEvents(fn func(Event)) Option { return func(o *options) { o.events = fn } }
 
 // WithToken sets the token the agent authenticates with, sent as
 // "Authorization: Bearer <token>". Default: none.
@@ -161,6 +216,9 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	if o.maxBackoff < o.minBackoff {
 		o.maxBackoff = o.minBackoff
 	}
+	if o.heartbeat <= 0 {
+		o.heartbeat = DefaultHeartbeat
+	}
 	if o.name != "" && !validID(o.name) {
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
 	}
@@ -271,7 +329,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		ws.CloseNow()
 		return nil, err
 	}
-	ms, err := mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat})
+	ms, err := mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
 	if err != nil {
 		ws.CloseNow()
 		return nil, err
@@ -380,8 +438,11 @@ func (l *Listener) supervise(c *agentConn) {
 		l.client.CloseIdleConnections()
 		close(l.done)
 	}()
+	attempt := 0
 	for {
+		l.emit(Event{Kind: EventConnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Attempt: attempt})
 		go l.acceptLoop(c)
+		go l.heartbeat(c)
 		select {
 		case <-l.closed:
 			// shutdown closes the connection, after letting it drain.
@@ -394,7 +455,8 @@ func (l *Listener) supervise(c *agentConn) {
 		default:
 		}
 		l.log.Warn("tunnel connection lost; reconnecting", slog.String("tunnel_id", c.est.TunnelID))
-		c, err = l.reconnect(c.gateway)
+		l.emit(Event{Kind: EventDisconnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Err: errors.New("connection to the gateway lost")})
+		c, attempt, err = l.reconnect(c.gateway)
 		if err != nil {
 			if errors.Is(err, ErrClosed) {
 				err = nil
@@ -410,7 +472,7 @@ func (l *Listener) supervise(c *agentConn) {
 // reconnect dials until it succeeds, the gateway refuses for good, or the
 // listener is closed (ErrClosed). Attempts go to the gateways in turn,
 // starting with lost, the one whose connection dropped.
-func (l *Listener) reconnect(lost int) (*agentConn, error) {
+func (l *Listener) reconnect(lost int) (*agentConn, int, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -433,26 +495,58 @@ func (l *Listener) reconnect(lost int) (*agentConn, error) {
 	<-timer.C
 	for attempt := 1; ; attempt++ {
 		delay := b.NextBackOff()
+		gw := (lost + attempt - 1) % len(l.gateways)
+		l.emit(Event{Kind: EventReconnecting, TunnelID: l.ID(), URL: l.URL(), Gateway: redact(l.gateways[gw]), Attempt: attempt, Delay: delay})
 		timer.Reset(delay)
 		select {
 		case <-ctx.Done():
-			return nil, ErrClosed
+			return nil, attempt, ErrClosed
 		case <-timer.C:
 		}
-		gw := (lost + attempt - 1) % len(l.gateways)
 		dctx, dcancel := context.WithTimeout(ctx, DefaultHandshakeTimeout+l.opts.maxBackoff)
 		c, err := l.connect(dctx, gw)
 		dcancel()
 		if err == nil {
-			return c, nil
+			return c, attempt, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ErrClosed
+			return nil, attempt, ErrClosed
 		}
 		if permanent(err) {
-			return nil, err
+			return nil, attempt, err
 		}
 		l.log.Info("tunnel reconnect failed", slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.String("gateway", redact(l.gateways[gw])), slog.Any("err", err))
+	}
+}
+
+// emit delivers an event to the WithEvents callback, if any.
+func (l *Listener) emit(e Event) {
+	if l.opts.events != nil {
+		l.opts.events(e)
+	}
+}
+
+// heartbeat pings the gateway every heartbeat interval, reporting the
+// round trip, and closes the connection when a ping fails (yamux's own
+// keepalive is off for the agent so that the round trip can be observed).
+func (l *Listener) heartbeat(c *agentConn) {
+	t := time.NewTicker(l.opts.heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.mux.CloseChan():
+			return
+		case <-t.C:
+		}
+		rtt, err := c.mux.Ping()
+		if err != nil {
+			if !c.mux.IsClosed() {
+				l.log.Warn("tunnel heartbeat failed; reconnecting", slog.String("tunnel_id", c.est.TunnelID), slog.Any("err", err))
+				c.mux.Close()
+			}
+			return
+		}
+		l.emit(Event{Kind: EventHeartbeat, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), RTT: rtt})
 	}
 }
 

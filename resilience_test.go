@@ -396,3 +396,51 @@ func debugLog(t testing.TB) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+func TestEvents(t *testing.T) {
+	t.Parallel()
+	gw, ev := gateway(t, nil)
+	d := &cuttableDialer{}
+	events := make(chan tunnel.Event, 256)
+	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		tunnel.WithHeartbeat(20*time.Millisecond), tunnel.WithEvents(func(e tunnel.Event) {
+			select {
+			case events <- e:
+			default: // a slow test must not block the listener
+			}
+		}))
+	next(t, ev.connected, "connect")
+	wait := func(kind tunnel.EventKind) tunnel.Event {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case e := <-events:
+				if e.Kind == kind {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("no %v event", kind)
+			}
+		}
+	}
+	if e := wait(tunnel.EventConnected); e.Attempt != 0 || e.TunnelID != ln.ID() || e.URL != ln.URL() {
+		t.Fatalf("first connect event %+v", e)
+	}
+	if e := wait(tunnel.EventHeartbeat); e.RTT <= 0 {
+		t.Fatalf("heartbeat event %+v", e)
+	}
+	d.cut()
+	if e := wait(tunnel.EventDisconnected); e.Err == nil || e.TunnelID != ln.ID() {
+		t.Fatalf("disconnect event %+v", e)
+	}
+	if e := wait(tunnel.EventReconnecting); e.Attempt != 1 || e.Delay <= 0 {
+		t.Fatalf("reconnecting event %+v", e)
+	}
+	if e := wait(tunnel.EventConnected); e.Attempt < 1 || e.TunnelID != ln.ID() {
+		t.Fatalf("reconnect event %+v", e)
+	}
+	if got := tunnel.EventHeartbeat.String(); got != "heartbeat" {
+		t.Errorf("String() = %q", got)
+	}
+}

@@ -33,12 +33,16 @@ type Config struct {
 	Heartbeat time.Duration
 	// Logger receives the multiplexer's own log lines. Nil discards them.
 	Logger *log.Logger
+	// ManualKeepAlive turns yamux's own keepalive off: the caller pings
+	// with Session.Ping every Heartbeat (to observe round-trip times) and
+	// closes the session when a ping fails.
+	ManualKeepAlive bool
 }
 
 func (c Config) yamux() *yamux.Config {
 	y := yamux.DefaultConfig()
 	y.AcceptBacklog = 1024
-	y.EnableKeepAlive = true
+	y.EnableKeepAlive = !c.ManualKeepAlive
 	y.KeepAliveInterval = c.Heartbeat
 	if y.KeepAliveInterval <= 0 {
 		y.KeepAliveInterval = 15 * time.Second
