@@ -18,6 +18,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/yamux"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/http-tunnel/tunnel/internal/mux"
 	"github.com/http-tunnel/tunnel/internal/wsclient"
@@ -45,6 +46,8 @@ type options struct {
 	rewriteHost bool
 	fallbacks   []string
 	events      func(Event)
+
+	tracerProvider trace.TracerProvider
 }
 
 // EventKind says what an Event reports.
@@ -142,6 +145,14 @@ func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, 
 // back on a live node with the same tunnel URL. Default: none.
 func WithFallbackGateways(urls ...string) Option {
 	return func(o *options) { o.fallbacks = append(o.fallbacks, urls...) }
+}
+
+// WithTracerProvider sets where the agent's spans go: a tunnel.deliver
+// span around each request Forward delivers, continuing the trace context
+// the gateway sent, and a tunnel.local span around the call to the local
+// service. Default: the otel global provider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
 }
 
 // WithRewriteHost makes Forward send the local service's host in the Host

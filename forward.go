@@ -10,6 +10,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/http-tunnel/tunnel/observability"
 )
 
 // Forwarder proxies every request arriving through a tunnel to a local HTTP
@@ -49,7 +56,7 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 		ReadBufferSize:        32 << 10,
 	}}
 	f.srv = &http.Server{
-		Handler:  f.proxy(),
+		Handler:  f.traced(f.proxy()),
 		ErrorLog: slog.NewLogLogger(ln.log.Handler(), slog.LevelDebug),
 	}
 	go func() {
@@ -82,7 +89,7 @@ func (f *Forwarder) proxy() http.Handler {
 				}
 			}
 		},
-		Transport:  f.transport,
+		Transport:  &tracingTransport{base: f.transport, tracer: observability.Tracer(f.ln.opts.tracerProvider)},
 		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ctx := r.Context()
@@ -93,6 +100,57 @@ func (f *Forwarder) proxy() http.Handler {
 				slog.String("tunnel_id", f.ln.ID()), slog.String("local", f.local.Host), slog.String("method", r.Method), slog.String("path", r.URL.Path))
 		},
 	}
+}
+
+// traced wraps the Forwarder's handler in a tunnel.deliver span that
+// continues the trace the gateway sent.
+func (f *Forwarder) traced(h http.Handler) http.Handler {
+	tracer := observability.Tracer(f.ln.opts.tracerProvider)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := observability.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, observability.SpanDeliver, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+				observability.AttrTunnelID.String(f.ln.ID())))
+		defer span.End()
+		if !span.IsRecording() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r.WithContext(ctx))
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+	})
+}
+
+// tracingTransport wraps the call to the local service in a tunnel.local
+// span and sends its context on in traceparent.
+type tracingTransport struct {
+	base   http.RoundTripper
+	tracer trace.Tracer
+}
+
+func (t *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, span := t.tracer.Start(req.Context(), observability.SpanLocal, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("server.address", req.URL.Host)))
+	if !span.IsRecording() {
+		span.End()
+		return t.base.RoundTrip(req)
+	}
+	defer span.End()
+	// A RoundTripper must not change its request: inject into a copy.
+	out := req.WithContext(ctx)
+	out.Header = req.Header.Clone()
+	observability.Propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	return resp, nil
 }
 
 // URL returns the tunnel's public URL.

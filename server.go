@@ -16,6 +16,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/observability"
+
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/store"
@@ -169,6 +179,17 @@ type Server struct {
 	// past it the answer is 431. Zero means DefaultMaxHeaderCount.
 	MaxHeaderCount int
 
+	// TracerProvider and MeterProvider receive the gateway's spans and
+	// metrics (see docs/observability.md). Nil means the otel globals,
+	// which record nothing until a program installs an SDK.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+
+	// MetricsPerTunnel adds the tunnel.id attribute to request metrics.
+	// Off by default: one time series per tunnel is unbounded cardinality
+	// on a public gateway. Spans and logs always carry the tunnel ID.
+	MetricsPerTunnel bool
+
 	// OnConnect and OnDisconnect, if set, are called when an agent's
 	// tunnel comes up and goes down. They run on the agent's goroutine and
 	// must not block.
@@ -180,6 +201,8 @@ type Server struct {
 	log      *slog.Logger
 	node     string                 // NodeURL, as records name this node; "" for a single node
 	hop      *httputil.ReverseProxy // to other nodes
+	tracer   trace.Tracer
+	inst     *observability.Instruments
 
 	mu       sync.Mutex
 	sessions map[string]*session // by connection ID
@@ -233,6 +256,13 @@ func (s *Server) init() {
 			},
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
+		s.tracer = observability.Tracer(s.TracerProvider)
+		inst, err := observability.NewInstruments(s.MeterProvider)
+		if err != nil {
+			s.log.Error("creating metric instruments failed; metrics are off", slog.Any("err", err))
+			inst, _ = observability.NewInstruments(noop.NewMeterProvider())
+		}
+		s.inst = inst
 		s.sessions = make(map[string]*session)
 		s.servers = make(map[*http.Server]struct{})
 	})
@@ -449,52 +479,182 @@ func (s *Server) session(connID string) *session {
 
 // ---- public ingress ----
 
+// reqState is what the gateway knows about one public request as it goes
+// through validation, routing and forwarding. It travels in the request's
+// context, where the proxies' rewrite and error hooks (which see copies of
+// the request) find it.
+type reqState struct {
+	id        string       // request ID: X-Request-Id, or generated
+	tunnelID  string       // once resolved
+	routing   string       // "subdomain" or "path"
+	prefix    string       // path routing: the stripped "/<id>"
+	body      *countedBody // the request body, counted and limited, if any
+	forwarded bool         // reached an agent or another node
+}
+
+type reqStateKey struct{}
+
+// stateOf returns r's reqState, or an empty one for requests that did not
+// come through servePublic.
+func stateOf(ctx context.Context) *reqState {
+	if st, ok := ctx.Value(reqStateKey{}).(*reqState); ok {
+		return st
+	}
+	return &reqState{}
+}
+
+// requestIDHeader carries the request ID to the agent and back in logs.
+const requestIDHeader = "X-Request-Id"
+
 // servePublic validates a public request, routes it to its tunnel and
 // forwards it: to the agent if this node holds it, else to the node that
-// does.
+// does. It records the request's span and metrics.
 func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	if !s.inflight.enter() {
-		writeError(ctx, w, s.log, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
+		s.fail(r.Context(), w, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
 		return
 	}
 	defer s.inflight.leave()
 
+	start := time.Now()
+	st := &reqState{id: r.Header.Get(requestIDHeader)}
+	if st.id == "" || len(st.id) > 128 {
+		st.id = randid.Hex(8)
+		r.Header.Set(requestIDHeader, st.id)
+	}
+	ctx := context.WithValue(r.Context(), reqStateKey{}, st)
+	ctx, span := s.tracer.Start(observability.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header)), observability.SpanRequest,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	r = r.WithContext(ctx)
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		status := sw.status
+		if status == 0 && sw.written == 0 {
+			status = 499 // the client went away before an answer
+		}
+		attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method), attribute.Int("http.response.status_code", status)}
+		if s.MetricsPerTunnel && st.tunnelID != "" {
+			attrs = append(attrs, observability.AttrTunnelID.String(st.tunnelID))
+		}
+		set := metric.WithAttributes(attrs...)
+		s.inst.RequestLatency.Record(ctx, float64(time.Since(start))/float64(time.Millisecond), set)
+		if st.forwarded {
+			s.inst.RequestForwarded.Add(ctx, 1, set)
+		}
+		if st.body != nil {
+			s.inst.BytesIn.Add(ctx, st.body.n.Load())
+		}
+		s.inst.BytesOut.Add(ctx, sw.written)
+		span.SetAttributes(attribute.Int("http.response.status_code", status),
+			observability.AttrTunnelID.String(st.tunnelID), observability.AttrRouting.String(st.routing))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		span.End()
+	}()
+	s.servePublicRouted(sw, r, st)
+}
+
+// servePublicRouted is servePublic after the bookkeeping.
+func (s *Server) servePublicRouted(w http.ResponseWriter, r *http.Request, st *reqState) {
+	ctx := r.Context()
 	hop := false
 	if secret, ok := r.Header[nodeSecretHeader]; ok {
 		if s.NodeSecret == "" || len(secret) != 1 || subtle.ConstantTimeCompare([]byte(secret[0]), []byte(s.NodeSecret)) != 1 {
-			writeError(ctx, w, s.log, &Error{Code: CodeForbidden, Message: "node-to-node request refused"}, slog.String("remote_addr", r.RemoteAddr))
+			s.fail(ctx, w, &Error{Code: CodeForbidden, Message: "node-to-node request refused"}, slog.String("remote_addr", r.RemoteAddr))
 			return
 		}
 		hop = true
 	}
 	if e := s.validate(r); e != nil {
-		writeError(ctx, w, s.log, e, slog.String("host", r.Host))
+		s.fail(ctx, w, e, slog.String("host", r.Host))
 		return
 	}
-	id, out, ok := s.resolve(r)
+	id, out, ok := s.resolve(r, st)
 	if !ok {
-		writeError(ctx, w, s.log, &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message},
+		s.fail(ctx, w, &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message},
 			slog.String("host", r.Host), slog.String("path", r.URL.Path))
 		return
 	}
-	if n := s.MaxBodyBytes; n > 0 && r.Body != nil && r.Body != http.NoBody {
-		if r.ContentLength > n {
-			writeError(ctx, w, s.log, &Error{Code: CodePayloadTooLarge, Message: fmt.Sprintf("request body over the limit of %d bytes", n)}, slog.String("tunnel_id", id))
+	st.tunnelID = id
+	if r.Body != nil && r.Body != http.NoBody {
+		n := s.MaxBodyBytes
+		if n > 0 && r.ContentLength > n {
+			s.fail(ctx, w, &Error{Code: CodePayloadTooLarge, Message: fmt.Sprintf("request body over the limit of %d bytes", n)})
 			return
 		}
-		if r.ContentLength < 0 {
-			lb := &limitedBody{ReadCloser: r.Body, left: n}
-			out = out.WithContext(context.WithValue(out.Context(), limitedBodyKey{}, lb))
-			out.Body = lb
+		if n <= 0 || r.ContentLength >= 0 {
+			n = -1 // nothing to enforce while streaming: the length is known
 		}
+		st.body = &countedBody{ReadCloser: r.Body, left: n}
+		if out == r {
+			out = new(http.Request)
+			*out = *r
+		}
+		out.Body = st.body
 	}
 	if !hop && s.RequestLimiter != nil {
-		if !s.allow(ctx, w, s.RequestLimiter, "tunnel:"+id, slog.String("tunnel_id", id)) {
+		if !s.allow(ctx, w, s.RequestLimiter, "tunnel:"+id, "request") {
 			return
 		}
 	}
 	s.route(w, out, id, hop, false)
+}
+
+// fail answers a public request or an agent with e, logs it with the
+// request's IDs, and counts it.
+func (s *Server) fail(ctx context.Context, w http.ResponseWriter, e *Error, attrs ...slog.Attr) {
+	st := stateOf(ctx)
+	if st.id != "" {
+		attrs = append(attrs, slog.String("request_id", st.id))
+	}
+	if st.tunnelID != "" {
+		attrs = append(attrs, slog.String("tunnel_id", st.tunnelID))
+	}
+	s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(e.Code))))
+	if e.ID == "" {
+		e.ID = randid.Hex(8)
+	}
+	trace.SpanFromContext(ctx).SetAttributes(observability.AttrCode.String(string(e.Code)), observability.AttrErrorID.String(e.ID))
+	writeError(ctx, w, s.log, e, attrs...)
+}
+
+// statusWriter records the status and body size of a response. It unwraps
+// for http.ResponseController, so flushing and hijacking (WebSocket
+// upgrades) reach the real writer.
+type statusWriter struct {
+	http.ResponseWriter
+	status  int
+	written int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// Unwrap returns the underlying ResponseWriter.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush flushes the underlying writer; ReverseProxy flushes streaming
+// responses (SSE) through it.
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // route forwards r to the session holding tunnel id, here or on another
@@ -503,9 +663,19 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, retried bool) {
 	ctx := r.Context()
 	sess, node, err := s.lookup(ctx, id, retried)
+	if err == nil && (sess != nil || (!hop && s.node != "")) {
+		stateOf(ctx).forwarded = true
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, observability.SpanForward, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(observability.AttrTunnelID.String(id), observability.AttrNode.String(node)))
+		defer span.End()
+		if span.IsRecording() {
+			r = r.WithContext(ctx)
+		}
+	}
 	switch {
 	case err != nil:
-		writeError(ctx, w, s.log, asError(err), slog.String("tunnel_id", id))
+		s.fail(ctx, w, asError(err))
 	case sess != nil:
 		sess.forward(w, r)
 	case hop || s.node == "":
@@ -516,7 +686,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 			w.WriteHeader(http.StatusMisdirectedRequest)
 			return
 		}
-		writeError(ctx, w, s.log, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: fmt.Errorf("record names node %q", node)}, slog.String("tunnel_id", id))
+		s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: fmt.Errorf("record names node %q", node)})
 	default:
 		s.hop.ServeHTTP(w, r.WithContext(context.WithValue(ctx, hopKey{}, &hopState{id: id, node: node, retried: retried, req: r})))
 	}
@@ -542,11 +712,12 @@ func (s *Server) validate(r *http.Request) *Error {
 
 // allow asks lim about key and answers 429 (or 503 when the limiter failed
 // and LimiterFailClosed is set) if the request may not proceed.
-func (s *Server) allow(ctx context.Context, w http.ResponseWriter, lim ratelimit.Limiter, key string, attrs ...slog.Attr) bool {
+func (s *Server) allow(ctx context.Context, w http.ResponseWriter, lim ratelimit.Limiter, key, kind string, attrs ...slog.Attr) bool {
+	attrs = append(attrs, slog.String("limiter", kind))
 	d, err := lim.Allow(ctx, key)
 	if err != nil {
 		if s.LimiterFailClosed {
-			writeError(ctx, w, s.log, &Error{Code: CodeUnavailable, Message: "rate limiter unavailable", Err: err}, attrs...)
+			s.fail(ctx, w, &Error{Code: CodeUnavailable, Message: "rate limiter unavailable", Err: err}, attrs...)
 			return false
 		}
 		s.log.LogAttrs(ctx, slog.LevelWarn, "rate limiter failed; allowing", append(attrs, slog.Any("err", err))...)
@@ -555,35 +726,38 @@ func (s *Server) allow(ctx context.Context, w http.ResponseWriter, lim ratelimit
 	if d.Allowed {
 		return true
 	}
+	s.inst.RateLimited.Add(ctx, 1, metric.WithAttributes(observability.AttrLimiter.String(kind)))
 	secs := int64((d.RetryAfter + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", fmt.Sprint(max(secs, 1)))
-	writeError(ctx, w, s.log, &Error{Code: CodeRateLimited, Message: ErrRateLimited.Message}, attrs...)
+	s.fail(ctx, w, &Error{Code: CodeRateLimited, Message: ErrRateLimited.Message}, attrs...)
 	return false
 }
 
-// limitedBodyKey keys a request's *limitedBody in its context, where the
-// proxies' error handlers find it (they see a copy of the request, whose
-// body the proxy has wrapped).
-type limitedBodyKey struct{}
-
 // tooLarge reports whether r's body was cut off at MaxBodyBytes.
 func tooLarge(r *http.Request) bool {
-	b, ok := r.Context().Value(limitedBodyKey{}).(*limitedBody)
-	return ok && b.exceeded.Load()
+	b := stateOf(r.Context()).body
+	return b != nil && b.exceeded.Load()
 }
 
-// limitedBody cuts a request body off past a limit, so the agent never
-// gets more than the limit; exceeded tells the error handler to answer 413.
-type limitedBody struct {
+// countedBody counts a request body as the agent reads it, and cuts it off
+// past a limit (left < 0: none), so that the agent never gets more than
+// the limit; exceeded tells the error handler to answer 413.
+type countedBody struct {
 	io.ReadCloser
 	left     int64
+	n        atomic.Int64
 	exceeded atomic.Bool
 }
 
 var errBodyTooLarge = errors.New("request body over the limit")
 
-func (b *limitedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
+func (b *countedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		n, err := b.ReadCloser.Read(p)
+		b.n.Add(int64(n))
+		return n, err
+	}
+	if b.left == 0 {
 		// One more byte tells a body of exactly the limit from a longer one.
 		var one [1]byte
 		n, err := b.ReadCloser.Read(one[:])
@@ -598,6 +772,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
+	b.n.Add(int64(n))
 	return n, err
 }
 
@@ -615,8 +790,8 @@ func headerBytes(r *http.Request) int {
 // resolve finds the tunnel ID a public request names and returns the
 // request to forward: r itself, or for path routing a shallow copy with
 // the ID's segment stripped from the path (raw path included, so the rest
-// reaches the agent byte for byte) and the prefix in its context.
-func (s *Server) resolve(r *http.Request) (string, *http.Request, bool) {
+// reaches the agent byte for byte) and the prefix recorded in st.
+func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, bool) {
 	if s.Routing != RoutePath {
 		if d := s.domain(); d != "" {
 			host := r.Host
@@ -625,6 +800,7 @@ func (s *Server) resolve(r *http.Request) (string, *http.Request, bool) {
 			}
 			if label, rest, ok := strings.Cut(host, "."); ok && strings.EqualFold(rest, d) {
 				label = strings.ToLower(label)
+				st.routing = "subdomain"
 				return label, r, validID(label)
 			}
 		}
@@ -650,15 +826,12 @@ func (s *Server) resolve(r *http.Request) (string, *http.Request, bool) {
 	if u.RawPath == "" && r.URL.RawPath != "" {
 		u.RawPath = "/"
 	}
-	out := r.WithContext(context.WithValue(r.Context(), pathPrefixKey{}, prefix))
+	out := new(http.Request)
+	*out = *r
 	out.URL = &u
+	st.routing, st.prefix = "path", prefix
 	return id, out, true
 }
-
-// pathPrefixKey keys the stripped path prefix of a path-routed request in
-// its context; the proxy sends it on as X-Forwarded-Prefix, which apps
-// that build absolute links behind a prefix read.
-type pathPrefixKey struct{}
 
 // validID reports whether id can be a tunnel ID: a lower-case DNS label.
 func validID(id string) bool {
@@ -682,12 +855,23 @@ func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, s
 	var rec store.Record
 	cached := false
 	if !fresh {
-		rec, cached = s.cache.Get(ctx, id)
+		cctx, span := s.tracer.Start(ctx, observability.SpanCache)
+		rec, cached = s.cache.Get(cctx, id)
+		span.SetAttributes(observability.AttrCacheHit.Bool(cached))
+		span.End()
+		if cached {
+			s.inst.CacheHits.Add(ctx, 1)
+		} else {
+			s.inst.CacheMisses.Add(ctx, 1)
+		}
 	}
 	for attempt := 0; attempt < 2; attempt++ {
 		if !cached {
 			var err error
-			rec, err = s.store.Get(ctx, id)
+			err = s.storeOp(ctx, "Get", func(ctx context.Context) (err error) {
+				rec, err = s.store.Get(ctx, id)
+				return err
+			})
 			if errors.Is(err, store.ErrNotFound) {
 				return nil, "", &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
 			}
@@ -709,6 +893,21 @@ func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, s
 		cached = false
 	}
 	return nil, "", &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+}
+
+// storeOp runs one store operation in a span, timing it.
+func (s *Server) storeOp(ctx context.Context, op string, f func(context.Context) error) error {
+	ctx, span := s.tracer.Start(ctx, observability.SpanStore, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.operation.name", op)))
+	start := time.Now()
+	err := f(ctx)
+	s.inst.StoreLatency.Record(ctx, float64(time.Since(start))/float64(time.Millisecond),
+		metric.WithAttributes(attribute.String("db.operation.name", op)))
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+	return err
 }
 
 // Node-to-node forwarding.
@@ -738,7 +937,7 @@ func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
 	h := pr.In.Context().Value(hopKey{}).(*hopState)
 	u, _ := url.Parse(h.node)
 	pr.Out.URL.Scheme, pr.Out.URL.Host = u.Scheme, u.Host
-	if p, ok := pr.In.Context().Value(pathPrefixKey{}).(string); ok {
+	if p := stateOf(pr.In.Context()).prefix; p != "" {
 		pr.Out.URL.Path = p + pr.In.URL.Path
 		if pr.In.URL.RawPath != "" {
 			pr.Out.URL.RawPath = p + pr.In.URL.RawPath
@@ -748,6 +947,17 @@ func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
 	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
+	injectTrace(pr)
+}
+
+// injectTrace sends the forwarding span's context on with the request,
+// when there is one being recorded; otherwise any traceparent the public
+// client sent passes through untouched.
+func injectTrace(pr *httputil.ProxyRequest) {
+	ctx := pr.In.Context()
+	if trace.SpanFromContext(ctx).IsRecording() {
+		observability.Propagator.Inject(ctx, propagation.HeaderCarrier(pr.Out.Header))
+	}
 }
 
 // hopError handles a failed hop: the node is gone or no longer holds the
@@ -760,13 +970,13 @@ func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	h := r.Context().Value(hopKey{}).(*hopState)
 	if tooLarge(r) {
-		writeError(ctx, w, s.log, &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err}, slog.String("tunnel_id", h.id))
+		s.fail(ctx, w, &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err})
 		return
 	}
 	s.cache.Remove(ctx, h.id)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		writeError(ctx, w, s.log, &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}, slog.String("tunnel_id", h.id), slog.String("node", h.node))
+		s.fail(ctx, w, &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}, slog.String("node", h.node))
 		return
 	}
 	if !h.retried && (r.Body == nil || r.Body == http.NoBody) {
@@ -774,5 +984,5 @@ func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
 		s.route(w, h.req, h.id, false, true)
 		return
 	}
-	writeError(ctx, w, s.log, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}, slog.String("tunnel_id", h.id), slog.String("node", h.node))
+	s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}, slog.String("node", h.node))
 }

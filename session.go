@@ -20,8 +20,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/http-tunnel/tunnel/internal/mux"
 	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/store"
 )
@@ -54,7 +57,7 @@ type session struct {
 func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if !s.agents.enter() {
-		writeError(ctx, w, s.log, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
+		s.fail(ctx, w, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
 		return
 	}
 	defer s.agents.leave()
@@ -64,7 +67,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			ip = r.RemoteAddr
 		}
-		if !s.allow(ctx, w, s.AgentLimiter, "agent:"+ip, slog.String("remote_addr", r.RemoteAddr)) {
+		if !s.allow(ctx, w, s.AgentLimiter, "agent:"+ip, "agent", slog.String("remote_addr", r.RemoteAddr)) {
 			return
 		}
 	}
@@ -78,7 +81,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 			if e.Code != CodeUnauthorized && e.Code != CodeForbidden {
 				e = &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("authenticate: %w", err)}
 			}
-			writeError(ctx, w, s.log, e, slog.String("remote_addr", r.RemoteAddr))
+			s.fail(ctx, w, e, slog.String("remote_addr", r.RemoteAddr))
 			return
 		}
 	}
@@ -110,6 +113,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 // answered the agent with an error message and closed the WebSocket.
 func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.Conn, ident Identity) (*session, error) {
 	fail := func(code Code, status websocket.StatusCode, msg string, cause error) (*session, error) {
+		s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(code))))
 		if b, err := protocol.Marshal(&protocol.Error{Code: string(code), Message: msg}); err == nil {
 			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			ws.Write(wctx, websocket.MessageText, b)
@@ -186,7 +190,7 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 			rec.TunnelID = randid.TunnelID()
 		}
 		rec.PublicURL = s.publicURL(base, rec.TunnelID)
-		err = s.store.Put(ctx, rec)
+		err = s.storeOp(ctx, "Put", func(ctx context.Context) error { return s.store.Put(ctx, rec) })
 		if err == nil {
 			break
 		}
@@ -374,6 +378,13 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 func (sess *session) run() {
 	s := sess.srv
 	sess.log.Info("agent connected", slog.String("subject", sess.info.Subject), slog.String("url", sess.info.URL))
+	ctx := context.Background()
+	s.inst.ConnectionEstablished.Add(ctx, 1)
+	s.inst.ActiveTunnels.Add(ctx, 1)
+	defer func() {
+		s.inst.ConnectionClosed.Add(ctx, 1)
+		s.inst.ActiveTunnels.Add(ctx, -1)
+	}()
 	if s.OnConnect != nil {
 		s.OnConnect(sess.info)
 	}
@@ -390,7 +401,9 @@ loop:
 			break loop
 		case <-renew.C:
 			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-			err := s.store.Renew(ctx, sess.info.ID, sess.info.ConnectionID, time.Now().Add(ttl))
+			err := s.storeOp(ctx, "Renew", func(ctx context.Context) error {
+				return s.store.Renew(ctx, sess.info.ID, sess.info.ConnectionID, time.Now().Add(ttl))
+			})
 			cancel()
 			if errors.Is(err, store.ErrNotFound) {
 				sess.log.Warn("tunnel lease lost; closing the agent session")
@@ -408,7 +421,6 @@ loop:
 	delete(s.sessions, sess.info.ConnectionID)
 	s.mu.Unlock()
 	sess.transport.CloseIdleConnections()
-	ctx := context.Background()
 	s.cache.Remove(ctx, sess.info.ID)
 	if sess.draining.Load() {
 		// The agent left on purpose: free its name now. After an unclean
@@ -546,9 +558,10 @@ func (sess *session) rewrite(pr *httputil.ProxyRequest) {
 	} else {
 		pr.SetXForwarded()
 	}
-	if p, ok := pr.In.Context().Value(pathPrefixKey{}).(string); ok {
+	if p := stateOf(pr.In.Context()).prefix; p != "" {
 		pr.Out.Header.Set("X-Forwarded-Prefix", p)
 	}
+	injectTrace(pr)
 }
 
 // forward sends r through the tunnel and streams the response back.
@@ -577,5 +590,5 @@ func (sess *session) proxyError(w http.ResponseWriter, r *http.Request, err erro
 	default:
 		e = &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}
 	}
-	writeError(ctx, w, sess.log, e, slog.String("method", r.Method), slog.String("path", r.URL.Path))
+	sess.srv.fail(ctx, w, e, slog.String("connection_id", sess.info.ConnectionID), slog.String("method", r.Method), slog.String("path", r.URL.Path))
 }
