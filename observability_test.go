@@ -292,6 +292,6 @@ func BenchmarkObservabilityOverhead(b *testing.B) {
 type discardProcessor struct{}
 
 func (discardProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (discardProcessor) OnEnd(sdktrace.ReadOnlySpan)                    {}
-func (discardProcessor) Shutdown(context.Context) error                 { return nil }
-func (discardProcessor) ForceFlush(context.Context) error               { return nil }
+func (discardProcessor) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (discardProcessor) Shutdown(context.Context) error                  { return nil }
+func (discardProcessor) ForceFlush(context.Context) error                { return nil }
