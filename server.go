@@ -534,7 +534,9 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			status = 499 // the client went away before an answer
 		}
 		attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method), attribute.Int("http.response.status_code", status)}
-		if s.MetricsPerTunnel && st.tunnelID != "" {
+		// Only tunnels that exist get a series: a label from any requested
+		// ID would let random URLs create unbounded series.
+		if s.MetricsPerTunnel && st.forwarded {
 			attrs = append(attrs, observability.AttrTunnelID.String(st.tunnelID))
 		}
 		set := metric.WithAttributes(attrs...)
@@ -552,6 +554,13 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			span.SetStatus(codes.Error, http.StatusText(status))
 		}
 		span.End()
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.LogAttrs(ctx, slog.LevelDebug, "public request",
+				slog.String("request_id", st.id), slog.String("tunnel_id", st.tunnelID),
+				slog.String("method", r.Method), slog.Int("status", status),
+				slog.Float64("duration_ms", float64(time.Since(start))/float64(time.Millisecond)),
+				slog.Int64("bytes_out", sw.written))
+		}
 	}()
 	s.servePublicRouted(sw, r, st)
 }

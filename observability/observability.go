@@ -25,8 +25,8 @@ const ScopeName = "github.com/http-tunnel/tunnel"
 const (
 	MetricConnectionEstablished = "ConnectionEstablished" // counter: agent connections established
 	MetricConnectionClosed      = "ConnectionClosed"      // counter: agent connections closed
-	MetricRequestForwarded      = "RequestForwarded"      // counter: public requests forwarded, by http.request.method
-	MetricRequestLatency        = "RequestLatency"        // histogram, ms: public request duration, by method and status class
+	MetricRequestForwarded      = "RequestForwarded"      // counter: public requests forwarded, by method and status code
+	MetricRequestLatency        = "RequestLatency"        // histogram, ms: public request duration, by method and status code
 	MetricErrorOccurred         = "ErrorOccurred"         // counter: public and agent errors, by error.code
 	MetricActiveTunnels         = "ActiveTunnels"         // up-down counter: tunnels connected to this node
 	MetricCacheHits             = "CacheHits"             // counter: tunnel lookups answered by the cache
@@ -34,7 +34,7 @@ const (
 	MetricStoreLatency          = "StoreOperationLatency" // histogram, ms: store calls, by db.operation.name
 	MetricRateLimited           = "RateLimitRejections"   // counter: requests refused by a limiter, by tunnel.limiter
 	MetricBytesIn               = "BytesIn"               // counter, bytes: public request bodies forwarded to agents
-	MetricBytesOut              = "BytesOut"              // counter, bytes: agent response bodies returned to the public
+	MetricBytesOut              = "BytesOut"              // counter, bytes: response bodies sent to public clients (the gateway's error bodies included)
 )
 
 // Span names.
@@ -125,7 +125,7 @@ func NewInstruments(mp metric.MeterProvider) (*Instruments, error) {
 	in.StoreLatency = h(MetricStoreLatency, "Duration of store operations.")
 	in.RateLimited = c(MetricRateLimited, "Requests and agent connections refused by a rate limiter.", "{request}")
 	in.BytesIn = c(MetricBytesIn, "Public request body bytes forwarded to agents.", "By")
-	in.BytesOut = c(MetricBytesOut, "Agent response body bytes returned to public clients.", "By")
+	in.BytesOut = c(MetricBytesOut, "Response body bytes sent to public clients, error bodies included.", "By")
 	if err == nil {
 		in.ActiveTunnels, err = m.Int64UpDownCounter(MetricActiveTunnels, metric.WithDescription("Tunnels connected to this node."), metric.WithUnit("{tunnel}"))
 	}

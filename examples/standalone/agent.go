@@ -41,7 +41,8 @@ const agentUsage = `Usage: standalone agent [flags] <port|host:port|URL>
 Forwards a local HTTP service through a gateway and prints its public URL.
 The service is a port on 127.0.0.1 (3000), a host and port
 (localhost:3000), or an http or https URL. The agent reconnects by itself
-until interrupted, or until the gateway refuses it for good.
+until interrupted, or until the gateway refuses it for good. Traces are
+exported over OTLP/HTTP when $OTEL_EXPORTER_OTLP_ENDPOINT is set.
 
 Flags:
 `
@@ -146,7 +147,20 @@ func (c command) agent(ctx context.Context, args []string) error {
 	}
 	log := newLogger(c.stderr, false, level)
 
-	opts := []tunnel.Option{tunnel.WithLogger(log)}
+	opts := []tunnel.Option{tunnel.WithLogger(log), tunnel.WithEvents(logEvents(log))}
+	tp, err := newTracerProvider(ctx, c.getenv, agentService)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer func() {
+			if err := shutdownTelemetry(ctx, tp.Shutdown); err != nil {
+				log.Warn("spans lost at exit", slog.Any("err", err))
+			}
+		}()
+		opts = append(opts, tunnel.WithTracerProvider(tp))
+		log.Debug("exporting traces over OTLP")
+	}
 	if cfg.token != "" {
 		opts = append(opts, tunnel.WithToken(cfg.token))
 	}
@@ -186,6 +200,24 @@ func (c command) agent(ctx context.Context, args []string) error {
 			return errors.New("tunnel stopped")
 		}
 		return fmt.Errorf("tunnel stopped: %w", explain(err))
+	}
+}
+
+// logEvents returns the WithEvents callback of the agent: reconnect
+// attempts at info level, heartbeat round trips at debug level (--verbose).
+// Connects and disconnects are logged by the library itself.
+func logEvents(log *slog.Logger) func(tunnel.Event) {
+	return func(e tunnel.Event) {
+		switch e.Kind {
+		case tunnel.EventReconnecting:
+			log.Info("reconnecting to the gateway",
+				slog.String("tunnel_id", e.TunnelID),
+				slog.Int("attempt", e.Attempt),
+				slog.Duration("delay", e.Delay),
+				slog.String("gateway", e.Gateway))
+		case tunnel.EventHeartbeat:
+			log.Debug("heartbeat", slog.String("tunnel_id", e.TunnelID), slog.Duration("rtt", e.RTT))
+		}
 	}
 }
 

@@ -133,6 +133,9 @@ func TestAgentExitsWhenRefused(t *testing.T) {
 	if !errors.Is(err, tunnel.ErrUnauthorized) || !strings.Contains(err.Error(), "tunnel stopped") {
 		t.Errorf("agent returned %v; want a tunnel stopped error for an unauthorized reconnect", err)
 	}
+	if line, ok := ag.stderr.find(`msg="reconnecting to the gateway"`); !ok || !strings.Contains(line, "attempt=1 ") || !strings.Contains(line, "delay=") {
+		t.Errorf("agent did not log its first reconnect attempt and delay; stderr:\n%s", ag.stderr)
+	}
 	if err := gw2.stop(t); err != nil {
 		t.Errorf("second gateway: %v", err)
 	}

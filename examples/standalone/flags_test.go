@@ -177,7 +177,8 @@ func TestGatewayFlags(t *testing.T) {
 			}
 			if c.listen != ":8080" || c.store != "memory" || c.limiter != "none" || c.routing != tunnel.RouteAuto ||
 				c.redisAddr != "127.0.0.1:6379" || c.cleanupInterval != 5*time.Minute || c.shutdownTimeout != 30*time.Second ||
-				c.dynamo.region != "us-east-1" || c.logJSON || c.logLevel != slog.LevelInfo {
+				c.dynamo.region != "us-east-1" || c.logJSON || c.logLevel != slog.LevelInfo ||
+				c.adminListen != "" || c.metricsPerTunnel {
 				t.Errorf("defaults: %+v", c)
 			}
 		},
@@ -207,6 +208,18 @@ func TestGatewayFlags(t *testing.T) {
 				t.Errorf("config: %+v", c)
 			}
 		},
+	}, {
+		name: "admin listener and per-tunnel metrics",
+		args: []string{"--insecure-no-auth", "--admin-listen", "127.0.0.1:9090", "--metrics-per-tunnel"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.adminListen != "127.0.0.1:9090" || !c.metricsPerTunnel {
+				t.Errorf("adminListen = %q, metricsPerTunnel = %v; want 127.0.0.1:9090, true", c.adminListen, c.metricsPerTunnel)
+			}
+		},
+	}, {
+		name:    "per-tunnel metrics without the admin listener",
+		args:    []string{"--insecure-no-auth", "--metrics-per-tunnel"},
+		wantErr: "--metrics-per-tunnel needs --admin-listen",
 	}, {
 		name:    "subdomain routing without a domain",
 		args:    []string{"--tokens-file", tokens, "--routing", "subdomain"},

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 	"github.com/http-tunnel/tunnel/store/redisstore"
@@ -49,6 +51,9 @@ type gatewayConfig struct {
 	nodeURL    string
 	nodeSecret string // secret: never logged
 
+	adminListen      string // "" for no admin listener
+	metricsPerTunnel bool
+
 	logJSON  bool
 	logLevel slog.Level
 }
@@ -74,6 +79,10 @@ Runs a tunnel gateway: agents connect to it, and public requests reach
 their local services through it. Tokens come from --tokens-file and
 $TUNNEL_TOKENS; without any, the gateway refuses to start unless
 --insecure-no-auth is given.
+
+Traces are exported over OTLP/HTTP when $OTEL_EXPORTER_OTLP_ENDPOINT or
+$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, or $OTEL_TRACES_EXPORTER=otlp;
+the other standard OTEL_* variables apply.
 
 Flags:
 `
@@ -126,6 +135,9 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 
 	fs.StringVar(&cfg.nodeURL, "node-url", "", "`URL` at which the other gateway nodes reach this one, such as http://10.0.0.5:8080, for several nodes on a shared --store")
 	fs.StringVar(&cfg.nodeSecret, "node-secret", "", "`secret` the nodes of a cluster authenticate each other with, the same on every node; required with --node-url (default $"+envNodeSecret+", which keeps it out of the process list)")
+
+	fs.StringVar(&cfg.adminListen, "admin-listen", "", "`address` of a separate listener for operators, such as 127.0.0.1:9090: Prometheus /metrics, /healthz and /tunnels (default: none). Keep it off the public network: /tunnels lists every tunnel")
+	fs.BoolVar(&cfg.metricsPerTunnel, "metrics-per-tunnel", false, "label request metrics with tunnel_id: one time series per tunnel, for gateways with few, long-lived tunnels")
 
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
 	verbose := fs.Bool("verbose", false, "log debug messages")
@@ -184,6 +196,10 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 		}
 	}
 
+	if cfg.metricsPerTunnel && cfg.adminListen == "" {
+		return nil, usagef("--metrics-per-tunnel needs --admin-listen, which serves the metrics")
+	}
+
 	limited := !cfg.agentRate.limit.Unlimited() || !cfg.requestRate.limit.Unlimited()
 	switch {
 	case cfg.limiter == "none" && limited:
@@ -227,6 +243,19 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		log.Warn("no agent tokens configured: every agent is admitted (--insecure-no-auth)")
 	}
 
+	tp, err := newTracerProvider(ctx, c.getenv, gatewayService)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer func() {
+			if err := shutdownTelemetry(ctx, tp.Shutdown); err != nil {
+				log.Warn("spans lost at exit", slog.Any("err", err))
+			}
+		}()
+		log.Info("exporting traces over OTLP")
+	}
+
 	b, err := openBackends(ctx, cfg, c.getenv, log)
 	if err != nil {
 		return err
@@ -250,9 +279,37 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		AgentLimiter:      b.agentLimiter,
 		RequestLimiter:    b.requestLimiter,
 		LimiterFailClosed: cfg.limiterFailClosed,
+		MetricsPerTunnel:  cfg.metricsPerTunnel,
 	}
 	if len(cfg.tokens) > 0 {
 		srv.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)
+	}
+	if tp != nil {
+		// Only when set: a nil *TracerProvider in the interface field
+		// would not be the "use the global" nil.
+		srv.TracerProvider = tp
+	}
+
+	var adm *adminListener
+	if cfg.adminListen != "" {
+		res, err := newResource(ctx, c.getenv, gatewayService)
+		if err != nil {
+			return err
+		}
+		exp, registry, err := newPrometheusExporter()
+		if err != nil {
+			return err
+		}
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+		// Deferred before the admin listener's stop, so it runs after it:
+		// no scrape reads a provider that is shut down.
+		defer shutdownTelemetry(ctx, mp.Shutdown)
+		srv.MeterProvider = mp
+		adm, err = listenAdmin(cfg.adminListen, &admin{gateway: srv, registry: registry}, log)
+		if err != nil {
+			return err
+		}
+		defer adm.stop(ctx)
 	}
 
 	ln, err := net.Listen("tcp", cfg.listen)
@@ -267,15 +324,27 @@ func (c command) gateway(ctx context.Context, args []string) error {
 	if base == "" {
 		base = "from each agent's gateway URL (set --base-url)"
 	}
+	adminAddr := ""
+	if adm != nil {
+		adminAddr = adm.addr().String()
+	}
 	log.Info("gateway started",
 		slog.String("addr", ln.Addr().String()),
+		slog.String("admin_addr", adminAddr),
 		slog.String("base_url", cfg.baseURL),
 		slog.String("routing", cfg.routing.String()),
 		slog.String("store", cfg.store),
 		slog.String("limiter", cfg.limiter),
 		slog.Int("tokens", len(cfg.tokens)),
-		slog.String("node_url", cfg.nodeURL))
+		slog.String("node_url", cfg.nodeURL),
+		slog.Bool("metrics_per_tunnel", cfg.metricsPerTunnel))
 	fmt.Fprintf(c.stdout, "gateway listening on %s, base URL %s\n", ln.Addr(), base)
+	if adm != nil {
+		fmt.Fprintf(c.stdout, "admin listening on %s: /metrics, /healthz, /tunnels\n", adminAddr)
+		if c.adminListening != nil {
+			c.adminListening(adm.addr())
+		}
+	}
 	if c.listening != nil {
 		c.listening(ln.Addr())
 	}
@@ -300,6 +369,9 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		// Serve returns before Shutdown only when the listener fails.
 		runErr = fmt.Errorf("serve: %w", err)
 		served <- nil
+	}
+	if adm != nil {
+		adm.drain()
 	}
 	stopCleanup()
 	<-cleanupDone

@@ -61,6 +61,24 @@
 // For development against a local emulator, --dynamodb-endpoint
 // http://127.0.0.1:8000 --dynamodb-create-tables creates the tables.
 //
+// # Metrics, health and traces
+//
+// --admin-listen starts a second listener, for operators only, serving
+// Prometheus metrics at /metrics, a health check at /healthz (503 once a
+// shutdown has begun) and the tunnels of this node as JSON at /tunnels.
+// grafana-dashboard.json, next to this file, is a dashboard for those
+// metrics. --metrics-per-tunnel labels request metrics with tunnel_id, for
+// gateways with few tunnels.
+//
+// Traces are exported with OTLP over HTTP when the standard OpenTelemetry
+// variables ask for them, by the gateway (service.name
+// http-tunnel-gateway) and by the agent (http-tunnel-agent):
+//
+//	OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318 \
+//	standalone gateway --admin-listen 127.0.0.1:9090
+//
+// docs/observability.md lists the metrics, spans and log fields.
+//
 // # The agent
 //
 // The agent forwards a local HTTP service and prints its public URL on
@@ -117,6 +135,10 @@ type command struct {
 	// listening, if set, is called with the gateway's address once it
 	// accepts connections.
 	listening func(net.Addr)
+	// adminListening, if set, is called with the address of the gateway's
+	// admin listener (--admin-listen) once it accepts connections, before
+	// listening is called.
+	adminListening func(net.Addr)
 }
 
 // runGateway runs the gateway with args (the flags after "gateway") until

@@ -103,12 +103,14 @@ type running struct {
 	stdout, stderr *output
 	cancel         context.CancelFunc
 	done           chan struct{}
-	err            error // what the subcommand returned, once done is closed
+	err            error  // what the subcommand returned, once done is closed
+	admin          string // a gateway's admin address (--admin-listen), if any
 }
 
 // start runs sub (command.gateway or command.agent) with args and env in
-// a goroutine. listening, if not nil, is the gateway's readiness hook.
-func start(t *testing.T, sub func(command, context.Context, []string) error, env map[string]string, listening func(net.Addr), args ...string) *running {
+// a goroutine. hooks supplies the gateway's readiness hooks, if any; start
+// fills in the rest of the command.
+func start(t *testing.T, sub func(command, context.Context, []string) error, env map[string]string, hooks command, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{
@@ -118,7 +120,8 @@ func start(t *testing.T, sub func(command, context.Context, []string) error, env
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
-	c := command{stdout: r.stdout, stderr: r.stderr, getenv: envMap(env), listening: listening}
+	c := hooks
+	c.stdout, c.stderr, c.getenv = r.stdout, r.stderr, envMap(env)
 	go func() {
 		defer close(r.done)
 		r.err = sub(c, ctx, args)
@@ -150,13 +153,23 @@ func (r *running) stop(t *testing.T) error {
 }
 
 // startGateway starts a gateway with args and returns it with the address
-// it listens on. args should include --listen 127.0.0.1:0.
+// it listens on; with --admin-listen, the admin address is in its admin
+// field. args should include --listen 127.0.0.1:0.
 func startGateway(t *testing.T, env map[string]string, args ...string) (*running, string) {
 	t.Helper()
-	addrs := make(chan string, 1)
-	gw := start(t, command.gateway, env, func(a net.Addr) { addrs <- a.String() }, args...)
+	addrs, admins := make(chan string, 1), make(chan string, 1)
+	gw := start(t, command.gateway, env, command{
+		listening:      func(a net.Addr) { addrs <- a.String() },
+		adminListening: func(a net.Addr) { admins <- a.String() },
+	}, args...)
 	select {
 	case addr := <-addrs:
+		// The admin hook, if the gateway has an admin listener, ran
+		// before the listening hook.
+		select {
+		case gw.admin = <-admins:
+		default:
+		}
 		return gw, addr
 	case <-gw.done:
 		t.Fatalf("gateway %q returned before listening: %v\nstderr:\n%s", gw.name, gw.err, gw.stderr)
@@ -170,7 +183,7 @@ func startGateway(t *testing.T, env map[string]string, args ...string) (*running
 // it printed.
 func startAgent(t *testing.T, env map[string]string, args ...string) (*running, string) {
 	t.Helper()
-	ag := start(t, command.agent, env, nil, args...)
+	ag := start(t, command.agent, env, command{}, args...)
 	url, ok := ag.stdout.line("http", ag.done)
 	if !ok {
 		t.Fatalf("agent %q printed no URL (returned: %v); stderr:\n%s", ag.name, ag.err, ag.stderr)
