@@ -151,6 +151,15 @@ type Server struct {
 	// NodeURL is set; the same on every node.
 	NodeSecret string
 
+	// TrustProxy says the gateway runs behind a reverse proxy or load
+	// balancer that sets X-Forwarded-For, X-Forwarded-Proto and
+	// X-Forwarded-Host. Then the client address is the last X-Forwarded-For
+	// entry (for AgentLimiter and the agent's X-Forwarded-For, which keeps
+	// the whole chain), and the proxy's scheme and host are passed on.
+	// False (the default) ignores those headers from the network, since
+	// anyone can send them.
+	TrustProxy bool
+
 	// AgentLimiter, if set, limits agent connections per client IP address
 	// (keys "agent:<ip>"). Over the limit an agent gets 429 rate_limited
 	// with Retry-After.
@@ -265,6 +274,10 @@ func (s *Server) init() {
 		s.inst = inst
 		s.sessions = make(map[string]*session)
 		s.servers = make(map[*http.Server]struct{})
+		if err := s.check(); err != nil {
+			// Serve refuses to start; a Server mounted elsewhere can only say so.
+			s.log.Error("invalid gateway configuration", slog.Any("err", err))
+		}
 	})
 }
 
@@ -623,7 +636,10 @@ func (s *Server) fail(ctx context.Context, w http.ResponseWriter, e *Error, attr
 	}
 	s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(e.Code))))
 	if e.ID == "" {
-		e.ID = randid.Hex(8)
+		// Never write into a sentinel or an error the caller keeps.
+		c := *e
+		c.ID = randid.Hex(8)
+		e = &c
 	}
 	trace.SpanFromContext(ctx).SetAttributes(observability.AttrCode.String(string(e.Code)), observability.AttrErrorID.String(e.ID))
 	writeError(ctx, w, s.log, e, attrs...)
@@ -698,6 +714,48 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 		s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: fmt.Errorf("record names node %q", node)})
 	default:
 		s.hop.ServeHTTP(w, r.WithContext(context.WithValue(ctx, hopKey{}, &hopState{id: id, node: node, retried: retried, req: r})))
+	}
+}
+
+// clientIP returns the address of the client that sent r: the TCP peer,
+// or with TrustProxy the last address the proxy appended to
+// X-Forwarded-For.
+func (s *Server) clientIP(r *http.Request) string {
+	if s.TrustProxy {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			last := xff[len(xff)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip := strings.TrimSpace(last); ip != "" {
+				return ip
+			}
+		}
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return ip
+}
+
+// setForwarded sets X-Forwarded-For, -Host and -Proto on a request going
+// to an agent or another node: from the client connection, or with
+// TrustProxy extending what the proxy in front sent.
+func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
+	if !s.TrustProxy {
+		pr.SetXForwarded()
+		return
+	}
+	// Rewrite removed the inbound X-Forwarded-*; the proxy's are trusted.
+	if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = v
+	}
+	pr.SetXForwarded() // appends the proxy's own address to the chain
+	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := pr.In.Header.Get(h); v != "" {
+			pr.Out.Header.Set(h, v)
+		}
 	}
 }
 
@@ -954,7 +1012,7 @@ func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
+	s.setForwarded(pr)
 	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
 	injectTrace(pr)
 }

@@ -63,11 +63,8 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 	defer s.agents.leave()
 
 	if s.AgentLimiter != nil {
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		if !s.allow(ctx, w, s.AgentLimiter, "agent:"+ip, "agent", slog.String("remote_addr", r.RemoteAddr)) {
+		ip := s.clientIP(r)
+		if !s.allow(ctx, w, s.AgentLimiter, "agent:"+ip, "agent", slog.String("client_ip", ip)) {
 			return
 		}
 	}
@@ -162,6 +159,9 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	case ready.Name != "":
 		id = ready.Name
 	}
+	if len(ready.ResumeToken) > maxResumeToken {
+		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, "resume token too long", nil)
+	}
 	if ready.ResumeToken != "" && ready.TunnelID == "" {
 		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, "a resume token needs the tunnel_id it resumes", nil)
 	}
@@ -212,7 +212,6 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 		ConnectionID: rec.ConnectionID,
 		TunnelID:     rec.TunnelID,
 		PublicURL:    rec.PublicURL,
-		PathBasedURL: base + "/" + rec.TunnelID,
 		ResumeToken:  resume,
 		Limits: &protocol.Limits{
 			HeartbeatMillis:      orDefault(s.Heartbeat, DefaultHeartbeat).Milliseconds(),
@@ -221,6 +220,9 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	}
 	if sub := s.subdomainURL(base, rec.TunnelID); sub != "" {
 		est.SubdomainURL = sub
+	}
+	if s.Routing != RouteSubdomain {
+		est.PathBasedURL = base + "/" + rec.TunnelID
 	}
 	sess := &session{
 		srv: s,
@@ -302,6 +304,9 @@ func (sess *session) openStream(ctx context.Context, _, _ string) (net.Conn, err
 	}
 	return sess.mux.Open()
 }
+
+// maxResumeToken caps a resume token as received (protocol/spec.md).
+const maxResumeToken = 256
 
 // ownerOf binds a tunnel to the agent that may resume it: the holder of the
 // resume secret, under the same authenticated subject.
@@ -556,7 +561,7 @@ func (sess *session) rewrite(pr *httputil.ProxyRequest) {
 		}
 		pr.Out.Header.Del(nodeSecretHeader)
 	} else {
-		pr.SetXForwarded()
+		sess.srv.setForwarded(pr)
 	}
 	if p := stateOf(pr.In.Context()).prefix; p != "" {
 		pr.Out.Header.Set("X-Forwarded-Prefix", p)

@@ -168,7 +168,11 @@ type errorBody struct {
 // the id reaches the client.
 func writeError(ctx context.Context, w http.ResponseWriter, log *slog.Logger, e *Error, attrs ...slog.Attr) {
 	if e.ID == "" {
-		e.ID = randid.Hex(8)
+		// e may be a sentinel, or shared with the caller: give this
+		// occurrence its own copy and id.
+		c := *e
+		c.ID = randid.Hex(8)
+		e = &c
 	}
 	status := e.HTTPStatus()
 	level := slog.LevelInfo

@@ -172,3 +172,49 @@ func TestLimiterFailurePolicy(t *testing.T) {
 		wantError(t, status, hdr, body, http.StatusServiceUnavailable, tunnel.CodeUnavailable)
 	}
 }
+
+func TestTrustProxy(t *testing.T) {
+	t.Parallel()
+	for _, trust := range []bool{false, true} {
+		lim := ratelimit.NewLocal(ratelimit.Limit{Events: 1, Period: time.Hour}, nil)
+		gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, TrustProxy: trust, AgentLimiter: lim})
+		ln := listen(t, gw)
+		serve(t, ln, http.HandlerFunc(echo))
+		req, _ := http.NewRequest("GET", ln.URL()+"/", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := newClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		xff, proto := resp.Header.Get("X-Echo-Forwarded-For"), resp.Header.Get("X-Echo-Forwarded-Proto")
+		if trust && (xff != "203.0.113.7, 127.0.0.1" || proto != "https") {
+			t.Errorf("trusted proxy: X-Forwarded-For %q, Proto %q", xff, proto)
+		}
+		if !trust && (xff != "127.0.0.1" || proto != "http") {
+			t.Errorf("untrusted headers passed on: X-Forwarded-For %q, Proto %q", xff, proto)
+		}
+	}
+}
+
+func TestSentinelErrorsAreNotMutated(t *testing.T) {
+	t.Parallel()
+	auth := tunnel.AuthenticatorFunc(func(context.Context, *http.Request) (tunnel.Identity, error) {
+		return tunnel.Identity{}, tunnel.ErrUnauthorized
+	})
+	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Authenticator: auth})
+	c := newClient(t)
+	ids := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		status, hdr, body := get(t, c, gw.URL+"/_tunnel/connect")
+		pe := wantError(t, status, hdr, body, http.StatusUnauthorized, tunnel.CodeUnauthorized)
+		ids[pe.ErrorID] = true
+	}
+	if len(ids) != 3 {
+		t.Errorf("three refusals got %d distinct error ids", len(ids))
+	}
+	if tunnel.ErrUnauthorized.ID != "" {
+		t.Errorf("the sentinel's ID was set to %q", tunnel.ErrUnauthorized.ID)
+	}
+}
