@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -195,20 +194,51 @@ type Listener struct {
 
 var _ net.Listener = (*Listener)(nil)
 
-// agentConn is one connection of a Listener to the gateway.
+// agentConn is one connection of a Listener to the gateway, in mux mode
+// (mux set) or json mode (json set).
 type agentConn struct {
 	ws      *wsclient.Conn
 	mux     *yamux.Session
+	json    *jsonSession
 	est     *protocol.ConnectionEstablished
 	gateway int // index in Listener.gateways
 }
 
+// closed returns a channel closed when the connection has ended and the
+// supervisor must reconnect.
+func (c *agentConn) closed() <-chan struct{} {
+	if c.json != nil {
+		return c.json.done
+	}
+	return c.mux.CloseChan()
+}
+
+// isClosed reports whether closed() is closed.
+func (c *agentConn) isClosed() bool {
+	select {
+	case <-c.closed():
+		return true
+	default:
+		return false
+	}
+}
+
 // Listen connects to the gateway at gatewayURL (ws://, wss://, http:// or
-// https://; the agent endpoint path is added unless the URL already ends
-// in it) and returns a Listener for the tunnel it opens. ctx bounds the
-// first connection only: if the gateway cannot be reached or refuses the
-// agent, Listen returns the error (an *Error for refusals, such as
-// ErrUnauthorized or ErrNameInUse).
+// https://). A URL without a path gets the agent endpoint's path,
+// protocol.ConnectPath; a URL with a path is used as it is: an API Gateway
+// stage ("wss://abc.execute-api.eu-west-1.amazonaws.com/prod"), or a gateway
+// mounted under a prefix ("https://host/tunnels/_tunnel/connect").
+//
+// Listen returns a Listener for the tunnel it opens. ctx bounds the first
+// connection only: if the gateway cannot be reached or refuses the agent,
+// Listen returns the error (an *Error for refusals, such as ErrUnauthorized
+// or ErrNameInUse).
+//
+// The agent offers both modes of protocol/spec.md: mux mode, which
+// tunnel.Server speaks, and json mode, which an API Gateway WebSocket API
+// in front of the serverless adapter speaks (a gateway that selects no
+// subprotocol is taken to speak json mode). Either way the Listener serves
+// the same http.Serve.
 func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, error) {
 	o := options{
 		minBackoff: DefaultMinBackoff,
@@ -287,8 +317,8 @@ func connectURL(gateway string) (string, error) {
 	if u.Host == "" {
 		return "", fmt.Errorf("gateway URL %s has no host", redact(gateway))
 	}
-	if !strings.HasSuffix(u.Path, protocol.ConnectPath) {
-		u.Path = strings.TrimSuffix(u.Path, "/") + protocol.ConnectPath
+	if u.Path == "" || u.Path == "/" {
+		u.Path = protocol.ConnectPath
 	}
 	u.RawPath = ""
 	u.User = nil
@@ -316,16 +346,19 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	if l.opts.token != "" {
 		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
 	}
-	ws, resp, err := wsclient.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux})
+	ws, resp, err := wsclient.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
 	if err != nil {
 		if e := refusal(resp); e != nil {
 			return nil, e
 		}
 		return nil, err
 	}
-	if ws.Subprotocol() != protocol.SubprotocolMux {
-		ws.Close(wsclient.StatusProtocolError, "mux mode required", 0)
-		return nil, fmt.Errorf("gateway did not select subprotocol %s", protocol.SubprotocolMux)
+	// API Gateway may answer without echoing a subprotocol: that is json
+	// mode, as for an original agent.
+	sub := ws.Subprotocol()
+	if sub != protocol.SubprotocolMux && sub != protocol.SubprotocolJSON && sub != "" {
+		ws.Close(wsclient.StatusProtocolError, "unknown subprotocol", 0)
+		return nil, fmt.Errorf("gateway selected unknown subprotocol %q", sub)
 	}
 
 	l.mu.Lock()
@@ -340,12 +373,16 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		ws.CloseNow()
 		return nil, err
 	}
-	ms, err := mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
-	if err != nil {
-		ws.CloseNow()
-		return nil, err
+	c := &agentConn{ws: ws, est: est, gateway: gw}
+	if sub == protocol.SubprotocolMux {
+		c.mux, err = mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
+		if err != nil {
+			ws.CloseNow()
+			return nil, err
+		}
+	} else {
+		c.json = newJSONSession(l, ws, est)
 	}
-	c := &agentConn{ws: ws, mux: ms, est: est, gateway: gw}
 	l.mu.Lock()
 	l.id, l.url, l.resume = est.TunnelID, est.PublicURL, est.ResumeToken
 	l.current = c
@@ -452,13 +489,17 @@ func (l *Listener) supervise(c *agentConn) {
 	attempt := 0
 	for {
 		l.emit(Event{Kind: EventConnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Attempt: attempt})
-		go l.acceptLoop(c)
-		go l.heartbeat(c)
+		if c.json != nil {
+			go c.json.serve()
+		} else {
+			go l.acceptLoop(c)
+			go l.heartbeat(c)
+		}
 		select {
 		case <-l.closed:
 			// shutdown closes the connection, after letting it drain.
 			return
-		case <-c.mux.CloseChan():
+		case <-c.closed():
 		}
 		select {
 		case <-l.closed:
@@ -623,7 +664,7 @@ func (l *Listener) shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	c := l.current
 	l.mu.Unlock()
-	if !c.mux.IsClosed() {
+	if !c.isClosed() {
 		c.drain()
 	}
 	close(l.closed)
@@ -651,6 +692,10 @@ func (l *Listener) shutdown(ctx context.Context) error {
 // close ends the connection with a WebSocket close handshake, bounded to a
 // second, so the gateway sees a clean departure.
 func (c *agentConn) close() {
+	if c.json != nil {
+		c.json.close()
+		return
+	}
 	if !c.mux.IsClosed() {
 		c.ws.Close(wsclient.StatusNormalClosure, "agent closing", time.Second)
 	}
@@ -660,8 +705,11 @@ func (c *agentConn) close() {
 // drain tells the gateway that the agent is leaving, on a control stream,
 // and waits for its acknowledgement: from then on the tunnel's name is
 // free. It gives up after a second; the close that follows frees the
-// tunnel too, only later.
+// tunnel too, only later. Json mode has no drain: the close frees it.
 func (c *agentConn) drain() {
+	if c.json != nil {
+		return
+	}
 	st, err := c.mux.OpenStream()
 	if err != nil {
 		return

@@ -1,0 +1,463 @@
+package tunnel
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/http-tunnel/tunnel/internal/wsclient"
+	"github.com/http-tunnel/tunnel/protocol"
+)
+
+// Json mode on the agent side: the connection a gateway behind API Gateway
+// serves. Each http_request (reassembled from its chunks) becomes one
+// net.Conn handed to Accept, whose reads yield the request serialized as
+// HTTP/1.1 with "Connection: close", and whose writes are parsed back with
+// http.ReadResponse into an http_response. User code is the same
+// http.Serve(ln, h) as in mux mode.
+
+// Json-mode timing. Variables, not constants, so that tests can shorten
+// them; they are read when a connection starts.
+var (
+	// jsonMaxLifetime is how long the agent keeps one json-mode connection
+	// before it opens a new one and resumes the tunnel: API Gateway ends
+	// connections at 2 h.
+	jsonMaxLifetime = 110 * time.Minute
+
+	// jsonDeadSlack is added to twice the heartbeat interval to decide
+	// that a silent connection is dead.
+	jsonDeadSlack = 10 * time.Second
+
+	// jsonRetireWait bounds how long a connection being replaced stays
+	// open for the requests it already received.
+	jsonRetireWait = 30 * time.Second
+)
+
+const (
+	// jsonDefaultHeartbeat is the longest gap between pings a json-mode
+	// gateway allows when it announces none (spec.md).
+	jsonDefaultHeartbeat = 5 * time.Minute
+
+	// jsonDefaultRequestTimeout is how long a json-mode gateway waits for
+	// a response when it announces nothing; a later one is dropped.
+	jsonDefaultRequestTimeout = 25 * time.Second
+)
+
+// jsonSession is one json-mode connection of a Listener.
+//
+// done is closed when the supervisor must reconnect: the connection broke,
+// went silent, or reached its lifetime. In the last case the WebSocket
+// stays open (retiring) until the requests it carries are answered.
+type jsonSession struct {
+	l   *Listener
+	ws  *wsclient.Conn
+	est *protocol.ConnectionEstablished
+	log *slog.Logger
+
+	heartbeat      time.Duration
+	lifetime       time.Duration
+	requestTimeout time.Duration
+	maxMessage     int
+	maxBody        int64
+	reasm          *protocol.Reassembler
+
+	lastSeen atomic.Int64 // UnixNano of the last message received
+
+	mu      sync.Mutex
+	cut     bool                  // close was called: in-flight requests are cut
+	pending map[net.Conn]struct{} // the agent's ends of in-flight requests' pipes
+
+	done     chan struct{}
+	doneOnce sync.Once
+	inflight sync.WaitGroup // requests received and not yet answered
+	stopped  chan struct{}  // closed when serve has returned
+}
+
+// newJSONSession prepares a json-mode session on ws after the handshake.
+func newJSONSession(l *Listener, ws *wsclient.Conn, est *protocol.ConnectionEstablished) *jsonSession {
+	ws.MaxFrame = protocol.MaxFrameBytes
+	s := &jsonSession{
+		l: l, ws: ws, est: est,
+		log:            l.log.With(slog.String("tunnel_id", est.TunnelID)),
+		heartbeat:      min(l.opts.heartbeat, jsonDefaultHeartbeat),
+		lifetime:       jsonMaxLifetime,
+		requestTimeout: jsonDefaultRequestTimeout,
+		maxMessage:     protocol.MaxMessageBytes,
+		maxBody:        protocol.DefaultMaxBodyBytes,
+		done:           make(chan struct{}),
+		stopped:        make(chan struct{}),
+		pending:        make(map[net.Conn]struct{}),
+	}
+	if lim := est.Limits; lim != nil {
+		if lim.HeartbeatMillis > 0 {
+			s.heartbeat = min(s.heartbeat, time.Duration(lim.HeartbeatMillis)*time.Millisecond)
+		}
+		if lim.RequestTimeoutMillis > 0 {
+			s.requestTimeout = time.Duration(lim.RequestTimeoutMillis) * time.Millisecond
+		}
+		if lim.MaxMessageBytes > 0 {
+			s.maxMessage = min(s.maxMessage, lim.MaxMessageBytes)
+		}
+		if lim.MaxFrameBytes > 0 {
+			ws.MaxFrame = min(ws.MaxFrame, lim.MaxFrameBytes)
+		}
+		if lim.MaxBodyBytes > 0 {
+			s.maxBody = lim.MaxBodyBytes
+		}
+	}
+	s.reasm = protocol.NewReassembler(s.maxBody, 64)
+	s.lastSeen.Store(time.Now().UnixNano())
+	return s
+}
+
+// finish closes done: the supervisor then reconnects (or has shut down).
+func (s *jsonSession) finish() { s.doneOnce.Do(func() { close(s.done) }) }
+
+// closeNow ends the connection at once.
+func (s *jsonSession) closeNow() {
+	s.finish()
+	s.ws.CloseNow()
+}
+
+// close ends the connection with a close handshake, bounded to a second,
+// and waits for serve to return.
+func (s *jsonSession) close() {
+	s.finish()
+	s.mu.Lock()
+	s.cut = true
+	for c := range s.pending {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.ws.Close(wsclient.StatusNormalClosure, "agent closing", time.Second)
+	<-s.stopped
+}
+
+// serve runs the connection: its read loop here, pings and the lifetime
+// timer on a second goroutine. It returns when the connection has ended
+// and every request it received has been answered.
+func (s *jsonSession) serve() {
+	defer close(s.stopped)
+	readDone := make(chan struct{})
+	var timers sync.WaitGroup
+	timers.Go(func() { s.keepalive(readDone) })
+	s.readLoop()
+	s.finish()
+	close(readDone)
+	timers.Wait()
+	s.inflight.Wait()
+}
+
+// readLoop reads messages until the connection ends.
+func (s *jsonSession) readLoop() {
+	for {
+		op, data, err := s.ws.ReadMessage(protocol.MaxMessageBytes)
+		if err != nil {
+			s.ws.CloseNow()
+			return
+		}
+		s.lastSeen.Store(time.Now().UnixNano())
+		if op != wsclient.OpText {
+			s.log.Warn("tunnel: binary message in json mode; reconnecting")
+			s.ws.Close(wsclient.StatusUnsupportedData, "binary message in json mode", 0)
+			return
+		}
+		msg, err := protocol.Unmarshal(data, protocol.MaxMessageBytes)
+		if err != nil {
+			// Unknown types are additive; API Gateway's own notices
+			// ({"message":"Internal server error",...}) have no type.
+			if !errors.Is(err, protocol.ErrUnknownType) {
+				s.log.Debug("tunnel: ignoring undecodable message", slog.Any("err", err))
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *protocol.Ping:
+			s.send(&protocol.Pong{})
+		case *protocol.HTTPRequest:
+			id := m.RequestID
+			done, body, err := s.reasm.Add(m)
+			if err != nil {
+				code := CodeInvalidRequest
+				if errors.Is(err, protocol.ErrBodyTooLarge) {
+					code = CodePayloadTooLarge
+				}
+				s.sendError(id, code, "request rejected: "+err.Error())
+				continue
+			}
+			if done != nil {
+				s.inflight.Add(1)
+				go s.handle(done.(*protocol.HTTPRequest), body)
+			}
+		case *protocol.Error:
+			s.log.Warn("tunnel: gateway reported an error", slog.String("request_id", m.RequestID), slog.String("code", m.Code), slog.String("message", m.Message))
+		}
+	}
+}
+
+// keepalive pings every heartbeat interval, declares the connection dead
+// after 2 × heartbeat + jsonDeadSlack without any message, and retires it
+// at its lifetime. It returns when readDone is closed, or once a retired
+// connection is closed.
+func (s *jsonSession) keepalive(readDone <-chan struct{}) {
+	tick := time.NewTicker(s.heartbeat)
+	defer tick.Stop()
+	life := time.NewTimer(s.lifetime)
+	defer life.Stop()
+	dead := 2*s.heartbeat + jsonDeadSlack
+	for {
+		select {
+		case <-readDone:
+			return
+		case <-life.C:
+			s.retire(readDone)
+			return
+		case <-tick.C:
+			if time.Since(time.Unix(0, s.lastSeen.Load())) > dead {
+				s.log.Warn("tunnel: gateway silent; reconnecting", slog.Duration("silent_for", dead))
+				s.closeNow()
+				continue
+			}
+			s.send(&protocol.Ping{})
+		}
+	}
+}
+
+// retire hands the tunnel to a new connection (closing done makes the
+// supervisor reconnect and resume, spec.md's answer to API Gateway's 2 h
+// limit) and closes this one with 1000 once the requests it received are
+// answered, or after jsonRetireWait.
+func (s *jsonSession) retire(readDone <-chan struct{}) {
+	s.log.Info("tunnel: json-mode connection at its lifetime; reconnecting")
+	s.finish()
+	answered := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(answered)
+	}()
+	t := time.NewTimer(jsonRetireWait)
+	defer t.Stop()
+	select {
+	case <-answered:
+	case <-t.C:
+	case <-s.l.closed:
+	case <-readDone:
+	}
+	s.ws.Close(wsclient.StatusNormalClosure, "connection lifetime reached", time.Second)
+}
+
+// send writes one message; a failure ends the connection, which the read
+// loop then notices.
+func (s *jsonSession) send(m protocol.Message) error {
+	b, err := protocol.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := s.ws.WriteMessage(wsclient.OpText, b); err != nil {
+		s.ws.CloseNow()
+		return err
+	}
+	return nil
+}
+
+func (s *jsonSession) sendError(requestID string, code Code, message string) {
+	s.send(&protocol.Error{RequestID: requestID, Code: string(code), Message: message})
+}
+
+// handle passes one request to Accept as a net.Conn and sends back the
+// response the handler writes on it.
+func (s *jsonSession) handle(req *protocol.HTTPRequest, body []byte) {
+	defer s.inflight.Done()
+	start := time.Now()
+	raw, err := serializeRequest(req, body, s.l.URL())
+	if err != nil {
+		s.sendError(req.RequestID, CodeInvalidRequest, err.Error())
+		return
+	}
+	local, remote := net.Pipe()
+	local.SetDeadline(start.Add(s.requestTimeout))
+	s.mu.Lock()
+	if s.cut {
+		s.mu.Unlock()
+		return
+	}
+	s.pending[local] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		local.Close()
+		s.mu.Lock()
+		delete(s.pending, local)
+		s.mu.Unlock()
+	}()
+	conn := s.l.active.track(remote, tunnelAddr(s.l.URL()))
+	select {
+	case s.l.conns <- conn:
+	case <-s.l.closed:
+		conn.Close()
+		s.sendError(req.RequestID, CodeUnavailable, "the agent is shutting down")
+		return
+	}
+
+	// net.Pipe has no buffer: the request is written while the response
+	// is read, since a handler may answer before reading the body.
+	var writer sync.WaitGroup
+	writer.Go(func() { local.Write(raw) })
+	defer writer.Wait()
+	defer local.Close() // unblocks the writer if the handler never read
+
+	resp, err := http.ReadResponse(bufio.NewReader(local), &http.Request{Method: req.Method})
+	if err != nil {
+		s.respondFailure(req.RequestID, err)
+		return
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBody+1))
+	if err != nil {
+		s.respondFailure(req.RequestID, err)
+		return
+	}
+	if int64(len(rb)) > s.maxBody {
+		s.sendError(req.RequestID, CodePayloadTooLarge, fmt.Sprintf("response body over %d bytes", s.maxBody))
+		return
+	}
+	out := &protocol.HTTPResponse{
+		RequestID:            req.RequestID,
+		StatusCode:           resp.StatusCode,
+		Headers:              responseHeaders(resp, req.Method, len(rb)),
+		ProcessingTimeMillis: time.Since(start).Milliseconds(),
+	}
+	msgs, err := protocol.SplitResponse(out, rb, s.maxMessage)
+	if err == nil && len(msgs) > 1 && s.est.Version < 1 {
+		err = errors.New("a version 0 gateway cannot take a chunked body")
+	}
+	if err != nil {
+		s.sendError(req.RequestID, CodePayloadTooLarge, "response does not fit: "+err.Error())
+		return
+	}
+	for _, m := range msgs {
+		if s.send(m) != nil {
+			return
+		}
+	}
+}
+
+// respondFailure answers a request whose handler gave no usable response.
+func (s *jsonSession) respondFailure(requestID string, err error) {
+	code, msg := CodeLocalServiceUnavailable, "the local handler gave no response"
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		code, msg = CodeGatewayTimeout, "the local handler did not answer in time"
+	}
+	s.log.Warn("tunnel: request failed", slog.String("request_id", requestID), slog.Any("err", err))
+	s.sendError(requestID, code, msg)
+}
+
+// hopByHop are the headers spec.md tells senders to omit. serializeRequest
+// also drops host and content-length, which it writes itself, and expect,
+// which means nothing for a body that has already arrived.
+var hopByHop = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "te": true,
+	"trailer": true, "transfer-encoding": true, "upgrade": true,
+}
+
+// serializeRequest writes req as an HTTP/1.1 request with Connection:
+// close, so that the server closes the conn after one response. The URI is
+// written exactly as received. Header names and values that could split
+// the request are refused.
+func serializeRequest(req *protocol.HTTPRequest, body []byte, publicURL string) ([]byte, error) {
+	if !validToken(req.Method) {
+		return nil, fmt.Errorf("invalid method %q", req.Method)
+	}
+	if !validURI(req.URI) {
+		return nil, errors.New("invalid uri")
+	}
+	var b bytes.Buffer
+	b.Grow(256 + len(req.URI) + len(body))
+	b.WriteString(req.Method + " " + req.URI + " HTTP/1.1\r\n")
+	host := ""
+	if hs := req.Headers["host"]; len(hs) > 0 {
+		host = hs[0]
+	} else if u, err := url.Parse(publicURL); err == nil {
+		host = u.Host
+	}
+	if !validValue(host) {
+		return nil, errors.New("invalid host")
+	}
+	b.WriteString("Host: " + host + "\r\n")
+	for name, values := range req.Headers {
+		if hopByHop[name] || name == "host" || name == "content-length" || name == "expect" {
+			continue
+		}
+		if !validToken(name) {
+			return nil, fmt.Errorf("invalid header name %q", name)
+		}
+		for _, v := range values {
+			if !validValue(v) {
+				return nil, fmt.Errorf("invalid value of header %q", name)
+			}
+			b.WriteString(name + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n")
+	b.Write(body)
+	return b.Bytes(), nil
+}
+
+// responseHeaders converts resp's headers to json mode's: lower-case
+// names, every value, no hop-by-hop headers, and content-length set to the
+// body's size where the status allows a body.
+func responseHeaders(resp *http.Response, method string, n int) map[string][]string {
+	h := make(map[string][]string, len(resp.Header)+1)
+	for name, values := range resp.Header {
+		name = strings.ToLower(name)
+		if hopByHop[name] {
+			continue
+		}
+		h[name] = append(h[name], values...)
+	}
+	if method != http.MethodHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
+		h["content-length"] = []string{strconv.Itoa(n)}
+	}
+	return h
+}
+
+// validToken reports an RFC 9110 token: a method or header name.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports a header value without CR, LF or NUL.
+func validValue(s string) bool { return !strings.ContainsAny(s, "\r\n\x00") }
+
+// validURI reports a request target that cannot break the request line:
+// it starts with "/" (or is "*") and has no spaces or control bytes.
+func validURI(s string) bool {
+	if s != "*" && !strings.HasPrefix(s, "/") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
