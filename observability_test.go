@@ -272,17 +272,7 @@ func BenchmarkObservabilityOverhead(b *testing.B) {
 			url := ln.URL() + "/small"
 			b.ReportAllocs()
 			b.SetParallelism(8)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := c.Get(url)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			})
+			parallelGets(b, c, url)
 		})
 	}
 }
