@@ -36,11 +36,14 @@
 //
 // The pending-requests table (DefaultPendingTable) has the partition key
 // requestId (S) and the attributes connectionId (S), status (S, "pending"
-// then "completed"), responseData (S) and ttl (N, epoch seconds). The
-// serverless adapter writes it; the Store only creates it and removes its
-// expired rows. Writers must set ttl once, when a request is created, and
-// make later updates conditional on the row existing, so that a row
-// Cleanup removed is not brought back half-written.
+// then "completed"), responseData (B; the original wrote S, which is read
+// too) and ttl (N, epoch seconds). The serverless adapter uses it through
+// CreatePending, PutResponseChunk, WaitResponse and DeletePending: a
+// response too large for one item is stored as chunk rows keyed
+// "<requestId>#<index>", and the request row records which chunks have
+// arrived. ttl is set once, when a request is created, and later updates
+// are conditional on the row existing, so that a row Cleanup removed is not
+// brought back half-written.
 //
 // # Claims
 //

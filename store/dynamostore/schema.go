@@ -31,7 +31,7 @@ const (
 
 	attrRequestID    = "requestId"    // pending table partition key (S)
 	attrStatus       = "status"       // S, "pending" then "completed"
-	attrResponseData = "responseData" // S
+	attrResponseData = "responseData" // B (S when the original system wrote it)
 
 	attrOwner       = "owner"       // S
 	attrNode        = "node"        // S

@@ -20,7 +20,8 @@ import (
 //
 // Create one with New; the zero value is not usable. A Store is safe for
 // concurrent use by multiple goroutines. It holds no state besides its
-// configuration, and no goroutine it starts outlives the call that
+// configuration and the pending API's call counters, and no goroutine it
+// starts outlives the call that
 // started it (Cleanup's end before it returns), so there is nothing to
 // close. Every method's ctx bounds all
 // of its requests; a canceled ctx makes a method fail with an error
@@ -33,6 +34,7 @@ type Store struct {
 	client  *dynamodb.Client
 	conns   *string // connections table name, shared by every request
 	pending *string // pending table name
+	ops     pendingOps
 
 	// scanned, when non-nil, is called by Cleanup after each page of a
 	// Scan and before deleting what it found, so that tests can change a
