@@ -39,7 +39,7 @@ type options struct {
 	log         *slog.Logger
 	minBackoff  time.Duration
 	maxBackoff  time.Duration
-	heartbeat   time.Duration
+	heartbeat   time.Duration // zero: the mode's default
 	tlsConfig   *tls.Config
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost bool
@@ -124,7 +124,10 @@ func WithBackoff(min, max time.Duration) Option {
 
 // WithHeartbeat sets the keepalive interval of the tunnel connection; a
 // gateway that stops answering is detected within about twice this and the
-// listener reconnects. Default: DefaultHeartbeat.
+// listener reconnects. Default: DefaultHeartbeat in mux mode; in json mode
+// (behind API Gateway) the interval the gateway announces, or 5 minutes,
+// since there every ping costs a function invocation and only the 10-minute
+// idle limit needs beating.
 func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
 
 // WithTLSConfig sets the TLS configuration for wss:// gateways (for a
@@ -243,7 +246,6 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	o := options{
 		minBackoff: DefaultMinBackoff,
 		maxBackoff: DefaultMaxBackoff,
-		heartbeat:  DefaultHeartbeat,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -257,8 +259,8 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	if o.maxBackoff < o.minBackoff {
 		o.maxBackoff = o.minBackoff
 	}
-	if o.heartbeat <= 0 {
-		o.heartbeat = DefaultHeartbeat
+	if o.heartbeat < 0 {
+		o.heartbeat = 0 // zero: the mode's default
 	}
 	if o.name != "" && !validID(o.name) {
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
@@ -582,7 +584,7 @@ func (l *Listener) emit(e Event) {
 // round trip, and closes the connection when a ping fails (yamux's own
 // keepalive is off for the agent so that the round trip can be observed).
 func (l *Listener) heartbeat(c *agentConn) {
-	t := time.NewTicker(l.opts.heartbeat)
+	t := time.NewTicker(orDefault(l.opts.heartbeat, DefaultHeartbeat))
 	defer t.Stop()
 	for {
 		select {

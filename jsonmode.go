@@ -90,7 +90,7 @@ func newJSONSession(l *Listener, ws *wsclient.Conn, est *protocol.ConnectionEsta
 	s := &jsonSession{
 		l: l, ws: ws, est: est,
 		log:            l.log.With(slog.String("tunnel_id", est.TunnelID)),
-		heartbeat:      min(l.opts.heartbeat, jsonDefaultHeartbeat),
+		heartbeat:      jsonDefaultHeartbeat,
 		lifetime:       jsonMaxLifetime,
 		requestTimeout: jsonDefaultRequestTimeout,
 		maxMessage:     protocol.MaxMessageBytes,
@@ -98,6 +98,11 @@ func newJSONSession(l *Listener, ws *wsclient.Conn, est *protocol.ConnectionEsta
 		done:           make(chan struct{}),
 		stopped:        make(chan struct{}),
 		pending:        make(map[net.Conn]struct{}),
+	}
+	if l.opts.heartbeat > 0 {
+		// Set by the program: it wins, but never exceeds what the
+		// gateway asks for (below).
+		s.heartbeat = min(s.heartbeat, l.opts.heartbeat)
 	}
 	if lim := est.Limits; lim != nil {
 		if lim.HeartbeatMillis > 0 {
