@@ -199,6 +199,11 @@ type Server struct {
 	// on a public gateway. Spans and logs always carry the tunnel ID.
 	MetricsPerTunnel bool
 
+	// Relay, if set, delivers every public request (see Relay): the
+	// serverless adapter's way to agents behind API Gateway. Nil means
+	// agents connect to this Server (or to other nodes sharing its Store).
+	Relay Relay
+
 	// OnConnect and OnDisconnect, if set, are called when an agent's
 	// tunnel comes up and goes down. They run on the agent's goroutine and
 	// must not block.
@@ -687,6 +692,10 @@ func (w *statusWriter) Flush() {
 // again; retried says this is the one retry after a stale record.
 func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, retried bool) {
 	ctx := r.Context()
+	if s.Relay != nil {
+		s.relay(w, r, id)
+		return
+	}
 	sess, node, err := s.lookup(ctx, id, retried)
 	if err == nil && (sess != nil || (!hop && s.node != "")) {
 		stateOf(ctx).forwarded = true
@@ -714,6 +723,44 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 		s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: fmt.Errorf("record names node %q", node)})
 	default:
 		s.hop.ServeHTTP(w, r.WithContext(context.WithValue(ctx, hopKey{}, &hopState{id: id, node: node, retried: retried, req: r})))
+	}
+}
+
+// Relay delivers public requests to agents that no gateway process holds a
+// session for: agents connected to an API Gateway WebSocket API and reached
+// through its Management API, as in the serverless adapter. A Server with
+// a Relay uses it for every tunnel, after its own routing, validation and
+// rate limiting, instead of local sessions and other nodes.
+type Relay interface {
+	// Forward sends r to the agent connection named by rec and writes the
+	// agent's response to w. If it returns an error, it has written
+	// nothing, and the Server answers with the error: an *Error's code
+	// (ErrAgentUnavailable when the connection is gone, which also drops
+	// the cached record; ErrGatewayTimeout), or 500 internal for others.
+	Forward(w http.ResponseWriter, r *http.Request, rec store.Record) error
+}
+
+// relay routes r through the Relay.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
+	rec, _, err := s.record(ctx, id, false)
+	if err != nil {
+		s.fail(ctx, w, asError(err))
+		return
+	}
+	stateOf(ctx).forwarded = true
+	ctx, span := s.tracer.Start(ctx, observability.SpanForward, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(observability.AttrTunnelID.String(id)))
+	defer span.End()
+	if span.IsRecording() {
+		r = r.WithContext(ctx)
+	}
+	if err := s.Relay.Forward(w, r, rec); err != nil {
+		e := asError(err)
+		if e.Code == CodeAgentUnavailable {
+			s.cache.Remove(ctx, id)
+		}
+		s.fail(ctx, w, e)
 	}
 }
 
@@ -919,34 +966,8 @@ func validID(id string) bool {
 // set; a cached record whose connection is not here any more costs one
 // more store read, not a failed request.
 func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, string, error) {
-	var rec store.Record
-	cached := false
-	if !fresh {
-		cctx, span := s.tracer.Start(ctx, observability.SpanCache)
-		rec, cached = s.cache.Get(cctx, id)
-		span.SetAttributes(observability.AttrCacheHit.Bool(cached))
-		span.End()
-		if cached {
-			s.inst.CacheHits.Add(ctx, 1)
-		} else {
-			s.inst.CacheMisses.Add(ctx, 1)
-		}
-	}
-	for attempt := 0; attempt < 2; attempt++ {
-		if !cached {
-			var err error
-			err = s.storeOp(ctx, "Get", func(ctx context.Context) (err error) {
-				rec, err = s.store.Get(ctx, id)
-				return err
-			})
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, "", &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
-			}
-			if err != nil {
-				return nil, "", &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("store get: %w", err)}
-			}
-			s.cache.Add(ctx, rec)
-		}
+	rec, cached, err := s.record(ctx, id, fresh)
+	for attempt := 0; err == nil && attempt < 2; attempt++ {
 		if rec.Node != s.node {
 			return nil, rec.Node, nil
 		}
@@ -957,9 +978,40 @@ func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, s
 			break
 		}
 		s.cache.Remove(ctx, id)
-		cached = false
+		rec, cached, err = s.record(ctx, id, true)
+	}
+	if err != nil {
+		return nil, "", err
 	}
 	return nil, "", &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+}
+
+// record returns tunnel id's record, from the cache unless fresh is set or
+// it has none, else from the store (caching it); cached says which.
+func (s *Server) record(ctx context.Context, id string, fresh bool) (rec store.Record, cached bool, err error) {
+	if !fresh {
+		cctx, span := s.tracer.Start(ctx, observability.SpanCache)
+		rec, cached = s.cache.Get(cctx, id)
+		span.SetAttributes(observability.AttrCacheHit.Bool(cached))
+		span.End()
+		if cached {
+			s.inst.CacheHits.Add(ctx, 1)
+			return rec, true, nil
+		}
+		s.inst.CacheMisses.Add(ctx, 1)
+	}
+	err = s.storeOp(ctx, "Get", func(ctx context.Context) (err error) {
+		rec, err = s.store.Get(ctx, id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, false, &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
+	}
+	if err != nil {
+		return rec, false, &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("store get: %w", err)}
+	}
+	s.cache.Add(ctx, rec)
+	return rec, false, nil
 }
 
 // storeOp runs one store operation in a span, timing it.
