@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -80,8 +81,11 @@ type jsonSession struct {
 
 	done     chan struct{}
 	doneOnce sync.Once
-	inflight sync.WaitGroup // requests received and not yet answered
-	stopped  chan struct{}  // closed when serve has returned
+	// inflight counts requests received and not yet answered. Not a
+	// WaitGroup: a retiring connection waits for it while requests may
+	// still arrive, which WaitGroup forbids.
+	inflight activity
+	stopped  chan struct{} // closed when serve has returned
 }
 
 // newJSONSession prepares a json-mode session on ws after the handshake.
@@ -161,7 +165,7 @@ func (s *jsonSession) serve() {
 	s.finish()
 	close(readDone)
 	timers.Wait()
-	s.inflight.Wait()
+	s.inflight.wait(context.Background())
 }
 
 // readLoop reads messages until the connection ends.
@@ -202,7 +206,7 @@ func (s *jsonSession) readLoop() {
 				continue
 			}
 			if done != nil {
-				s.inflight.Add(1)
+				s.inflight.enter()
 				go s.handle(done.(*protocol.HTTPRequest), body)
 			}
 		case *protocol.Error:
@@ -248,7 +252,7 @@ func (s *jsonSession) retire(readDone <-chan struct{}) {
 	s.finish()
 	answered := make(chan struct{})
 	go func() {
-		s.inflight.Wait()
+		s.inflight.wait(context.Background())
 		close(answered)
 	}()
 	t := time.NewTimer(jsonRetireWait)
@@ -283,7 +287,7 @@ func (s *jsonSession) sendError(requestID string, code Code, message string) {
 // handle passes one request to Accept as a net.Conn and sends back the
 // response the handler writes on it.
 func (s *jsonSession) handle(req *protocol.HTTPRequest, body []byte) {
-	defer s.inflight.Done()
+	defer s.inflight.leave()
 	start := time.Now()
 	raw, err := serializeRequest(req, body, s.l.URL())
 	if err != nil {
