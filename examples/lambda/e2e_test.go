@@ -1,0 +1,460 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"go.uber.org/goleak"
+
+	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/apigw"
+	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/ratelimit"
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// gateway is the serverless gateway on the emulated API Gateway, with
+// DynamoDB in dynalite.
+type gateway struct {
+	emu    *apigw.Emulator
+	h      *Handler
+	relay  *Relay
+	mgmt   *apigatewaymanagementapi.Client
+	client *http.Client
+}
+
+type gatewayConfig struct {
+	responseTimeout time.Duration
+	requestLimiter  ratelimit.Limiter
+	tokens          []string // agent tokens; none means no authentication
+	v1              bool     // HTTP API payload format 1.0
+	agentLimiter    ratelimit.Limiter
+}
+
+func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
+	t.Helper()
+	endpoint := backendtest.DynamoEndpoint(t)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
+	ddb := dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  creds,
+		HTTPClient:   &http.Client{Transport: tr},
+	})
+	suffix := randid.Hex(6)
+	opts := dynamostore.Options{
+		ConnectionsTable: "lambda-connections-" + suffix,
+		PendingTable:     "lambda-pending-" + suffix,
+	}
+	if err := dynamostore.CreateTables(t.Context(), ddb, opts); err != nil {
+		t.Fatalf("CreateTables: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, name := range []string{opts.ConnectionsTable, opts.PendingTable} {
+			if _, err := ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)}); err != nil {
+				t.Errorf("DeleteTable(%s): %v", name, err)
+			}
+		}
+	})
+	st := dynamostore.New(ddb, opts)
+
+	g := &gateway{h: &Handler{Store: st, Logger: quiet, Limiter: cfg.agentLimiter}}
+	apiCfg := apigw.Config{WebSocket: g.h.WebSocket, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live"}
+	if cfg.v1 {
+		apiCfg.HTTP, apiCfg.HTTPV1 = nil, g.h.HTTPV1
+	}
+	emu, err := apigw.Start(apiCfg)
+	if err != nil {
+		t.Fatalf("apigw.Start: %v", err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	g.emu = emu
+
+	mtr := &http.Transport{}
+	t.Cleanup(mtr.CloseIdleConnections)
+	g.mgmt = apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
+		Region:       "us-east-1",
+		Credentials:  creds,
+		BaseEndpoint: aws.String(emu.ManagementURL()),
+		HTTPClient:   &http.Client{Transport: mtr},
+	})
+	g.relay = &Relay{Store: st, Mgmt: g.mgmt, ResponseTimeout: cfg.responseTimeout}
+	g.h.Mgmt = g.mgmt
+	g.h.Server = &tunnel.Server{
+		BaseURL:        emu.HTTPURL(),
+		Routing:        tunnel.RoutePath,
+		Store:          st,
+		Cache:          NoCache{},
+		Logger:         quiet,
+		Relay:          g.relay,
+		RequestLimiter: cfg.requestLimiter,
+	}
+	if len(cfg.tokens) > 0 {
+		g.h.Server.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)
+	}
+	ctr := &http.Transport{}
+	t.Cleanup(ctr.CloseIdleConnections)
+	g.client = &http.Client{Transport: ctr}
+	return g
+}
+
+// agent connects an agent serving h and returns its listener and its
+// connection events.
+func (g *gateway) agent(t *testing.T, h http.Handler, opts ...tunnel.Option) (*tunnel.Listener, <-chan tunnel.Event) {
+	t.Helper()
+	events := make(chan tunnel.Event, 64)
+	ln, err := tunnel.Listen(t.Context(), g.emu.WebSocketURL(), append([]tunnel.Option{
+		tunnel.WithLogger(quiet),
+		tunnel.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		tunnel.WithEvents(func(e tunnel.Event) {
+			select {
+			case events <- e:
+			default:
+			}
+		})}, opts...)...)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	srv := &http.Server{Handler: h}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Close()
+		<-served
+	})
+	if !strings.HasPrefix(ln.URL(), g.emu.HTTPURL()+"/") {
+		t.Fatalf("tunnel URL %q is not under %q", ln.URL(), g.emu.HTTPURL())
+	}
+	return ln, events
+}
+
+func (g *gateway) do(t *testing.T, method, url string, body []byte, hdr http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp, b
+}
+
+// echo answers with what it received.
+var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	w.Header().Set("X-Method", r.Method)
+	w.Header().Set("X-URI", r.RequestURI)
+	w.Header()["X-Multi"] = r.Header.Values("X-Multi")
+	w.Header().Add("Set-Cookie", "a=1; Path=/")
+	w.Header().Add("Set-Cookie", "b=2; Path=/")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(b)
+})
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestForward(t *testing.T) {
+	t.Parallel()
+	for _, v1 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("v1=%v", v1), func(t *testing.T) {
+			t.Parallel()
+			testForward(t, v1)
+		})
+	}
+}
+
+func testForward(t *testing.T, v1 bool) {
+	g := newGateway(t, gatewayConfig{v1: v1})
+	ln, _ := g.agent(t, echo)
+	big := randomBytes(1536 << 10)
+
+	tests := []struct {
+		name    string
+		method  string
+		path    string
+		body    []byte
+		wantURI string
+	}{
+		{"get", http.MethodGet, "/hello?x=1", nil, "/hello?x=1"},
+		{"repeated query keys", http.MethodGet, "/q?tag=a&tag=b%2Fc&tag=%20+&empty=", nil, "/q?tag=a&tag=b%2Fc&tag=%20+&empty="},
+		{"named tunnel path", http.MethodGet, "/a/b/", nil, "/a/b/"},
+		{"post", http.MethodPost, "/form", []byte("hello, tunnel"), "/form"},
+		{"post 1.5 MiB", http.MethodPost, "/upload", big, "/upload"},
+	}
+	for _, tt := range tests {
+		if v1 && tt.name == "repeated query keys" {
+			// Format 1.0 has no raw query string: the handler rebuilds it
+			// from the parsed parameters (sorted and re-encoded).
+			tt.wantURI = "/q?empty=&tag=a&tag=b%2Fc&tag=++"
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := g.do(t, tt.method, ln.URL()+tt.path, tt.body, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, body %q", resp.StatusCode, body)
+			}
+			if got := resp.Header.Get("X-Method"); got != tt.method {
+				t.Errorf("X-Method = %q, want %q", got, tt.method)
+			}
+			if got := resp.Header.Get("X-URI"); got != tt.wantURI {
+				t.Errorf("X-URI = %q, want %q", got, tt.wantURI)
+			}
+			if !bytes.Equal(body, tt.body) {
+				t.Errorf("body: got %d bytes, want %d (equal: false)", len(body), len(tt.body))
+			}
+			if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1; Path=/" || got[1] != "b=2; Path=/" {
+				t.Errorf("Set-Cookie = %q, want two cookies", got)
+			}
+		})
+	}
+}
+
+// TestCost measures one forwarded GET in Lambda invocations and DynamoDB
+// calls of the pending-requests API.
+func TestCost(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{})
+	ln, _ := g.agent(t, echo)
+	// Warm up, so that the count covers a request, not the connection.
+	if resp, _ := g.do(t, http.MethodGet, ln.URL()+"/warm", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("warm-up status %d", resp.StatusCode)
+	}
+	before := g.emu.Stats()
+	reads0, writes0 := g.h.Store.PendingOps()
+	resp, _ := g.do(t, http.MethodGet, ln.URL()+"/cost", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	after := g.emu.Stats()
+	reads1, writes1 := g.h.Store.PendingOps()
+	inv := after.Invocations() - before.Invocations()
+	t.Logf("one forwarded GET: %d Lambda invocations (%d HTTP, %d $default), %d posts; pending table: %d reads, %d writes (plus one GetItem of the tunnel record)",
+		inv, after.HTTPInvocations-before.HTTPInvocations, after.DefaultInvocations-before.DefaultInvocations,
+		after.Posts-before.Posts, reads1-reads0, writes1-writes0)
+	// One for the public request, one for the agent's response message.
+	if inv != 2 {
+		t.Errorf("%d invocations for one GET, want 2", inv)
+	}
+
+	// A 1.5 MiB upload echoed back crosses as chunks both ways.
+	before = after
+	reads0, writes0 = reads1, writes1
+	big := randomBytes(1536 << 10)
+	resp, body := g.do(t, http.MethodPost, ln.URL()+"/cost", big, nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, big) {
+		t.Fatalf("status %d, %d bytes back", resp.StatusCode, len(body))
+	}
+	after = g.emu.Stats()
+	reads1, writes1 = g.h.Store.PendingOps()
+	t.Logf("one 1.5 MiB POST echoed: %d Lambda invocations (%d $default), %d posts; pending table: %d reads, %d writes",
+		after.Invocations()-before.Invocations(), after.DefaultInvocations-before.DefaultInvocations,
+		after.Posts-before.Posts, reads1-reads0, writes1-writes0)
+}
+
+func TestPublicErrors(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{})
+
+	t.Run("unknown tunnel", func(t *testing.T) {
+		resp, body := g.do(t, http.MethodGet, g.emu.HTTPURL()+"/nosuchtunnel/x", nil, nil)
+		wantError(t, resp, body, http.StatusNotFound, tunnel.CodeTunnelNotFound)
+	})
+
+	t.Run("gone connection", func(t *testing.T) {
+		// A record whose connection API Gateway no longer knows: its
+		// $disconnect has not run yet.
+		rec := store.Record{TunnelID: "stale" + randid.Hex(4), ConnectionID: "gone" + randid.Hex(8), Owner: "o",
+			CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+		if err := g.h.Store.Put(t.Context(), rec); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := g.do(t, http.MethodGet, g.emu.HTTPURL()+"/"+rec.TunnelID+"/x", nil, nil)
+		wantError(t, resp, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
+		if _, err := g.h.Store.Get(t.Context(), rec.TunnelID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("record of the gone connection: Get = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("agent closed", func(t *testing.T) {
+		ln, _ := g.agent(t, echo)
+		id := ln.ID()
+		ln.Close()
+		// $disconnect deletes the record; from then on the tunnel is
+		// unknown (before, the request would meet a gone connection: 502).
+		waitFor(t, func() bool {
+			_, err := g.h.Store.Get(t.Context(), id)
+			return errors.Is(err, store.ErrNotFound)
+		})
+		resp, body := g.do(t, http.MethodGet, g.emu.HTTPURL()+"/"+id+"/x", nil, nil)
+		wantError(t, resp, body, http.StatusNotFound, tunnel.CodeTunnelNotFound)
+	})
+
+	t.Run("local service error", func(t *testing.T) {
+		ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			panic(http.ErrAbortHandler)
+		}))
+		resp, body := g.do(t, http.MethodGet, ln.URL()+"/x", nil, nil)
+		wantError(t, resp, body, http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable)
+	})
+}
+
+func TestAgentAuthentication(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{tokens: []string{"s3cret"}})
+
+	_, err := tunnel.Listen(t.Context(), g.emu.WebSocketURL(), tunnel.WithLogger(quiet), tunnel.WithToken("wrong"))
+	if !errors.Is(err, tunnel.ErrUnauthorized) {
+		t.Fatalf("Listen with a wrong token: %v, want ErrUnauthorized", err)
+	}
+	ln, _ := g.agent(t, echo, tunnel.WithToken("s3cret"))
+	if resp, body := g.do(t, http.MethodGet, ln.URL()+"/x", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %q", resp.StatusCode, body)
+	}
+}
+
+func TestAgentConnectionLimit(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{agentLimiter: ratelimit.NewLocal(ratelimit.Limit{Events: 1, Period: time.Hour, Burst: 1}, nil)})
+	g.agent(t, echo)
+	_, err := tunnel.Listen(t.Context(), g.emu.WebSocketURL(), tunnel.WithLogger(quiet))
+	if !errors.Is(err, tunnel.ErrRateLimited) {
+		t.Fatalf("second agent from one IP: %v, want ErrRateLimited", err)
+	}
+}
+
+func TestSlowAgent(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{responseTimeout: 500 * time.Millisecond})
+	release := make(chan struct{})
+	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(release)
+	start := time.Now()
+	resp, body := g.do(t, http.MethodGet, ln.URL()+"/slow", nil, nil)
+	wantError(t, resp, body, http.StatusGatewayTimeout, tunnel.CodeGatewayTimeout)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("504 after %v, want about 500ms", d)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{requestLimiter: ratelimit.NewLocal(ratelimit.Limit{Events: 1, Period: time.Hour, Burst: 1}, nil)})
+	ln, _ := g.agent(t, echo)
+	if resp, body := g.do(t, http.MethodGet, ln.URL()+"/1", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d, body %q", resp.StatusCode, body)
+	}
+	resp, body := g.do(t, http.MethodGet, ln.URL()+"/2", nil, nil)
+	wantError(t, resp, body, http.StatusTooManyRequests, tunnel.CodeRateLimited)
+}
+
+func TestReconnectKeepsURL(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{})
+	ln, events := g.agent(t, echo)
+	url := ln.URL()
+	rec, err := g.h.Store.Get(t.Context(), ln.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.mgmt.DeleteConnection(t.Context(), &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(rec.ConnectionID)}); err != nil {
+		t.Fatalf("DeleteConnection: %v", err)
+	}
+	timeout := time.After(10 * time.Second)
+	for resumed := false; !resumed; {
+		select {
+		case e := <-events:
+			resumed = e.Kind == tunnel.EventConnected && e.Attempt > 0
+		case <-timeout:
+			t.Fatal("the agent did not reconnect")
+		}
+	}
+	if ln.URL() != url {
+		t.Fatalf("URL after reconnect %q, want %q", ln.URL(), url)
+	}
+	// The old connection's $disconnect may run after the new ready; it
+	// must not take the tunnel down.
+	waitFor(t, func() bool { return g.emu.Stats().DisconnectInvocations >= 1 })
+	resp, body := g.do(t, http.MethodGet, url+"/again", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after reconnect: status %d, body %q", resp.StatusCode, body)
+	}
+	now, err := g.h.Store.Get(t.Context(), ln.ID())
+	if err != nil || now.ConnectionID == rec.ConnectionID {
+		t.Errorf("record after reconnect: %+v, %v; want a new connection", now, err)
+	}
+}
+
+// wantError checks a public error response.
+func wantError(t *testing.T, resp *http.Response, body []byte, status int, code tunnel.Code) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d; body %q", resp.StatusCode, status, body)
+	}
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error != string(code) {
+		t.Fatalf("body %q: want JSON error %q (%v)", body, code, err)
+	}
+}
+
+// waitFor waits up to 10 seconds for cond, checking it every 20 ms: the
+// conditions are state in DynamoDB or the emulator, which offer no
+// notification.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(fmt.Errorf("condition not met in 10s"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

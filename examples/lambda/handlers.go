@@ -1,0 +1,571 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/protocol"
+	"github.com/http-tunnel/tunnel/ratelimit"
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+)
+
+// Defaults of Handler's zero-valued fields.
+const (
+	// DefaultConnectionTTL is how long a tunnel record lives: API
+	// Gateway's maximum connection duration. Nobody renews records here;
+	// $disconnect deletes them, and the agent reconnects before the end.
+	DefaultConnectionTTL = 2 * time.Hour
+	// DefaultHeartbeat is announced to agents, under API Gateway's 10
+	// minute idle timeout.
+	DefaultHeartbeat = 5 * time.Minute
+)
+
+// maxResumeToken caps a resume token as received (protocol/spec.md).
+const maxResumeToken = 256
+
+// Handler holds the Lambda handlers of every route. Server, Store and Mgmt
+// are required; Server.Relay must be a *Relay on the same Store and Mgmt,
+// and Server.BaseURL must be set (a WebSocket event does not tell the
+// public URL). A Handler is safe for concurrent use.
+type Handler struct {
+	// Server serves public requests (routing, validation, rate limiting,
+	// the error model) and authenticates agents with its Authenticator.
+	Server *tunnel.Server
+	// Store holds tunnel records and pending requests.
+	Store *dynamostore.Store
+	// Mgmt posts to agent connections.
+	Mgmt *apigatewaymanagementapi.Client
+	// Limiter, if set, limits agent connections per source IP address;
+	// nil means no limit.
+	Limiter ratelimit.Limiter
+	// ConnectionTTL is the lifetime of a tunnel record. Zero means
+	// DefaultConnectionTTL.
+	ConnectionTTL time.Duration
+	// Logger receives the handlers' logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// WebSocket handles the WebSocket API's $connect, $default and $disconnect
+// routes.
+func (h *Handler) WebSocket(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	switch ev.RequestContext.RouteKey {
+	case "$connect":
+		return h.connect(ctx, ev), nil
+	case "$disconnect":
+		h.disconnect(ctx, ev.RequestContext.ConnectionID)
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+	default:
+		h.message(ctx, ev)
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+	}
+}
+
+// connect admits an agent: rate limit, authentication, subprotocol.
+func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) events.APIGatewayProxyResponse {
+	ip := ev.RequestContext.Identity.SourceIP
+	if h.Limiter != nil {
+		d, err := h.Limiter.Allow(ctx, "agent:"+ip)
+		if err != nil {
+			h.log().Error("agent rate limiter failed", slog.Any("err", err))
+			return errorResponse(tunnel.ErrInternal)
+		}
+		if !d.Allowed {
+			resp := errorResponse(tunnel.ErrRateLimited)
+			resp.Headers["Retry-After"] = strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second)))
+			return resp
+		}
+	}
+	if h.Server.Authenticator != nil {
+		if _, err := h.Server.Authenticator.Authenticate(ctx, connectRequest(ctx, ev)); err != nil {
+			var e *tunnel.Error
+			if !errors.As(err, &e) || (e.Code != tunnel.CodeUnauthorized && e.Code != tunnel.CodeForbidden) {
+				h.log().Error("authenticator failed", slog.Any("err", err))
+				return errorResponse(tunnel.ErrInternal)
+			}
+			return errorResponse(e)
+		}
+	}
+	resp := events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
+	for name, v := range ev.Headers {
+		if !strings.EqualFold(name, "Sec-WebSocket-Protocol") {
+			continue
+		}
+		for _, p := range strings.Split(v, ",") {
+			if strings.TrimSpace(p) == protocol.SubprotocolJSON {
+				resp.Headers = map[string]string{"Sec-WebSocket-Protocol": protocol.SubprotocolJSON}
+			}
+		}
+	}
+	return resp
+}
+
+// connectRequest rebuilds the agent's upgrade request for the
+// Authenticator: headers and query parameters, every value.
+func connectRequest(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) *http.Request {
+	hdr := make(http.Header)
+	for name, values := range ev.MultiValueHeaders {
+		for _, v := range values {
+			hdr.Add(name, v)
+		}
+	}
+	for name, v := range ev.Headers {
+		if _, ok := hdr[http.CanonicalHeaderKey(name)]; !ok {
+			hdr.Set(name, v)
+		}
+	}
+	q := url.Values{}
+	for name, values := range ev.MultiValueQueryStringParameters {
+		q[name] = append(q[name], values...)
+	}
+	for name, v := range ev.QueryStringParameters {
+		if _, ok := q[name]; !ok {
+			q.Set(name, v)
+		}
+	}
+	r := (&http.Request{
+		Method:     http.MethodGet,
+		URL:        &url.URL{Path: "/", RawQuery: q.Encode()},
+		Header:     hdr,
+		Host:       hdr.Get("Host"),
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		RemoteAddr: net.JoinHostPort(ev.RequestContext.Identity.SourceIP, "0"),
+		Body:       http.NoBody,
+	}).WithContext(ctx)
+	return r
+}
+
+// disconnect deletes the connection's tunnel record, unless a newer
+// connection has taken the tunnel over (the Store's Delete is conditional).
+func (h *Handler) disconnect(ctx context.Context, connID string) {
+	rec, err := h.Store.GetByConnection(ctx, connID)
+	if errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if err != nil {
+		h.log().Error("disconnect: lookup failed", slog.String("connection_id", connID), slog.Any("err", err))
+		return
+	}
+	if err := h.Store.Delete(ctx, rec.TunnelID, connID); err != nil {
+		h.log().Error("disconnect: delete failed", slog.String("tunnel_id", rec.TunnelID), slog.Any("err", err))
+	}
+}
+
+// message handles one message from an agent.
+func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) {
+	connID := ev.RequestContext.ConnectionID
+	log := h.log().With(slog.String("connection_id", connID))
+	if ev.IsBase64Encoded {
+		log.Warn("binary message from an agent in json mode; ignored")
+		return
+	}
+	msg, err := protocol.Unmarshal([]byte(ev.Body), protocol.MaxMessageBytes)
+	if err != nil {
+		// Unknown types are additive extensions; ignore them too.
+		log.Warn("undecodable message from an agent", slog.Any("err", err))
+		return
+	}
+	switch m := msg.(type) {
+	case *protocol.Ready:
+		h.ready(ctx, ev, m, log)
+	case *protocol.Ping:
+		if err := post(ctx, h.Mgmt, connID, &protocol.Pong{}); err != nil && !isGone(err) {
+			log.Warn("post pong failed", slog.Any("err", err))
+		}
+	case *protocol.HTTPResponse:
+		index, count, data, err := responseChunk(m)
+		if err != nil {
+			log.Warn("malformed response from an agent", slog.String("request_id", m.RequestID), slog.Any("err", err))
+			data, _ = errorChunk(&protocol.Error{Code: string(tunnel.CodeLocalServiceUnavailable), Message: "malformed response"})
+			index, count = 0, 1
+		}
+		h.storeChunk(ctx, m.RequestID, index, count, data, log)
+	case *protocol.Error:
+		if m.RequestID == "" {
+			log.Warn("agent reported an error", slog.String("code", m.Code), slog.String("message", m.Message))
+			return
+		}
+		data, err := errorChunk(m)
+		if err == nil {
+			h.storeChunk(ctx, m.RequestID, 0, 1, data, log)
+		}
+	}
+}
+
+func (h *Handler) storeChunk(ctx context.Context, requestID string, index, count int, data []byte, log *slog.Logger) {
+	err := h.Store.PutResponseChunk(ctx, requestID, index, count, data)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		log.Info("response for a request no longer waited for", slog.String("request_id", requestID))
+	case err != nil:
+		log.Error("store response failed", slog.String("request_id", requestID), slog.Any("err", err))
+	}
+}
+
+// ready registers the agent's tunnel and answers connection_established,
+// choosing the tunnel ID as the standalone gateway does: the resumed
+// tunnel, the requested name, or a generated ID.
+//
+// The owner binds the tunnel to the resume secret alone: $default events
+// carry no headers, so the subject authenticated at $connect is not known
+// here, and the owner is ownerOf("", resume). Authentication still gates
+// who may connect at all.
+func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, m *protocol.Ready, log *slog.Logger) {
+	connID := ev.RequestContext.ConnectionID
+	fail := func(code tunnel.Code, message string) {
+		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(code), Message: message})
+	}
+	resume := m.ResumeToken
+	var id string
+	switch {
+	case resume != "":
+		id = m.TunnelID
+	case m.Name != "":
+		id = m.Name
+	}
+	if len(resume) > maxResumeToken {
+		fail(tunnel.CodeInvalidRequest, "resume token too long")
+		return
+	}
+	if resume != "" && m.TunnelID == "" {
+		fail(tunnel.CodeInvalidRequest, "a resume token needs the tunnel_id it resumes")
+		return
+	}
+	if id != "" && !validID(id) {
+		fail(tunnel.CodeInvalidRequest, "invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens")
+		return
+	}
+	if resume == "" {
+		resume = randid.Secret()
+	}
+	base := strings.TrimRight(h.Server.BaseURL, "/")
+	now := time.Now()
+	ttl := h.ConnectionTTL
+	if ttl <= 0 {
+		ttl = DefaultConnectionTTL
+	}
+	rec := store.Record{
+		ConnectionID: connID,
+		Owner:        ownerOf("", resume),
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(ttl),
+	}
+	generated := id == ""
+	for attempt := 0; ; attempt++ {
+		rec.TunnelID = id
+		if generated {
+			rec.TunnelID = randid.TunnelID()
+		}
+		rec.PublicURL = h.publicURL(base, rec.TunnelID)
+		err := h.Store.Put(ctx, rec)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrConflict) {
+			if generated && attempt < 3 {
+				continue
+			}
+			fail(tunnel.CodeNameInUse, "tunnel name "+rec.TunnelID+" is in use")
+			return
+		}
+		log.Error("store put failed", slog.Any("err", err))
+		fail(tunnel.CodeInternal, "internal error")
+		return
+	}
+
+	version := protocol.Version
+	if m.Version < version {
+		version = m.Version
+	}
+	relay, _ := h.Server.Relay.(*Relay)
+	if relay == nil {
+		relay = &Relay{}
+	}
+	est := &protocol.ConnectionEstablished{
+		Version:      version,
+		ConnectionID: connID,
+		TunnelID:     rec.TunnelID,
+		PublicURL:    rec.PublicURL,
+		ResumeToken:  resume,
+		Limits: &protocol.Limits{
+			MaxBodyBytes:         relay.maxBody(),
+			MaxMessageBytes:      protocol.MaxMessageBytes,
+			MaxFrameBytes:        protocol.MaxFrameBytes,
+			HeartbeatMillis:      DefaultHeartbeat.Milliseconds(),
+			RequestTimeoutMillis: relay.responseTimeout().Milliseconds(),
+		},
+	}
+	if h.Server.Routing != tunnel.RouteSubdomain {
+		est.PathBasedURL = base + "/" + rec.TunnelID
+	}
+	if sub := h.subdomainURL(base, rec.TunnelID); sub != "" {
+		est.SubdomainURL = sub
+	}
+	// API Gateway may deliver the agent's first message before the
+	// connection accepts posts; retry Gone briefly.
+	delay := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := post(ctx, h.Mgmt, connID, est)
+		if err == nil {
+			log.Info("tunnel connected", slog.String("tunnel_id", rec.TunnelID))
+			return
+		}
+		if !isGone(err) || attempt == 4 {
+			log.Warn("post connection_established failed", slog.String("tunnel_id", rec.TunnelID), slog.Any("err", err))
+			h.Store.Delete(context.WithoutCancel(ctx), rec.TunnelID, connID)
+			return
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
+// publicURL is the tunnel's URL: its subdomain when the Server routes by
+// subdomain, its path otherwise.
+func (h *Handler) publicURL(base, id string) string {
+	if sub := h.subdomainURL(base, id); sub != "" && h.Server.Routing != tunnel.RoutePath {
+		return sub
+	}
+	return base + "/" + id
+}
+
+func (h *Handler) subdomainURL(base, id string) string {
+	if h.Server.Routing == tunnel.RoutePath || h.Server.Domain == "" {
+		return ""
+	}
+	scheme := "https"
+	if u, err := url.Parse(base); err == nil && u.Scheme != "" {
+		scheme = u.Scheme
+	}
+	return scheme + "://" + id + "." + h.Server.Domain
+}
+
+// ownerOf binds a tunnel to the agent that may resume it, as the
+// standalone gateway does: sha256 of subject, NUL, resume secret, in hex.
+func ownerOf(subject, resume string) string {
+	sum := sha256.Sum256([]byte(subject + "\x00" + resume))
+	return hex.EncodeToString(sum[:])
+}
+
+// validID reports whether id is a DNS label of lower-case letters, digits
+// and inner hyphens.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 63 || id[0] == '-' || id[len(id)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// errorResponse is a public error as an API Gateway proxy response.
+func errorResponse(e *tunnel.Error) events.APIGatewayProxyResponse {
+	b, _ := json.Marshal(map[string]string{"error": string(e.Code), "message": e.Message})
+	return events.APIGatewayProxyResponse{
+		StatusCode: e.HTTPStatus(),
+		Headers:    map[string]string{"Content-Type": "application/json"},
+		Body:       string(b),
+	}
+}
+
+// HTTP handles the HTTP API with payload format 2.0.
+func (h *Handler) HTTP(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	hdr := make(http.Header, len(ev.Headers)+1)
+	for name, v := range ev.Headers {
+		// API Gateway joined repeated values with commas, which is
+		// equivalent for every request header but Cookie, which comes
+		// separately.
+		hdr.Set(name, v)
+	}
+	if len(ev.Cookies) > 0 {
+		hdr.Set("Cookie", strings.Join(ev.Cookies, "; "))
+	}
+	path := stripStage(ev.RawPath, ev.RequestContext.Stage)
+	body, err := eventBody(ev.Body, ev.IsBase64Encoded)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusBadRequest}, nil
+	}
+	r := publicRequest(ctx, ev.RequestContext.HTTP.Method, path, ev.RawQueryString, hdr, body, ev.RequestContext.HTTP.SourceIP)
+	rb := h.serve(r)
+	resp := events.APIGatewayV2HTTPResponse{StatusCode: rb.status, Headers: make(map[string]string, len(rb.header))}
+	for name, values := range rb.header {
+		if name == "Set-Cookie" {
+			resp.Cookies = append(resp.Cookies, values...)
+			continue
+		}
+		resp.Headers[name] = strings.Join(values, ",")
+	}
+	resp.Body, resp.IsBase64Encoded = responseBody(rb.body.Bytes())
+	return resp, nil
+}
+
+// HTTPV1 handles the HTTP API (or a REST API) with payload format 1.0. Its
+// query string is rebuilt from multiValueQueryStringParameters, since
+// format 1.0 has no raw query string.
+func (h *Handler) HTTPV1(ctx context.Context, ev events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+	hdr := make(http.Header, len(ev.MultiValueHeaders)+1)
+	for name, values := range ev.MultiValueHeaders {
+		for _, v := range values {
+			hdr.Add(name, v)
+		}
+	}
+	for name, v := range ev.Headers {
+		if _, ok := hdr[http.CanonicalHeaderKey(name)]; !ok {
+			hdr.Set(name, v)
+		}
+	}
+	q := url.Values{}
+	for name, values := range ev.MultiValueQueryStringParameters {
+		q[name] = append(q[name], values...)
+	}
+	path := stripStage(ev.Path, ev.RequestContext.Stage)
+	body, err := eventBody(ev.Body, ev.IsBase64Encoded)
+	if err != nil {
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
+	}
+	r := publicRequest(ctx, ev.HTTPMethod, path, q.Encode(), hdr, body, ev.RequestContext.Identity.SourceIP)
+	rb := h.serve(r)
+	resp := events.APIGatewayProxyResponse{StatusCode: rb.status, MultiValueHeaders: map[string][]string(rb.header)}
+	resp.Body, resp.IsBase64Encoded = responseBody(rb.body.Bytes())
+	return resp, nil
+}
+
+// Cleanup handles the scheduled event: it deletes expired rows.
+func (h *Handler) Cleanup(ctx context.Context) error {
+	st, err := h.Store.Cleanup(ctx)
+	h.log().Info("cleanup", slog.Any("stats", st))
+	return err
+}
+
+func (h *Handler) serve(r *http.Request) *responseBuffer {
+	rb := &responseBuffer{header: make(http.Header)}
+	h.Server.ServeHTTP(rb, r)
+	if rb.status == 0 {
+		rb.status = http.StatusOK
+	}
+	return rb
+}
+
+// stripStage removes the "/<stage>" prefix API Gateway keeps in the path
+// of a named stage.
+func stripStage(path, stage string) string {
+	if stage == "" || stage == "$default" {
+		return path
+	}
+	rest, ok := strings.CutPrefix(path, "/"+stage)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return path
+	}
+	if rest == "" {
+		return "/"
+	}
+	return rest
+}
+
+func eventBody(body string, isBase64 bool) ([]byte, error) {
+	if isBase64 {
+		return base64.StdEncoding.DecodeString(body)
+	}
+	return []byte(body), nil
+}
+
+// responseBody encodes b for a proxy response: as is when it is UTF-8
+// text, base64 otherwise.
+func responseBody(b []byte) (string, bool) {
+	if utf8.Valid(b) {
+		return string(b), false
+	}
+	return base64.StdEncoding.EncodeToString(b), true
+}
+
+// publicRequest builds the request the Server serves. rawQuery is kept
+// byte for byte.
+func publicRequest(ctx context.Context, method, path, rawQuery string, hdr http.Header, body []byte, sourceIP string) *http.Request {
+	u := &url.URL{Path: path, RawQuery: rawQuery}
+	r := &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        hdr,
+		Host:          hdr.Get("Host"),
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		RemoteAddr:    net.JoinHostPort(sourceIP, "0"),
+		RequestURI:    u.RequestURI(),
+	}
+	hdr.Del("Host")
+	if len(body) == 0 {
+		r.Body = http.NoBody
+	}
+	return r.WithContext(ctx)
+}
+
+// responseBuffer collects the Server's response for a proxy response.
+type responseBuffer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *responseBuffer) Header() http.Header { return b.header }
+
+func (b *responseBuffer) WriteHeader(status int) {
+	if b.status == 0 && status >= 200 {
+		b.status = status
+	}
+}
+
+func (b *responseBuffer) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+// NoCache is a store.Cache that caches nothing. Lambda runs many
+// short-lived instances that share no memory: a record cached in one goes
+// stale when its agent reconnects through another, so every request reads
+// the record from DynamoDB (one GetItem).
+type NoCache struct{}
+
+func (NoCache) Get(context.Context, string) (store.Record, bool) { return store.Record{}, false }
+func (NoCache) Add(context.Context, store.Record)                {}
+func (NoCache) Remove(context.Context, string)                   {}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+
+	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/protocol"
+	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+)
+
+// Defaults of Relay's zero-valued fields.
+const (
+	// DefaultResponseTimeout stays under API Gateway's 29 s integration
+	// timeout, as the original's 25 s does.
+	DefaultResponseTimeout = 25 * time.Second
+	// DefaultPendingTTL is the pending row's lifetime, the original's.
+	DefaultPendingTTL = 30 * time.Second
+)
+
+// Relay implements tunnel.Relay for agents connected to an API Gateway
+// WebSocket API: it posts each public request to the agent's connection
+// through the Management API and waits for the response in the pending
+// table, where the $default invocations that receive the agent's messages
+// store it (see the package doc for the storage format).
+//
+// Store and Mgmt are required; the other fields have defaults. Fields must
+// not change after the first request. A Relay is safe for concurrent use.
+type Relay struct {
+	// Store holds tunnel records and pending requests.
+	Store *dynamostore.Store
+	// Mgmt posts to agent connections; its BaseEndpoint is the WebSocket
+	// API's management endpoint (https://{api}.execute-api.{region}.amazonaws.com/{stage}).
+	Mgmt *apigatewaymanagementapi.Client
+
+	// ResponseTimeout bounds the wait for the agent's response; past it
+	// the public client gets 504 gateway_timeout. Zero means
+	// DefaultResponseTimeout. It is also announced to agents, which give
+	// up on their local service at the same time.
+	ResponseTimeout time.Duration
+	// MaxBodyBytes caps request bodies (413 payload_too_large past it);
+	// it is announced to agents as the response body limit too. Zero
+	// means protocol.DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Wait tunes the polling of the pending table; the zero value uses
+	// dynamostore's defaults.
+	Wait dynamostore.WaitOptions
+}
+
+var _ tunnel.Relay = (*Relay)(nil)
+
+func (rl *Relay) responseTimeout() time.Duration {
+	if rl.ResponseTimeout > 0 {
+		return rl.ResponseTimeout
+	}
+	return DefaultResponseTimeout
+}
+
+func (rl *Relay) maxBody() int64 {
+	if rl.MaxBodyBytes > 0 {
+		return rl.MaxBodyBytes
+	}
+	return protocol.DefaultMaxBodyBytes
+}
+
+// pendingTTL outlives the wait, so a waiter never sees its row expire.
+func (rl *Relay) pendingTTL() time.Duration {
+	return max(DefaultPendingTTL, rl.responseTimeout()+5*time.Second)
+}
+
+// Forward implements tunnel.Relay. r's context bounds everything; the
+// wait for the response is bounded by ResponseTimeout too.
+func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Record) error {
+	ctx := r.Context()
+	limit := rl.maxBody()
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return publicError(tunnel.CodeInvalidRequest, fmt.Errorf("read request body: %w", err))
+	}
+	if int64(len(body)) > limit {
+		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("request body over %d bytes", limit))
+	}
+
+	id := randid.Hex(16)
+	req := &protocol.HTTPRequest{
+		RequestID: id,
+		Method:    r.Method,
+		URI:       r.URL.RequestURI(),
+		Headers:   requestHeaders(r),
+		Timestamp: time.Now().UnixMilli(),
+	}
+	msgs, err := protocol.SplitRequest(req, body, protocol.MaxMessageBytes)
+	if err != nil {
+		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("split request: %w", err))
+	}
+	if err := rl.Store.CreatePending(ctx, id, rec.ConnectionID, rl.pendingTTL()); err != nil {
+		return fmt.Errorf("create pending: %w", err)
+	}
+	// The rows go whatever happens; their ttl catches what this misses.
+	defer rl.Store.DeletePending(context.WithoutCancel(ctx), id)
+
+	for _, m := range msgs {
+		if err := post(ctx, rl.Mgmt, rec.ConnectionID, m); err != nil {
+			if isGone(err) {
+				// The agent left without its $disconnect having run yet,
+				// or the record is stale: it is no use to anyone.
+				rl.Store.Delete(context.WithoutCancel(ctx), rec.TunnelID, rec.ConnectionID)
+				return publicError(tunnel.CodeAgentUnavailable, fmt.Errorf("connection %s is gone: %w", rec.ConnectionID, err))
+			}
+			return fmt.Errorf("post request: %w", err)
+		}
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, rl.responseTimeout())
+	data, err := rl.Store.WaitResponse(wctx, id, rl.Wait)
+	cancel()
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, store.ErrNotFound):
+		return publicError(tunnel.CodeGatewayTimeout, fmt.Errorf("wait response: %w", err))
+	default:
+		return fmt.Errorf("wait response: %w", err)
+	}
+	head, respBody, err := parseStored(data)
+	if err != nil {
+		return err
+	}
+	if head.Error != "" {
+		return agentError(head.Error, head.Message)
+	}
+	h := w.Header()
+	for name, values := range head.Headers {
+		switch strings.ToLower(name) {
+		case "transfer-encoding", "connection", "keep-alive":
+			continue
+		case "content-length":
+			// The body is whole here: its length is known. A HEAD
+			// response has none, and keeps the length the agent gave.
+			if r.Method != http.MethodHead {
+				continue
+			}
+		}
+		h[http.CanonicalHeaderKey(name)] = append([]string(nil), values...)
+	}
+	if r.Method != http.MethodHead {
+		h.Set("Content-Length", strconv.Itoa(len(respBody)))
+	}
+	w.WriteHeader(head.StatusCode)
+	w.Write(respBody)
+	return nil
+}
+
+// requestHeaders returns r's headers as json mode carries them: lower-case
+// names, every value, and the host.
+func requestHeaders(r *http.Request) map[string][]string {
+	h := make(map[string][]string, len(r.Header)+1)
+	for name, values := range r.Header {
+		name = strings.ToLower(name)
+		h[name] = append(h[name], values...)
+	}
+	if r.Host != "" {
+		h["host"] = []string{r.Host}
+	}
+	return h
+}
+
+// post sends m to connection id.
+func post(ctx context.Context, mgmt *apigatewaymanagementapi.Client, id string, m protocol.Message) error {
+	b, err := protocol.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = mgmt.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
+		ConnectionId: aws.String(id),
+		Data:         b,
+	})
+	return err
+}
+
+func isGone(err error) bool {
+	var gone *types.GoneException
+	return errors.As(err, &gone)
+}
+
+// publicError is an *tunnel.Error of code with its sentinel's message.
+func publicError(code tunnel.Code, cause error) *tunnel.Error {
+	return &tunnel.Error{Code: code, Message: messageOf(code), Err: cause}
+}
+
+// agentError maps the code of an agent's error message to the public
+// error. Codes the gateway does not know become local_service_unavailable:
+// whatever went wrong, it went wrong behind the agent.
+func agentError(code, message string) *tunnel.Error {
+	c := tunnel.Code(code)
+	switch c {
+	case tunnel.CodeLocalServiceUnavailable, tunnel.CodeGatewayTimeout, tunnel.CodePayloadTooLarge,
+		tunnel.CodeInvalidRequest, tunnel.CodeAgentUnavailable, tunnel.CodeUnavailable:
+	default:
+		c = tunnel.CodeLocalServiceUnavailable
+	}
+	if c == tunnel.CodeUnavailable {
+		// The agent is shutting down, not the gateway.
+		c = tunnel.CodeAgentUnavailable
+	}
+	return publicError(c, fmt.Errorf("agent answered %s: %s", code, message))
+}
+
+func messageOf(code tunnel.Code) string {
+	for _, e := range []*tunnel.Error{
+		tunnel.ErrInvalidRequest, tunnel.ErrPayloadTooLarge, tunnel.ErrGatewayTimeout,
+		tunnel.ErrAgentUnavailable, tunnel.ErrLocalServiceUnavailable, tunnel.ErrInternal,
+	} {
+		if e.Code == code {
+			return e.Message
+		}
+	}
+	return tunnel.ErrInternal.Message
+}
