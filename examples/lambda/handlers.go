@@ -274,6 +274,7 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 	}
 	rec := store.Record{
 		ConnectionID: connID,
+		Node:         agentVersionNode(m.Version),
 		Owner:        ownerOf("", resume),
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(ttl),
@@ -352,6 +353,31 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 		}
 		delay *= 2
 	}
+}
+
+// The adapter has no gateway nodes, so a record's Node holds the protocol
+// version the agent announced in its ready: "protocol-v<N>". The relay
+// reads it to keep chunked messages from version 0 agents (see the package
+// doc). A Node in another form, such as the empty one of a record written
+// by an older release, counts as version 0: a request that fits one
+// message works with every agent, and one that does not is refused rather
+// than sent in a form the agent may not understand.
+const agentVersionPrefix = "protocol-v"
+
+// agentVersionNode is the Node recording an agent's announced version,
+// capped at the version this package speaks.
+func agentVersionNode(version int) string {
+	return agentVersionPrefix + strconv.Itoa(min(max(version, 0), protocol.Version))
+}
+
+// agentVersion is the protocol version recorded in rec's Node; 0 when it
+// records none.
+func agentVersion(rec store.Record) int {
+	v, err := strconv.Atoi(strings.TrimPrefix(rec.Node, agentVersionPrefix))
+	if err != nil || !strings.HasPrefix(rec.Node, agentVersionPrefix) || v < 0 {
+		return 0
+	}
+	return v
 }
 
 // publicURL is the tunnel's URL: its subdomain when the Server routes by
@@ -508,10 +534,26 @@ func eventBody(body string, isBase64 bool) ([]byte, error) {
 }
 
 // responseBody encodes b for a proxy response: as is when it is UTF-8
-// text, base64 otherwise.
+// text whose JSON encoding stays no larger than base64 would be, base64
+// otherwise. encoding/json writes control characters and <, >, & as six
+// bytes each, so a "text" body of NULs would grow sixfold and could push
+// the function's response over Lambda's 6 MB limit.
 func responseBody(b []byte) (string, bool) {
 	if utf8.Valid(b) {
-		return string(b), false
+		size := 0
+		for _, c := range b {
+			switch {
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				size += 6
+			case c == '"' || c == '\\':
+				size += 2
+			default:
+				size++
+			}
+		}
+		if size <= base64.StdEncoding.EncodedLen(len(b)) {
+			return string(b), false
+		}
 	}
 	return base64.StdEncoding.EncodeToString(b), true
 }
