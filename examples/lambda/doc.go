@@ -16,7 +16,8 @@
 //	WebSocket $default     one agent message per invocation:
 //	  ready                choose the tunnel ID (resumed tunnel, requested
 //	                       name, or 16 generated characters of [a-z0-9]),
-//	                       Put the record, post connection_established
+//	                       Put the record (with the agent's protocol
+//	                       version), post connection_established
 //	  http_response        store the response, or one chunk of it, in the
 //	                       pending table
 //	  error                store it as the response: the public client gets
@@ -43,7 +44,8 @@
 // one to store the response, one to delete the rows, plus the polls
 // (usually one read). Bodies larger than one 128 KiB WebSocket message
 // cross as chunks in both directions, up to 2 MiB
-// (protocol.DefaultMaxBodyBytes).
+// (protocol.DefaultMaxBodyBytes), with agents of protocol version 1 (see
+// Original agents below).
 //
 // When the agent is gone: a post answered GoneException (the agent left
 // and its $disconnect has not run yet) deletes the record and answers 502
@@ -55,6 +57,55 @@
 // the SHA-256 of "\x00" + resume token (hex). The subject authenticated at
 // $connect is not part of it, because $default events carry no headers to
 // authenticate again; the resume token alone proves ownership.
+//
+// # Original agents
+//
+// Agents of the original http-tunnel (the Rust ttf agent among them) speak
+// protocol version 0: they offer no subprotocol at $connect (none is
+// selected), send ready without a version, and know http_request and
+// http_response without chunk fields. They are served like current agents,
+// with two differences: connection_established carries no version, and a
+// request whose http_request would not fit one message
+// (protocol.MaxMessageBytes, 128 KiB encoded, so a body of about 95 KiB)
+// is answered 413 payload_too_large before anything is posted, since such
+// an agent would take the first chunk for the whole body. Their responses
+// are single messages, which the relay stores as chunk 0 of 1.
+//
+// The version is kept in the tunnel record. The adapter has no gateway
+// nodes, so the record's Node holds the version the agent announced, capped
+// at protocol.Version, as "protocol-v<N>" ("protocol-v0", "protocol-v1").
+// A Node in any other form, such as the empty one of a record written by an
+// earlier release, counts as version 0: requests that fit one message still
+// work, and larger ones are refused rather than risked.
+//
+// # Telemetry
+//
+// Logs are JSON lines (slog.JSONHandler) on stdout, which Lambda sends to
+// CloudWatch Logs.
+//
+// Metrics are the library's (observability's instruments, through
+// Server.MeterProvider), written to stdout in CloudWatch Embedded Metric
+// Format by EMFExporter at the end of every invocation, under the
+// namespace HttpTunnel. CloudWatch extracts them from the log lines; no
+// PutMetricData permission or agent is needed. ErrorOccurred has the
+// dimension error.code; every other metric is published without
+// dimensions, its attributes (method, status code, ...) summed. Counters
+// are the counts of the invocation; histograms (RequestLatency,
+// StoreOperationLatency, in milliseconds) carry exact minimum, maximum,
+// sum and count, and approximate percentiles (see EMFExporter).
+//
+// Traces are off unless TUNNEL_XRAY=1. Then Server.TracerProvider is an
+// OpenTelemetry SDK provider whose trace IDs X-Ray accepts (their first 4
+// bytes are the Unix time in seconds: XRayIDGenerator), and the
+// propagator, global and observability.Propagator alike, reads and writes
+// the X-Amzn-Trace-Id header (XRayPropagator) as well as W3C trace context
+// and baggage, so a request's span joins the trace API Gateway or a caller
+// started. The function links no X-Ray exporter: spans leave through OTLP
+// over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, typically to the collector
+// of the ADOT Lambda layer (http://localhost:4318), which sends them on to
+// X-Ray; the batch is flushed at the end of every invocation. Without an
+// endpoint spans are not exported.
 //
 // # Storage format of a response
 //
@@ -100,6 +151,11 @@
 //	                            empty admits every agent
 //	TUNNEL_DYNAMODB_ENDPOINT    optional: DynamoDB endpoint override (local
 //	                            development)
+//	TUNNEL_XRAY                 optional: 1 turns on tracing with X-Ray
+//	                            trace IDs and X-Amzn-Trace-Id propagation
+//	OTEL_EXPORTER_OTLP_ENDPOINT optional, with TUNNEL_XRAY=1: where spans are
+//	                            exported (OTLP over HTTP); the exporter's
+//	                            other OTEL_EXPORTER_OTLP_* variables apply
 //
 // The function needs dynamodb:GetItem, PutItem, UpdateItem, DeleteItem,
 // BatchGetItem, BatchWriteItem and Scan (cleanup) on both tables, and

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -16,8 +17,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
@@ -32,13 +39,89 @@ var (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	// Logs and metrics share stdout, which Lambda sends to CloudWatch
+	// Logs: JSON log lines, and EMF lines from which CloudWatch extracts
+	// the metrics.
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	h, err := handlerFromEnv(os.Getenv, log)
 	if err != nil {
 		log.Error("configuration", slog.Any("err", err))
 		os.Exit(1)
 	}
-	lambda.Start(h.Invoke)
+	mp := newMeterProvider(os.Stdout)
+	h.Server.MeterProvider = mp
+	flush := mp.ForceFlush
+	tp, err := tracerProviderFromEnv(context.Background(), os.Getenv)
+	if err != nil {
+		log.Error("configuration", slog.Any("err", err))
+		os.Exit(1)
+	}
+	if tp != nil {
+		h.Server.TracerProvider = tp
+		// The library extracts and injects with observability.Propagator;
+		// other instrumentation uses the global one.
+		observability.Propagator = xrayPropagator
+		otel.SetTextMapPropagator(xrayPropagator)
+		flush = func(ctx context.Context) error {
+			return errors.Join(mp.ForceFlush(ctx), tp.ForceFlush(ctx))
+		}
+	}
+	lambda.Start(flushAfter(h.Invoke, flush, log))
+}
+
+// xrayPropagator reads and writes X-Amzn-Trace-Id, W3C trace context and
+// baggage. On extraction a traceparent header, when present, wins over
+// X-Amzn-Trace-Id.
+var xrayPropagator = propagation.NewCompositeTextMapPropagator(
+	XRayPropagator{}, propagation.TraceContext{}, propagation.Baggage{})
+
+// tracerProviderFromEnv returns the X-Ray-compatible tracer provider when
+// TUNNEL_XRAY is 1, nil otherwise. Its trace IDs are XRayIDGenerator's.
+// Spans are exported with OTLP over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT
+// or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (the ADOT Lambda layer's
+// collector listens on localhost:4318 and forwards to X-Ray); the exporter
+// reads its other settings from the OTEL_EXPORTER_OTLP_* variables.
+// Without an endpoint spans are not exported, but the trace context still
+// reaches agents and services behind them. ctx bounds the exporter's
+// construction.
+func tracerProviderFromEnv(ctx context.Context, getenv func(string) string) (*sdktrace.TracerProvider, error) {
+	if getenv("TUNNEL_XRAY") != "1" {
+		return nil, nil
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithIDGenerator(XRayIDGenerator{})}
+	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("otlp trace exporter: %w", err)
+		}
+		// Batched, and flushed at the end of every invocation.
+		opts = append(opts, sdktrace.WithBatcher(exp))
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// newMeterProvider returns the function's meter provider: its metrics go
+// to w as EMF (see EMFExporter) when the provider is flushed, at the end of
+// every invocation. The periodic export is a fallback, hourly, since an
+// instance is frozen between invocations and its timer cannot be relied
+// on.
+func newMeterProvider(w io.Writer) *sdkmetric.MeterProvider {
+	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(
+		sdkmetric.NewPeriodicReader(NewEMFExporter(w), sdkmetric.WithInterval(time.Hour))))
+}
+
+// flushAfter wraps invoke so that flush runs after every invocation,
+// before Lambda may freeze the instance. The flush is not bounded by the
+// invocation's context, which may be about to expire; it writes to stdout
+// and takes no time to speak of.
+func flushAfter(invoke func(context.Context, json.RawMessage) (any, error), flush func(context.Context) error, log *slog.Logger) func(context.Context, json.RawMessage) (any, error) {
+	return func(ctx context.Context, raw json.RawMessage) (any, error) {
+		resp, err := invoke(ctx, raw)
+		if ferr := flush(context.WithoutCancel(ctx)); ferr != nil {
+			log.Warn("flush telemetry", slog.Any("err", ferr))
+		}
+		return resp, err
+	}
 }
 
 // handlerFromEnv builds the Handler from the environment variables listed

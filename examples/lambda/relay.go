@@ -105,6 +105,11 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 	if err != nil {
 		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("split request: %w", err))
 	}
+	if len(msgs) > 1 && agentVersion(rec) < 1 {
+		// A version 0 agent knows no chunk fields: it would take the
+		// first piece for the whole body.
+		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("request needs %d messages; the agent of tunnel %s speaks protocol version 0, which has no chunking", len(msgs), rec.TunnelID))
+	}
 	if err := rl.Store.CreatePending(ctx, id, rec.ConnectionID, rl.pendingTTL()); err != nil {
 		return fmt.Errorf("create pending: %w", err)
 	}
