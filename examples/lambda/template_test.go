@@ -1,0 +1,804 @@
+package main
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/http-tunnel/tunnel/observability"
+	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+)
+
+// The tests below check template.yaml, the SAM template of the function,
+// against the code: the environment variables main.go reads, the tables,
+// keys and index of dynamostore and dynamolimit, the DynamoDB calls they
+// make, the scheduled event Invoke recognises and the metric names of
+// package observability.
+
+// envNotInTemplate are the variables main.go reads that the template must
+// not set: Lambda sets the first four itself (they are reserved), and the
+// endpoint override is for local development only.
+var envNotInTemplate = []string{
+	"AWS_REGION",
+	"AWS_ACCESS_KEY_ID",
+	"AWS_SECRET_ACCESS_KEY",
+	"AWS_SESSION_TOKEN",
+	"TUNNEL_DYNAMODB_ENDPOINT",
+}
+
+// envOptionalPrefix starts the OpenTelemetry SDK's own variables, which
+// main.go may read and which belong to the collector layer that a
+// deployment adds for tracing, not to the template.
+const envOptionalPrefix = "OTEL_"
+
+// adminOps are DynamoDB calls that only CreateTables and CreateTable make
+// (development and tests); the deployed function never does.
+var adminOps = map[string]bool{
+	"CreateTable":        true,
+	"DescribeTable":      true,
+	"DeleteTable":        true,
+	"DescribeTimeToLive": true,
+	"UpdateTimeToLive":   true,
+}
+
+// cfnTemplate is template.yaml, parsed.
+type cfnTemplate struct {
+	root *yaml.Node // the top-level mapping
+}
+
+func loadTemplate(t *testing.T) cfnTemplate {
+	t.Helper()
+	b, err := os.ReadFile("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("template.yaml: %v", err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		t.Fatal("template.yaml is not one mapping")
+	}
+	return cfnTemplate{root: doc.Content[0]}
+}
+
+// get follows a path of mapping keys from n; nil when any is missing.
+func get(n *yaml.Node, path ...string) *yaml.Node {
+	for _, key := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		n = next
+	}
+	return n
+}
+
+// keys lists the keys of mapping n.
+func keys(n *yaml.Node) []string {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	var ks []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		ks = append(ks, n.Content[i].Value)
+	}
+	return ks
+}
+
+// text is a scalar as a string, a short-form intrinsic included: "!Ref X"
+// for a tagged scalar, the plain value otherwise. Anything else is "".
+func text(n *yaml.Node) string {
+	if n == nil || n.Kind != yaml.ScalarNode {
+		return ""
+	}
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		return n.Tag + " " + n.Value
+	}
+	return n.Value
+}
+
+// list is the elements of sequence n, or n alone when it is a scalar (as
+// IAM's Action and Resource may be).
+func list(n *yaml.Node) []*yaml.Node {
+	switch {
+	case n == nil:
+		return nil
+	case n.Kind == yaml.SequenceNode:
+		return n.Content
+	default:
+		return []*yaml.Node{n}
+	}
+}
+
+func (c cfnTemplate) resource(t *testing.T, name, typ string) *yaml.Node {
+	t.Helper()
+	r := get(c.root, "Resources", name)
+	if r == nil {
+		t.Fatalf("template has no resource %s", name)
+	}
+	if got := text(get(r, "Type")); got != typ {
+		t.Fatalf("resource %s has type %q, want %q", name, got, typ)
+	}
+	return get(r, "Properties")
+}
+
+// resourcesOfType lists the names of the resources of type typ.
+func (c cfnTemplate) resourcesOfType(typ string) []string {
+	var names []string
+	res := get(c.root, "Resources")
+	for _, name := range keys(res) {
+		if text(get(res, name, "Type")) == typ {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func (c cfnTemplate) function(t *testing.T) *yaml.Node {
+	t.Helper()
+	fns := c.resourcesOfType("AWS::Serverless::Function")
+	if len(fns) != 1 || fns[0] != "TunnelFunction" {
+		t.Fatalf("functions %v, want [TunnelFunction]", fns)
+	}
+	return c.resource(t, "TunnelFunction", "AWS::Serverless::Function")
+}
+
+// parseGo parses the non-test Go files of dir.
+func parseGo(t *testing.T, dir string) []*ast.File {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no Go files in %s", dir)
+	}
+	return files
+}
+
+// stringLit is the value of a string literal expression.
+func stringLit(e ast.Expr) (string, bool) {
+	lit, ok := e.(*ast.BasicLit)
+	if !ok || lit.Kind != token.STRING {
+		return "", false
+	}
+	s, err := strconv.Unquote(lit.Value)
+	return s, err == nil
+}
+
+// envReads lists the variables the package reads: the literal arguments
+// of its getenv(...) and os.Getenv(...) calls (main.go's handlerFromEnv and
+// whatever else takes a getenv function).
+func envReads(t *testing.T) map[string]bool {
+	t.Helper()
+	vars := make(map[string]bool)
+	for _, f := range parseGo(t, ".") {
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 1 {
+				return true
+			}
+			name := ""
+			switch fn := call.Fun.(type) {
+			case *ast.Ident:
+				name = fn.Name
+			case *ast.SelectorExpr:
+				name = fn.Sel.Name
+			}
+			if name == "getenv" || name == "Getenv" {
+				if s, ok := stringLit(call.Args[0]); ok {
+					vars[s] = true
+				}
+			}
+			return true
+		})
+	}
+	if len(vars) == 0 {
+		t.Fatal("found no environment variables in the package")
+	}
+	return vars
+}
+
+// stringConsts is every string constant declared in the non-test files of
+// dir, by name.
+func stringConsts(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	consts := make(map[string]string)
+	for _, f := range parseGo(t, dir) {
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, name := range vs.Names {
+					if i < len(vs.Values) {
+						if s, ok := stringLit(vs.Values[i]); ok {
+							consts[name.Name] = s
+						}
+					}
+				}
+			}
+		}
+	}
+	return consts
+}
+
+// clientOps lists, as IAM actions, the DynamoDB operations the non-test
+// files of dir call through a field named client (s.client.GetItem(...)),
+// table administration left out.
+func clientOps(t *testing.T, dir string) []string {
+	t.Helper()
+	set := make(map[string]bool)
+	for _, f := range parseGo(t, dir) {
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			recv, ok := sel.X.(*ast.SelectorExpr)
+			if ok && recv.Sel.Name == "client" && !adminOps[sel.Sel.Name] {
+				set["dynamodb:"+sel.Sel.Name] = true
+			}
+			return true
+		})
+	}
+	ops := make([]string, 0, len(set))
+	for op := range set {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	if len(ops) == 0 {
+		t.Fatalf("found no DynamoDB calls in %s", dir)
+	}
+	return ops
+}
+
+func TestTemplateFunction(t *testing.T) {
+	c := loadTemplate(t)
+	if got := text(get(c.root, "Transform")); got != "AWS::Serverless-2016-10-31" {
+		t.Errorf("Transform %q", got)
+	}
+	fn := c.function(t)
+	for key, want := range map[string]string{
+		"Handler":    "bootstrap",
+		"Runtime":    "provided.al2023",
+		"Timeout":    "30",
+		"MemorySize": "256",
+	} {
+		if got := text(get(fn, key)); got != want {
+			t.Errorf("function %s = %q, want %q", key, got, want)
+		}
+	}
+	if archs := list(get(fn, "Architectures")); len(archs) != 1 || text(archs[0]) != "arm64" {
+		t.Errorf("function Architectures, want [arm64]")
+	}
+	if text(get(fn, "CodeUri")) == "" {
+		t.Error("function has no CodeUri")
+	}
+}
+
+func TestTemplateEnvironment(t *testing.T) {
+	c := loadTemplate(t)
+	env := get(c.function(t), "Environment", "Variables")
+	if env == nil {
+		t.Fatal("function has no Environment Variables")
+	}
+	reads := envReads(t)
+	set := make(map[string]bool)
+	for _, name := range keys(env) {
+		set[name] = true
+		if !reads[name] {
+			t.Errorf("template sets %s, which the function does not read", name)
+		}
+	}
+	for _, name := range envNotInTemplate {
+		if !reads[name] {
+			t.Errorf("the function no longer reads %s; update envNotInTemplate", name)
+		}
+		if set[name] {
+			t.Errorf("template sets %s, which it must leave to Lambda or to local development", name)
+		}
+	}
+	for name := range reads {
+		if !set[name] && !slices.Contains(envNotInTemplate, name) && !strings.HasPrefix(name, envOptionalPrefix) {
+			t.Errorf("the function reads %s, which the template does not set", name)
+		}
+	}
+
+	for name, want := range map[string]string{
+		"TUNNEL_CONNECTIONS_TABLE":   "!Ref ConnectionsTable",
+		"TUNNEL_PENDING_TABLE":       "!Ref PendingTable",
+		"TUNNEL_RATELIMIT_TABLE":     "!Ref RateLimitTable",
+		"TUNNEL_TUNNEL_INDEX":        dynamostore.DefaultTunnelIndex,
+		"TUNNEL_BASE_URL":            "!GetAtt HttpApi.ApiEndpoint",
+		"TUNNEL_TOKENS":              "!Ref AgentTokens",
+		"TUNNEL_DOMAIN":              "!Ref TunnelDomain",
+		"TUNNEL_MANAGEMENT_ENDPOINT": "!Sub https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${StageName}",
+	} {
+		if got := text(get(env, name)); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if got, want := text(get(c.root, "Outputs", "ManagementEndpoint", "Value")), text(get(env, "TUNNEL_MANAGEMENT_ENDPOINT")); got != want {
+		t.Errorf("output ManagementEndpoint %q, want %q", got, want)
+	}
+}
+
+// keySchema checks that table's key is the single partition key attr of
+// type S, and returns its attribute definitions.
+func keySchema(t *testing.T, name string, props *yaml.Node, attr string) map[string]string {
+	t.Helper()
+	ks := list(get(props, "KeySchema"))
+	if len(ks) != 1 || text(get(ks[0], "AttributeName")) != attr || text(get(ks[0], "KeyType")) != "HASH" {
+		t.Errorf("%s: key schema is not the partition key %q alone", name, attr)
+	}
+	defs := make(map[string]string)
+	for _, d := range list(get(props, "AttributeDefinitions")) {
+		defs[text(get(d, "AttributeName"))] = text(get(d, "AttributeType"))
+	}
+	if defs[attr] != "S" {
+		t.Errorf("%s: attribute %q is not defined as S (definitions %v)", name, attr, defs)
+	}
+	if got := text(get(props, "BillingMode")); got != "PAY_PER_REQUEST" {
+		t.Errorf("%s: BillingMode %q, want PAY_PER_REQUEST", name, got)
+	}
+	return defs
+}
+
+func checkTTL(t *testing.T, name string, props *yaml.Node, attr string) {
+	t.Helper()
+	ttl := get(props, "TimeToLiveSpecification")
+	if text(get(ttl, "AttributeName")) != attr || text(get(ttl, "Enabled")) != "true" {
+		t.Errorf("%s: TTL is not enabled on %q", name, attr)
+	}
+}
+
+func TestTemplateTables(t *testing.T) {
+	c := loadTemplate(t)
+	attrs := stringConsts(t, filepath.Join("..", "..", "store", "dynamostore"))
+	attr := func(name string) string {
+		s, ok := attrs[name]
+		if !ok {
+			t.Fatalf("dynamostore has no constant %s", name)
+		}
+		return s
+	}
+	connID, tunnelID, requestID, ttl := attr("attrConnectionID"), attr("attrTunnelID"), attr("attrRequestID"), attr("attrTTL")
+
+	conn := c.resource(t, "ConnectionsTable", "AWS::DynamoDB::Table")
+	if got := text(get(conn, "TableName")); !strings.HasPrefix(got, "!Sub "+dynamostore.DefaultConnectionsTable+"${") {
+		t.Errorf("ConnectionsTable name %q does not start with %q", got, dynamostore.DefaultConnectionsTable)
+	}
+	defs := keySchema(t, "ConnectionsTable", conn, connID)
+	if defs[tunnelID] != "S" || len(defs) != 2 {
+		t.Errorf("ConnectionsTable: attribute definitions %v, want %s and %s, both S", defs, connID, tunnelID)
+	}
+	gsis := list(get(conn, "GlobalSecondaryIndexes"))
+	if len(gsis) != 1 {
+		t.Fatalf("ConnectionsTable has %d global secondary indexes, want 1", len(gsis))
+	}
+	gsi := gsis[0]
+	if got := text(get(gsi, "IndexName")); got != dynamostore.DefaultTunnelIndex {
+		t.Errorf("index name %q, want %q", got, dynamostore.DefaultTunnelIndex)
+	}
+	if ks := list(get(gsi, "KeySchema")); len(ks) != 1 || text(get(ks[0], "AttributeName")) != tunnelID || text(get(ks[0], "KeyType")) != "HASH" {
+		t.Errorf("index key is not %q alone", tunnelID)
+	}
+	if got := text(get(gsi, "Projection", "ProjectionType")); got != "ALL" {
+		t.Errorf("index projection %q, want ALL", got)
+	}
+	checkTTL(t, "ConnectionsTable", conn, ttl)
+
+	pending := c.resource(t, "PendingTable", "AWS::DynamoDB::Table")
+	if got := text(get(pending, "TableName")); !strings.HasPrefix(got, "!Sub "+dynamostore.DefaultPendingTable+"${") {
+		t.Errorf("PendingTable name %q does not start with %q", got, dynamostore.DefaultPendingTable)
+	}
+	if defs := keySchema(t, "PendingTable", pending, requestID); len(defs) != 1 {
+		t.Errorf("PendingTable: attribute definitions %v, want %s alone", defs, requestID)
+	}
+	checkTTL(t, "PendingTable", pending, ttl)
+
+	limits := c.resource(t, "RateLimitTable", "AWS::DynamoDB::Table")
+	if defs := keySchema(t, "RateLimitTable", limits, dynamolimit.KeyAttribute); len(defs) != 1 {
+		t.Errorf("RateLimitTable: attribute definitions %v, want %s alone", defs, dynamolimit.KeyAttribute)
+	}
+	if dynamolimit.CountAttribute == dynamolimit.KeyAttribute {
+		t.Error("dynamolimit's count attribute is its key")
+	}
+	checkTTL(t, "RateLimitTable", limits, dynamolimit.TTLAttribute)
+
+	if tables := c.resourcesOfType("AWS::DynamoDB::Table"); len(tables) != 3 {
+		t.Errorf("tables %v, want ConnectionsTable, PendingTable and RateLimitTable", tables)
+	}
+}
+
+func TestTemplatePermissions(t *testing.T) {
+	c := loadTemplate(t)
+	storeOps := clientOps(t, filepath.Join("..", "..", "store", "dynamostore"))
+	limitOps := clientOps(t, filepath.Join("..", "..", "ratelimit", "dynamolimit"))
+	for _, op := range []string{"dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem"} {
+		if !slices.Contains(storeOps, op) {
+			t.Fatalf("dynamostore calls %v, without %s", storeOps, op)
+		}
+	}
+
+	// Granted actions by resource.
+	granted := make(map[string][]string)
+	policies := list(get(c.function(t), "Policies"))
+	if len(policies) == 0 {
+		t.Fatal("function has no Policies")
+	}
+	for _, p := range policies {
+		if p.Kind != yaml.MappingNode {
+			t.Errorf("policy %q: only inline policy documents keep the grants exact", text(p))
+			continue
+		}
+		for _, st := range list(get(p, "Statement")) {
+			if text(get(st, "Effect")) != "Allow" {
+				t.Errorf("statement %s is not Allow", text(get(st, "Sid")))
+			}
+			for _, r := range list(get(st, "Resource")) {
+				res := text(r)
+				if res == "" || strings.Contains(res, "*") && !strings.Contains(res, "@connections/*") {
+					t.Errorf("statement %s: resource %q is not exact", text(get(st, "Sid")), res)
+				}
+				for _, a := range list(get(st, "Action")) {
+					if strings.Contains(text(a), "*") {
+						t.Errorf("statement %s: wildcard action %q", text(get(st, "Sid")), text(a))
+					}
+					granted[res] = append(granted[res], text(a))
+				}
+			}
+		}
+	}
+
+	mgmt := "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/POST/@connections/*"
+	want := map[string][]string{
+		"!GetAtt ConnectionsTable.Arn": storeOps,
+		"!GetAtt PendingTable.Arn":     storeOps,
+		"!Sub ${ConnectionsTable.Arn}/index/" + dynamostore.DefaultTunnelIndex: {"dynamodb:Query"},
+		"!GetAtt RateLimitTable.Arn": limitOps,
+		mgmt:                         {"execute-api:ManageConnections"},
+	}
+	for res, actions := range granted {
+		sort.Strings(actions)
+		w, ok := want[res]
+		if !ok {
+			t.Errorf("unexpected resource %q with %v", res, actions)
+			continue
+		}
+		if !slices.Equal(actions, w) {
+			t.Errorf("%s: granted %v, want %v", res, actions, w)
+		}
+	}
+	for res := range want {
+		if _, ok := granted[res]; !ok {
+			t.Errorf("nothing granted on %s", res)
+		}
+	}
+
+	// Only PostToConnection is used, which the POST in the resource covers.
+	for _, f := range parseGo(t, ".") {
+		ast.Inspect(f, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok && (sel.Sel.Name == "DeleteConnection" || sel.Sel.Name == "GetConnection") {
+				t.Errorf("the package calls %s; grant ManageConnections beyond POST", sel.Sel.Name)
+			}
+			return true
+		})
+	}
+}
+
+func TestTemplateAPIs(t *testing.T) {
+	c := loadTemplate(t)
+	ws := c.resource(t, "WebSocketApi", "AWS::ApiGatewayV2::Api")
+	if text(get(ws, "ProtocolType")) != "WEBSOCKET" {
+		t.Error("WebSocketApi is not a WEBSOCKET API")
+	}
+	httpAPI := c.resource(t, "HttpApi", "AWS::ApiGatewayV2::Api")
+	if text(get(httpAPI, "ProtocolType")) != "HTTP" {
+		t.Error("HttpApi is not an HTTP API")
+	}
+
+	// Routes by API, each to an AWS_PROXY integration of the function.
+	routes := map[string][]string{}
+	for _, name := range c.resourcesOfType("AWS::ApiGatewayV2::Route") {
+		r := c.resource(t, name, "AWS::ApiGatewayV2::Route")
+		api := text(get(r, "ApiId"))
+		routes[api] = append(routes[api], text(get(r, "RouteKey")))
+		target := text(get(r, "Target"))
+		integ, ok := strings.CutPrefix(target, "!Sub integrations/${")
+		integ = strings.TrimSuffix(integ, "}")
+		if !ok {
+			t.Errorf("route %s: target %q", name, target)
+			continue
+		}
+		ip := c.resource(t, integ, "AWS::ApiGatewayV2::Integration")
+		if text(get(ip, "IntegrationType")) != "AWS_PROXY" || !strings.Contains(text(get(ip, "IntegrationUri")), "TunnelFunction.Arn") {
+			t.Errorf("integration %s is not an AWS_PROXY integration of TunnelFunction", integ)
+		}
+		if text(get(ip, "ApiId")) != api {
+			t.Errorf("route %s and integration %s belong to different APIs", name, integ)
+		}
+		if api == "!Ref HttpApi" && text(get(ip, "PayloadFormatVersion")) != "2.0" {
+			t.Errorf("integration %s: payload format %q, want 2.0", integ, text(get(ip, "PayloadFormatVersion")))
+		}
+	}
+	for api, want := range map[string][]string{
+		"!Ref WebSocketApi": {"$connect", "$default", "$disconnect"},
+		"!Ref HttpApi":      {"$default"},
+	} {
+		got := routes[api]
+		sort.Strings(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s routes %v, want %v", api, got, want)
+		}
+	}
+
+	stages := map[string]*yaml.Node{}
+	for _, name := range c.resourcesOfType("AWS::ApiGatewayV2::Stage") {
+		s := c.resource(t, name, "AWS::ApiGatewayV2::Stage")
+		stages[text(get(s, "ApiId"))] = s
+		if text(get(s, "AutoDeploy")) != "true" {
+			t.Errorf("stage %s does not deploy automatically", name)
+		}
+	}
+	if s := stages["!Ref WebSocketApi"]; text(get(s, "StageName")) != "!Ref StageName" {
+		t.Error("WebSocketApi has no stage named by the StageName parameter")
+	}
+	if s := stages["!Ref HttpApi"]; text(get(s, "StageName")) != "$default" {
+		t.Error("HttpApi has no $default stage")
+	}
+
+	perms := map[string]bool{}
+	for _, name := range c.resourcesOfType("AWS::Lambda::Permission") {
+		p := c.resource(t, name, "AWS::Lambda::Permission")
+		if text(get(p, "FunctionName")) == "!Ref TunnelFunction" && text(get(p, "Principal")) == "apigateway.amazonaws.com" {
+			for _, api := range []string{"WebSocketApi", "HttpApi"} {
+				if strings.Contains(text(get(p, "SourceArn")), "${"+api+"}/") {
+					perms[api] = true
+				}
+			}
+		}
+	}
+	if !perms["WebSocketApi"] || !perms["HttpApi"] {
+		t.Errorf("invoke permissions %v, want both APIs", perms)
+	}
+
+	if got := text(get(c.root, "Outputs", "WebSocketURL", "Value")); !strings.HasPrefix(got, "!Sub wss://${WebSocketApi}.") || !strings.HasSuffix(got, "/${StageName}") {
+		t.Errorf("output WebSocketURL %q", got)
+	}
+	if got := text(get(c.root, "Outputs", "HttpApiURL", "Value")); got != "!GetAtt HttpApi.ApiEndpoint" {
+		t.Errorf("output HttpApiURL %q", got)
+	}
+}
+
+func TestTemplateSchedule(t *testing.T) {
+	c := loadTemplate(t)
+	events := get(c.function(t), "Events")
+	found := false
+	for _, name := range keys(events) {
+		ev := get(events, name)
+		if text(get(ev, "Type")) != "Schedule" {
+			continue
+		}
+		found = true
+		if got := text(get(ev, "Properties", "Schedule")); got != "rate(15 minutes)" {
+			t.Errorf("schedule %s: %q, want rate(15 minutes)", name, got)
+		}
+		if get(ev, "Properties", "Input") != nil {
+			t.Errorf("schedule %s has an Input: the function recognises the scheduled event itself", name)
+		}
+	}
+	if !found {
+		t.Fatal("template has no Schedule event")
+	}
+
+	// Invoke must still recognise the scheduled event by its source.
+	recognised := false
+	for _, f := range parseGo(t, ".") {
+		ast.Inspect(f, func(n ast.Node) bool {
+			if s, ok := stringLit(asExpr(n)); ok && s == "aws.events" {
+				recognised = true
+			}
+			return true
+		})
+	}
+	if !recognised {
+		t.Error(`the package does not recognise events of source "aws.events"`)
+	}
+}
+
+func asExpr(n ast.Node) ast.Expr {
+	e, _ := n.(ast.Expr)
+	return e
+}
+
+// subVar matches a variable of Fn::Sub; "${!" is a literal.
+var subVar = regexp.MustCompile(`\$\{([^!}][^}]*)\}`)
+
+func TestTemplateReferences(t *testing.T) {
+	c := loadTemplate(t)
+	known := map[string]bool{}
+	for _, n := range keys(get(c.root, "Resources")) {
+		known[n] = true
+	}
+	for _, n := range keys(get(c.root, "Parameters")) {
+		known[n] = true
+	}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.ScalarNode {
+			var names []string
+			switch n.Tag {
+			case "!Ref":
+				names = []string{n.Value}
+			case "!GetAtt":
+				names = []string{strings.SplitN(n.Value, ".", 2)[0]}
+			case "!Sub":
+				for _, m := range subVar.FindAllStringSubmatch(n.Value, -1) {
+					names = append(names, strings.SplitN(m[1], ".", 2)[0])
+				}
+			}
+			for _, name := range names {
+				if !known[name] && !strings.HasPrefix(name, "AWS::") {
+					t.Errorf("line %d: %s refers to unknown %q", n.Line, n.Tag, name)
+				}
+			}
+		}
+		for _, child := range n.Content {
+			walk(child)
+		}
+	}
+	walk(c.root)
+}
+
+func TestTemplateDashboard(t *testing.T) {
+	c := loadTemplate(t)
+	body := get(c.resource(t, "Dashboard", "AWS::CloudWatch::Dashboard"), "DashboardBody")
+	if body == nil || body.Tag != "!Sub" {
+		t.Fatal("DashboardBody is not a !Sub string")
+	}
+	// A naive Fn::Sub: every variable becomes a plain word.
+	src := subVar.ReplaceAllString(body.Value, "value")
+	var dash struct {
+		Widgets []struct {
+			Type       string `json:"type"`
+			Properties struct {
+				Title   string  `json:"title"`
+				Metrics [][]any `json:"metrics"`
+			} `json:"properties"`
+		} `json:"widgets"`
+	}
+	if err := json.Unmarshal([]byte(src), &dash); err != nil {
+		t.Fatalf("DashboardBody is not JSON after substitution: %v", err)
+	}
+	if len(dash.Widgets) == 0 {
+		t.Fatal("dashboard has no widgets")
+	}
+	// Charted metrics by namespace, and the expressions.
+	charted := map[string]bool{}
+	var exprs []string
+	for _, w := range dash.Widgets {
+		for _, m := range w.Properties.Metrics {
+			if len(m) >= 2 {
+				ns, _ := m[0].(string)
+				name, _ := m[1].(string)
+				charted[ns+" "+name] = true
+			}
+			for _, e := range m {
+				if opts, ok := e.(map[string]any); ok {
+					if ex, ok := opts["expression"].(string); ok {
+						exprs = append(exprs, ex)
+					}
+				}
+			}
+		}
+	}
+	for _, name := range []string{
+		observability.MetricConnectionEstablished,
+		observability.MetricConnectionClosed,
+		observability.MetricRequestForwarded,
+		observability.MetricRequestLatency,
+		observability.MetricCacheHits,
+		observability.MetricCacheMisses,
+	} {
+		if !charted["HttpTunnel "+name] {
+			t.Errorf("dashboard does not chart HttpTunnel %s", name)
+		}
+	}
+	searches := strings.Join(exprs, "\n")
+	if !strings.Contains(searches, `MetricName="`+observability.MetricErrorOccurred+`"`) || !strings.Contains(searches, `"error.code"`) {
+		t.Errorf("dashboard does not chart %s by error.code", observability.MetricErrorOccurred)
+	}
+	if !strings.Contains(searches, `MetricName="ThrottledRequests"`) {
+		t.Error("dashboard does not chart AWS/DynamoDB ThrottledRequests")
+	}
+	for _, m := range []string{"AWS/Lambda Errors", "AWS/Lambda Throttles", "AWS/Lambda Duration"} {
+		if !charted[m] {
+			t.Errorf("dashboard does not chart %s", m)
+		}
+	}
+	for _, stat := range []string{`"p50"`, `"p95"`, `"p99"`} {
+		if !strings.Contains(src, stat) {
+			t.Errorf("dashboard has no %s statistic", stat)
+		}
+	}
+}
+
+func TestTemplateAlarms(t *testing.T) {
+	c := loadTemplate(t)
+	found := map[string]bool{}
+	for _, name := range c.resourcesOfType("AWS::CloudWatch::Alarm") {
+		a := c.resource(t, name, "AWS::CloudWatch::Alarm")
+		metric := text(get(a, "Namespace")) + " " + text(get(a, "MetricName"))
+		switch metric {
+		case "AWS/Lambda Errors", "AWS/Lambda Throttles":
+			dims := list(get(a, "Dimensions"))
+			if len(dims) != 1 || text(get(dims[0], "Name")) != "FunctionName" || text(get(dims[0], "Value")) != "!Ref TunnelFunction" {
+				t.Errorf("alarm %s is not on TunnelFunction", name)
+			}
+		case "HttpTunnel " + observability.MetricRequestLatency:
+			if text(get(a, "ExtendedStatistic")) != "p95" {
+				t.Errorf("alarm %s is not on p95", name)
+			}
+		case " ":
+			for _, m := range list(get(a, "Metrics")) {
+				mn := text(get(m, "MetricStat", "Metric", "MetricName"))
+				if text(get(m, "MetricStat", "Metric", "Namespace")) == "AWS/DynamoDB" && strings.Contains(mn, "Throttle") {
+					metric = "AWS/DynamoDB throttling"
+				}
+			}
+		}
+		found[metric] = true
+	}
+	for _, want := range []string{
+		"AWS/Lambda Errors",
+		"AWS/Lambda Throttles",
+		"HttpTunnel " + observability.MetricRequestLatency,
+		"AWS/DynamoDB throttling",
+	} {
+		if !found[want] {
+			t.Errorf("no alarm on %s (alarms on %v)", want, found)
+		}
+	}
+}
