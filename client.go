@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/mux"
 	"github.com/http-tunnel/tunnel/internal/wsclient"
 	"github.com/http-tunnel/tunnel/protocol"
@@ -262,7 +263,7 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	if o.heartbeat < 0 {
 		o.heartbeat = 0 // zero: the mode's default
 	}
-	if o.name != "" && !validID(o.name) {
+	if o.name != "" && !claim.ValidID(o.name) {
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
 	}
 	var gateways []string
@@ -416,7 +417,7 @@ func handshake(ctx context.Context, ws *wsclient.Conn, ready *protocol.Ready) (*
 	}
 	switch m := msg.(type) {
 	case *protocol.ConnectionEstablished:
-		if !validID(m.TunnelID) || m.PublicURL == "" {
+		if !claim.ValidID(m.TunnelID) || m.PublicURL == "" {
 			return nil, fmt.Errorf("handshake answer: invalid tunnel %q", m.TunnelID)
 		}
 		return m, nil

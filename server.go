@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/observability"
 
@@ -915,7 +916,7 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 			if label, rest, ok := strings.Cut(host, "."); ok && strings.EqualFold(rest, d) {
 				label = strings.ToLower(label)
 				st.routing = "subdomain"
-				return label, r, validID(label)
+				return label, r, claim.ValidID(label)
 			}
 		}
 		if s.Routing == RouteSubdomain {
@@ -927,7 +928,7 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 		return "", nil, false
 	}
 	id, _, _ := strings.Cut(escaped[1:], "/")
-	if !validID(id) {
+	if !claim.ValidID(id) {
 		return "", nil, false
 	}
 	prefix := "/" + id
@@ -945,20 +946,6 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 	out.URL = &u
 	st.routing, st.prefix = "path", prefix
 	return id, out, true
-}
-
-// validID reports whether id can be a tunnel ID: a lower-case DNS label.
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 63 || id[0] == '-' || id[len(id)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // lookup finds where tunnel id is served: a session of this node, or the

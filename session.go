@@ -3,8 +3,6 @@ package tunnel
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +20,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/mux"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/observability"
@@ -165,14 +164,14 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	if ready.ResumeToken != "" && ready.TunnelID == "" {
 		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, "a resume token needs the tunnel_id it resumes", nil)
 	}
-	if id != "" && !validID(id) {
+	if id != "" && !claim.ValidID(id) {
 		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation,
 			"invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens", nil)
 	}
 	if resume == "" {
 		resume = randid.Secret()
 	}
-	owner := ownerOf(ident.Subject, resume)
+	owner := claim.Owner(ident.Subject, resume)
 
 	base := s.baseURL(r)
 	now := time.Now()
@@ -307,13 +306,6 @@ func (sess *session) openStream(ctx context.Context, _, _ string) (net.Conn, err
 
 // maxResumeToken caps a resume token as received (protocol/spec.md).
 const maxResumeToken = 256
-
-// ownerOf binds a tunnel to the agent that may resume it: the holder of the
-// resume secret, under the same authenticated subject.
-func ownerOf(subject, resume string) string {
-	sum := sha256.Sum256([]byte(subject + "\x00" + resume))
-	return hex.EncodeToString(sum[:])
-}
 
 // baseURL returns the public base URL (scheme://host[:port], no trailing
 // slash) for tunnels of an agent connecting with r.

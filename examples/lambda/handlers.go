@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -22,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/ratelimit"
@@ -126,29 +125,43 @@ func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProx
 	return resp
 }
 
-// connectRequest rebuilds the agent's upgrade request for the
-// Authenticator: headers and query parameters, every value.
-func connectRequest(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) *http.Request {
-	hdr := make(http.Header)
-	for name, values := range ev.MultiValueHeaders {
+// eventHeader joins an event's multi-value headers with its single-value
+// ones: every value of the first, and the second's for names the first
+// lacks.
+func eventHeader(multi map[string][]string, single map[string]string) http.Header {
+	hdr := make(http.Header, len(multi)+1)
+	for name, values := range multi {
 		for _, v := range values {
 			hdr.Add(name, v)
 		}
 	}
-	for name, v := range ev.Headers {
+	for name, v := range single {
 		if _, ok := hdr[http.CanonicalHeaderKey(name)]; !ok {
 			hdr.Set(name, v)
 		}
 	}
+	return hdr
+}
+
+// eventQuery does for query parameters what eventHeader does for headers.
+func eventQuery(multi map[string][]string, single map[string]string) url.Values {
 	q := url.Values{}
-	for name, values := range ev.MultiValueQueryStringParameters {
+	for name, values := range multi {
 		q[name] = append(q[name], values...)
 	}
-	for name, v := range ev.QueryStringParameters {
+	for name, v := range single {
 		if _, ok := q[name]; !ok {
 			q.Set(name, v)
 		}
 	}
+	return q
+}
+
+// connectRequest rebuilds the agent's upgrade request for the
+// Authenticator: headers and query parameters, every value.
+func connectRequest(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) *http.Request {
+	hdr := eventHeader(ev.MultiValueHeaders, ev.Headers)
+	q := eventQuery(ev.MultiValueQueryStringParameters, ev.QueryStringParameters)
 	r := (&http.Request{
 		Method:     http.MethodGet,
 		URL:        &url.URL{Path: "/", RawQuery: q.Encode()},
@@ -236,7 +249,7 @@ func (h *Handler) storeChunk(ctx context.Context, requestID string, index, count
 //
 // The owner binds the tunnel to the resume secret alone: $default events
 // carry no headers, so the subject authenticated at $connect is not known
-// here, and the owner is ownerOf("", resume). Authentication still gates
+// here, and the owner is claim.Owner("", resume). Authentication still gates
 // who may connect at all.
 func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, m *protocol.Ready, log *slog.Logger) {
 	connID := ev.RequestContext.ConnectionID
@@ -259,7 +272,7 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 		fail(tunnel.CodeInvalidRequest, "a resume token needs the tunnel_id it resumes")
 		return
 	}
-	if id != "" && !validID(id) {
+	if id != "" && !claim.ValidID(id) {
 		fail(tunnel.CodeInvalidRequest, "invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens")
 		return
 	}
@@ -275,7 +288,7 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 	rec := store.Record{
 		ConnectionID: connID,
 		Node:         agentVersionNode(m.Version),
-		Owner:        ownerOf("", resume),
+		Owner:        claim.Owner("", resume),
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(ttl),
 	}
@@ -400,28 +413,6 @@ func (h *Handler) subdomainURL(base, id string) string {
 	return scheme + "://" + id + "." + h.Server.Domain
 }
 
-// ownerOf binds a tunnel to the agent that may resume it, as the
-// standalone gateway does: sha256 of subject, NUL, resume secret, in hex.
-func ownerOf(subject, resume string) string {
-	sum := sha256.Sum256([]byte(subject + "\x00" + resume))
-	return hex.EncodeToString(sum[:])
-}
-
-// validID reports whether id is a DNS label of lower-case letters, digits
-// and inner hyphens.
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 63 || id[0] == '-' || id[len(id)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // errorResponse is a public error as an API Gateway proxy response.
 func errorResponse(e *tunnel.Error) events.APIGatewayProxyResponse {
 	b, _ := json.Marshal(map[string]string{"error": string(e.Code), "message": e.Message})
@@ -467,21 +458,8 @@ func (h *Handler) HTTP(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (
 // query string is rebuilt from multiValueQueryStringParameters, since
 // format 1.0 has no raw query string.
 func (h *Handler) HTTPV1(ctx context.Context, ev events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-	hdr := make(http.Header, len(ev.MultiValueHeaders)+1)
-	for name, values := range ev.MultiValueHeaders {
-		for _, v := range values {
-			hdr.Add(name, v)
-		}
-	}
-	for name, v := range ev.Headers {
-		if _, ok := hdr[http.CanonicalHeaderKey(name)]; !ok {
-			hdr.Set(name, v)
-		}
-	}
-	q := url.Values{}
-	for name, values := range ev.MultiValueQueryStringParameters {
-		q[name] = append(q[name], values...)
-	}
+	hdr := eventHeader(ev.MultiValueHeaders, ev.Headers)
+	q := eventQuery(ev.MultiValueQueryStringParameters, ev.QueryStringParameters)
 	path := stripStage(ev.Path, ev.RequestContext.Stage)
 	body, err := eventBody(ev.Body, ev.IsBase64Encoded)
 	if err != nil {
