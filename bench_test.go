@@ -18,10 +18,10 @@ func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	serve(b, l, h)
+	tunneltest.Serve(b, l, h)
 	gw := tunneltest.NewGateway(b, nil)
 	ln := gw.Listen(b)
-	serve(b, ln, h)
+	tunneltest.Serve(b, ln, h)
 	return map[string]string{"direct": "http://" + l.Addr().String(), "tunnel": ln.URL()}
 }
 

@@ -39,7 +39,7 @@ func cacheLoad(tb testing.TB, cache store.Cache, tunnels, requests int) int64 {
 	urls := make([]string, tunnels)
 	for i := range urls {
 		ln := gw.Listen(tb)
-		serve(tb, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		tunneltest.Serve(tb, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 		urls[i] = ln.URL()
 	}
 	tb.Logf("%d tunnels up", tunnels)

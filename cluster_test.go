@@ -21,6 +21,7 @@ import (
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 	"github.com/http-tunnel/tunnel/store/redisstore"
+	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 const nodeSecret = "cluster-secret"
@@ -95,7 +96,7 @@ func testCluster(t *testing.T, st store.Store) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s %s %s", name, r.URL.Path, r.URL.RawQuery)
 		}))
 		next(t, first.connected, name+" connecting")

@@ -31,22 +31,6 @@ func newClient(t testing.TB) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
 }
 
-// serve serves h on ln until the test ends.
-func serve(t testing.TB, ln net.Listener, h http.Handler) {
-	t.Helper()
-	srv := &http.Server{Handler: h}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		ln.Close()
-		<-done
-	})
-}
-
 // gateway starts a gateway with srv's settings (nil: defaults, quiet, path
 // routing) and records its connect events.
 func gateway(t testing.TB, srv *tunnel.Server) (*tunneltest.Gateway, *events) {

@@ -23,6 +23,7 @@ import (
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/ratelimit"
+	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 func TestTraceCrossesTheTunnel(t *testing.T) {
@@ -138,7 +139,7 @@ func TestMetricsCountRequestsAndErrors(t *testing.T) {
 	lim := ratelimit.NewLocal(ratelimit.Limit{Events: 5, Period: time.Hour}, nil)
 	gw, ev := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, MeterProvider: mp, RequestLimiter: lim})
 	ln := listen(t, gw)
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	next(t, ev.connected, "connect")
 	c := newClient(t)
 
@@ -216,7 +217,7 @@ func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
 		t.Fatalf("query token: err %v", err)
 	}
 	ln := listen(t, gw, tunnel.WithToken(agentToken), tunnel.WithLogger(logger))
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "boom", 500)
 	}))
 	c := newClient(t)
@@ -267,7 +268,7 @@ func BenchmarkObservabilityOverhead(b *testing.B) {
 			}
 			gw, _ := gateway(b, srv)
 			ln := listen(b, gw)
-			serve(b, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+			tunneltest.Serve(b, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 			c := newClient(b)
 			url := ln.URL() + "/small"
 			b.ReportAllocs()

@@ -96,7 +96,7 @@ func TestReconnectAfterCutKeepsURL(t *testing.T) {
 	gw, ev := gateway(t, nil)
 	d := &cuttableDialer{}
 	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(10*time.Millisecond, 100*time.Millisecond), tunnel.WithHeartbeat(time.Second))
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	c := newClient(t)
 	first := next(t, ev.connected, "the first connection")
 	url, id := ln.URL(), ln.ID()
@@ -128,7 +128,7 @@ func TestAgentGoneMidRequest(t *testing.T) {
 	d := &cuttableDialer{}
 	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Hour, time.Hour))
 	entered := make(chan struct{})
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-r.Context().Done()
 	}))
@@ -163,7 +163,7 @@ func TestGatewayRestartAgentComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	c := newClient(t)
 	first := next(t, connected, "the first connection")
 	url := ln.URL()
@@ -215,7 +215,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	entered, release := make(chan struct{}), make(chan struct{})
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-release
 		w.Write([]byte("finished"))
@@ -262,7 +262,7 @@ func TestCloseWithContextLetsRequestsFinish(t *testing.T) {
 	gw, ev := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Logger: debugLog(t)})
 	ln := listen(t, gw)
 	entered, release := make(chan struct{}), make(chan struct{})
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			close(entered)
 			<-release
@@ -377,7 +377,7 @@ func TestMalformedHandshakesAreRefused(t *testing.T) {
 	// After all that, the gateway still serves tunnels.
 	t.Run("still serving", func(t *testing.T) {
 		ln := listen(t, gw)
-		serve(t, ln, http.HandlerFunc(echo))
+		tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 		if status, _, _ := get(t, newClient(t), ln.URL()+"/ok"); status != 200 {
 			t.Fatalf("status %d", status)
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 // echo answers with what it received, so tests can check every part of a
@@ -41,7 +42,7 @@ func TestListenGetAndPost(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, nil)
 	ln := listen(t, gw)
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	c := newClient(t)
 
 	if !strings.HasPrefix(ln.URL(), gw.URL+"/") || !strings.HasSuffix(ln.URL(), "/"+ln.ID()) {
@@ -75,7 +76,7 @@ func TestForwardingPreservesRequestAndResponse(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, nil)
 	ln := listen(t, gw)
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	c := newClient(t)
 
 	// Escapes, repeated keys, a semicolon and a malformed escape: the query
@@ -118,7 +119,7 @@ func TestSubdomainRouting(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, &tunnel.Server{Domain: "tunnel.test"})
 	ln := listen(t, gw)
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	c := newClient(t)
 
 	port := gw.URL[strings.LastIndex(gw.URL, ":"):]
@@ -276,7 +277,7 @@ func TestAuthentication(t *testing.T) {
 	}
 
 	ln := listen(t, gw, tunnel.WithToken("good-token"))
-	serve(t, ln, http.HandlerFunc(echo))
+	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	if status, _, _ := get(t, newClient(t), ln.URL()+"/"); status != 200 {
 		t.Fatalf("with a good token: status %d", status)
 	}
@@ -297,7 +298,7 @@ func TestNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(t, first, http.HandlerFunc(echo))
+	tunneltest.Serve(t, first, http.HandlerFunc(echo))
 	if first.ID() != "myapp" || first.URL() != gw.URL+"/myapp" {
 		t.Fatalf("ID %q URL %q", first.ID(), first.URL())
 	}
@@ -387,7 +388,7 @@ func TestSlowHandlerTimesOut(t *testing.T) {
 	ln := listen(t, gw)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -407,7 +408,7 @@ func TestSSEEventsArriveOneByOne(t *testing.T) {
 	gw, _ := gateway(t, nil)
 	ln := listen(t, gw)
 	next := make(chan struct{})
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := 0; i < 5; i++ {
 			fmt.Fprintf(w, "data: event %d\n\n", i)
@@ -453,7 +454,7 @@ func TestConcurrentRequestsOverTenTunnels(t *testing.T) {
 	for i := range urls {
 		ln := listen(t, gw)
 		name := fmt.Sprintf("tunnel-%d", i)
-		serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "%s|%s|%s", name, r.URL.Query().Get("n"), body)
 		}))
@@ -500,7 +501,7 @@ func TestLargeTransfersStreamWithFlatMemory(t *testing.T) {
 	gw, _ := gateway(t, nil)
 	ln := listen(t, gw)
 	const size = 100 << 20
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/upload":
 			h := sha256.New()
@@ -562,6 +563,6 @@ func TestWebSocketEchoThroughTunnel(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, nil)
 	ln := listen(t, gw)
-	serve(t, ln, http.HandlerFunc(wsEcho))
+	tunneltest.Serve(t, ln, http.HandlerFunc(wsEcho))
 	testWSEcho(t, ln.URL())
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/ratelimit"
+	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 func TestRequestValidation(t *testing.T) {
@@ -22,7 +23,7 @@ func TestRequestValidation(t *testing.T) {
 	ln := listen(t, gw)
 	var received atomic.Int64
 	var calls atomic.Int64
-	serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		n, _ := io.Copy(io.Discard, r.Body)
 		received.Store(n)
@@ -119,8 +120,8 @@ func TestRequestRateLimit(t *testing.T) {
 	lim := ratelimit.NewLocal(ratelimit.Limit{Events: 3, Period: time.Hour}, nil)
 	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, RequestLimiter: lim})
 	a, b := listen(t, gw), listen(t, gw)
-	serve(t, a, http.HandlerFunc(echo))
-	serve(t, b, http.HandlerFunc(echo))
+	tunneltest.Serve(t, a, http.HandlerFunc(echo))
+	tunneltest.Serve(t, b, http.HandlerFunc(echo))
 	c := newClient(t)
 	for i := 0; i < 3; i++ {
 		if status, _, _ := get(t, c, a.URL()+"/"); status != 200 {
@@ -161,7 +162,7 @@ func TestLimiterFailurePolicy(t *testing.T) {
 	for _, failClosed := range []bool{false, true} {
 		gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, RequestLimiter: failingLimiter{}, LimiterFailClosed: failClosed})
 		ln := listen(t, gw)
-		serve(t, ln, http.HandlerFunc(echo))
+		tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 		status, hdr, body := get(t, newClient(t), ln.URL()+"/")
 		if !failClosed {
 			if status != 200 {
@@ -179,7 +180,7 @@ func TestTrustProxy(t *testing.T) {
 		lim := ratelimit.NewLocal(ratelimit.Limit{Events: 1, Period: time.Hour}, nil)
 		gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, TrustProxy: trust, AgentLimiter: lim})
 		ln := listen(t, gw)
-		serve(t, ln, http.HandlerFunc(echo))
+		tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 		req, _ := http.NewRequest("GET", ln.URL()+"/", nil)
 		req.Header.Set("X-Forwarded-For", "203.0.113.7")
 		req.Header.Set("X-Forwarded-Proto", "https")

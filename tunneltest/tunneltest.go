@@ -91,6 +91,14 @@ func (g *Gateway) Listen(t TB, opts ...tunnel.Option) *tunnel.Listener {
 func (g *Gateway) Expose(t TB, h http.Handler, opts ...tunnel.Option) string {
 	t.Helper()
 	ln := g.Listen(t, opts...)
+	Serve(t, ln, h)
+	return ln.URL()
+}
+
+// Serve serves h on ln (a tunnel Listener, or any listener) until the test
+// finishes, then closes both and waits for the server to stop.
+func Serve(t TB, ln net.Listener, h http.Handler) {
+	t.Helper()
 	srv := &http.Server{Handler: h}
 	served := make(chan struct{})
 	go func() {
@@ -102,7 +110,6 @@ func (g *Gateway) Expose(t TB, h http.Handler, opts ...tunnel.Option) string {
 		ln.Close()
 		<-served
 	})
-	return ln.URL()
 }
 
 // Expose starts a gateway for this test, serves h through a tunnel of it

@@ -27,6 +27,7 @@ import (
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -139,17 +140,7 @@ func (g *gateway) agent(t *testing.T, h http.Handler, opts ...tunnel.Option) (*t
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
-	srv := &http.Server{Handler: h}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		srv.Close()
-		<-served
-	})
+	tunneltest.Serve(t, ln, h)
 	if !strings.HasPrefix(ln.URL(), g.emu.HTTPURL()+"/") {
 		t.Fatalf("tunnel URL %q is not under %q", ln.URL(), g.emu.HTTPURL())
 	}
@@ -188,6 +179,27 @@ var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(b)
 })
+
+// checkEcho checks a response of echo: status, method, request URI, body
+// and its two cookies.
+func checkEcho(t *testing.T, resp *http.Response, body []byte, method, uri string, sent []byte) {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("X-Method"); got != method {
+		t.Errorf("X-Method = %q, want %q", got, method)
+	}
+	if got := resp.Header.Get("X-URI"); got != uri {
+		t.Errorf("X-URI = %q, want %q", got, uri)
+	}
+	if !bytes.Equal(body, sent) {
+		t.Errorf("body: got %d bytes, want %d", len(body), len(sent))
+	}
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1; Path=/" || got[1] != "b=2; Path=/" {
+		t.Errorf("Set-Cookie = %q, want two cookies", got)
+	}
+}
 
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
@@ -231,21 +243,7 @@ func testForward(t *testing.T, v1 bool) {
 		}
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := g.do(t, tt.method, ln.URL()+tt.path, tt.body, nil)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status %d, body %q", resp.StatusCode, body)
-			}
-			if got := resp.Header.Get("X-Method"); got != tt.method {
-				t.Errorf("X-Method = %q, want %q", got, tt.method)
-			}
-			if got := resp.Header.Get("X-URI"); got != tt.wantURI {
-				t.Errorf("X-URI = %q, want %q", got, tt.wantURI)
-			}
-			if !bytes.Equal(body, tt.body) {
-				t.Errorf("body: got %d bytes, want %d (equal: false)", len(body), len(tt.body))
-			}
-			if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1; Path=/" || got[1] != "b=2; Path=/" {
-				t.Errorf("Set-Cookie = %q, want two cookies", got)
-			}
+			checkEcho(t, resp, body, tt.method, tt.wantURI, tt.body)
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/http-tunnel/tunnel/observability"
@@ -97,12 +98,7 @@ func (d emfDoc) number(t *testing.T, name string) float64 {
 func TestEMFExporter(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	mp := newMeterProvider(&buf)
-	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	in, err := observability.NewInstruments(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mp, in := emfInstruments(t, &buf)
 	ctx := t.Context()
 	get := metric.WithAttributes(attribute.String("http.request.method", "GET"))
 	post := metric.WithAttributes(attribute.String("http.request.method", "POST"))
@@ -211,12 +207,7 @@ func TestEMFExporter(t *testing.T) {
 func TestFlushAfterInvocation(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	mp := newMeterProvider(&buf)
-	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	in, err := observability.NewInstruments(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mp, in := emfInstruments(t, &buf)
 	invoke := flushAfter(func(ctx context.Context, raw json.RawMessage) (any, error) {
 		in.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String("rate_limited")))
 		return "ok", nil
@@ -271,12 +262,7 @@ func TestEMFExporterEmpty(t *testing.T) {
 func TestEMFSingleValueExact(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	mp := newMeterProvider(&buf)
-	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	in, err := observability.NewInstruments(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mp, in := emfInstruments(t, &buf)
 	in.RequestLatency.Record(t.Context(), 137)
 	if err := mp.ForceFlush(t.Context()); err != nil {
 		t.Fatal(err)
@@ -293,4 +279,17 @@ func TestEMFSingleValueExact(t *testing.T) {
 	if len(lat.Values) != 1 || lat.Values[0] != 137 || len(lat.Counts) != 1 || lat.Counts[0] != 1 {
 		t.Errorf("RequestLatency = %s, want the value 137 once", docs[0].members[observability.MetricRequestLatency])
 	}
+}
+
+// emfInstruments returns the gateway's instruments on a meter provider
+// whose EMF exporter writes to w, shut down when the test ends.
+func emfInstruments(t *testing.T, w io.Writer) (*sdkmetric.MeterProvider, *observability.Instruments) {
+	t.Helper()
+	mp := newMeterProvider(w)
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	in, err := observability.NewInstruments(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mp, in
 }

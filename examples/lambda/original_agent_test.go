@@ -247,21 +247,7 @@ func TestOriginalProtocolAgent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := g.do(t, tt.method, url+tt.path, tt.body, nil)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status %d, body %q", resp.StatusCode, body)
-			}
-			if got := resp.Header.Get("X-Method"); got != tt.method {
-				t.Errorf("X-Method = %q, want %q", got, tt.method)
-			}
-			if got := resp.Header.Get("X-URI"); got != tt.path {
-				t.Errorf("X-URI = %q, want %q", got, tt.path)
-			}
-			if !bytes.Equal(body, tt.body) {
-				t.Errorf("body: got %d bytes, want %d", len(body), len(tt.body))
-			}
-			if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1; Path=/" || got[1] != "b=2; Path=/" {
-				t.Errorf("Set-Cookie = %q, want two cookies", got)
-			}
+			checkEcho(t, resp, body, tt.method, tt.path, tt.body)
 		})
 	}
 
