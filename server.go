@@ -223,7 +223,7 @@ type Server struct {
 	sessions map[string]*session // by connection ID
 	servers  map[*http.Server]struct{}
 
-	closing  atomic.Bool
+	shutdown bool     // Shutdown has begun; guarded by mu
 	inflight activity // public requests being forwarded
 	agents   activity // agent handlers
 }
@@ -333,7 +333,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.mu.Lock()
-	if s.closing.Load() {
+	if s.shutdown {
 		s.mu.Unlock()
 		ln.Close()
 		return http.ErrServerClosed
@@ -391,7 +391,7 @@ func (s *Server) Tunnels() []Tunnel {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
-	s.closing.Store(true)
+	s.shutdown = true
 	s.inflight.close()
 	s.agents.close()
 	servers := make([]*http.Server, 0, len(s.servers))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,12 +51,7 @@ Flags:
 // output receives usage and flag errors.
 func parseAgentFlags(args []string, getenv func(string) string, output io.Writer) (*agentConfig, error) {
 	cfg := &agentConfig{}
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.SetOutput(output)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), agentUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("agent", agentUsage, output)
 	// Defaults from the environment are filled in after parsing, so that
 	// -h never prints a token.
 	gateways := fs.String("gateway", "", "gateway `URL`; a comma-separated list names nodes of one cluster, tried in turn on reconnects (default $"+envGateway+", else "+defaultGateway+")")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,4 +144,16 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// newFlagSet returns a flag set for a subcommand that reports errors
+// (instead of exiting) and prints usage, then the flags, to output.
+func newFlagSet(name, usage string, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -91,12 +90,7 @@ Flags:
 // supplies the environment; output receives usage and flag errors.
 func parseGatewayFlags(args []string, getenv func(string) string, output io.Writer) (*gatewayConfig, error) {
 	cfg := &gatewayConfig{}
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(output)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), gatewayUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("gateway", gatewayUsage, output)
 
 	fs.StringVar(&cfg.listen, "listen", ":8080", "`address` to listen on")
 	fs.StringVar(&cfg.baseURL, "base-url", "", "public base `URL` of the gateway, such as https://tunnel.example.com; tunnel URLs are built from it (default: from each agent's gateway URL)")
