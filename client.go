@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/hashicorp/yamux"
+	"github.com/http-tunnel/tunnel/internal/yamux"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/http-tunnel/tunnel/internal/claim"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
+	"github.com/http-tunnel/tunnel/internal/yamux"
 
 	"go.opentelemetry.io/otel/metric"
 

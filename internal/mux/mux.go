@@ -9,7 +9,6 @@ package mux
 
 import (
 	"context"
-	"encoding/binary"
 	"io"
 	"log"
 	"net"
@@ -17,7 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
+	"github.com/http-tunnel/tunnel/internal/yamux"
 )
 
 // StreamWindow is the flow-control window of one stream. yamux's default of
@@ -70,27 +69,14 @@ func Server(conn net.Conn, cfg Config) (*yamux.Session, error) {
 	return yamux.Server(conn, cfg.yamux())
 }
 
-// yamux frame header layout (see yamux's spec.md): version, type, flags,
-// stream ID, length. Only data frames are followed by a body of length bytes.
-const (
-	headerSize = 12
-	typeData   = 0
-)
-
 // Conn adapts the gateway's end of a WebSocket to the byte stream yamux
-// expects, sending each yamux frame as one binary message.
-//
-// yamux writes a data frame's header and body with two Write calls; sent
-// as they come they would double the number of WebSocket messages and
-// syscalls. Conn holds a data header until its body arrives and sends both
-// in one message. Writes come from yamux's single send loop, but Conn does
-// not rely on that: a mutex orders them.
+// expects. The session sends a frame's header and body, or several queued
+// frames, through WriteParts as one binary message.
 type Conn struct {
 	net.Conn
 	ws *websocket.Conn
 
 	mu      sync.Mutex
-	held    bool
 	buf     []byte
 	closeMu sync.Once
 }
@@ -102,29 +88,34 @@ func NewConn(ws *websocket.Conn) *Conn {
 	return &Conn{
 		Conn: websocket.NetConn(context.Background(), ws, websocket.MessageBinary),
 		ws:   ws,
-		buf:  make([]byte, 0, headerSize+32<<10),
 	}
 }
 
-// Write sends p, coalescing a data frame header with its body.
-func (c *Conn) Write(p []byte) (int, error) {
+// WriteParts sends parts back to back as one binary message: the yamux
+// session writes a frame's header and body, or several queued frames, with
+// one call.
+func (c *Conn) WriteParts(parts [][]byte) error {
+	if len(parts) == 1 {
+		_, err := c.Conn.Write(parts[0])
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held {
-		c.held = false
-		c.buf = append(c.buf[:headerSize], p...)
-		if _, err := c.Conn.Write(c.buf); err != nil {
-			return 0, err
-		}
-		return len(p), nil
+	c.buf = c.buf[:0]
+	for _, p := range parts {
+		c.buf = append(c.buf, p...)
 	}
-	if len(p) == headerSize && p[1] == typeData && binary.BigEndian.Uint32(p[8:]) > 0 {
-		c.buf = append(c.buf[:0], p...)
-		c.held = true
-		return len(p), nil
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > maxKeptBuffer {
+		c.buf = nil
 	}
-	return c.Conn.Write(p)
+	return err
 }
+
+// maxKeptBuffer bounds the frame buffer a Conn keeps between frames, so
+// that one bulk transfer does not pin a window's worth of memory to an
+// idle session.
+const maxKeptBuffer = 64 << 10
 
 // Close closes the WebSocket at once, without the closing handshake: yamux
 // calls it when the session is already over (peer gone, keepalive failed,

@@ -15,9 +15,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestConnCoalescesDataHeaders checks that a yamux data header and its
-// body leave as one WebSocket message, and other frames alone.
-func TestConnCoalescesDataHeaders(t *testing.T) {
+// TestConnWriteParts checks that the parts of one WriteParts call (a data
+// header and its body, or several queued frames) leave as one WebSocket
+// message.
+func TestConnWriteParts(t *testing.T) {
 	var mu sync.Mutex
 	var messages [][]byte
 	done := make(chan struct{})
@@ -46,21 +47,29 @@ func TestConnCoalescesDataHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := NewConn(ws)
-	writes := [][]byte{
-		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}, []byte("abc"), // data frame: coalesced
-		{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}, // window update: alone
-		{0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}, // ping: alone
+	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
+	update := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}
+	ping := []byte{0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}
+	calls := [][][]byte{
+		{hdr, []byte("abc")},       // a data frame
+		{update},                   // a window update
+		{ping, hdr, []byte("abc")}, // a batch of two frames
 	}
-	for _, w := range writes {
-		if n, err := c.Write(w); err != nil || n != len(w) {
-			t.Fatalf("write: %d %v", n, err)
+	var want []string
+	for _, parts := range calls {
+		if err := c.WriteParts(parts); err != nil {
+			t.Fatal(err)
 		}
+		var msg []byte
+		for _, p := range parts {
+			msg = append(msg, p...)
+		}
+		want = append(want, string(msg))
 	}
 	ws.Close(websocket.StatusNormalClosure, "")
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{string(append(append([]byte{}, writes[0]...), writes[1]...)), string(writes[2]), string(writes[3])}
 	if len(messages) != len(want) {
 		t.Fatalf("%d messages, want %d", len(messages), len(want))
 	}

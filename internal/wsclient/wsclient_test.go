@@ -108,26 +108,43 @@ func TestEchoAgainstAnotherImplementation(t *testing.T) {
 
 func TestTwoPartFramesMaskAcrossTheBoundary(t *testing.T) {
 	c := dial(t, echoServer(t))
-	for _, split := range []int{0, 1, 2, 3, 5, 12, 13} {
-		msg := []byte("0123456789abcdefghijklmnopqrstuvwxyz")
-		if err := c.WriteMessage2(msg[:split], msg[split:]); err != nil {
+	// Frames over writeChunk go out in several writes; the key phase must
+	// carry over both the part boundary and the write boundaries.
+	big := make([]byte, 3*writeChunk+7)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for _, tc := range []struct {
+		msg   []byte
+		split int
+	}{
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 0},
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 1},
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 2},
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 3},
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 5},
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 12},
+		{[]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 13},
+		{big, 12},
+		{big, writeChunk - 3},
+		{big, 2*writeChunk + 1},
+	} {
+		msg, split := tc.msg, tc.split
+		if err := c.NetConn().(*Stream).WriteParts([][]byte{msg[:split], msg[split:]}); err != nil {
 			t.Fatal(err)
 		}
-		_, got, err := c.ReadMessage(1 << 10)
-		if err != nil || string(got) != string(msg) {
-			t.Fatalf("split %d: %q %v", split, got, err)
+		_, got, err := c.ReadMessage(1 << 20)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("size %d split %d: %d bytes back, %v", len(msg), split, len(got), err)
 		}
 	}
 }
 
-func TestStreamCoalescesYamuxHeaderAndBody(t *testing.T) {
+func TestStreamFrames(t *testing.T) {
 	c := dial(t, echoServer(t))
 	s := c.NetConn()
 	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5} // data frame, length 5
-	if _, err := s.Write(hdr); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Write([]byte("hello")); err != nil {
+	if err := s.(*Stream).WriteParts([][]byte{hdr, []byte("hello")}); err != nil {
 		t.Fatal(err)
 	}
 	// One message came back: the header and body were one frame.
@@ -135,7 +152,7 @@ func TestStreamCoalescesYamuxHeaderAndBody(t *testing.T) {
 	if err != nil || !bytes.Equal(got, append(hdr, "hello"...)) {
 		t.Fatalf("got %q %v", got, err)
 	}
-	// A window update (type 1) goes alone.
+	// A Write is a message of its own.
 	wu := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}
 	s.Write(wu)
 	if _, got, _ := c.ReadMessage(1 << 10); !bytes.Equal(got, wu) {

@@ -1,0 +1,412 @@
+package yamux
+
+// Tests of the changes this copy makes to upstream yamux (see FORK.md):
+// data delivered straight into a waiting reader's buffer, bodies written
+// without a copy, and queued frames batched into one write.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	upstream "github.com/hashicorp/yamux"
+)
+
+// partsConn is a connection that implements frameWriter and records the
+// number of parts of each write. A stalled partsConn holds its next write
+// until release.
+type partsConn struct {
+	net.Conn
+
+	mu      sync.Mutex
+	writes  []int
+	stalled chan struct{}
+	entered chan struct{}
+}
+
+func (c *partsConn) WriteParts(parts [][]byte) error {
+	c.mu.Lock()
+	stalled := c.stalled
+	c.stalled = nil
+	c.writes = append(c.writes, len(parts))
+	c.mu.Unlock()
+	if stalled != nil {
+		close(c.entered)
+		<-stalled
+	}
+	for _, p := range parts {
+		if _, err := c.Conn.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *partsConn) stall() (entered <-chan struct{}, release func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stalled := make(chan struct{})
+	c.stalled = stalled
+	c.entered = make(chan struct{})
+	return c.entered, func() { close(stalled) }
+}
+
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	c, s := testConnTCP(t)
+	return c.(net.Conn), s.(net.Conn)
+}
+
+// TestQueuedFramesLeaveInOneWrite stalls the connection in a write, queues
+// frames from several streams behind it, and checks that the next write
+// carries all of them, and that they arrive intact.
+func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
+	cc, sc := tcpPair(t)
+	pc := &partsConn{Conn: cc}
+	client, server := testClientServerConfig(t, pc, sc, testConfNoKeepAlive(), testConfNoKeepAlive())
+
+	const streams = 8
+	var opened []*Stream
+	for range streams {
+		s, err := client.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte("open")); err != nil {
+			t.Fatal(err)
+		}
+		opened = append(opened, s)
+	}
+	accepted := make([]*Stream, streams)
+	for range streams {
+		s, err := server.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(s, buf); err != nil {
+			t.Fatal(err)
+		}
+		accepted[s.StreamID()/2] = s
+	}
+
+	// A ping is written by the send loop and held there.
+	entered, release := pc.stall()
+	pingDone := make(chan error, 1)
+	go func() { _, err := client.Ping(); pingDone <- err }()
+	<-entered
+	pc.mu.Lock()
+	next := len(pc.writes) // the index of the write after the stalled one
+	pc.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for i, s := range opened {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Write(bytes.Repeat([]byte{byte(i)}, 100)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// Wait until every stream's frame is queued behind the stalled write.
+	for len(client.sendCh) < streams && !client.IsClosed() {
+		runtime.Gosched()
+	}
+	release()
+	wg.Wait()
+	if err := <-pingDone; err != nil {
+		t.Fatal(err)
+	}
+	// The first write after the stall carried the eight data frames, a
+	// header and a body each.
+	pc.mu.Lock()
+	batch := pc.writes[next]
+	pc.mu.Unlock()
+	if batch != 2*streams {
+		t.Fatalf("the write after the stall had %d parts, want %d", batch, 2*streams)
+	}
+	for i, s := range accepted {
+		got := make([]byte, 100)
+		if _, err := io.ReadFull(s, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, bytes.Repeat([]byte{byte(i)}, 100)) {
+			t.Fatalf("stream %d got %v...", i, got[:8])
+		}
+	}
+}
+
+// TestReadsStraightIntoWaitingReader checks that data for a blocked Read
+// lands in its buffer, in order, whatever the sizes of frames and reads,
+// including reads that time out while data arrives.
+func TestReadsStraightIntoWaitingReader(t *testing.T) {
+	client, server := testClientServer(t)
+	for _, tc := range []struct {
+		name      string
+		write     int // bytes per Write (a frame is at most a window)
+		read      int // bytes per Read
+		deadlines bool
+	}{
+		{"small reads", 64 << 10, 1000, false},
+		{"large reads", 100, 1 << 20, false},
+		{"frame larger than read", 512 << 10, 100 << 10, false},
+		{"deadlines", 3000, 7000, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := make([]byte, 8<<20)
+			for i := range data {
+				data[i] = byte(i*131 + i>>11)
+			}
+			want := sha256.Sum256(data)
+			wErr := make(chan error, 1)
+			go func() {
+				s, err := client.OpenStream()
+				if err != nil {
+					wErr <- err
+					return
+				}
+				defer s.Close()
+				for p := data; len(p) > 0; {
+					n := tc.write
+					if n > len(p) {
+						n = len(p)
+					}
+					if _, err := s.Write(p[:n]); err != nil {
+						wErr <- err
+						return
+					}
+					p = p[n:]
+				}
+				wErr <- nil
+			}()
+			s, err := server.AcceptStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			h := sha256.New()
+			buf := make([]byte, tc.read)
+			var timeouts int
+			for {
+				if tc.deadlines {
+					s.SetReadDeadline(time.Now().Add(50 * time.Microsecond))
+				}
+				n, err := s.Read(buf)
+				h.Write(buf[:n])
+				if errors.Is(err, ErrTimeout) {
+					timeouts++
+					continue
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := <-wErr; err != nil {
+				t.Fatal(err)
+			}
+			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+				t.Fatalf("data differs (%d timeouts)", timeouts)
+			}
+		})
+	}
+}
+
+// TestConcurrentReadersShareAStream checks that two goroutines reading one
+// stream get every byte exactly once between them.
+func TestConcurrentReadersShareAStream(t *testing.T) {
+	client, server := testClientServer(t)
+	const total = 4 << 20
+	go func() {
+		s, err := client.OpenStream()
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		chunk := bytes.Repeat([]byte{1}, 32<<10)
+		for sent := 0; sent < total; sent += len(chunk) {
+			if _, err := s.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		sum int
+	)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 10000)
+			for {
+				n, err := s.Read(buf)
+				mu.Lock()
+				for _, b := range buf[:n] {
+					sum += int(b)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if sum != total {
+		t.Fatalf("read %d bytes, want %d", sum, total)
+	}
+}
+
+// TestWaitingReaderBypassesRecvBuf checks that a payload for a blocked
+// Read does not pass through the stream's receive buffer.
+func TestWaitingReaderBypassesRecvBuf(t *testing.T) {
+	client, server := testClientServer(t)
+	cs, err := client.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(ss, one); err != nil {
+		t.Fatal(err)
+	}
+	ss.recvLock.Lock()
+	ss.recvBuf = nil // allocated by the first frame, which nobody waited for
+	ss.recvLock.Unlock()
+
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	buf := make([]byte, 1<<20)
+	go func() {
+		n, err := ss.Read(buf)
+		done <- result{n, err}
+	}()
+	for {
+		ss.recvLock.Lock()
+		waiting := ss.readWait != nil
+		ss.recvLock.Unlock()
+		if waiting {
+			break
+		}
+		runtime.Gosched()
+	}
+	payload := bytes.Repeat([]byte("tunnel"), 10000)
+	if _, err := cs.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || !bytes.Equal(buf[:r.n], payload) {
+		t.Fatalf("read %d bytes, %v", r.n, r.err)
+	}
+	ss.recvLock.Lock()
+	defer ss.recvLock.Unlock()
+	if ss.recvBuf != nil {
+		t.Fatalf("the payload went through recvBuf (%d bytes buffered)", ss.recvBuf.Len())
+	}
+}
+
+// TestInteroperatesWithUpstream runs this package against upstream yamux
+// in both roles: the wire format is unchanged.
+func TestInteroperatesWithUpstream(t *testing.T) {
+	for _, forkIsClient := range []bool{true, false} {
+		cc, sc := tcpPair(t)
+		var open func() (net.Conn, error)
+		var accept func() (net.Conn, error)
+		if forkIsClient {
+			c, err := Client(cc, testConfNoKeepAlive())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := upstream.Server(sc, quietUpstream())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			open, accept = c.Open, s.Accept
+		} else {
+			c, err := upstream.Client(cc, quietUpstream())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := Server(sc, testConfNoKeepAlive())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			open, accept = c.Open, s.Accept
+		}
+		data := make([]byte, 3<<20)
+		for i := range data {
+			data[i] = byte(i * 31)
+		}
+		// Eight streams each echo 3 MiB: frames, windows, half-closes.
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				s, err := accept()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer s.Close()
+				io.Copy(s, s)
+			}()
+			go func() {
+				defer wg.Done()
+				s, err := open()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// Close is a half-close in yamux: it sends FIN and reads go
+				// on until the peer's FIN.
+				go func() {
+					s.Write(data)
+					s.Close()
+				}()
+				got, err := io.ReadAll(s)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Errorf("fork client %v: echoed %d bytes, %v", forkIsClient, len(got), err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func quietUpstream() *upstream.Config {
+	c := upstream.DefaultConfig()
+	c.LogOutput = io.Discard
+	return c
+}
