@@ -542,9 +542,13 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set(requestIDHeader, st.id)
 	}
 	ctx := context.WithValue(r.Context(), reqStateKey{}, st)
-	ctx, span := s.tracer.Start(observability.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header)), observability.SpanRequest,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	tracing, metering := s.tracing(), s.metering()
+	var span trace.Span
+	if tracing {
+		ctx, span = s.tracer.Start(observability.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header)), observability.SpanRequest,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	}
 	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
@@ -552,27 +556,31 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 		if status == 0 && sw.written == 0 {
 			status = 499 // the client went away before an answer
 		}
-		attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method), attribute.Int("http.response.status_code", status)}
-		// Only tunnels that exist get a series: a label from any requested
-		// ID would let random URLs create unbounded series.
-		if s.MetricsPerTunnel && st.forwarded {
-			attrs = append(attrs, observability.AttrTunnelID.String(st.tunnelID))
+		if metering {
+			attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method), attribute.Int("http.response.status_code", status)}
+			// Only tunnels that exist get a series: a label from any
+			// requested ID would let random URLs create unbounded series.
+			if s.MetricsPerTunnel && st.forwarded {
+				attrs = append(attrs, observability.AttrTunnelID.String(st.tunnelID))
+			}
+			set := metric.WithAttributes(attrs...)
+			s.inst.RequestLatency.Record(ctx, float64(time.Since(start))/float64(time.Millisecond), set)
+			if st.forwarded {
+				s.inst.RequestForwarded.Add(ctx, 1, set)
+			}
+			if st.body != nil {
+				s.inst.BytesIn.Add(ctx, st.body.n.Load())
+			}
+			s.inst.BytesOut.Add(ctx, sw.written)
 		}
-		set := metric.WithAttributes(attrs...)
-		s.inst.RequestLatency.Record(ctx, float64(time.Since(start))/float64(time.Millisecond), set)
-		if st.forwarded {
-			s.inst.RequestForwarded.Add(ctx, 1, set)
+		if tracing {
+			span.SetAttributes(attribute.Int("http.response.status_code", status),
+				observability.AttrTunnelID.String(st.tunnelID), observability.AttrRouting.String(st.routing))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			span.End()
 		}
-		if st.body != nil {
-			s.inst.BytesIn.Add(ctx, st.body.n.Load())
-		}
-		s.inst.BytesOut.Add(ctx, sw.written)
-		span.SetAttributes(attribute.Int("http.response.status_code", status),
-			observability.AttrTunnelID.String(st.tunnelID), observability.AttrRouting.String(st.routing))
-		if status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(status))
-		}
-		span.End()
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "public request",
 				slog.String("request_id", st.id), slog.String("tunnel_id", st.tunnelID),
@@ -700,12 +708,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 	sess, node, err := s.lookup(ctx, id, retried)
 	if err == nil && (sess != nil || (!hop && s.node != "")) {
 		stateOf(ctx).forwarded = true
-		var span trace.Span
-		ctx, span = s.tracer.Start(ctx, observability.SpanForward, trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(observability.AttrTunnelID.String(id), observability.AttrNode.String(node)))
-		defer span.End()
-		if span.IsRecording() {
-			r = r.WithContext(ctx)
+		if s.tracing() {
+			var span trace.Span
+			ctx, span = s.tracer.Start(ctx, observability.SpanForward, trace.WithSpanKind(trace.SpanKindClient),
+				trace.WithAttributes(observability.AttrTunnelID.String(id), observability.AttrNode.String(node)))
+			defer span.End()
+			if span.IsRecording() {
+				r = r.WithContext(ctx)
+			}
 		}
 	}
 	switch {
@@ -977,10 +987,14 @@ func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, s
 // it has none, else from the store (caching it); cached says which.
 func (s *Server) record(ctx context.Context, id string, fresh bool) (rec store.Record, cached bool, err error) {
 	if !fresh {
-		cctx, span := s.tracer.Start(ctx, observability.SpanCache)
-		rec, cached = s.cache.Get(cctx, id)
-		span.SetAttributes(observability.AttrCacheHit.Bool(cached))
-		span.End()
+		if s.tracing() {
+			cctx, span := s.tracer.Start(ctx, observability.SpanCache)
+			rec, cached = s.cache.Get(cctx, id)
+			span.SetAttributes(observability.AttrCacheHit.Bool(cached))
+			span.End()
+		} else {
+			rec, cached = s.cache.Get(ctx, id)
+		}
 		if cached {
 			s.inst.CacheHits.Add(ctx, 1)
 			return rec, true, nil
@@ -1000,6 +1014,13 @@ func (s *Server) record(ctx context.Context, id string, fresh bool) (rec store.R
 	s.cache.Add(ctx, rec)
 	return rec, false, nil
 }
+
+// tracing reports whether spans may be recorded; see observability.Tracing.
+func (s *Server) tracing() bool { return observability.Tracing(s.TracerProvider) }
+
+// metering reports whether metrics may be recorded; see
+// observability.Metering.
+func (s *Server) metering() bool { return observability.Metering(s.MeterProvider) }
 
 // storeOp runs one store operation in a span, timing it.
 func (s *Server) storeOp(ctx context.Context, op string, f func(context.Context) error) error {

@@ -10,6 +10,8 @@
 package observability
 
 import (
+	"reflect"
+
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -62,6 +64,45 @@ const (
 // trace context and baggage.
 var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(
 	propagation.TraceContext{}, propagation.Baggage{})
+
+// The types of the otel global providers before a program installs one:
+// they hand out delegates that record nothing until then. Captured by type,
+// not value, so that a provider installed by another package's init is not
+// mistaken for the default.
+var (
+	defaultTracerProviderType = globalDefaultType(otel.GetTracerProvider())
+	defaultMeterProviderType  = globalDefaultType(otel.GetMeterProvider())
+)
+
+func globalDefaultType(v any) reflect.Type {
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global" {
+		return t
+	}
+	return nil
+}
+
+// Tracing reports whether spans started through tp may be recorded: tp is
+// set, or a program has installed a global tracer provider. While it is
+// false, the gateway skips building spans and their attributes, which
+// would cost every request a few allocations for nothing. It is cheap
+// enough to call per request, and turns true when a provider is installed
+// later.
+func Tracing(tp trace.TracerProvider) bool {
+	if tp != nil {
+		return true
+	}
+	return defaultTracerProviderType == nil || reflect.TypeOf(otel.GetTracerProvider()) != defaultTracerProviderType
+}
+
+// Metering is Tracing for metrics: whether instruments made from mp (nil:
+// the global provider) may record.
+func Metering(mp metric.MeterProvider) bool {
+	if mp != nil {
+		return true
+	}
+	return defaultMeterProviderType == nil || reflect.TypeOf(otel.GetMeterProvider()) != defaultMeterProviderType
+}
 
 // Tracer returns the library's tracer from tp, or from the global provider
 // when tp is nil.
