@@ -5,8 +5,10 @@ import (
 	"sort"
 	"testing"
 
+	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/goleak"
 )
 
@@ -92,5 +94,26 @@ func TestInstrumentsRecordUnderTheirNames(t *testing.T) {
 		if units[name] != unit {
 			t.Errorf("%s unit %q, want %q", name, units[name], unit)
 		}
+	}
+}
+
+// TestTracingAndMeteringFollowTheGlobals checks that the gateway's
+// shortcut (no spans or metric attributes while nothing records them)
+// holds only until a provider is passed in or installed globally.
+func TestTracingAndMeteringFollowTheGlobals(t *testing.T) {
+	if Tracing(nil) || Metering(nil) {
+		t.Fatal("with no provider installed, Tracing and Metering must be false")
+	}
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	mp := sdkmetric.NewMeterProvider()
+	defer mp.Shutdown(context.Background())
+	if !Tracing(tp) || !Metering(mp) {
+		t.Fatal("a provider passed in must turn them on")
+	}
+	otel.SetTracerProvider(tp)
+	otel.SetMeterProvider(mp)
+	if !Tracing(nil) || !Metering(nil) {
+		t.Fatal("an installed global provider must turn them on")
 	}
 }
