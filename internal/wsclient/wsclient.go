@@ -316,11 +316,12 @@ parts:
 	return err
 }
 
-// maskCopy copies src to dst XORed with the masking key (RFC 6455 section
-// 5.3): one pass instead of a copy and a mask, 32 bytes an iteration.
-// key holds the four key bytes in little-endian order, src[0] taking the
-// lowest.
-func maskCopy(dst, src []byte, key uint32) {
+// maskCopyGeneric copies src to dst XORed with the masking key (RFC 6455
+// section 5.3): one pass instead of a copy and a mask, 32 bytes an
+// iteration. key holds the four key bytes in little-endian order, src[0]
+// taking the lowest. maskCopy is this function, or on amd64 a vector loop
+// in front of it.
+func maskCopyGeneric(dst, src []byte, key uint32) {
 	dst = dst[:len(src)]
 	k := uint64(key) | uint64(key)<<32
 	le := binary.LittleEndian

@@ -225,14 +225,40 @@ func TestDialRefusals(t *testing.T) {
 }
 
 func TestMaskCopy(t *testing.T) {
-	src := []byte("The quick brown fox jumps over the lazy dog, twice over.")
-	key := uint32(0x04030201)
-	dst := make([]byte, len(src))
-	maskCopy(dst, src, key)
+	key := uint32(0x8c04b201)
+	src := make([]byte, 70000)
 	for i := range src {
-		if dst[i] != src[i]^byte(i%4+1) {
-			t.Fatalf("byte %d: %#x, want %#x", i, dst[i], src[i]^byte(i%4+1))
+		src[i] = byte(i*13 + i>>8)
+	}
+	dst := make([]byte, len(src)+16)
+	// Every length around the vector loop's 64-byte blocks, a large one,
+	// and misaligned source and destination.
+	lengths := []int{65536 + 67}
+	for n := range 300 {
+		lengths = append(lengths, n)
+	}
+	for _, n := range lengths {
+		for _, off := range []int{0, 1, 3, 7} {
+			in, out := src[off:off+n], dst[off+2:off+2+n]
+			maskCopy(out, in, key)
+			for i := range in {
+				if want := in[i] ^ byte(key>>(8*(i%4))); out[i] != want {
+					t.Fatalf("length %d offset %d byte %d: %#x, want %#x", n, off, i, out[i], want)
+				}
+			}
 		}
+	}
+}
+
+func BenchmarkMaskCopy(b *testing.B) {
+	// The agent masks a 16 MiB body a 256 KiB chunk at a time.
+	src := make([]byte, 16<<20)
+	dst := make([]byte, writeChunk)
+	b.SetBytes(writeChunk)
+	off := 0
+	for b.Loop() {
+		maskCopy(dst, src[off:off+writeChunk], 0x12345678)
+		off = (off + writeChunk) % len(src)
 	}
 }
 

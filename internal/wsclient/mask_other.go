@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package wsclient
+
+// maskCopy copies src to dst XORed with the masking key; see
+// maskCopyGeneric.
+func maskCopy(dst, src []byte, key uint32) { maskCopyGeneric(dst, src, key) }
