@@ -73,7 +73,7 @@ func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
 
 	const streams = 8
 	var opened []*Stream
-	for range streams {
+	for range streams + 1 { // the last one sends a large frame
 		s, err := client.OpenStream()
 		if err != nil {
 			t.Fatal(err)
@@ -83,8 +83,8 @@ func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
 		}
 		opened = append(opened, s)
 	}
-	accepted := make([]*Stream, streams)
-	for range streams {
+	accepted := make([]*Stream, streams+1)
+	for range streams + 1 {
 		s, err := server.AcceptStream()
 		if err != nil {
 			t.Fatal(err)
@@ -105,8 +105,9 @@ func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
 	next := len(pc.writes) // the index of the write after the stalled one
 	pc.mu.Unlock()
 
+	big := opened[streams]
 	var wg sync.WaitGroup
-	for i, s := range opened {
+	for i, s := range opened[:streams] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -119,20 +120,32 @@ func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
 	for len(client.sendCh) < streams && !client.IsClosed() {
 		runtime.Gosched()
 	}
+	// Then a frame too large to join them: it must go alone, after them.
+	bigData := bytes.Repeat([]byte("b"), batchBytes)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, err := big.Write(bigData); err != nil {
+			t.Error(err)
+		}
+	}()
+	for len(client.sendCh) < streams+1 && !client.IsClosed() {
+		runtime.Gosched()
+	}
 	release()
 	wg.Wait()
 	if err := <-pingDone; err != nil {
 		t.Fatal(err)
 	}
 	// The first write after the stall carried the eight data frames, a
-	// header and a body each.
+	// header and a body each; the large frame came next, alone.
 	pc.mu.Lock()
-	batch := pc.writes[next]
+	batch, after := pc.writes[next], pc.writes[next+1]
 	pc.mu.Unlock()
-	if batch != 2*streams {
-		t.Fatalf("the write after the stall had %d parts, want %d", batch, 2*streams)
+	if batch != 2*streams || after != 2 {
+		t.Fatalf("writes after the stall had %d and %d parts, want %d and 2", batch, after, 2*streams)
 	}
-	for i, s := range accepted {
+	for i, s := range accepted[:streams] {
 		got := make([]byte, 100)
 		if _, err := io.ReadFull(s, got); err != nil {
 			t.Fatal(err)

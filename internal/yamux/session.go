@@ -487,64 +487,75 @@ func (s *Session) sendLoop() error {
 	var (
 		batch []*sendReady
 		parts [][]byte
+		held  *sendReady // taken from sendCh but too big for the last batch
 	)
 	for {
-		select {
-		case ready := <-s.sendCh:
-			// Frames already queued behind this one go out with it, in
-			// one write: under load that is one system call (and one
-			// WebSocket message) for many small frames. Nothing waits
-			// for a batch to fill.
-			batch = append(batch[:0], ready)
-			size := len(ready.Hdr) + len(ready.Body)
-		gather:
-			for size < batchBytes && len(batch) < cap(s.sendCh) {
-				select {
-				case r := <-s.sendCh:
-					batch = append(batch, r)
-					size += len(r.Hdr) + len(r.Body)
-				default:
+		ready := held
+		held = nil
+		if ready == nil {
+			select {
+			case ready = <-s.sendCh:
+			case <-s.shutdownCh:
+				return nil
+			}
+		}
+		// Frames already queued behind this one go out with it, in
+		// one write: under load that is one system call (and one
+		// WebSocket message) for many small frames. Nothing waits
+		// for a batch to fill, and a batch stays under batchBytes
+		// unless its first frame alone is larger.
+		batch = append(batch[:0], ready)
+		size := len(ready.Hdr) + len(ready.Body)
+	gather:
+		for size < batchBytes && len(batch) < cap(s.sendCh) {
+			select {
+			case r := <-s.sendCh:
+				n := len(r.Hdr) + len(r.Body)
+				if size+n > batchBytes {
+					held = r
 					break gather
 				}
+				batch = append(batch, r)
+				size += n
+			default:
+				break gather
 			}
-
-			// Bodies are written straight from the senders' slices, under
-			// each sendReady's mu: a sender that gives up waiting (write
-			// timeout or shutdown) takes that lock to copy its body, so
-			// it cannot return, and reuse its buffer, while the body is
-			// being written. Upstream yamux copies every body instead.
-			parts = parts[:0]
-			for _, r := range batch {
-				r.mu.Lock()
-				if r.Hdr != nil {
-					parts = append(parts, r.Hdr)
-				}
-				if len(r.Body) > 0 {
-					parts = append(parts, r.Body)
-				}
-			}
-			err := s.writeParts(fw, parts)
-			for _, r := range batch {
-				r.Body = nil
-				r.mu.Unlock()
-			}
-			clear(parts)
-			if err != nil {
-				s.logger.Printf("[ERR] yamux: Failed to write frame: %v", err)
-				for _, r := range batch {
-					asyncSendErr(r.Err, err)
-				}
-				return err
-			}
-
-			// No error, successful send
-			for _, r := range batch {
-				asyncSendErr(r.Err, nil)
-			}
-			clear(batch)
-		case <-s.shutdownCh:
-			return nil
 		}
+
+		// Bodies are written straight from the senders' slices, under
+		// each sendReady's mu: a sender that gives up waiting (write
+		// timeout or shutdown) takes that lock to copy its body, so
+		// it cannot return, and reuse its buffer, while the body is
+		// being written. Upstream yamux copies every body instead.
+		parts = parts[:0]
+		for _, r := range batch {
+			r.mu.Lock()
+			if r.Hdr != nil {
+				parts = append(parts, r.Hdr)
+			}
+			if len(r.Body) > 0 {
+				parts = append(parts, r.Body)
+			}
+		}
+		err := s.writeParts(fw, parts)
+		for _, r := range batch {
+			r.Body = nil
+			r.mu.Unlock()
+		}
+		clear(parts)
+		if err != nil {
+			s.logger.Printf("[ERR] yamux: Failed to write frame: %v", err)
+			for _, r := range batch {
+				asyncSendErr(r.Err, err)
+			}
+			return err
+		}
+
+		// No error, successful send
+		for _, r := range batch {
+			asyncSendErr(r.Err, nil)
+		}
+		clear(batch)
 	}
 }
 
