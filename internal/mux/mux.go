@@ -93,11 +93,21 @@ func NewConn(ws *websocket.Conn) *Conn {
 
 // WriteParts sends parts back to back as one binary message: the yamux
 // session writes a frame's header and body, or several queued frames, with
-// one call.
+// one call. Up to maxKeptBuffer bytes are joined in the Conn's buffer and
+// sent as one frame; larger messages (bulk uploads, up to a stream window)
+// are streamed as one frame per part, so that no buffer of that size is
+// allocated or kept.
 func (c *Conn) WriteParts(parts [][]byte) error {
 	if len(parts) == 1 {
 		_, err := c.Conn.Write(parts[0])
 		return err
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n > maxKeptBuffer {
+		return c.writeStreamed(parts)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -106,15 +116,25 @@ func (c *Conn) WriteParts(parts [][]byte) error {
 		c.buf = append(c.buf, p...)
 	}
 	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > maxKeptBuffer {
-		c.buf = nil
-	}
 	return err
 }
 
-// maxKeptBuffer bounds the frame buffer a Conn keeps between frames, so
-// that one bulk transfer does not pin a window's worth of memory to an
-// idle session.
+// writeStreamed sends parts as the frames of one message.
+func (c *Conn) writeStreamed(parts [][]byte) error {
+	w, err := c.ws.Writer(context.Background(), websocket.MessageBinary)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if _, err := w.Write(p); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// maxKeptBuffer bounds the buffer a Conn joins a message's parts in.
 const maxKeptBuffer = 64 << 10
 
 // Close closes the WebSocket at once, without the closing handshake: yamux

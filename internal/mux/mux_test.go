@@ -29,6 +29,7 @@ func TestConnWriteParts(t *testing.T) {
 		}
 		defer c.CloseNow()
 		defer close(done)
+		c.SetReadLimit(1 << 20)
 		for {
 			_, msg, err := c.Read(r.Context())
 			if err != nil {
@@ -48,12 +49,17 @@ func TestConnWriteParts(t *testing.T) {
 	}
 	c := NewConn(ws)
 	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
+	big := make([]byte, 3*maxKeptBuffer+5)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
 	update := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}
 	ping := []byte{0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}
 	calls := [][][]byte{
 		{hdr, []byte("abc")},       // a data frame
 		{update},                   // a window update
 		{ping, hdr, []byte("abc")}, // a batch of two frames
+		{hdr, big},                 // over maxKeptBuffer: streamed, still one message
 	}
 	var want []string
 	for _, parts := range calls {
