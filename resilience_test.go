@@ -253,12 +253,14 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		defer cancel()
 		shutdownErr <- srv.Shutdown(ctx)
 	}()
-	// New agents are refused while it drains.
+	// New agents are refused while it drains. Until Shutdown has begun
+	// they may still connect; those are closed, not left reconnecting.
 	for {
-		_, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet))
+		early, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet))
 		if err != nil {
 			break
 		}
+		early.Close()
 	}
 	close(release)
 	if r := <-res; r.status != 200 || r.body != "finished" {
