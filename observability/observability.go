@@ -89,19 +89,19 @@ func globalDefaultType(v any) reflect.Type {
 // enough to call per request, and turns true when a provider is installed
 // later.
 func Tracing(tp trace.TracerProvider) bool {
-	if tp != nil {
-		return true
-	}
-	return defaultTracerProviderType == nil || reflect.TypeOf(otel.GetTracerProvider()) != defaultTracerProviderType
+	return tp != nil || installed(otel.GetTracerProvider(), defaultTracerProviderType)
 }
 
 // Metering is Tracing for metrics: whether instruments made from mp (nil:
 // the global provider) may record.
 func Metering(mp metric.MeterProvider) bool {
-	if mp != nil {
-		return true
-	}
-	return defaultMeterProviderType == nil || reflect.TypeOf(otel.GetMeterProvider()) != defaultMeterProviderType
+	return mp != nil || installed(otel.GetMeterProvider(), defaultMeterProviderType)
+}
+
+// installed reports whether the global provider current is not the
+// default one, of type def (nil if the default was never seen).
+func installed(current any, def reflect.Type) bool {
+	return def == nil || reflect.TypeOf(current) != def
 }
 
 // Tracer returns the library's tracer from tp, or from the global provider

@@ -531,41 +531,36 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 
 	// A reader blocked on an empty stream gets the data straight into its
 	// buffer; what does not fit goes to recvBuf.
-	var direct int
+	var (
+		direct int
+		copied int64
+		err    error
+	)
 	if s.readWait != nil && s.readN == 0 && (s.recvBuf == nil || s.recvBuf.Len() == 0) {
 		p := s.readWait
 		if len(p) > int(length) {
 			p = p[:length]
 		}
-		var err error
 		direct, err = io.ReadFull(conn, p)
 		s.readN = direct
-		if err != nil {
-			s.session.logger.Printf("[ERR] yamux: Failed to read stream data: %v", err)
-			s.recvLock.Unlock()
-			asyncNotify(s.recvNotifyCh)
-			return err
-		}
 	}
-
-	var copiedLength int64
-	if rest := int(length) - direct; rest > 0 {
+	if rest := int(length) - direct; err == nil && rest > 0 {
 		if s.recvBuf == nil {
 			// Allocate the receive buffer just-in-time to fit the full data frame.
 			// This way we can read in the whole packet without further allocations.
 			s.recvBuf = bytes.NewBuffer(make([]byte, 0, rest))
 		}
-		var err error
-		copiedLength, err = io.Copy(s.recvBuf, conn)
-		if err != nil {
-			s.session.logger.Printf("[ERR] yamux: Failed to read stream data: %v", err)
-			s.recvLock.Unlock()
-			return err
-		}
+		copied, err = io.Copy(s.recvBuf, conn)
+	}
+	if err != nil {
+		// The session ends; its shutdown wakes the reader.
+		s.session.logger.Printf("[ERR] yamux: Failed to read stream data: %v", err)
+		s.recvLock.Unlock()
+		return err
 	}
 
 	// Decrement the receive window
-	s.recvWindow -= uint32(direct) + uint32(copiedLength)
+	s.recvWindow -= uint32(direct) + uint32(copied)
 	s.recvLock.Unlock()
 
 	// Unblock any readers
