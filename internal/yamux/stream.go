@@ -43,6 +43,11 @@ type Stream struct {
 	// of through recvBuf. Both are guarded by recvLock.
 	readWait []byte
 	readN    int
+	// readDoneCh wakes the reader whose buffer readWait is when data has
+	// been put in it. It is that reader's own: a wakeup on recvNotifyCh
+	// may be taken by another reader of the stream, which would leave the
+	// data's owner asleep.
+	readDoneCh chan struct{}
 
 	controlHdr     header
 	controlErr     chan error
@@ -80,6 +85,7 @@ func newStream(session *Session, id uint32, state streamState) *Stream {
 		recvWindow:   initialStreamWindow,
 		sendWindow:   initialStreamWindow,
 		recvNotifyCh: make(chan struct{}, 1),
+		readDoneCh:   make(chan struct{}, 1),
 		sendNotifyCh: make(chan struct{}, 1),
 		establishCh:  make(chan struct{}, 1),
 	}
@@ -151,9 +157,14 @@ WAIT:
 		timeout = timer.C
 	}
 	var timedOut bool
+	var done <-chan struct{}
+	if waiting {
+		done = s.readDoneCh
+	}
 	select {
 	case <-s.session.shutdownCh:
 	case <-s.recvNotifyCh:
+	case <-done:
 	case <-timeout:
 		timedOut = true
 	}
@@ -299,6 +310,11 @@ func (s *Stream) sendWindowUpdate() error {
 	s.controlHdrLock.Lock()
 	defer s.controlHdrLock.Unlock()
 
+	// Determine the flags if any. This takes stateLock, so it comes before
+	// recvLock: Read takes stateLock and then recvLock, and the opposite
+	// order deadlocks two readers of a closing stream.
+	flags := s.sendFlags()
+
 	// Determine the delta update
 	max := s.session.config.MaxStreamWindowSize
 	var bufLen uint32
@@ -307,9 +323,6 @@ func (s *Stream) sendWindowUpdate() error {
 		bufLen = uint32(s.recvBuf.Len())
 	}
 	delta := (max - bufLen) - s.recvWindow
-
-	// Determine the flags if any
-	flags := s.sendFlags()
 
 	// Check if we can omit the update
 	if delta < (max/2) && flags == 0 {
@@ -563,7 +576,10 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	s.recvWindow -= uint32(direct) + uint32(copied)
 	s.recvLock.Unlock()
 
-	// Unblock any readers
+	// Unblock the reader the data went to, and any others
+	if direct > 0 {
+		asyncNotify(s.readDoneCh)
+	}
 	asyncNotify(s.recvNotifyCh)
 	return nil
 }
