@@ -21,7 +21,7 @@ import (
 
 	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/mux"
-	"github.com/http-tunnel/tunnel/internal/wsclient"
+	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
@@ -201,7 +201,7 @@ var _ net.Listener = (*Listener)(nil)
 // agentConn is one connection of a Listener to the gateway, in mux mode
 // (mux set) or json mode (json set).
 type agentConn struct {
-	ws      *wsclient.Conn
+	ws      *websocket.Conn
 	mux     *yamux.Session
 	json    *jsonSession
 	est     *protocol.ConnectionEstablished
@@ -349,7 +349,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	if l.opts.token != "" {
 		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
 	}
-	ws, resp, err := wsclient.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
+	ws, resp, err := websocket.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
 	if err != nil {
 		if e := refusal(resp); e != nil {
 			return nil, e
@@ -360,7 +360,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	// mode, as for an original agent.
 	sub := ws.Subprotocol()
 	if sub != protocol.SubprotocolMux && sub != protocol.SubprotocolJSON && sub != "" {
-		ws.Close(wsclient.StatusProtocolError, "unknown subprotocol", 0)
+		ws.Close(websocket.StatusProtocolError, "unknown subprotocol", 0)
 		return nil, fmt.Errorf("gateway selected unknown subprotocol %q", sub)
 	}
 
@@ -394,21 +394,21 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 }
 
 // handshake sends ready and reads the gateway's answer; ctx bounds both.
-func handshake(ctx context.Context, ws *wsclient.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
+func handshake(ctx context.Context, ws *websocket.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
 	stop := context.AfterFunc(ctx, func() { ws.CloseNow() })
 	defer stop()
 	b, err := protocol.Marshal(ready)
 	if err != nil {
 		return nil, err
 	}
-	if err := ws.WriteMessage(wsclient.OpText, b); err != nil {
+	if err := ws.WriteMessage(websocket.OpText, b); err != nil {
 		return nil, fmt.Errorf("send ready: %w", ctxErr(ctx, err))
 	}
 	typ, data, err := ws.ReadMessage(protocol.MaxHandshakeBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read handshake answer: %w", ctxErr(ctx, err))
 	}
-	if typ != wsclient.OpText {
+	if typ != websocket.OpText {
 		return nil, errors.New("handshake answer is not JSON text")
 	}
 	msg, err := protocol.Unmarshal(data, protocol.MaxHandshakeBytes)
@@ -700,7 +700,7 @@ func (c *agentConn) close() {
 		return
 	}
 	if !c.mux.IsClosed() {
-		c.ws.Close(wsclient.StatusNormalClosure, "agent closing", time.Second)
+		c.ws.Close(websocket.StatusNormalClosure, "agent closing", time.Second)
 	}
 	c.mux.Close()
 }

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/http-tunnel/tunnel/internal/wsclient"
+	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
@@ -62,7 +62,7 @@ const (
 // stays open (retiring) until the requests it carries are answered.
 type jsonSession struct {
 	l   *Listener
-	ws  *wsclient.Conn
+	ws  *websocket.Conn
 	est *protocol.ConnectionEstablished
 	log *slog.Logger
 
@@ -89,7 +89,7 @@ type jsonSession struct {
 }
 
 // newJSONSession prepares a json-mode session on ws after the handshake.
-func newJSONSession(l *Listener, ws *wsclient.Conn, est *protocol.ConnectionEstablished) *jsonSession {
+func newJSONSession(l *Listener, ws *websocket.Conn, est *protocol.ConnectionEstablished) *jsonSession {
 	ws.MaxFrame = protocol.MaxFrameBytes
 	s := &jsonSession{
 		l: l, ws: ws, est: est,
@@ -149,7 +149,7 @@ func (s *jsonSession) close() {
 		c.Close()
 	}
 	s.mu.Unlock()
-	s.ws.Close(wsclient.StatusNormalClosure, "agent closing", time.Second)
+	s.ws.Close(websocket.StatusNormalClosure, "agent closing", time.Second)
 	<-s.stopped
 }
 
@@ -177,9 +177,9 @@ func (s *jsonSession) readLoop() {
 			return
 		}
 		s.lastSeen.Store(time.Now().UnixNano())
-		if op != wsclient.OpText {
+		if op != websocket.OpText {
 			s.log.Warn("tunnel: binary message in json mode; reconnecting")
-			s.ws.Close(wsclient.StatusUnsupportedData, "binary message in json mode", 0)
+			s.ws.Close(websocket.StatusUnsupportedData, "binary message in json mode", 0)
 			return
 		}
 		msg, err := protocol.Unmarshal(data, protocol.MaxMessageBytes)
@@ -263,7 +263,7 @@ func (s *jsonSession) retire(readDone <-chan struct{}) {
 	case <-s.l.closed:
 	case <-readDone:
 	}
-	s.ws.Close(wsclient.StatusNormalClosure, "connection lifetime reached", time.Second)
+	s.ws.Close(websocket.StatusNormalClosure, "connection lifetime reached", time.Second)
 }
 
 // send writes one message; a failure ends the connection, which the read
@@ -273,7 +273,7 @@ func (s *jsonSession) send(m protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ws.WriteMessage(wsclient.OpText, b); err != nil {
+	if err := s.ws.WriteMessage(websocket.OpText, b); err != nil {
 		s.ws.CloseNow()
 		return err
 	}

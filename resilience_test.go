@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -399,6 +400,42 @@ func TestMalformedHandshakesAreRefused(t *testing.T) {
 			t.Fatalf("status %d", status)
 		}
 	})
+}
+
+// TestAgentEndpointRefusesNonUpgrades: an authenticated request that is not
+// a WebSocket opening handshake gets 400 invalid_request in the error model,
+// with the headers RFC 6455 asks for.
+func TestAgentEndpointRefusesNonUpgrades(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Authenticator: tunnel.NewStaticTokens("tok")})
+	c := newClient(t)
+	upgrade := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	for _, tc := range []struct {
+		name, method string
+		header       http.Header
+		wantHeader   string
+	}{
+		{"plain GET", "GET", http.Header{}, "Upgrade"},
+		{"POST upgrade", "POST", upgrade, "Allow"},
+		{"no version", "GET", upgrade, "Sec-Websocket-Version"},
+	} {
+		req, _ := http.NewRequest(tc.method, gw.URL+protocol.ConnectPath, nil)
+		req.Header = tc.header.Clone()
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		pe := wantError(t, resp.StatusCode, resp.Header, string(body), http.StatusBadRequest, tunnel.CodeInvalidRequest)
+		if !strings.Contains(pe.Message, "WebSocket") {
+			t.Errorf("%s: message %q does not say what was wrong", tc.name, pe.Message)
+		}
+		if resp.Header.Get(tc.wantHeader) == "" {
+			t.Errorf("%s: no %s header", tc.name, tc.wantHeader)
+		}
+	}
 }
 
 func text(s string) func(ctx context.Context, c *websocket.Conn) error {

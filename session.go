@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/internal/yamux"
 
 	"go.opentelemetry.io/otel/metric"
@@ -82,17 +82,22 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols: []string{protocol.SubprotocolMux},
-		// Agents are programs, not browsers: they authenticate with a
-		// bearer token, never with ambient cookies, so the Origin check
-		// that protects browser sessions does not apply.
-		InsecureSkipVerify: true,
-		CompressionMode:    websocket.CompressionDisabled,
-	})
+	// Agents are programs, not browsers: they authenticate with a bearer
+	// token, never with ambient cookies, so there is no Origin check.
+	ws, err := websocket.Accept(w, r, []string{protocol.SubprotocolMux})
 	if err != nil {
-		// Accept has already answered the request with the reason.
-		s.log.DebugContext(ctx, "agent upgrade failed", slog.String("remote_addr", r.RemoteAddr), slog.Any("err", err))
+		var ue *websocket.UpgradeError
+		if errors.As(err, &ue) {
+			s.fail(ctx, w, &Error{Code: CodeInvalidRequest, Message: "the agent endpoint takes WebSocket upgrades only: " + ue.Reason, Err: err},
+				slog.String("remote_addr", r.RemoteAddr))
+			return
+		}
+		if errors.Is(err, websocket.ErrNotHijackable) {
+			s.fail(ctx, w, &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: err}, slog.String("remote_addr", r.RemoteAddr))
+			return
+		}
+		// Writing the 101 answer failed: the agent is gone.
+		s.log.InfoContext(ctx, "agent upgrade failed", slog.String("remote_addr", r.RemoteAddr), slog.Any("err", err))
 		return
 	}
 
@@ -108,14 +113,18 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 // connection_established, then starts the multiplexer. On failure it has
 // answered the agent with an error message and closed the WebSocket.
 func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.Conn, ident Identity) (*session, error) {
-	fail := func(code Code, status websocket.StatusCode, msg string, cause error) (*session, error) {
+	fail := func(code Code, status int, msg string, cause error) (*session, error) {
 		s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(code))))
 		if b, err := protocol.Marshal(&protocol.Error{Code: string(code), Message: msg}); err == nil {
 			wctx, cancel := context.WithTimeout(ctx, time.Second)
-			ws.Write(wctx, websocket.MessageText, b)
+			stop := context.AfterFunc(wctx, func() { ws.CloseNow() })
+			ws.WriteMessage(websocket.OpText, b)
+			stop()
 			cancel()
 		}
-		ws.Close(status, msg)
+		// Nobody else reads: read on until the agent's close, so that it
+		// gets the message before the connection closes.
+		ws.CloseAndDrain(status, msg, closeWait)
 		if cause == nil {
 			cause = errors.New(msg)
 		}
@@ -127,17 +136,22 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 			"this gateway speaks mux mode only: offer subprotocol "+protocol.SubprotocolMux, nil)
 	}
 
-	ws.SetReadLimit(protocol.MaxHandshakeBytes)
 	hctx, cancel := context.WithTimeout(ctx, orDefault(s.HandshakeTimeout, DefaultHandshakeTimeout))
-	typ, data, err := ws.Read(hctx)
+	stop := context.AfterFunc(hctx, func() { ws.CloseNow() })
+	typ, data, err := ws.ReadMessage(protocol.MaxHandshakeBytes)
+	stop()
+	ctxErr := hctx.Err()
 	cancel()
 	if err != nil {
 		// A message over the read limit has already been answered with
 		// close status 1009 by the WebSocket layer.
 		ws.CloseNow()
+		if ctxErr != nil {
+			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		}
 		return nil, fmt.Errorf("read ready: %w", err)
 	}
-	if typ != websocket.MessageText {
+	if typ != websocket.OpText {
 		return fail(CodeInvalidRequest, websocket.StatusProtocolError, "the handshake is JSON text", nil)
 	}
 	msg, err := protocol.Unmarshal(data, protocol.MaxHandshakeBytes)
@@ -275,13 +289,15 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	b, err := protocol.Marshal(est)
 	if err == nil {
 		wctx, cancel := context.WithTimeout(ctx, orDefault(s.HandshakeTimeout, DefaultHandshakeTimeout))
-		err = ws.Write(wctx, websocket.MessageText, b)
+		stop := context.AfterFunc(wctx, func() { ws.CloseNow() })
+		err = ws.WriteMessage(websocket.OpText, b)
+		stop()
 		cancel()
 	}
 	if err != nil {
 		return failed(fmt.Errorf("write connection_established: %w", err))
 	}
-	ms, err := mux.Client(mux.NewConn(ws), mux.Config{Heartbeat: orDefault(s.Heartbeat, DefaultHeartbeat)})
+	ms, err := mux.Client(ws.NetConn(), mux.Config{Heartbeat: orDefault(s.Heartbeat, DefaultHeartbeat)})
 	if err != nil {
 		return failed(fmt.Errorf("start session: %w", err))
 	}
@@ -306,6 +322,9 @@ func (sess *session) openStream(ctx context.Context, _, _ string) (net.Conn, err
 
 // maxResumeToken caps a resume token as received (protocol/spec.md).
 const maxResumeToken = 256
+
+// closeWait bounds the wait for an agent's answer to the gateway's close.
+const closeWait = 5 * time.Second
 
 // baseURL returns the public base URL (scheme://host[:port], no trailing
 // slash) for tunnels of an agent connecting with r.
@@ -404,7 +423,7 @@ loop:
 			cancel()
 			if errors.Is(err, store.ErrNotFound) {
 				sess.log.Warn("tunnel lease lost; closing the agent session")
-				sess.ws.Close(websocket.StatusPolicyViolation, "tunnel lease lost")
+				sess.ws.Close(websocket.StatusPolicyViolation, "tunnel lease lost", closeWait)
 				sess.close()
 				break loop
 			}
@@ -516,7 +535,7 @@ func (sess *session) drain() {
 // later, and ends the session.
 func (sess *session) goAway() {
 	sess.goingAway.Store(true)
-	sess.ws.Close(websocket.StatusGoingAway, "gateway shutting down")
+	sess.ws.Close(websocket.StatusGoingAway, "gateway shutting down", closeWait)
 	sess.close()
 }
 

@@ -1,7 +1,9 @@
 package mux
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,80 +11,88 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/http-tunnel/tunnel/internal/websocket"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestConnWriteParts checks that the parts of one WriteParts call (a data
-// header and its body, or several queued frames) leave as one WebSocket
-// message.
-func TestConnWriteParts(t *testing.T) {
-	var mu sync.Mutex
-	var messages [][]byte
-	done := make(chan struct{})
+// TestSessionOverWebSocket runs a session as a tunnel does: the gateway's
+// Client over the WebSocket it accepted, the agent's Server over the one it
+// dialed. Streams the gateway opens carry data both ways, and closing the
+// gateway's session ends the agent's.
+func TestSessionOverWebSocket(t *testing.T) {
+	var wg sync.WaitGroup
+	gateway := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
+			t.Error(err)
 			return
 		}
-		defer c.CloseNow()
-		defer close(done)
-		c.SetReadLimit(1 << 20)
-		for {
-			_, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			messages = append(messages, msg)
-			mu.Unlock()
-		}
+		gateway <- c
 	}))
 	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	agentWS, _, err := websocket.Dial(ctx, &http.Client{Transport: tr}, "ws"+strings.TrimPrefix(srv.URL, "http"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewConn(ws)
-	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
-	big := make([]byte, 3*maxKeptBuffer+5)
-	for i := range big {
-		big[i] = byte(i % 251)
+	agent, err := Server(agentWS.NetConn(), Config{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	update := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}
-	ping := []byte{0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}
-	calls := [][][]byte{
-		{hdr, []byte("abc")},       // a data frame
-		{update},                   // a window update
-		{ping, hdr, []byte("abc")}, // a batch of two frames
-		{hdr, big},                 // over maxKeptBuffer: streamed, still one message
+	gw, err := Client((<-gateway).NetConn(), Config{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var want []string
-	for _, parts := range calls {
-		if err := c.WriteParts(parts); err != nil {
+
+	// The agent echoes every stream.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := agent.AcceptStream()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer st.Close()
+				io.Copy(st, st)
+			}()
+		}
+	}()
+
+	// Larger than a stream window, so flow control runs both ways.
+	data := make([]byte, 3*StreamWindow+17)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for range 3 {
+		st, err := gw.Open()
+		if err != nil {
 			t.Fatal(err)
 		}
-		var msg []byte
-		for _, p := range parts {
-			msg = append(msg, p...)
-		}
-		want = append(want, string(msg))
-	}
-	ws.Close(websocket.StatusNormalClosure, "")
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	if len(messages) != len(want) {
-		t.Fatalf("%d messages, want %d", len(messages), len(want))
-	}
-	for i := range want {
-		if string(messages[i]) != want[i] {
-			t.Errorf("message %d = %x, want %x", i, messages[i], want[i])
+		go func() {
+			st.Write(data)
+			st.Close() // a half close: the echo still arrives
+		}()
+		got, err := io.ReadAll(st)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
 		}
 	}
-	c.Close()
+
+	gw.Close()
+	select {
+	case <-agent.CloseChan():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent's session outlived the gateway's")
+	}
+	wg.Wait()
 }

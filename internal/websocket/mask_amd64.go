@@ -1,4 +1,4 @@
-package wsclient
+package websocket
 
 // maskCopy is maskCopyGeneric with the bulk of the work done 64 bytes at a
 // time in SSE2 registers, which every amd64 processor has: on a tunnel's

@@ -1,4 +1,4 @@
-package wsclient
+package websocket
 
 import (
 	"bytes"
@@ -246,6 +246,11 @@ func TestMaskCopy(t *testing.T) {
 					t.Fatalf("length %d offset %d byte %d: %#x, want %#x", n, off, i, out[i], want)
 				}
 			}
+			// In place, as the server unmasks: masking twice restores.
+			maskCopy(out, out, key)
+			if !bytes.Equal(out, in) {
+				t.Fatalf("length %d offset %d: unmasking in place did not restore the input", n, off)
+			}
 		}
 	}
 }
@@ -262,7 +267,7 @@ func BenchmarkMaskCopy(b *testing.B) {
 	}
 }
 
-// readOnly is a server stream made of fixed bytes, for the fuzzer.
+// readOnly is a peer's stream made of fixed bytes, for the fuzzer.
 type readOnly struct{ io.Reader }
 
 func (readOnly) Write(p []byte) (int, error) { return len(p), nil }
@@ -274,16 +279,23 @@ func FuzzReadFrames(f *testing.F) {
 	f.Add([]byte{0x89, 0x00, 0x82, 0x7E, 0x00, 0x01, 'x'})
 	f.Add([]byte{0x88, 0x02, 0x03, 0xE8})
 	f.Add([]byte{0x82, 0x7F, 0xFF, 0, 0, 0, 0, 0, 0, 1})
+	// Masked frames, as a server reads them.
+	f.Add([]byte{0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1})
+	f.Add([]byte{0x89, 0x80, 9, 9, 9, 9, 0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := newConn(readOnly{bytes.NewReader(data)}, "")
-		for i := 0; i < 64; i++ {
-			if _, msg, err := c.ReadMessage(1 << 16); err != nil {
-				break
-			} else if len(msg) > 1<<16 {
-				t.Fatalf("message of %d bytes over the limit", len(msg))
+		for _, server := range []bool{false, true} {
+			rw := readOnly{bytes.NewReader(data)}
+			c := newConn(rw, rw, "", server)
+			for i := 0; i < 64; i++ {
+				if _, msg, err := c.ReadMessage(1 << 16); err != nil {
+					break
+				} else if len(msg) > 1<<16 {
+					t.Fatalf("message of %d bytes over the limit", len(msg))
+				}
 			}
+			rw2 := readOnly{bytes.NewReader(data)}
+			c2 := newConn(rw2, rw2, "", server)
+			io.Copy(io.Discard, io.LimitReader(c2.NetConn(), 1<<20))
 		}
-		c2 := newConn(readOnly{bytes.NewReader(data)}, "")
-		io.Copy(io.Discard, io.LimitReader(c2.NetConn(), 1<<20))
 	})
 }

@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package wsclient
+package websocket
 
 // maskCopy copies src to dst XORed with the masking key; see
 // maskCopyGeneric.

@@ -1,24 +1,29 @@
-// Package wsclient is the agent's WebSocket client (RFC 6455): the opening
-// handshake over an http.Client, and framing tuned for a tunnel.
+// Package websocket is the tunnel's WebSocket (RFC 6455) for both ends: the
+// agent's client (Dial) and the gateway's server (Accept), with framing
+// tuned for a tunnel.
 //
-// The agent is a WebSocket client, so every frame it sends is masked. A
-// general-purpose library masks through a small write buffer and so issues
-// one write per few kilobytes; on a tunnel's bulk path that makes the
-// system calls, not the copies, the cost. Conn builds each frame (header,
-// then payload masked in place) in one buffer and sends it with one write.
-// It also writes a yamux frame's header and body as one WebSocket frame, and
-// can split messages into frames of a maximum size (API Gateway's 32 KiB).
+// A general-purpose library writes through a small buffer, so it issues one
+// write per few kilobytes, and it masks and unmasks with portable loops; on
+// a tunnel's bulk path those, not the copies, become the cost. Here every
+// frame goes out in as few writes as it can:
+//
+//   - The client (which must mask) builds each frame, header and then the
+//     payload masked as it is copied, in one buffer and sends it with one
+//     write per 256 KiB.
+//   - The server (which must not mask) sends a frame's header and payload
+//     parts with one vectored write, without copying them, where the
+//     connection supports it (TCP).
+//
+// A yamux frame's header and body, or several queued frames, go out as one
+// WebSocket frame (Stream.WriteParts). The server unmasks what it reads in
+// place, 64 bytes at a time on amd64. The client can split messages into
+// frames of a maximum size (API Gateway's 32 KiB).
 //
 // Conn serves one reader and any number of writers at a time.
-package wsclient
+package websocket
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,10 +31,7 @@ import (
 	"math/bits"
 	mathrand "math/rand/v2"
 	"net"
-	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -65,11 +67,12 @@ const (
 	writeChunk        = 256 << 10 // most bytes of a frame sent in one write
 	maxControlPayload = 125
 	readBufferSize    = 64 << 10
+	drainWait         = 2 * time.Second // CloseAndDrain after a message over the limit
 	acceptGUID        = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 )
 
-// CloseError is returned by reads once the server has closed the
-// connection with a close frame.
+// CloseError is returned by reads once the peer has closed the connection
+// with a close frame.
 type CloseError struct {
 	Code   int
 	Reason string
@@ -86,11 +89,16 @@ var ErrProtocol = errors.New("websocket: protocol error")
 // ErrMessageTooBig is returned by ReadMessage for a message over its limit.
 var ErrMessageTooBig = errors.New("websocket: message too big")
 
-// Conn is a client WebSocket connection.
+// Conn is a WebSocket connection, the client's end (Dial) or the server's
+// (Accept).
 type Conn struct {
 	rwc         io.ReadWriteCloser
 	br          *bufio.Reader
 	subprotocol string
+	server      bool
+	// vectored: the connection takes a frame's parts in one system call
+	// (net.Buffers), so the server does not join them.
+	vectored bool
 
 	// MaxFrame, if positive, caps the payload of each frame written; longer
 	// messages are fragmented. Set it before the first write.
@@ -98,122 +106,37 @@ type Conn struct {
 
 	wmu       sync.Mutex
 	wbuf      []byte
+	hdr       [10]byte
+	vec       [][]byte
 	closeSent bool
 
 	// Read state, owned by the single reader.
-	remaining int64 // payload bytes left in the current data frame
-	inMessage bool  // a fragmented data message is in progress
+	remaining int64  // payload bytes left in the current data frame
+	rkey      uint32 // server: the current frame's mask key, at its phase
+	inMessage bool   // a fragmented data message is in progress
 	ctrl      [maxControlPayload]byte
 
 	closeOnce sync.Once
-	peerClose chan struct{} // closed when the server's close frame is read, or reading ends
+	peerClose chan struct{} // closed when the peer's close frame is read, or reading ends
 	peerOnce  sync.Once
 }
 
-// Dial opens a WebSocket to rawURL (ws:// or wss://) with client, sending
-// header and offering subprotocols. ctx bounds the handshake only. On a
-// non-101 answer it returns the response with at most 1 KiB of its body
-// buffered, for the caller to read the server's reason.
-func Dial(ctx context.Context, client *http.Client, rawURL string, header http.Header, subprotocols []string) (*Conn, *http.Response, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch u.Scheme {
-	case "ws":
-		u.Scheme = "http"
-	case "wss":
-		u.Scheme = "https"
-	default:
-		return nil, nil, fmt.Errorf("websocket: unsupported scheme %q", u.Scheme)
-	}
-	var nonce [16]byte
-	rand.Read(nonce[:])
-	key := base64.StdEncoding.EncodeToString(nonce[:])
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", key)
-	if len(subprotocols) > 0 {
-		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(subprotocols, ", "))
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("websocket dial: %w", err)
-	}
-	fail := func(err error) (*Conn, *http.Response, error) {
-		var body []byte
-		if resp.StatusCode != http.StatusSwitchingProtocols {
-			// Keep the start of the server's explanation, without waiting
-			// on a server that sends no more.
-			t := time.AfterFunc(3*time.Second, func() { resp.Body.Close() })
-			body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
-			t.Stop()
-		}
-		resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return nil, resp, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return fail(fmt.Errorf("websocket dial: server answered %s", resp.Status))
-	}
-	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") || !headerHasToken(resp.Header, "Connection", "upgrade") {
-		return fail(errors.New("websocket dial: server did not upgrade to websocket"))
-	}
-	if resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(key) {
-		return fail(errors.New("websocket dial: bad Sec-WebSocket-Accept"))
-	}
-	proto := resp.Header.Get("Sec-WebSocket-Protocol")
-	if proto != "" && !contains(subprotocols, proto) {
-		return fail(fmt.Errorf("websocket dial: server chose subprotocol %q, which was not offered", proto))
-	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		return fail(fmt.Errorf("websocket dial: response body is not writable (%T)", resp.Body))
-	}
-	return newConn(rwc, proto), resp, nil
-}
-
-func newConn(rwc io.ReadWriteCloser, subprotocol string) *Conn {
-	return &Conn{
+// newConn returns a connection that writes to and closes rwc and reads
+// from r (rwc itself, or rwc behind bytes the HTTP server had already
+// buffered).
+func newConn(rwc io.ReadWriteCloser, r io.Reader, subprotocol string, server bool) *Conn {
+	c := &Conn{
 		rwc:         rwc,
-		br:          bufio.NewReaderSize(rwc, readBufferSize),
+		br:          bufio.NewReaderSize(r, readBufferSize),
 		subprotocol: subprotocol,
+		server:      server,
 		peerClose:   make(chan struct{}),
 	}
-}
-
-func acceptKey(key string) string {
-	h := sha1.Sum([]byte(key + acceptGUID))
-	return base64.StdEncoding.EncodeToString(h[:])
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
+	switch rwc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		c.vectored = true
 	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return c
 }
 
 // Subprotocol returns the subprotocol the server selected, or "".
@@ -248,17 +171,58 @@ func (c *Conn) WriteMessage(op byte, p []byte) error {
 	}
 }
 
-// writeFrameLocked writes one masked frame whose payload is the parts back
-// to back. The header and the payload, masked as it is copied, go through
-// one buffer of at most writeChunk bytes: a frame up to that size is one
-// write, and a larger one (up to a yamux window) is written a chunk at a
-// time, so that buffers stay small whatever the frame size. Chunks of
-// 64 KiB were slower; 256 KiB and whole frames measured the same.
+// writeFrameLocked writes one frame whose payload is the parts back to
+// back: masked by a client, vectored or joined by a server.
 func (c *Conn) writeFrameLocked(op byte, fin bool, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
+	if c.server && c.vectored && n > smallFrame {
+		return c.writeVectoredLocked(op, fin, n, parts)
+	}
+	return c.writeJoinedLocked(op, fin, n, parts)
+}
+
+// appendHeader appends a frame header for a payload of n bytes; mask sets
+// the mask bit (the key follows, appended by the caller).
+func appendHeader(buf []byte, op byte, fin bool, n int, mask bool) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	var m byte
+	if mask {
+		m = 0x80
+	}
+	switch {
+	case n <= 125:
+		return append(buf, b0, m|byte(n))
+	case n <= 0xFFFF:
+		return append(buf, b0, m|126, byte(n>>8), byte(n))
+	default:
+		buf = append(buf, b0, m|127)
+		return binary.BigEndian.AppendUint64(buf, uint64(n))
+	}
+}
+
+// writeVectoredLocked sends the header and the parts with one vectored
+// write, without copying the parts.
+func (c *Conn) writeVectoredLocked(op byte, fin bool, n int, parts [][]byte) error {
+	c.vec = append(append(c.vec[:0], appendHeader(c.hdr[:0], op, fin, n, false)), parts...)
+	bufs := net.Buffers(c.vec)
+	_, err := bufs.WriteTo(c.rwc)
+	clear(c.vec) // keep no reference to the caller's buffers
+	return err
+}
+
+// writeJoinedLocked writes the header and the payload through one buffer of
+// at most writeChunk bytes, masking the payload as it is copied if this is
+// the client: a frame up to that size is one write, and a larger one (up to
+// a yamux window) is written a chunk at a time, so that buffers stay small
+// whatever the frame size. Chunks of 64 KiB were slower; 256 KiB and whole
+// frames measured the same.
+func (c *Conn) writeJoinedLocked(op byte, fin bool, n int, parts [][]byte) error {
 	// Small frames use the connection's own buffer; large ones borrow a
 	// pooled one, so that a bulk burst neither pins a large buffer to an
 	// idle connection nor allocates one per frame.
@@ -268,23 +232,14 @@ func (c *Conn) writeFrameLocked(op byte, fin bool, parts ...[]byte) error {
 		pooled = largeBuffers.Get().(*[]byte)
 		buf = (*pooled)[:0]
 	}
-	b0 := op
-	if fin {
-		b0 |= 0x80
+	buf = appendHeader(buf, op, fin, n, !c.server)
+	var key uint32
+	if !c.server {
+		key = mathrand.Uint32()
+		buf = binary.LittleEndian.AppendUint32(buf, key)
 	}
-	switch {
-	case n <= 125:
-		buf = append(buf, b0, 0x80|byte(n))
-	case n <= 0xFFFF:
-		buf = append(buf, b0, 0x80|126, byte(n>>8), byte(n))
-	default:
-		buf = append(buf, b0, 0x80|127)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
-	}
-	key := mathrand.Uint32()
-	buf = binary.LittleEndian.AppendUint32(buf, key)
 	var err error
-	off := 0 // payload bytes masked so far; the key phase follows it
+	off := 0 // payload bytes copied so far; the key phase follows it
 parts:
 	for _, p := range parts {
 		for len(p) > 0 {
@@ -298,7 +253,11 @@ parts:
 			}
 			start := len(buf)
 			buf = slices.Grow(buf, m)[:start+m]
-			maskCopy(buf[start:], p[:m], bits.RotateLeft32(key, -8*(off&3)))
+			if c.server {
+				copy(buf[start:], p[:m])
+			} else {
+				maskCopy(buf[start:], p[:m], bits.RotateLeft32(key, -8*(off&3)))
+			}
 			off += m
 			p = p[m:]
 		}
@@ -318,8 +277,8 @@ parts:
 // maskCopyGeneric copies src to dst XORed with the masking key (RFC 6455
 // section 5.3): one pass instead of a copy and a mask, 32 bytes an
 // iteration. key holds the four key bytes in little-endian order, src[0]
-// taking the lowest. maskCopy is this function, or on amd64 a vector loop
-// in front of it.
+// taking the lowest. dst may be src itself (unmasking in place). maskCopy
+// is this function, or on amd64 a vector loop in front of it.
 func maskCopyGeneric(dst, src []byte, key uint32) {
 	dst = dst[:len(src)]
 	k := uint64(key) | uint64(key)<<32
@@ -341,9 +300,19 @@ func maskCopyGeneric(dst, src []byte, key uint32) {
 	}
 }
 
+// unmask unmasks p in place with the current frame's key and advances the
+// key's phase past it. A client reads unmasked frames and does nothing.
+func (c *Conn) unmask(p []byte) {
+	if !c.server || len(p) == 0 {
+		return
+	}
+	maskCopy(p, p, c.rkey)
+	c.rkey = bits.RotateLeft32(c.rkey, -8*(len(p)&3))
+}
+
 // ReadMessage reads the next data message of at most limit bytes. Pings
 // are answered on the way. Over the limit, it closes the connection with
-// StatusMessageTooBig and returns ErrMessageTooBig.
+// StatusMessageTooBig (see CloseAndDrain) and returns ErrMessageTooBig.
 func (c *Conn) ReadMessage(limit int) (byte, []byte, error) {
 	var msg []byte
 	var op byte
@@ -356,14 +325,15 @@ func (c *Conn) ReadMessage(limit int) (byte, []byte, error) {
 			op = h.op
 		}
 		if int64(len(msg))+h.length > int64(limit) {
-			c.Close(StatusMessageTooBig, "message too big", 0)
+			c.CloseAndDrain(StatusMessageTooBig, "message too big", drainWait)
 			return 0, nil, ErrMessageTooBig
 		}
 		start := len(msg)
 		msg = append(msg, make([]byte, h.length)...)
 		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
-			return 0, nil, err
+			return 0, nil, c.readErr(err)
 		}
+		c.unmask(msg[start:])
 		c.remaining = 0
 		if h.fin {
 			c.inMessage = false
@@ -376,10 +346,12 @@ type frameHeader struct {
 	fin    bool
 	op     byte
 	length int64
+	key    uint32 // masking key, little-endian; frames to the server only
 }
 
 // nextDataFrame reads frame headers, handling control frames, until a data
-// frame; its payload is then next in br, and remaining is its length.
+// frame; its payload is then next in br, remaining is its length and rkey
+// its masking key.
 func (c *Conn) nextDataFrame() (frameHeader, error) {
 	for {
 		h, err := c.readHeader()
@@ -406,6 +378,7 @@ func (c *Conn) nextDataFrame() (frameHeader, error) {
 			return h, c.protocolError(fmt.Sprintf("unknown opcode %#x", h.op))
 		}
 		c.remaining = h.length
+		c.rkey = h.key
 		return h, nil
 	}
 }
@@ -420,7 +393,11 @@ func (c *Conn) readHeader() (frameHeader, error) {
 	if b[0]&0x70 != 0 {
 		return h, c.protocolError("reserved bits set")
 	}
-	if b[1]&0x80 != 0 {
+	// RFC 6455 section 5.1: a client masks every frame, a server none.
+	if masked := b[1]&0x80 != 0; masked != c.server {
+		if c.server {
+			return h, c.protocolError("unmasked frame from the client")
+		}
 		return h, c.protocolError("masked frame from the server")
 	}
 	switch l := b[1] & 0x7F; l {
@@ -443,17 +420,27 @@ func (c *Conn) readHeader() (frameHeader, error) {
 	default:
 		h.length = int64(l)
 	}
+	if c.server {
+		var key [4]byte
+		if _, err := io.ReadFull(c.br, key[:]); err != nil {
+			return h, c.readErr(err)
+		}
+		h.key = binary.LittleEndian.Uint32(key[:])
+	}
 	if h.op >= OpClose && (h.length > maxControlPayload || !h.fin) {
 		return h, c.protocolError("invalid control frame")
 	}
 	return h, nil
 }
 
-// handleControl answers pings and processes the server's close frame.
+// handleControl answers pings and processes the peer's close frame.
 func (c *Conn) handleControl(h frameHeader) error {
 	p := c.ctrl[:h.length]
 	if _, err := io.ReadFull(c.br, p); err != nil {
 		return c.readErr(err)
+	}
+	if c.server {
+		maskCopy(p, p, h.key)
 	}
 	switch h.op {
 	case OpPing:
@@ -507,20 +494,10 @@ func (c *Conn) readErr(err error) error {
 }
 
 // Close sends a close frame with code and reason, waits up to wait for the
-// server's close frame (read by whoever is reading), then closes the
+// peer's close frame (read by whoever is reading), then closes the
 // connection. With wait zero it does not wait.
 func (c *Conn) Close(code int, reason string, wait time.Duration) error {
-	c.wmu.Lock()
-	if !c.closeSent {
-		c.closeSent = true
-		p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
-		if len(p)+len(reason) > maxControlPayload {
-			reason = reason[:maxControlPayload-2]
-		}
-		p = append(p, reason...)
-		c.writeFrameLocked(OpClose, true, p)
-	}
-	c.wmu.Unlock()
+	c.sendClose(code, reason)
 	if wait > 0 {
 		t := time.NewTimer(wait)
 		select {
@@ -530,6 +507,47 @@ func (c *Conn) Close(code int, reason string, wait time.Duration) error {
 		t.Stop()
 	}
 	return c.CloseNow()
+}
+
+// CloseAndDrain is Close for a connection nobody else reads: it sends the
+// close frame, then reads and discards what the peer still sends until its
+// close frame, for at most wait. Reading on lets the peer's last messages
+// (and its close) arrive before the connection closes, so that closing does
+// not reset a connection whose peer has not yet read what was sent to it.
+func (c *Conn) CloseAndDrain(code int, reason string, wait time.Duration) error {
+	c.sendClose(code, reason)
+	if d, ok := c.rwc.(interface{ SetReadDeadline(time.Time) error }); ok {
+		d.SetReadDeadline(time.Now().Add(wait))
+		for {
+			// The rest of the current frame first, if a read stopped in it.
+			for c.remaining > 0 {
+				n, err := c.br.Discard(int(min(c.remaining, 1<<30)))
+				c.remaining -= int64(n)
+				if err != nil {
+					return c.CloseNow()
+				}
+			}
+			if _, err := c.nextDataFrame(); err != nil {
+				break
+			}
+		}
+	}
+	return c.CloseNow()
+}
+
+func (c *Conn) sendClose(code int, reason string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return
+	}
+	c.closeSent = true
+	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
+	if len(p)+len(reason) > maxControlPayload {
+		reason = reason[:maxControlPayload-2]
+	}
+	p = append(p, reason...)
+	c.writeFrameLocked(OpClose, true, p)
 }
 
 // CloseNow closes the underlying connection without a close handshake.
@@ -546,7 +564,8 @@ func (c *Conn) NetConn() net.Conn { return &Stream{c: c} }
 
 // Stream adapts a Conn to the byte stream yamux expects. The session sends
 // through WriteParts, a frame's header and body (or several frames) in one
-// WebSocket frame.
+// WebSocket frame. Message boundaries mean nothing to it, and a message may
+// be of any size: yamux's own flow control bounds what the peer may send.
 type Stream struct {
 	c *Conn
 }
@@ -572,6 +591,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 	}
 	n, err := c.br.Read(p)
 	c.remaining -= int64(n)
+	c.unmask(p[:n])
 	if err != nil {
 		return n, c.readErr(err)
 	}
@@ -586,9 +606,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// WriteParts sends parts back to back as one binary frame, masked as they
-// are copied into it: the yamux session writes a frame's header and body,
-// or several queued frames, with one call.
+// WriteParts sends parts back to back as one binary frame: the yamux
+// session writes a frame's header and body, or several queued frames, with
+// one call.
 func (s *Stream) WriteParts(parts [][]byte) error {
 	c := s.c
 	c.wmu.Lock()
@@ -599,8 +619,10 @@ func (s *Stream) WriteParts(parts [][]byte) error {
 	return c.writeFrameLocked(OpBinary, true, parts...)
 }
 
-// Close closes the connection at once; see mux.Conn for why there is no
-// handshake here.
+// Close closes the connection at once, without the closing handshake: yamux
+// calls it when the session is already over (peer gone, keepalive failed,
+// or a local Close), so there is nobody to wait for. Graceful closes go
+// through Conn.Close before the session is closed.
 func (s *Stream) Close() error { return s.c.CloseNow() }
 
 // LocalAddr and RemoteAddr return a placeholder: the HTTP transport does

@@ -1,0 +1,388 @@
+package websocket
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// acceptServer serves handle on every accepted connection, offering the
+// "echo" subprotocol.
+func acceptServer(t *testing.T, handle func(*Conn)) string {
+	t.Helper()
+	var wg sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Node", "n1")
+		c, err := Accept(w, r, []string{"echo"})
+		if err != nil {
+			var ue *UpgradeError
+			if errors.As(err, &ue) {
+				http.Error(w, ue.Reason, ue.Status)
+			}
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer c.CloseNow()
+		handle(c)
+	}))
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+	return srv.URL
+}
+
+// echo answers every message with itself.
+func echo(c *Conn) {
+	for {
+		op, msg, err := c.ReadMessage(16 << 20)
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(op, msg); err != nil {
+			return
+		}
+	}
+}
+
+func dialOther(t *testing.T, url string, subprotocols ...string) (*websocket.Conn, *http.Response) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{Subprotocols: subprotocols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(16 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return c, resp
+}
+
+// TestAcceptEchoesAnotherImplementation runs the server against a
+// different client: masked frames in, unmasked frames out, of every length
+// class and on both the joined and the vectored write path.
+func TestAcceptEchoesAnotherImplementation(t *testing.T) {
+	url := acceptServer(t, echo)
+	c, resp := dialOther(t, url, "other", "echo")
+	if c.Subprotocol() != "echo" {
+		t.Fatalf("subprotocol %q", c.Subprotocol())
+	}
+	if resp.Header.Get("X-Node") != "n1" {
+		t.Errorf("header set before Accept not sent: %v", resp.Header)
+	}
+	ctx := context.Background()
+	for _, size := range []int{0, 1, 125, 126, smallFrame, smallFrame + 1, 65535, 65536, 3*writeChunk + 5} {
+		msg := make([]byte, size)
+		for i := range msg {
+			msg[i] = byte(i*31 + i>>9)
+		}
+		typ := websocket.MessageBinary
+		if size%2 == 1 {
+			typ = websocket.MessageText
+			msg = bytes.Repeat([]byte("x"), size)
+		}
+		if err := c.Write(ctx, typ, msg); err != nil {
+			t.Fatal(err)
+		}
+		gotTyp, got, err := c.Read(ctx)
+		if err != nil || gotTyp != typ || !bytes.Equal(got, msg) {
+			t.Fatalf("size %d: type %v err %v, equal %v", size, gotTyp, err, bytes.Equal(got, msg))
+		}
+	}
+	// The server answers the client's ping.
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	go c.Read(pctx) // a reader must run for the pong to be seen
+	if err := c.Ping(pctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+func TestAcceptWithoutCommonSubprotocol(t *testing.T) {
+	got := make(chan string, 1)
+	url := acceptServer(t, func(c *Conn) { got <- c.Subprotocol() })
+	c, _ := dialOther(t, url, "other")
+	if p := <-got; p != "" || c.Subprotocol() != "" {
+		t.Fatalf("server selected %q, client saw %q; want none", p, c.Subprotocol())
+	}
+}
+
+// TestStreamUnmasksAcrossReads reads masked messages through the server's
+// stream with buffers of odd sizes, so that reads end at every phase of the
+// masking key and inside frames.
+func TestStreamUnmasksAcrossReads(t *testing.T) {
+	sums := make(chan [32]byte, 1)
+	const total = 4 << 20
+	url := acceptServer(t, func(c *Conn) {
+		h := sha256.New()
+		s := c.NetConn()
+		buf := make([]byte, 4093)
+		n := 0
+		for i := 0; n < total; i++ {
+			m, err := s.Read(buf[:1+i%len(buf)])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			h.Write(buf[:m])
+			n += m
+		}
+		sums <- [32]byte(h.Sum(nil))
+	})
+	c, _ := dialOther(t, url)
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, total)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	for rest := data; len(rest) > 0; {
+		n := min(len(rest), 1+rng.IntN(300_000))
+		if err := c.Write(context.Background(), websocket.MessageBinary, rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	if got := <-sums; got != sha256.Sum256(data) {
+		t.Fatal("the server read different bytes")
+	}
+}
+
+// TestStreamBothWays runs the two ends of this package against each other:
+// frames of several parts, large and small, each way at once.
+func TestStreamBothWays(t *testing.T) {
+	const total = 8 << 20
+	data := make([]byte, total)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	send := func(s *Stream) error {
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 1+rng.IntN(1<<20))
+			k := n / 3
+			if err := s.WriteParts([][]byte{rest[:k], rest[k:n]}); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return nil
+	}
+	check := func(r io.Reader) error {
+		h := sha256.New()
+		if _, err := io.CopyN(h, r, total); err != nil {
+			return err
+		}
+		if [32]byte(h.Sum(nil)) != sha256.Sum256(data) {
+			return errors.New("bytes differ")
+		}
+		return nil
+	}
+	var mu sync.Mutex // rng
+	sendLocked := func(s *Stream) error { mu.Lock(); defer mu.Unlock(); return send(s) }
+	serverDone := make(chan error, 2)
+	url := acceptServer(t, func(c *Conn) {
+		s := c.NetConn().(*Stream)
+		go func() { serverDone <- sendLocked(s) }()
+		serverDone <- check(s)
+	})
+	c := dial(t, "ws"+strings.TrimPrefix(url, "http"))
+	s := c.NetConn().(*Stream)
+	clientSent := make(chan error, 1)
+	go func() { clientSent <- sendLocked(s) }()
+	if err := check(s); err != nil {
+		t.Fatalf("client read: %v", err)
+	}
+	for range 2 {
+		if err := <-serverDone; err != nil {
+			t.Fatalf("server: %v", err)
+		}
+	}
+	if err := <-clientSent; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAcceptRefusals(t *testing.T) {
+	var mu sync.Mutex
+	var last error
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := Accept(w, r, nil)
+		mu.Lock()
+		last = err
+		mu.Unlock()
+		var ue *UpgradeError
+		if errors.As(err, &ue) {
+			w.WriteHeader(ue.Status)
+		}
+	}))
+	defer srv.Close()
+	up := http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	with := func(k, v string) http.Header {
+		h := up.Clone()
+		if v == "" {
+			h.Del(k)
+		} else {
+			h.Set(k, v)
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		method string
+		header http.Header
+		status int
+		resp   string // a header the refusal must carry
+	}{
+		{"plain GET", "GET", nil, 426, "Upgrade"},
+		{"no upgrade token", "GET", with("Upgrade", "h2c"), 426, "Upgrade"},
+		{"POST", "POST", up, 405, "Allow"},
+		{"version 8", "GET", with("Sec-Websocket-Version", "8"), 426, "Sec-Websocket-Version"},
+		{"no key", "GET", with("Sec-Websocket-Key", ""), 400, ""},
+		{"short key", "GET", with("Sec-Websocket-Key", "c2hvcnQ="), 400, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL, nil)
+		req.Header = tc.header
+		if req.Header == nil {
+			req.Header = http.Header{}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		var ue *UpgradeError
+		if !errors.As(last, &ue) || ue.Status != tc.status || resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, err %v; want %d", tc.name, resp.StatusCode, last, tc.status)
+		}
+		mu.Unlock()
+		if tc.resp != "" && resp.Header.Get(tc.resp) == "" {
+			t.Errorf("%s: refusal without %s header", tc.name, tc.resp)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// rawUpgrade opens a TCP connection, sends an upgrade request followed by
+// extra bytes in the same write, and reads the 101 response.
+func rawUpgrade(t *testing.T, url string, extra []byte) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), extra...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 || resp.Header.Get("Sec-Websocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("upgrade answer %d %v", resp.StatusCode, resp.Header)
+	}
+	return conn, br
+}
+
+// readFrame reads one unmasked frame (as a server sends them).
+func readFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
+	t.Helper()
+	var b [2]byte
+	if _, err := io.ReadFull(br, b[:]); err != nil {
+		t.Fatal(err)
+	}
+	if b[1]&0x80 != 0 || b[1]&0x7F > 125 {
+		t.Fatalf("unexpected frame header % x", b)
+	}
+	p := make([]byte, b[1]&0x7F)
+	if _, err := io.ReadFull(br, p); err != nil {
+		t.Fatal(err)
+	}
+	return b[0] & 0x0F, p
+}
+
+// TestFramesBehindTheRequest sends a masked frame in the same packet as the
+// upgrade request: the server must read it from what the HTTP server had
+// already buffered.
+func TestFramesBehindTheRequest(t *testing.T) {
+	url := acceptServer(t, echo)
+	frame := []byte{0x81, 0x83, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'y' ^ 3}
+	_, br := rawUpgrade(t, url, frame)
+	if op, p := readFrame(t, br); op != OpText || string(p) != "hey" {
+		t.Fatalf("echo: op %d %q", op, p)
+	}
+}
+
+// TestUnmaskedClientFrameIsRefused: a server must close with 1002 on an
+// unmasked frame (RFC 6455 section 5.1).
+func TestUnmaskedClientFrameIsRefused(t *testing.T) {
+	errs := make(chan error, 1)
+	url := acceptServer(t, func(c *Conn) {
+		_, _, err := c.ReadMessage(1 << 10)
+		errs <- err
+	})
+	_, br := rawUpgrade(t, url, []byte{0x81, 0x02, 'h', 'i'})
+	op, p := readFrame(t, br)
+	if op != OpClose || len(p) < 2 || binary.BigEndian.Uint16(p) != StatusProtocolError {
+		t.Fatalf("answer: op %d % x, want close 1002", op, p)
+	}
+	if err := <-errs; !errors.Is(err, ErrProtocol) {
+		t.Fatalf("server read: %v, want ErrProtocol", err)
+	}
+}
+
+// TestCloseAndDrainDeliversTheLastMessage: a server that refuses a client
+// sends a message and a close, and the client reads both, with the close's
+// code and reason.
+func TestCloseAndDrainDeliversTheLastMessage(t *testing.T) {
+	done := make(chan error, 1)
+	url := acceptServer(t, func(c *Conn) {
+		c.WriteMessage(OpText, []byte(`{"type":"error"}`))
+		done <- c.CloseAndDrain(StatusPolicyViolation, "go away", 5*time.Second)
+	})
+	c, _ := dialOther(t, url)
+	ctx := context.Background()
+	_, msg, err := c.Read(ctx)
+	if err != nil || string(msg) != `{"type":"error"}` {
+		t.Fatalf("message %q %v", msg, err)
+	}
+	_, _, err = c.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != StatusPolicyViolation || ce.Reason != "go away" {
+		t.Fatalf("read after the message: %v, want close 1008", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAcceptWithoutHijack: a ResponseWriter that cannot hand its connection
+// over (a recorder here, HTTP/2 in a server) is reported, and left
+// unanswered for the caller.
+func TestAcceptWithoutHijack(t *testing.T) {
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	rec := httptest.NewRecorder()
+	if _, err := Accept(rec, req, nil); !errors.Is(err, ErrNotHijackable) {
+		t.Fatalf("err %v, want ErrNotHijackable", err)
+	}
+	if rec.Body.Len() != 0 || rec.Flushed {
+		t.Fatalf("Accept answered the request: %d %q", rec.Code, rec.Body)
+	}
+}
