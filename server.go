@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -686,6 +687,18 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 // Unwrap returns the underlying ResponseWriter.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack takes the connection over for a WebSocket (an agent's, or one
+// passing through a tunnel), which records the exchange as 101: the
+// upgrade's answer is written on the hijacked connection, not through
+// WriteHeader.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}
 
 // Flush flushes the underlying writer; ReverseProxy flushes streaming
 // responses (SSE) through it.
