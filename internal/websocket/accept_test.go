@@ -386,3 +386,24 @@ func TestAcceptWithoutHijack(t *testing.T) {
 		t.Fatalf("Accept answered the request: %d %q", rec.Code, rec.Body)
 	}
 }
+
+// TestTextMessageInStreamIsUnsupportedData: a binary stream (mux mode)
+// that receives a text message closes with 1003, as protocol/spec.md says.
+func TestTextMessageInStreamIsUnsupportedData(t *testing.T) {
+	errs := make(chan error, 1)
+	url := acceptServer(t, func(c *Conn) {
+		_, err := c.NetConn().Read(make([]byte, 10))
+		errs <- err
+	})
+	c, _ := dialOther(t, url)
+	ctx := context.Background()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; !errors.Is(err, ErrProtocol) {
+		t.Fatalf("stream read: %v, want ErrProtocol", err)
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != StatusUnsupportedData {
+		t.Fatalf("client read: %v, want close 1003", err)
+	}
+}

@@ -583,7 +583,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		if h.op == OpText {
-			return 0, c.protocolError("text message in a binary stream")
+			// protocol/spec.md: unsupported data, not a broken frame.
+			c.Close(StatusUnsupportedData, "text message in a binary stream", 0)
+			return 0, fmt.Errorf("%w: text message in a binary stream", ErrProtocol)
 		}
 	}
 	if int64(len(p)) > c.remaining {
