@@ -509,8 +509,14 @@ func (l *Listener) supervise(c *agentConn) {
 			return
 		default:
 		}
-		l.log.Warn("tunnel connection lost; reconnecting", slog.String("tunnel_id", c.est.TunnelID))
-		l.emit(Event{Kind: EventDisconnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Err: errors.New("connection to the gateway lost")})
+		why := errConnectionLost
+		if c.json != nil && c.json.retired.Load() {
+			// A planned reconnect, already logged by the session.
+			why = errLifetimeReached
+		} else {
+			l.log.Warn("tunnel connection lost; reconnecting", slog.String("tunnel_id", c.est.TunnelID))
+		}
+		l.emit(Event{Kind: EventDisconnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Err: why})
 		c, attempt, err = l.reconnect(c.gateway)
 		if err != nil {
 			if errors.Is(err, ErrClosed) {
@@ -523,6 +529,12 @@ func (l *Listener) supervise(c *agentConn) {
 		l.log.Info("tunnel reconnected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL))
 	}
 }
+
+// Reasons given by EventDisconnected.
+var (
+	errConnectionLost  = errors.New("connection to the gateway lost")
+	errLifetimeReached = errors.New("json-mode connection reached its lifetime (API Gateway's 2 h limit); reconnecting ahead of it")
+)
 
 // reconnect dials until it succeeds, the gateway refuses for good, or the
 // listener is closed (ErrClosed). Attempts go to the gateways in turn,

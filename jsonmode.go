@@ -81,6 +81,9 @@ type jsonSession struct {
 
 	done     chan struct{}
 	doneOnce sync.Once
+	// retired is set when done was closed because the connection reached
+	// its lifetime: a planned reconnect, not a lost connection.
+	retired atomic.Bool
 	// inflight counts requests received and not yet answered. Not a
 	// WaitGroup: a retiring connection waits for it while requests may
 	// still arrive, which WaitGroup forbids.
@@ -249,6 +252,7 @@ func (s *jsonSession) keepalive(readDone <-chan struct{}) {
 // answered, or after jsonRetireWait.
 func (s *jsonSession) retire(readDone <-chan struct{}) {
 	s.log.Info("tunnel: json-mode connection at its lifetime; reconnecting")
+	s.retired.Store(true)
 	s.finish()
 	answered := make(chan struct{})
 	go func() {

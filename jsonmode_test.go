@@ -467,7 +467,15 @@ func TestJSONModeLifetime(t *testing.T) {
 	t.Cleanup(func() { jsonMaxLifetime = old })
 
 	g := newJSONGateway(t, false)
-	ln := listenJSON(t, g, echo, WithBackoff(time.Millisecond, 10*time.Millisecond))
+	logs := &lockedBuffer{}
+	disconnects := make(chan error, 4)
+	ln := listenJSON(t, g, echo, WithBackoff(time.Millisecond, 10*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
+		WithEvents(func(e Event) {
+			if e.Kind == EventDisconnected {
+				disconnects <- e.Err
+			}
+		}))
 	first := g.current()
 	var second string
 	select {
@@ -487,8 +495,33 @@ func TestJSONModeLifetime(t *testing.T) {
 	if ln.ID() != "jsontunnel" {
 		t.Errorf("ID after reconnect %q", ln.ID())
 	}
+	// A planned reconnect is reported as one, not as a lost connection.
+	if err := <-disconnects; !strings.Contains(fmt.Sprint(err), "lifetime") {
+		t.Errorf("disconnect reason %v, want the lifetime", err)
+	}
+	if out := logs.String(); strings.Contains(out, "connection lost") || !strings.Contains(out, "at its lifetime") {
+		t.Errorf("logs of a planned reconnect:\n%s", out)
+	}
 	r := g.do(request("after", "GET", "/after", nil), nil)
 	if r.err != nil || r.resp.StatusCode != 200 {
 		t.Errorf("request after reconnect: %+v", r)
 	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
