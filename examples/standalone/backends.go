@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/redis/go-redis/v9"
 
@@ -78,7 +80,7 @@ func openBackends(ctx context.Context, cfg *gatewayConfig, getenv func(string) s
 	}
 	var ddb *dynamodb.Client
 	if cfg.store == "dynamodb" || cfg.limiter == "dynamodb" {
-		ddb, err = b.dynamoClient(cfg.dynamo, getenv)
+		ddb, err = b.dynamoClient(ctx, cfg.dynamo, getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -158,27 +160,61 @@ func redisOptions(addr string) (*redis.Options, error) {
 	return opts, nil
 }
 
-// dynamoClient returns a DynamoDB client for cfg. Its credentials are the
-// static ones in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-// AWS_SESSION_TOKEN: this example does not load the SDK's shared config
-// (profiles, SSO, instance and task roles), which would need the
-// aws-sdk-go-v2/config module.
-func (b *backends) dynamoClient(cfg dynamoConfig, getenv func(string) string) (*dynamodb.Client, error) {
-	id, secret := getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")
-	if id == "" || secret == "" {
-		return nil, errors.New("dynamodb: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials); this gateway reads static credentials from the environment only")
-	}
+// dynamoClient returns a DynamoDB client for cfg. Static credentials in
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN) are
+// used as given. Without them the SDK's default chain applies: shared
+// config and credentials files (AWS_PROFILE), SSO, web identity (EKS), and
+// container (ECS) and instance (EC2) roles. ctx bounds a first retrieval,
+// so that a gateway without credentials fails at startup rather than at
+// its first request.
+func (b *backends) dynamoClient(ctx context.Context, cfg dynamoConfig, getenv func(string) string) (*dynamodb.Client, error) {
 	b.transport = http.DefaultTransport.(*http.Transport).Clone()
 	b.transport.MaxIdleConnsPerHost = 64
-	opts := dynamodb.Options{
-		Region:      cfg.region,
-		Credentials: credentials.NewStaticCredentialsProvider(id, secret, getenv("AWS_SESSION_TOKEN")),
-		HTTPClient:  &http.Client{Transport: b.transport},
-	}
+	httpClient := &http.Client{Transport: b.transport}
+	opts := dynamodb.Options{Region: cfg.region, HTTPClient: httpClient}
 	if cfg.endpoint != "" {
 		opts.BaseEndpoint = aws.String(cfg.endpoint)
 	}
+	if id, secret := getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
+		opts.Credentials = credentials.NewStaticCredentialsProvider(id, secret, getenv("AWS_SESSION_TOKEN"))
+		return dynamodb.New(opts), nil
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, sdkConfigOptions(cfg.region, getenv)...)
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: loading the AWS configuration: %w", err)
+	}
+	if awsCfg.Credentials == nil {
+		return nil, errors.New("dynamodb: " + noCredentials)
+	}
+	if _, err := awsCfg.Credentials.Retrieve(ctx); err != nil {
+		return nil, fmt.Errorf("dynamodb: %s: %w", noCredentials, err)
+	}
+	opts.Credentials = awsCfg.Credentials
 	return dynamodb.New(opts), nil
+}
+
+const noCredentials = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE for a shared config or SSO profile, or run with a web identity, container or instance role"
+
+// sdkConfigOptions makes the SDK's default chain read the variables that
+// choose files, profile and instance metadata through getenv, like the
+// rest of the gateway's configuration. The chain's own requests (STS, SSO,
+// instance metadata) use the SDK's HTTP client, which honours
+// AWS_CA_BUNDLE.
+func sdkConfigOptions(region string, getenv func(string) string) []func(*config.LoadOptions) error {
+	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
+	if f := getenv("AWS_CONFIG_FILE"); f != "" {
+		opts = append(opts, config.WithSharedConfigFiles([]string{f}))
+	}
+	if f := getenv("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
+		opts = append(opts, config.WithSharedCredentialsFiles([]string{f}))
+	}
+	if p := getenv("AWS_PROFILE"); p != "" {
+		opts = append(opts, config.WithSharedConfigProfile(p))
+	}
+	if strings.EqualFold(getenv("AWS_EC2_METADATA_DISABLED"), "true") {
+		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	}
+	return opts
 }
 
 // close releases the clients' connections.

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -221,18 +223,78 @@ func TestGatewayDynamoDB(t *testing.T) {
 	}
 }
 
-// TestGatewayDynamoDBNeedsCredentials checks that the gateway says which
-// variables to set, rather than failing at the first request.
+// noAWSEnv is an environment in which the SDK's default credential chain
+// finds nothing: no shared files, no instance metadata.
+func noAWSEnv(t *testing.T) map[string]string {
+	dir := t.TempDir()
+	return map[string]string{
+		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
+		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	}
+}
+
+// TestGatewayDynamoDBNeedsCredentials checks that a gateway without AWS
+// credentials says what to set at startup, rather than failing at the
+// first request.
 func TestGatewayDynamoDBNeedsCredentials(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr output
-	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(nil)}
+	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(noAWSEnv(t))}
 	err := c.gateway(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0", "--store", "dynamodb"})
-	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
-		t.Errorf("gateway without AWS credentials: %v; want an error naming AWS_ACCESS_KEY_ID", err)
+	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") || !strings.Contains(err.Error(), "AWS_PROFILE") {
+		t.Errorf("gateway without AWS credentials: %v; want an error naming AWS_ACCESS_KEY_ID and AWS_PROFILE", err)
 	}
 	if stdout.String() != "" {
 		t.Errorf("gateway printed %q; it must not have started", stdout.String())
+	}
+}
+
+// TestGatewayDynamoDBProfileCredentials runs the gateway with credentials
+// from a profile in a shared credentials file, through the SDK's default
+// chain, instead of static variables.
+func TestGatewayDynamoDBProfileCredentials(t *testing.T) {
+	t.Parallel()
+	endpoint := backendtest.DynamoEndpoint(t)
+	suffix := randid.Hex(6)
+	opts := dynamostore.Options{ConnectionsTable: "standalone-connections-" + suffix, PendingTable: "standalone-pending-" + suffix}
+	client := testDynamoClient(t, endpoint)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		for _, table := range []string{opts.ConnectionsTable, opts.PendingTable} {
+			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+		}
+	})
+	env := noAWSEnv(t)
+	creds := "[tunnel-test]\naws_access_key_id = profilekey\naws_secret_access_key = profilesecret\n"
+	if err := os.WriteFile(env["AWS_SHARED_CREDENTIALS_FILE"], []byte(creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env["AWS_PROFILE"] = "tunnel-test"
+	gw, addr := startGateway(t, env,
+		"--listen", "127.0.0.1:0", "--insecure-no-auth",
+		"--store", "dynamodb", "--dynamodb-endpoint", endpoint, "--dynamodb-create-tables",
+		"--dynamodb-connections-table", opts.ConnectionsTable, "--dynamodb-pending-table", opts.PendingTable,
+		"--cleanup-interval", "0")
+	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, localService(t).URL)
+	checkForwarded(t, publicURL)
+	if rec, err := dynamostore.New(client, opts).Get(t.Context(), path.Base(publicURL)); err != nil || rec.PublicURL != publicURL {
+		t.Errorf("record in DynamoDB: %+v, %v; want one for %s", rec, err, publicURL)
+	}
+	if err := ag.stop(t); err != nil {
+		t.Errorf("agent: %v", err)
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway: %v", err)
+	}
+
+	// A profile that is not in the file is an error at startup.
+	env["AWS_PROFILE"] = "missing"
+	var stdout, stderr output
+	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(env)}
+	if err := c.gateway(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0", "--store", "dynamodb", "--dynamodb-endpoint", endpoint}); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("gateway with an unknown profile: %v; want an error naming it", err)
 	}
 }
 

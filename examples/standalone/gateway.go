@@ -106,7 +106,7 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	fs.StringVar(&cfg.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis `address` for --store redis and --limiter redis: host:port, or a redis:// or rediss:// URL for a password, database or TLS")
 	fs.StringVar(&cfg.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "key `prefix` of tunnel records in Redis, the same on every node")
 	fs.StringVar(&cfg.dynamo.endpoint, "dynamodb-endpoint", "", "DynamoDB endpoint `URL` (default: AWS's endpoint for the region; set it for a local emulator)")
-	fs.StringVar(&cfg.dynamo.region, "dynamodb-region", "", "AWS `region` (default $AWS_REGION, else us-east-1). Credentials come from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY and $AWS_SESSION_TOKEN only: no profiles, SSO or instance roles")
+	fs.StringVar(&cfg.dynamo.region, "dynamodb-region", "", "AWS `region` (default $AWS_REGION, else us-east-1). Credentials: $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (with $AWS_SESSION_TOKEN) if set, else the SDK's default chain ($AWS_PROFILE, SSO, web identity, container or instance role)")
 	fs.StringVar(&cfg.dynamo.connectionsTable, "dynamodb-connections-table", dynamostore.DefaultConnectionsTable, "DynamoDB `table` of connections and tunnel claims")
 	fs.StringVar(&cfg.dynamo.pendingTable, "dynamodb-pending-table", dynamostore.DefaultPendingTable, "DynamoDB `table` of the serverless adapter's pending requests (cleaned up here)")
 	fs.StringVar(&cfg.dynamo.index, "dynamodb-index", dynamostore.DefaultTunnelIndex, "`name` of the connections table's index on tunnelId")

@@ -46,10 +46,10 @@
 // --store dynamodb keeps records in the tables of store/dynamostore (the
 // original system's schema), and --limiter dynamodb counts in a table of
 // ratelimit/dynamolimit. Credentials come from AWS_ACCESS_KEY_ID,
-// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN only; this example does not
-// read shared config files, SSO or instance and task roles. Every node
-// deletes expired rows every --cleanup-interval; set it to 0 on all nodes
-// but one.
+// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when they are set, else from
+// the SDK's default chain: AWS_PROFILE (shared files, SSO), web identity,
+// and container and instance roles. Every node deletes expired rows every
+// --cleanup-interval; set it to 0 on all nodes but one.
 //
 //	AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \
 //	standalone gateway --store dynamodb \
