@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -37,8 +37,9 @@ var ErrNotHijackable = errors.New("websocket: the connection cannot be taken ove
 //
 // A request that is not a valid upgrade gets an *UpgradeError, and a
 // ResponseWriter that cannot hand over its connection ErrNotHijackable; in
-// both cases w is left for the caller to answer. Headers set on w before Accept are sent
-// with the 101 response. The connection has no deadlines once accepted.
+// both cases w is left for the caller to answer. Headers set on w before
+// Accept are sent with the 101 response. The connection has no deadlines
+// once accepted.
 func Accept(w http.ResponseWriter, r *http.Request, subprotocols []string) (*Conn, error) {
 	h := w.Header()
 	refuse := func(status int, reason string) (*Conn, error) {
@@ -55,7 +56,7 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocols []string) (*Con
 	}
 	if r.Header.Get("Sec-WebSocket-Version") != "13" {
 		h.Set("Sec-WebSocket-Version", "13")
-		return refuse(http.StatusUpgradeRequired, fmt.Sprintf("WebSocket version %q is not supported; use 13", r.Header.Get("Sec-WebSocket-Version")))
+		return refuse(http.StatusUpgradeRequired, "only WebSocket version 13 is supported")
 	}
 	keys := r.Header.Values("Sec-WebSocket-Key")
 	if len(keys) != 1 {
@@ -117,11 +118,8 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocols []string) (*Con
 func selectSubprotocol(h http.Header, supported []string) string {
 	for _, v := range h.Values("Sec-WebSocket-Protocol") {
 		for p := range strings.SplitSeq(v, ",") {
-			p = strings.TrimSpace(p)
-			for _, s := range supported {
-				if p == s {
-					return p
-				}
+			if p = strings.TrimSpace(p); slices.Contains(supported, p) {
+				return p
 			}
 		}
 	}
@@ -142,5 +140,3 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 	}
 	return p.r.Read(b)
 }
-
-var _ net.Conn = (*Stream)(nil)

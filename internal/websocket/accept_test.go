@@ -349,7 +349,7 @@ func TestUnmaskedClientFrameIsRefused(t *testing.T) {
 
 // TestCloseAndDrainDeliversTheLastMessage: a server that refuses a client
 // sends a message and a close, and the client reads both, with the close's
-// code and reason.
+// code and reason; CloseAndDrain returns once the client has answered.
 func TestCloseAndDrainDeliversTheLastMessage(t *testing.T) {
 	done := make(chan error, 1)
 	url := acceptServer(t, func(c *Conn) {

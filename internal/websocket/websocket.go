@@ -570,6 +570,8 @@ type Stream struct {
 	c *Conn
 }
 
+var _ net.Conn = (*Stream)(nil)
+
 // Read reads payload bytes of binary messages.
 func (s *Stream) Read(p []byte) (int, error) {
 	c := s.c
