@@ -407,3 +407,67 @@ func TestTextMessageInStreamIsUnsupportedData(t *testing.T) {
 		t.Fatalf("client read: %v, want close 1003", err)
 	}
 }
+
+// TestAcceptOverTLS runs the server over TLS, where frames cannot go out in
+// one vectored write and are joined instead, a chunk at a time for large
+// ones; the client is this package's, so masking and unmasking meet too.
+func TestAcceptOverTLS(t *testing.T) {
+	var wg sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Accept(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if c.vectored {
+			t.Error("a TLS connection taken for one that writes vectors")
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer c.CloseNow()
+		s := c.NetConn().(*Stream)
+		buf := make([]byte, 3*writeChunk+5)
+		if _, err := io.ReadFull(s, buf); err != nil {
+			t.Error(err)
+			return
+		}
+		// Back as one frame of two parts, over writeChunk.
+		if err := s.WriteParts([][]byte{buf[:7], buf[7:]}); err != nil {
+			t.Error(err)
+		}
+		echo(c)
+	}))
+	srv.StartTLS()
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := Dial(ctx, &http.Client{Transport: tr}, "wss"+strings.TrimPrefix(srv.URL, "https"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+
+	big := make([]byte, 3*writeChunk+5)
+	for i := range big {
+		big[i] = byte(i*13 + i>>10)
+	}
+	s := c.NetConn().(*Stream)
+	if err := s.WriteParts([][]byte{big[:1000], big[1000:]}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(s, got); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("large frame back over TLS: equal %v, %v", bytes.Equal(got, big), err)
+	}
+	for _, size := range []int{5, smallFrame + 1, 100_000} {
+		msg := big[:size]
+		if err := c.WriteMessage(OpBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, back, err := c.ReadMessage(1 << 20); err != nil || !bytes.Equal(back, msg) {
+			t.Fatalf("size %d: equal %v, %v", size, bytes.Equal(back, msg), err)
+		}
+	}
+}
