@@ -34,8 +34,9 @@ type clusterNode struct {
 	stopped   bool
 }
 
-// startCluster starts n gateway nodes on loopback sharing st.
-func startCluster(t *testing.T, st store.Store, n int) []*clusterNode {
+// startCluster starts n gateway nodes on loopback sharing st. configure,
+// if given, adjusts node i's Server before it starts.
+func startCluster(t *testing.T, st store.Store, n int, configure ...func(i int, s *tunnel.Server)) []*clusterNode {
 	t.Helper()
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
@@ -52,6 +53,9 @@ func startCluster(t *testing.T, st store.Store, n int) []*clusterNode {
 			NodeSecret: nodeSecret,
 			Logger:     debugLog(t),
 			OnConnect:  func(tn tunnel.Tunnel) { nd.connected <- tn },
+		}
+		for _, f := range configure {
+			f(i, nd.srv)
 		}
 		go nd.srv.Serve(l)
 		t.Cleanup(func() { nd.stop(t) })
@@ -202,4 +206,43 @@ func TestNodeSecretRequired(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	wantError(t, resp.StatusCode, resp.Header, strings.TrimSpace(string(body))+"\n", http.StatusForbidden, tunnel.CodeForbidden)
+}
+
+// TestHopIsCheckedAgainstTheStore: a node that receives a hop while its own
+// cache names another node for the tunnel (stale around a takeover) reads
+// the store before answering 421, so the request is served rather than
+// failing after the sender's one retry.
+func TestHopIsCheckedAgainstTheStore(t *testing.T) {
+	t.Parallel()
+	st := store.NewMemory()
+	staleCache := store.NewLRU(0, 0)
+	nodes := startCluster(t, st, 2, func(i int, s *tunnel.Server) {
+		if i == 1 {
+			s.Cache = staleCache
+		}
+	})
+	a, b := nodes[0], nodes[1]
+	ln, err := tunnel.Listen(context.Background(), b.url, tunnel.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "served by the agent") }))
+	next(t, b.connected, "agent connecting to b")
+
+	rec, err := st.Get(context.Background(), ln.ID())
+	if err != nil || rec.Node != b.url {
+		t.Fatalf("record %+v, %v; want one naming node b", rec, err)
+	}
+	stale := rec
+	stale.Node, stale.ConnectionID = a.url, "an-old-connection"
+	staleCache.Add(context.Background(), stale)
+
+	status, _, body := get(t, newClient(t), a.url+"/"+ln.ID()+"/x")
+	if status != 200 || body != "served by the agent" {
+		t.Fatalf("via node a: %d %q, want the agent's answer", status, body)
+	}
+	if got, ok := staleCache.Get(context.Background(), ln.ID()); !ok || got.Node != b.url {
+		t.Errorf("node b's cache after the hop: %+v %v, want the fresh record", got, ok)
+	}
 }

@@ -718,7 +718,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 		s.relay(w, r, id)
 		return
 	}
-	sess, node, err := s.lookup(ctx, id, retried)
+	sess, node, err := s.lookup(ctx, id, retried, hop)
 	if err == nil && (sess != nil || (!hop && s.node != "")) {
 		stateOf(ctx).forwarded = true
 		if s.tracing() {
@@ -974,12 +974,19 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 // lookup finds where tunnel id is served: a session of this node, or the
 // node named by its record. It reads through the cache unless fresh is
 // set; a cached record whose connection is not here any more costs one
-// more store read, not a failed request.
-func (s *Server) lookup(ctx context.Context, id string, fresh bool) (*session, string, error) {
+// more store read, not a failed request. So does, for a request hopped
+// here by another node (hop), a cached record naming another node: the
+// sender read the store more recently than this node's cache may have.
+func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (*session, string, error) {
 	rec, cached, err := s.record(ctx, id, fresh)
 	for attempt := 0; err == nil && attempt < 2; attempt++ {
 		if rec.Node != s.node {
-			return nil, rec.Node, nil
+			if !hop || !cached {
+				return nil, rec.Node, nil
+			}
+			s.cache.Remove(ctx, id)
+			rec, cached, err = s.record(ctx, id, true)
+			continue
 		}
 		if sess := s.session(rec.ConnectionID); sess != nil && !sess.draining.Load() {
 			return sess, "", nil
