@@ -48,6 +48,8 @@ type jsonGateway struct {
 	ready chan string   // connection IDs, one per ready
 	pongs chan struct{} // one per pong from the agent
 	pings chan struct{} // one per ping from the agent
+
+	silenced string // a connection whose pings go unanswered (under mu)
 }
 
 // jsonReply is what the agent answered a request.
@@ -126,7 +128,12 @@ func (g *jsonGateway) handle(ctx context.Context, ev events.APIGatewayWebsocketP
 		g.ready <- id
 	case *protocol.Ping:
 		g.pings <- struct{}{}
-		g.post(ctx, id, &protocol.Pong{})
+		g.mu.Lock()
+		silent := id == g.silenced
+		g.mu.Unlock()
+		if !silent {
+			g.post(ctx, id, &protocol.Pong{})
+		}
 	case *protocol.Pong:
 		g.pongs <- struct{}{}
 	case *protocol.HTTPResponse:
@@ -505,6 +512,41 @@ func TestJSONModeLifetime(t *testing.T) {
 	r := g.do(request("after", "GET", "/after", nil), nil)
 	if r.err != nil || r.resp.StatusCode != 200 {
 		t.Errorf("request after reconnect: %+v", r)
+	}
+}
+
+// TestJSONModeSilentGatewayIsDropped: a json-mode connection on which the
+// gateway goes silent (pings unanswered, nothing else arriving) is given up
+// after 2 × heartbeat + jsonDeadSlack, and the agent resumes the tunnel on
+// a new connection that serves requests.
+func TestJSONModeSilentGatewayIsDropped(t *testing.T) {
+	old := jsonDeadSlack
+	jsonDeadSlack = 50 * time.Millisecond
+	t.Cleanup(func() { jsonDeadSlack = old })
+
+	g := newJSONGateway(t, false)
+	logs := &lockedBuffer{}
+	listenJSON(t, g, echo, WithHeartbeat(20*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	first := g.current()
+	g.mu.Lock()
+	g.silenced = first
+	g.mu.Unlock()
+
+	var second string
+	select {
+	case second = <-g.ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reconnect after the gateway went silent")
+	}
+	if second == first {
+		t.Fatal("reconnected on the same connection")
+	}
+	if out := logs.String(); !strings.Contains(out, "gateway silent") {
+		t.Errorf("no log line for the silent gateway:\n%s", out)
+	}
+	if r := g.do(request("after-silence", "GET", "/after", nil), nil); r.err != nil || r.resp.StatusCode != 200 {
+		t.Errorf("request on the new connection: %+v", r)
 	}
 }
 
