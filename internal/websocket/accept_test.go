@@ -471,3 +471,30 @@ func TestAcceptOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidCloseFramesAreProtocolErrors: a close frame with a code that
+// must not be sent (RFC 6455 section 7.4) or a reason that is not UTF-8 is
+// answered with 1002, not echoed.
+func TestInvalidCloseFramesAreProtocolErrors(t *testing.T) {
+	for _, payload := range [][]byte{
+		{0x03, 0xED},             // 1005: no status, never on the wire
+		{0x03, 0xEE},             // 1006: abnormal closure, never on the wire
+		{0x00, 0x05},             // 5: below the defined range
+		{0x03, 0xE8, 0xff, 0xfe}, // 1000 with a reason that is not UTF-8
+	} {
+		errs := make(chan error, 1)
+		url := acceptServer(t, func(c *Conn) {
+			_, _, err := c.ReadMessage(1 << 10)
+			errs <- err
+		})
+		frame := []byte{0x88, 0x80 | byte(len(payload)), 0, 0, 0, 0}
+		_, br := rawUpgrade(t, url, append(frame, payload...))
+		op, p := readFrame(t, br)
+		if op != OpClose || len(p) < 2 || binary.BigEndian.Uint16(p) != StatusProtocolError {
+			t.Fatalf("close % x: answer op %d % x, want close 1002", payload, op, p)
+		}
+		if err := <-errs; !errors.Is(err, ErrProtocol) {
+			t.Fatalf("close % x: server read %v, want ErrProtocol", payload, err)
+		}
+	}
+}

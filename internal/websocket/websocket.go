@@ -34,6 +34,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Opcodes (RFC 6455 section 5.2).
@@ -457,6 +458,9 @@ func (c *Conn) handleControl(h frameHeader) error {
 	if len(p) >= 2 {
 		ce.Code = int(binary.BigEndian.Uint16(p))
 		ce.Reason = string(p[2:])
+		if !validCloseCode(ce.Code) || !utf8.ValidString(ce.Reason) {
+			return c.protocolError("invalid close code or reason")
+		}
 	} else if len(p) == 1 {
 		return c.protocolError("close frame with a one-byte payload")
 	}
@@ -476,6 +480,19 @@ func (c *Conn) handleControl(h frameHeader) error {
 	c.wmu.Unlock()
 	c.CloseNow()
 	return ce
+}
+
+// validCloseCode reports whether code may appear in a close frame (RFC 6455
+// section 7.4): the defined codes that are not reserved for local use, and
+// the ranges for libraries and applications.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }
 
 func (c *Conn) protocolError(what string) error {
