@@ -164,11 +164,14 @@ func TestStreamUnmasksAcrossReads(t *testing.T) {
 func TestStreamBothWays(t *testing.T) {
 	const total = 8 << 20
 	data := make([]byte, total)
-	rng := rand.New(rand.NewPCG(3, 4))
+	fill := rand.New(rand.NewPCG(3, 4))
 	for i := range data {
-		data[i] = byte(rng.Uint32())
+		data[i] = byte(fill.Uint32())
 	}
-	send := func(s *Stream) error {
+	// send writes data in frames of two parts and random sizes; each
+	// sender has its own source of sizes.
+	send := func(s *Stream, seed uint64) error {
+		rng := rand.New(rand.NewPCG(seed, 0))
 		for rest := data; len(rest) > 0; {
 			n := min(len(rest), 1+rng.IntN(1<<20))
 			k := n / 3
@@ -189,18 +192,20 @@ func TestStreamBothWays(t *testing.T) {
 		}
 		return nil
 	}
-	var mu sync.Mutex // rng
-	sendLocked := func(s *Stream) error { mu.Lock(); defer mu.Unlock(); return send(s) }
 	serverDone := make(chan error, 2)
 	url := acceptServer(t, func(c *Conn) {
 		s := c.NetConn().(*Stream)
-		go func() { serverDone <- sendLocked(s) }()
+		sent := make(chan error, 1)
+		go func() { sent <- send(s, 1) }()
 		serverDone <- check(s)
+		// The connection closes when this returns: not before the data
+		// has gone out.
+		serverDone <- <-sent
 	})
 	c := dial(t, "ws"+strings.TrimPrefix(url, "http"))
 	s := c.NetConn().(*Stream)
 	clientSent := make(chan error, 1)
-	go func() { clientSent <- sendLocked(s) }()
+	go func() { clientSent <- send(s, 2) }()
 	if err := check(s); err != nil {
 		t.Fatalf("client read: %v", err)
 	}
