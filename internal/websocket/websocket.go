@@ -619,6 +619,10 @@ func (s *Stream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadIsBuffered reports that reads are buffered here (64 KiB), so that
+// the yamux session does not put a buffer of its own in front.
+func (s *Stream) ReadIsBuffered() bool { return true }
+
 // Write sends p as one binary frame.
 func (s *Stream) Write(p []byte) (int, error) {
 	if err := s.c.WriteMessage(OpBinary, p); err != nil {

@@ -5,6 +5,7 @@ package yamux
 // without a copy, and queued frames batched into one write.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -422,4 +423,50 @@ func quietUpstream() *upstream.Config {
 	c := upstream.DefaultConfig()
 	c.LogOutput = io.Discard
 	return c
+}
+
+// selfBuffered marks a connection as one that buffers its own reads.
+type selfBuffered struct{ net.Conn }
+
+func (selfBuffered) ReadIsBuffered() bool { return true }
+
+// TestBufferedConnIsReadDirectly: the receive loop reads a connection that
+// buffers its own reads without a bufio.Reader in front (one copy fewer per
+// byte), other connections through one, and both carry streams.
+func TestBufferedConnIsReadDirectly(t *testing.T) {
+	c1, c2 := net.Pipe()
+	server, err := Server(selfBuffered{c2}, testConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	client, err := Client(c1, testConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, ok := server.bufRead.(selfBuffered); !ok {
+		t.Errorf("server reads through %T, want the connection itself", server.bufRead)
+	}
+	if _, ok := client.bufRead.(*bufio.Reader); !ok {
+		t.Errorf("client reads through %T, want a bufio.Reader", client.bufRead)
+	}
+
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	go func() {
+		s, err := client.OpenStream()
+		if err != nil {
+			return
+		}
+		s.Write(data)
+		s.Close()
+	}()
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d of %d bytes: %v", len(got), len(data), err)
+	}
 }

@@ -39,8 +39,9 @@ type Session struct {
 	// conn is the underlying connection
 	conn io.ReadWriteCloser
 
-	// bufRead is a buffered reader
-	bufRead *bufio.Reader
+	// bufRead is a buffered reader: conn itself when it buffers its reads
+	// (see bufferedConn), else a bufio.Reader over it.
+	bufRead io.Reader
 
 	// pings is used to track inflight pings
 	pings    map[uint32]chan struct{}
@@ -99,7 +100,7 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		config:     config,
 		logger:     logger,
 		conn:       conn,
-		bufRead:    bufio.NewReader(conn),
+		bufRead:    recvReader(conn),
 		pings:      make(map[uint32]chan struct{}),
 		streams:    make(map[uint32]*Stream),
 		inflight:   make(map[uint32]struct{}),
@@ -800,4 +801,19 @@ func (s *Session) establishStream(id uint32) {
 		s.logger.Printf("[ERR] yamux: established stream without inflight SYN (didn't have semaphore)")
 	}
 	s.streamLock.Unlock()
+}
+
+// bufferedConn is a connection that buffers its own reads, such as the
+// tunnel's WebSocket stream. The session reads it directly: another
+// buffer in front would copy every byte once more.
+type bufferedConn interface {
+	ReadIsBuffered() bool
+}
+
+// recvReader returns what the receive loop reads conn through.
+func recvReader(conn io.Reader) io.Reader {
+	if b, ok := conn.(bufferedConn); ok && b.ReadIsBuffered() {
+		return conn
+	}
+	return bufio.NewReader(conn)
 }
