@@ -164,24 +164,11 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	}
 
 	// Choose the tunnel ID and the owner secret.
+	id, err := claim.Requested(ready.TunnelID, ready.Name, ready.ResumeToken)
+	if err != nil {
+		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, err.Error(), nil)
+	}
 	resume := ready.ResumeToken
-	var id string
-	switch {
-	case resume != "":
-		id = ready.TunnelID
-	case ready.Name != "":
-		id = ready.Name
-	}
-	if len(ready.ResumeToken) > maxResumeToken {
-		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, "resume token too long", nil)
-	}
-	if ready.ResumeToken != "" && ready.TunnelID == "" {
-		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, "a resume token needs the tunnel_id it resumes", nil)
-	}
-	if id != "" && !claim.ValidID(id) {
-		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation,
-			"invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens", nil)
-	}
 	if resume == "" {
 		resume = randid.Secret()
 	}
@@ -319,9 +306,6 @@ func (sess *session) openStream(ctx context.Context, _, _ string) (net.Conn, err
 	}
 	return sess.mux.Open()
 }
-
-// maxResumeToken caps a resume token as received (protocol/spec.md).
-const maxResumeToken = 256
 
 // closeWait bounds the wait for an agent's answer to the gateway's close.
 const closeWait = 5 * time.Second

@@ -39,9 +39,6 @@ const (
 	DefaultHeartbeat = 5 * time.Minute
 )
 
-// maxResumeToken caps a resume token as received (protocol/spec.md).
-const maxResumeToken = 256
-
 // Handler holds the Lambda handlers of every route. Server, Store and Mgmt
 // are required; Server.Relay must be a *Relay on the same Store and Mgmt,
 // and Server.BaseURL must be set (a WebSocket event does not tell the
@@ -256,26 +253,12 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 	fail := func(code tunnel.Code, message string) {
 		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(code), Message: message})
 	}
+	id, err := claim.Requested(m.TunnelID, m.Name, m.ResumeToken)
+	if err != nil {
+		fail(tunnel.CodeInvalidRequest, err.Error())
+		return
+	}
 	resume := m.ResumeToken
-	var id string
-	switch {
-	case resume != "":
-		id = m.TunnelID
-	case m.Name != "":
-		id = m.Name
-	}
-	if len(resume) > maxResumeToken {
-		fail(tunnel.CodeInvalidRequest, "resume token too long")
-		return
-	}
-	if resume != "" && m.TunnelID == "" {
-		fail(tunnel.CodeInvalidRequest, "a resume token needs the tunnel_id it resumes")
-		return
-	}
-	if id != "" && !claim.ValidID(id) {
-		fail(tunnel.CodeInvalidRequest, "invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens")
-		return
-	}
 	if resume == "" {
 		resume = randid.Secret()
 	}

@@ -32,3 +32,29 @@ func TestOwner(t *testing.T) {
 		t.Error("Owner shows the secret")
 	}
 }
+
+func TestRequested(t *testing.T) {
+	long := strings.Repeat("x", MaxResumeToken+1)
+	for _, tc := range []struct {
+		tunnelID, name, resume string
+		want                   string
+		err                    string // part of the error, "" for none
+	}{
+		{"", "", "", "", ""},                        // a generated ID
+		{"", "myapp", "", "myapp", ""},              // a name
+		{"abc123", "myapp", "secret", "abc123", ""}, // a resume wins over a name
+		{"abc123", "", "", "", ""},                  // a tunnel_id alone claims nothing
+		{"", "", "secret", "", "needs the tunnel_id"},
+		{"abc123", "", long, "", "too long"},
+		{"", "Not_Valid", "", "", "invalid tunnel name"},
+		{"-bad", "", "secret", "", "invalid tunnel name"},
+	} {
+		got, err := Requested(tc.tunnelID, tc.name, tc.resume)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("Requested(%q, %q, %q) = %q, %v; want %q", tc.tunnelID, tc.name, tc.resume, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("Requested(%q, %q, %q): error %v, want one saying %q", tc.tunnelID, tc.name, tc.resume, err, tc.err)
+		}
+	}
+}
