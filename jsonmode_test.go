@@ -474,7 +474,7 @@ func TestJSONModeLifetime(t *testing.T) {
 	t.Cleanup(func() { jsonMaxLifetime = old })
 
 	g := newJSONGateway(t, false)
-	logs := &lockedBuffer{}
+	logs := &SyncBuffer{}
 	disconnects := make(chan error, 4)
 	ln := listenJSON(t, g, echo, WithBackoff(time.Millisecond, 10*time.Millisecond),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
@@ -525,7 +525,7 @@ func TestJSONModeSilentGatewayIsDropped(t *testing.T) {
 	t.Cleanup(func() { jsonDeadSlack = old })
 
 	g := newJSONGateway(t, false)
-	logs := &lockedBuffer{}
+	logs := &SyncBuffer{}
 	listenJSON(t, g, echo, WithHeartbeat(20*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	first := g.current()
@@ -548,22 +548,4 @@ func TestJSONModeSilentGatewayIsDropped(t *testing.T) {
 	if r := g.do(request("after-silence", "GET", "/after", nil), nil); r.err != nil || r.resp.StatusCode != 200 {
 		t.Errorf("request on the new connection: %+v", r)
 	}
-}
-
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,14 +1,12 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -185,28 +183,10 @@ func TestMetricsCountRequestsAndErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
 	t.Parallel()
 	const agentToken, badToken, publicAuth = "agent-token-s3cr3t", "wrong-token-s3cr3t", "Bearer public-s3cr3t"
-	logs := &syncBuffer{}
+	logs := &tunnel.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Logger: logger, Authenticator: tunnel.NewStaticTokens(agentToken)})
 
