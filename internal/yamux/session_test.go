@@ -992,6 +992,15 @@ func TestHalfCloseSessionShutdown(t *testing.T) {
 		t.Fatalf("err: %v", err)
 	}
 
+	// The server answers the ping after the stream's ACK and after reading
+	// the data and the FIN that came before the ping: once it returns, each
+	// side has read all the other sent. Closing a TCP connection with
+	// unread data sends a reset, which can drop data the peer has not read
+	// yet.
+	if _, err := client.Ping(); err != nil {
+		t.Fatalf("err: %v", err)
+	}
+
 	// Shut down the session of the sending side. This should not cause reads
 	// to fail on the receiving side.
 	if err := client.Close(); err != nil {
