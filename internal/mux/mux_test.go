@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/websocket"
+	"github.com/http-tunnel/tunnel/internal/yamux"
 	"go.uber.org/goleak"
 )
 
@@ -23,32 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // gateway's session ends the agent's.
 func TestSessionOverWebSocket(t *testing.T) {
 	var wg sync.WaitGroup
-	gateway := make(chan *websocket.Conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		gateway <- c
-	}))
-	defer srv.Close()
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	agentWS, _, err := websocket.Dial(ctx, &http.Client{Transport: tr}, "ws"+strings.TrimPrefix(srv.URL, "http"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := Server(agentWS.NetConn(), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := Client((<-gateway).NetConn(), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw, agent := sessionPair(t)
 
 	// The agent echoes every stream.
 	wg.Add(1)
@@ -95,4 +72,106 @@ func TestSessionOverWebSocket(t *testing.T) {
 		t.Fatal("the agent's session outlived the gateway's")
 	}
 	wg.Wait()
+}
+
+// TestMaskedDataWaitsInTheReceiveBuffer: what the agent sends is masked
+// (RFC 6455), and what waits in the gateway's stream buffer stays masked
+// until a Read copies it out. A window's worth of frames is parked there
+// before anything reads, then read in pieces that split it at every key
+// phase; every byte must come out unmasked and in order.
+func TestMaskedDataWaitsInTheReceiveBuffer(t *testing.T) {
+	gw, agent := sessionPair(t)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		st, err := agent.AcceptStream()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- st
+	}()
+	st, err := gw.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Write([]byte("x")); err != nil { // make the stream known to the agent
+		t.Fatal(err)
+	}
+	ast := <-accepted
+	if ast == nil {
+		t.FailNow()
+	}
+	defer ast.Close()
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(ast, one); err != nil {
+		t.Fatal(err)
+	}
+
+	data := make([]byte, StreamWindow)
+	for i := range data {
+		data[i] = byte(i*131 + i>>8)
+	}
+	for off := 0; off < len(data); off += 10007 { // several frames
+		if _, err := ast.Write(data[off:min(off+10007, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The agent's pong follows its data on the connection: once the ping
+	// returns, the gateway's receive loop has buffered all of it.
+	if _, err := gw.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for size := 1; len(got) < len(data); size = size%4099 + 3 {
+		p := make([]byte, size)
+		n, err := st.Read(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p[:n]...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the data read differs from the data sent")
+	}
+}
+
+// sessionPair returns the two ends of a session as a tunnel runs it: the
+// gateway's Client over the WebSocket it accepted, the agent's Server over
+// the one it dialed, on loopback. Both are closed when the test ends.
+func sessionPair(t *testing.T) (gw, agent *yamux.Session) {
+	t.Helper()
+	gateway := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			close(gateway)
+			return
+		}
+		gateway <- c
+	}))
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	agentWS, _, err := websocket.Dial(ctx, &http.Client{Transport: tr}, "ws"+strings.TrimPrefix(srv.URL, "http"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err = Server(agentWS.NetConn(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Close() })
+	gwWS := <-gateway
+	if gwWS == nil {
+		t.FailNow()
+	}
+	gw, err = Client(gwWS.NetConn(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	return gw, agent
 }

@@ -1,7 +1,6 @@
 package yamux
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -34,7 +33,7 @@ type Stream struct {
 	state     streamState
 	stateLock sync.Mutex
 
-	recvBuf  *bytes.Buffer
+	recvBuf  recvBuffer
 	recvLock sync.Mutex
 
 	// readWait is the buffer of a Read blocked on an empty stream, and
@@ -119,7 +118,7 @@ START:
 		fallthrough
 	case streamClosed:
 		s.recvLock.Lock()
-		if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+		if s.recvBuf.Len() == 0 {
 			s.recvLock.Unlock()
 			s.stateLock.Unlock()
 			return 0, io.EOF
@@ -133,7 +132,7 @@ START:
 
 	// If there is no data available, block
 	s.recvLock.Lock()
-	if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+	if s.recvBuf.Len() == 0 {
 		if s.readWait == nil && len(b) > 0 {
 			s.readWait, s.readN = b, 0
 			waiting = true
@@ -143,7 +142,7 @@ START:
 	}
 
 	// Read any bytes
-	n, _ = s.recvBuf.Read(b)
+	n = s.recvBuf.Read(b, s.session.unmask)
 	s.recvLock.Unlock()
 	s.afterRead()
 	return n, nil
@@ -321,11 +320,8 @@ func (s *Stream) sendWindowUpdate() error {
 
 	// Determine the delta update
 	max := s.session.config.MaxStreamWindowSize
-	var bufLen uint32
 	s.recvLock.Lock()
-	if s.recvBuf != nil {
-		bufLen = uint32(s.recvBuf.Len())
-	}
+	bufLen := uint32(s.recvBuf.Len())
 	delta := (max - bufLen) - s.recvWindow
 
 	// Check if we can omit the update
@@ -553,7 +549,7 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		copied int64
 		err    error
 	)
-	if s.readWait != nil && s.readN == 0 && (s.recvBuf == nil || s.recvBuf.Len() == 0) {
+	if s.readWait != nil && s.readN == 0 && s.recvBuf.Len() == 0 {
 		p := s.readWait
 		if len(p) > int(length) {
 			p = p[:length]
@@ -562,12 +558,9 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		s.readN = direct
 	}
 	if rest := int(length) - direct; err == nil && rest > 0 {
-		if s.recvBuf == nil {
-			// Allocate the receive buffer just-in-time to fit the full data frame.
-			// This way we can read in the whole packet without further allocations.
-			s.recvBuf = bytes.NewBuffer(make([]byte, 0, rest))
-		}
-		copied, err = io.Copy(s.recvBuf, conn)
+		var got int
+		got, err = s.recvBuf.fill(s.session.readPayload, rest)
+		copied = int64(got)
 	}
 	if err != nil {
 		// The session ends; its shutdown wakes the reader.
@@ -618,8 +611,6 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 // the idle memory utilization.
 func (s *Stream) Shrink() {
 	s.recvLock.Lock()
-	if s.recvBuf != nil && s.recvBuf.Len() == 0 {
-		s.recvBuf = nil
-	}
+	s.recvBuf.release()
 	s.recvLock.Unlock()
 }
