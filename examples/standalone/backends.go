@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -170,6 +174,15 @@ func redisOptions(addr string) (*redis.Options, error) {
 func (b *backends) dynamoClient(ctx context.Context, cfg dynamoConfig, getenv func(string) string) (*dynamodb.Client, error) {
 	b.transport = http.DefaultTransport.(*http.Transport).Clone()
 	b.transport.MaxIdleConnsPerHost = 64
+	var bundle []byte
+	if f := getenv("AWS_CA_BUNDLE"); f != "" {
+		pool, pem, err := caBundle(f)
+		if err != nil {
+			return nil, fmt.Errorf("dynamodb: %w", err)
+		}
+		b.transport.TLSClientConfig = &tls.Config{RootCAs: pool}
+		bundle = pem
+	}
 	httpClient := &http.Client{Transport: b.transport}
 	opts := dynamodb.Options{Region: cfg.region, HTTPClient: httpClient}
 	if cfg.endpoint != "" {
@@ -179,7 +192,11 @@ func (b *backends) dynamoClient(ctx context.Context, cfg dynamoConfig, getenv fu
 		opts.Credentials = credentials.NewStaticCredentialsProvider(id, secret, getenv("AWS_SESSION_TOKEN"))
 		return dynamodb.New(opts), nil
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, sdkConfigOptions(cfg.region, getenv)...)
+	sdkOpts := sdkConfigOptions(cfg.region, getenv)
+	if bundle != nil {
+		sdkOpts = append(sdkOpts, config.WithCustomCABundle(bytes.NewReader(bundle)))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, sdkOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb: loading the AWS configuration: %w", err)
 	}
@@ -193,13 +210,28 @@ func (b *backends) dynamoClient(ctx context.Context, cfg dynamoConfig, getenv fu
 	return dynamodb.New(opts), nil
 }
 
+// caBundle reads the PEM certificates in file, for AWS_CA_BUNDLE: as in
+// the AWS SDKs and CLI, they replace the system's roots for verifying AWS
+// endpoints (a TLS-intercepting proxy, or a private endpoint).
+func caBundle(file string) (*x509.CertPool, []byte, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("AWS_CA_BUNDLE: no PEM certificate in %s", file)
+	}
+	return pool, pem, nil
+}
+
 const noCredentials = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE for a shared config or SSO profile, or run with a web identity, container or instance role"
 
 // sdkConfigOptions makes the SDK's default chain read the variables that
 // choose files, profile and instance metadata through getenv, like the
 // rest of the gateway's configuration. The chain's own requests (STS, SSO,
-// instance metadata) use the SDK's HTTP client, which honours
-// AWS_CA_BUNDLE.
+// instance metadata) use the SDK's HTTP client; dynamoClient passes it the
+// AWS_CA_BUNDLE that getenv gives.
 func sdkConfigOptions(region string, getenv func(string) string) []func(*config.LoadOptions) error {
 	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
 	if f := getenv("AWS_CONFIG_FILE"); f != "" {

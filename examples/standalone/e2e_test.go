@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -295,6 +298,75 @@ func TestGatewayDynamoDBProfileCredentials(t *testing.T) {
 	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(env)}
 	if err := c.gateway(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0", "--store", "dynamodb", "--dynamodb-endpoint", endpoint}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("gateway with an unknown profile: %v; want an error naming it", err)
+	}
+}
+
+// TestGatewayDynamoDBCABundle reaches DynamoDB through a TLS endpoint whose
+// certificate only the file in AWS_CA_BUNDLE vouches for, as behind a
+// TLS-intercepting proxy. Without the bundle the gateway refuses the
+// endpoint at startup; with a file that holds no certificate it says so.
+func TestGatewayDynamoDBCABundle(t *testing.T) {
+	t.Parallel()
+	target, err := url.Parse(backendtest.DynamoEndpoint(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	proxy.Transport = tr
+	tlsEndpoint := httptest.NewTLSServer(proxy)
+	t.Cleanup(tlsEndpoint.Close)
+
+	suffix := randid.Hex(6)
+	opts := dynamostore.Options{ConnectionsTable: "standalone-connections-" + suffix, PendingTable: "standalone-pending-" + suffix}
+	client := testDynamoClient(t, target.String())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		for _, table := range []string{opts.ConnectionsTable, opts.PendingTable} {
+			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+		}
+	})
+	args := []string{"--listen", "127.0.0.1:0", "--insecure-no-auth",
+		"--store", "dynamodb", "--dynamodb-endpoint", tlsEndpoint.URL, "--dynamodb-create-tables",
+		"--dynamodb-connections-table", opts.ConnectionsTable, "--dynamodb-pending-table", opts.PendingTable,
+		"--cleanup-interval", "0"}
+	dir := t.TempDir()
+	env := map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+	// Without the bundle, the endpoint's certificate is not trusted.
+	var stdout, stderr output
+	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(env)}
+	if err := c.gateway(t.Context(), args); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("gateway without AWS_CA_BUNDLE: %v; want a certificate error", err)
+	}
+
+	// A bundle without a certificate in it is an error that names it.
+	env["AWS_CA_BUNDLE"] = filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(env["AWS_CA_BUNDLE"], []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.gateway(t.Context(), args); err == nil || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
+		t.Errorf("gateway with an empty AWS_CA_BUNDLE: %v; want an error naming it", err)
+	}
+
+	env["AWS_CA_BUNDLE"] = filepath.Join(dir, "ca.pem")
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsEndpoint.Certificate().Raw})
+	if err := os.WriteFile(env["AWS_CA_BUNDLE"], cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw, addr := startGateway(t, env, args...)
+	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, localService(t).URL)
+	checkForwarded(t, publicURL)
+	if rec, err := dynamostore.New(client, opts).Get(t.Context(), path.Base(publicURL)); err != nil || rec.PublicURL != publicURL {
+		t.Errorf("record in DynamoDB: %+v, %v; want one for %s", rec, err, publicURL)
+	}
+	if err := ag.stop(t); err != nil {
+		t.Errorf("agent: %v", err)
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway: %v", err)
 	}
 }
 
