@@ -111,6 +111,11 @@ func TestTracingAndMeteringFollowTheGlobals(t *testing.T) {
 	if !Tracing(tp) || !Metering(mp) {
 		t.Fatal("a provider passed in must turn them on")
 	}
+	prevTP, prevMP := otel.GetTracerProvider(), otel.GetMeterProvider()
+	t.Cleanup(func() { // the default providers again, for the next test or -count run
+		otel.SetTracerProvider(prevTP)
+		otel.SetMeterProvider(prevMP)
+	})
 	otel.SetTracerProvider(tp)
 	otel.SetMeterProvider(mp)
 	if !Tracing(nil) || !Metering(nil) {
