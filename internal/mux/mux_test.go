@@ -75,10 +75,10 @@ func TestSessionOverWebSocket(t *testing.T) {
 }
 
 // TestMaskedDataWaitsInTheReceiveBuffer: what the agent sends is masked
-// (RFC 6455), and what waits in the gateway's stream buffer stays masked
-// until a Read copies it out. A window's worth of frames is parked there
-// before anything reads, then read in pieces that split it at every key
-// phase; every byte must come out unmasked and in order.
+// (RFC 6455), each frame with its own key. A window's worth of frames is
+// parked in the gateway's stream buffer before anything reads, then read
+// in pieces of many sizes; every byte must come out unmasked and in
+// order.
 func TestMaskedDataWaitsInTheReceiveBuffer(t *testing.T) {
 	gw, agent := sessionPair(t)
 	accepted := make(chan net.Conn, 1)

@@ -148,43 +148,6 @@ func TestStreamUnmasksAcrossReads(t *testing.T) {
 	}
 }
 
-// TestReadMaskedThenUnmask reads the server's stream as the yamux session
-// does for data that waits in a stream's buffer: masked, then unmasked in
-// two pieces with the key passed from one Unmask to the next.
-func TestReadMaskedThenUnmask(t *testing.T) {
-	sums := make(chan [32]byte, 1)
-	const total = 2 << 20
-	url := acceptServer(t, func(c *Conn) {
-		h := sha256.New()
-		s := c.NetConn().(*Stream)
-		buf := make([]byte, 4093)
-		out := make([]byte, len(buf))
-		masked := false
-		n := 0
-		for i := 0; n < total; i++ {
-			m, key, err := s.ReadMasked(buf[:1+i%len(buf)])
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			masked = masked || key != 0
-			k := m / 3
-			s.Unmask(out[k:m], buf[k:m], s.Unmask(out[:k], buf[:k], key))
-			h.Write(out[:m])
-			n += m
-		}
-		if !masked {
-			t.Error("ReadMasked returned no key: the client's frames are masked")
-		}
-		sums <- [32]byte(h.Sum(nil))
-	})
-	c, _ := dialOther(t, url)
-	data := sendRandom(t, c, 3, total, 100_000)
-	if got := <-sums; got != sha256.Sum256(data) {
-		t.Fatal("the server read different bytes")
-	}
-}
-
 // sendRandom sends total random bytes (from seed) in binary messages of
 // random sizes up to maxMessage, and returns them.
 func sendRandom(t *testing.T, c *websocket.Conn, seed uint64, total, maxMessage int) []byte {

@@ -16,10 +16,8 @@
 //
 // A yamux frame's header and body, or several queued frames, go out as one
 // WebSocket frame (Stream.WriteParts). The server unmasks what it reads in
-// place, 64 bytes at a time on amd64, or, for payload that waits in a yamux
-// stream's buffer (Stream.ReadMasked), as the stream's reader copies it
-// out. The client can split messages into frames of a maximum size (API
-// Gateway's 32 KiB).
+// place, 64 bytes at a time on amd64. The client can split messages into
+// frames of a maximum size (API Gateway's 32 KiB).
 //
 // Conn serves one reader and any number of writers at a time.
 package websocket
@@ -593,54 +591,32 @@ var _ net.Conn = (*Stream)(nil)
 
 // Read reads payload bytes of binary messages.
 func (s *Stream) Read(p []byte) (int, error) {
-	n, key, err := s.ReadMasked(p)
-	if key != 0 {
-		maskCopy(p[:n], p[:n], key)
-	}
-	return n, err
-}
-
-// ReadMasked is Read without the unmasking: p[:n] holds payload bytes as
-// they arrived, and key is what unmasks them with Unmask (0 if they are not
-// masked, as frames from the server are not). The yamux session keeps data
-// that waits in a stream's buffer masked and unmasks it as the stream's
-// reader copies it out, instead of unmasking it in a pass of its own.
-func (s *Stream) ReadMasked(p []byte) (n int, key uint32, err error) {
 	c := s.c
 	for c.remaining == 0 {
 		h, err := c.nextDataFrame()
 		if err != nil {
 			var ce *CloseError
 			if errors.As(err, &ce) && (ce.Code == StatusNormalClosure || ce.Code == StatusGoingAway) {
-				return 0, 0, io.EOF
+				return 0, io.EOF
 			}
-			return 0, 0, err
+			return 0, err
 		}
 		if h.op == OpText {
 			// protocol/spec.md: unsupported data, not a broken frame.
 			c.Close(StatusUnsupportedData, "text message in a binary stream", 0)
-			return 0, 0, fmt.Errorf("%w: text message in a binary stream", ErrProtocol)
+			return 0, fmt.Errorf("%w: text message in a binary stream", ErrProtocol)
 		}
 	}
 	if int64(len(p)) > c.remaining {
 		p = p[:c.remaining]
 	}
-	n, err = c.br.Read(p)
+	n, err := c.br.Read(p)
 	c.remaining -= int64(n)
-	key = c.rkey
-	c.rkey = bits.RotateLeft32(c.rkey, -8*(n&3))
+	c.unmask(p[:n])
 	if err != nil {
-		return n, key, c.readErr(err)
+		return n, c.readErr(err)
 	}
-	return n, key, nil
-}
-
-// Unmask copies src to dst unmasked with key (from ReadMasked, or from a
-// previous Unmask of the bytes before src) and returns the key for the
-// byte after src.
-func (s *Stream) Unmask(dst, src []byte, key uint32) uint32 {
-	maskCopy(dst, src, key)
-	return bits.RotateLeft32(key, -8*(len(src)&3))
+	return n, nil
 }
 
 // ReadIsBuffered reports that reads are buffered here (64 KiB), so that

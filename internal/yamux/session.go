@@ -42,11 +42,6 @@ type Session struct {
 	// bufRead is a buffered reader: conn itself when it buffers its reads
 	// (see bufferedConn), else a bufio.Reader over it.
 	bufRead io.Reader
-	// readPayload reads a data frame's payload from bufRead for a stream's
-	// receive buffer, and unmask unmasks it as Read copies it out; see
-	// maskedConn. unmask is nil for a connection without masking.
-	readPayload payloadReader
-	unmask      unmasker
 
 	// pings is used to track inflight pings
 	pings    map[uint32]chan struct{}
@@ -116,7 +111,6 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		sendDoneCh: make(chan struct{}),
 		shutdownCh: make(chan struct{}),
 	}
-	s.readPayload, s.unmask = payloadReaders(s.bufRead)
 	if client {
 		s.nextStreamID = 1
 	} else {
@@ -814,31 +808,6 @@ func (s *Session) establishStream(id uint32) {
 // buffer in front would copy every byte once more.
 type bufferedConn interface {
 	ReadIsBuffered() bool
-}
-
-// maskedConn is a connection whose payload may arrive masked, such as the
-// tunnel's WebSocket stream on the server's side (RFC 6455 masks what the
-// client sends). ReadMasked is Read without the unmasking: it returns the
-// bytes as they arrived and the key that unmasks them (0 if they are not
-// masked); Unmask copies src to dst unmasked with key and returns the key
-// for the byte after src. Data that waits in a stream's receive buffer is
-// kept masked and unmasked as Read copies it out: one pass over each byte
-// instead of two.
-type maskedConn interface {
-	ReadMasked(p []byte) (n int, key uint32, err error)
-	Unmask(dst, src []byte, key uint32) uint32
-}
-
-// payloadReaders returns how the receive loop reads payloads from r into
-// stream buffers, and how Read unmasks them (nil: they are never masked).
-func payloadReaders(r io.Reader) (payloadReader, unmasker) {
-	if m, ok := r.(maskedConn); ok {
-		return m.ReadMasked, m.Unmask
-	}
-	return func(p []byte) (int, uint32, error) {
-		n, err := r.Read(p)
-		return n, 0, err
-	}, nil
 }
 
 // recvReader returns what the receive loop reads conn through.

@@ -693,7 +693,7 @@ func TestSendData_Large(t *testing.T) {
 			return
 		}
 
-		t.Logf("cap=%d, n=%d\n", len(stream.recvBuf.buf), sz)
+		t.Logf("cap=%d, n=%d\n", stream.recvBuf.Cap(), sz)
 		errCh <- nil
 	}()
 

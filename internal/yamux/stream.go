@@ -1,6 +1,7 @@
 package yamux
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -33,7 +34,7 @@ type Stream struct {
 	state     streamState
 	stateLock sync.Mutex
 
-	recvBuf  recvBuffer
+	recvBuf  *bytes.Buffer
 	recvLock sync.Mutex
 
 	// readWait is the buffer of a Read blocked on an empty stream, and
@@ -118,7 +119,7 @@ START:
 		fallthrough
 	case streamClosed:
 		s.recvLock.Lock()
-		if s.recvBuf.Len() == 0 {
+		if s.recvBuf == nil || s.recvBuf.Len() == 0 {
 			s.recvLock.Unlock()
 			s.stateLock.Unlock()
 			return 0, io.EOF
@@ -132,7 +133,7 @@ START:
 
 	// If there is no data available, block
 	s.recvLock.Lock()
-	if s.recvBuf.Len() == 0 {
+	if s.recvBuf == nil || s.recvBuf.Len() == 0 {
 		if s.readWait == nil && len(b) > 0 {
 			s.readWait, s.readN = b, 0
 			waiting = true
@@ -142,7 +143,7 @@ START:
 	}
 
 	// Read any bytes
-	n = s.recvBuf.Read(b, s.session.unmask)
+	n, _ = s.recvBuf.Read(b)
 	s.recvLock.Unlock()
 	s.afterRead()
 	return n, nil
@@ -320,8 +321,11 @@ func (s *Stream) sendWindowUpdate() error {
 
 	// Determine the delta update
 	max := s.session.config.MaxStreamWindowSize
+	var bufLen uint32
 	s.recvLock.Lock()
-	bufLen := uint32(s.recvBuf.Len())
+	if s.recvBuf != nil {
+		bufLen = uint32(s.recvBuf.Len())
+	}
 	delta := (max - bufLen) - s.recvWindow
 
 	// Check if we can omit the update
@@ -549,7 +553,7 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		copied int64
 		err    error
 	)
-	if s.readWait != nil && s.readN == 0 && s.recvBuf.Len() == 0 {
+	if s.readWait != nil && s.readN == 0 && (s.recvBuf == nil || s.recvBuf.Len() == 0) {
 		p := s.readWait
 		if len(p) > int(length) {
 			p = p[:length]
@@ -558,9 +562,12 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		s.readN = direct
 	}
 	if rest := int(length) - direct; err == nil && rest > 0 {
-		var got int
-		got, err = s.recvBuf.fill(s.session.readPayload, rest)
-		copied = int64(got)
+		if s.recvBuf == nil {
+			// Allocate the receive buffer just-in-time to fit the full data frame.
+			// This way we can read in the whole packet without further allocations.
+			s.recvBuf = bytes.NewBuffer(make([]byte, 0, rest))
+		}
+		copied, err = io.Copy(s.recvBuf, conn)
 	}
 	if err != nil {
 		// The session ends; its shutdown wakes the reader.
@@ -611,6 +618,8 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 // the idle memory utilization.
 func (s *Stream) Shrink() {
 	s.recvLock.Lock()
-	s.recvBuf.release()
+	if s.recvBuf != nil && s.recvBuf.Len() == 0 {
+		s.recvBuf = nil
+	}
 	s.recvLock.Unlock()
 }
