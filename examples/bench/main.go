@@ -151,6 +151,7 @@ func run(d time.Duration, scenarios []string) error {
 		// rounds, so that a slow spell of the machine weighs on both
 		// targets alike.
 		var res [2]result
+		var perRound [2][]float64 // requests/s of each round
 		for _, tg := range targets {
 			if *only == "" || *only == tg.name {
 				load(tg.base+path, conc, d/10)
@@ -161,7 +162,9 @@ func run(d time.Duration, scenarios []string) error {
 				if *only != "" && *only != tg.name {
 					continue
 				}
-				res[i].add(load(tg.base+path, conc, d/rounds))
+				r := load(tg.base+path, conc, d/rounds)
+				res[i].add(r)
+				perRound[i] = append(perRound[i], r.rps())
 			}
 		}
 		for i, tg := range targets {
@@ -177,8 +180,18 @@ func run(d time.Duration, scenarios []string) error {
 		if *only != "" {
 			continue
 		}
-		fmt.Printf("%-11s %-7s %11.1f%% %10s %10s %9.1f%%   added p50 %s\n\n", sc, "ratio",
-			100*res[1].rps()/res[0].rps(), "", "", 100*res[1].mbps()/res[0].mbps(), fmtDur(res[1].p(50)-res[0].p(50)))
+		// The spread of the rounds' ratios shows how much the machine
+		// drifted during the run.
+		lo, hi := 0.0, 0.0
+		for r := range perRound[0] {
+			ratio := 100 * perRound[1][r] / perRound[0][r]
+			if r == 0 || ratio < lo {
+				lo = ratio
+			}
+			hi = max(hi, ratio)
+		}
+		fmt.Printf("%-11s %-7s %11.1f%% %10s %10s %9.1f%%   added p50 %s, rounds %.0f-%.0f%%\n\n", sc, "ratio",
+			100*res[1].rps()/res[0].rps(), "", "", 100*res[1].mbps()/res[0].mbps(), fmtDur(res[1].p(50)-res[0].p(50)), lo, hi)
 	}
 	return nil
 }
