@@ -107,6 +107,7 @@ func TestMaskedDataWaitsInTheReceiveBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// One window: the agent's writes complete without the gateway reading.
 	data := make([]byte, StreamWindow)
 	for i := range data {
 		data[i] = byte(i*131 + i>>8)

@@ -2,7 +2,8 @@ package yamux
 
 // Tests of the changes this copy makes to upstream yamux (see FORK.md):
 // data delivered straight into a waiting reader's buffer, bodies written
-// without a copy, and queued frames batched into one write.
+// without a copy, queued frames batched into one write, and reads that
+// keep what arrived when a window update cannot be sent.
 
 import (
 	"bufio"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -468,5 +470,79 @@ func TestBufferedConnIsReadDirectly(t *testing.T) {
 	got, err := io.ReadAll(s)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read %d of %d bytes: %v", len(got), len(data), err)
+	}
+}
+
+// breakableConn is a connection whose writes can be made to fail while its
+// reads go on, as when the peer has gone away but its last bytes are still
+// being read.
+type breakableConn struct {
+	io.ReadWriteCloser
+	broken atomic.Bool
+}
+
+var errBrokenWrite = errors.New("write on a broken connection")
+
+func (c *breakableConn) Write(p []byte) (int, error) {
+	if c.broken.Load() {
+		return 0, errBrokenWrite
+	}
+	return c.ReadWriteCloser.Write(p)
+}
+
+// TestReadKeepsDataWhenWindowUpdateFails: the peer sent a window's worth
+// and closed the stream, and then the connection breaks. Reading the
+// stream sends a window update, which fails and ends the session; every
+// byte that had arrived must still be read, then EOF. Upstream returned
+// the failed write's error from the Read that sent the update, so a
+// reader such as io.ReadAll stopped with the rest of the data unread.
+func TestReadKeepsDataWhenWindowUpdateFails(t *testing.T) {
+	c1, c2 := testConnPipe(t)
+	conf := testConfNoKeepAlive()
+	conf.LogOutput = io.Discard
+	client, err := Client(c1, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sconn := &breakableConn{ReadWriteCloser: c2}
+	server, err := Server(sconn, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	data := make([]byte, conf.MaxStreamWindowSize)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	cs, err := client.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server answers the ping after it has read the data and the FIN.
+	if _, err := client.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	sconn.broken.Store(true)
+
+	got, err := io.ReadAll(ss)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d of %d bytes, %v; want all of them and EOF", len(got), len(data), err)
+	}
+	select {
+	case <-server.CloseChan():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the failed window update did not end the session")
 	}
 }
