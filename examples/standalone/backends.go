@@ -170,7 +170,8 @@ func redisOptions(addr string) (*redis.Options, error) {
 // config and credentials files (AWS_PROFILE), SSO, web identity (EKS), and
 // container (ECS) and instance (EC2) roles. ctx bounds a first retrieval,
 // so that a gateway without credentials fails at startup rather than at
-// its first request.
+// its first request. AWS_CA_BUNDLE, if set, names the PEM file of CA
+// certificates that verify the endpoint instead of the system's roots.
 func (b *backends) dynamoClient(ctx context.Context, cfg dynamoConfig, getenv func(string) string) (*dynamodb.Client, error) {
 	b.transport = http.DefaultTransport.(*http.Transport).Clone()
 	b.transport.MaxIdleConnsPerHost = 64
