@@ -147,12 +147,6 @@ var (
 // expects of a closed listener.
 var ErrClosed = fmt.Errorf("tunnel: listener closed: %w", net.ErrClosed)
 
-// newError returns an *Error of code with the sentinel's message, a fresh
-// id and cause err.
-func newError(code Code, msg string, err error) *Error {
-	return &Error{Code: code, Message: msg, ID: randid.Hex(8), Err: err}
-}
-
 // ErrorIDHeader is the response header that carries a public error's id.
 const ErrorIDHeader = "X-Tunnel-Error-Id"
 

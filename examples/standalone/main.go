@@ -141,12 +141,6 @@ type command struct {
 	adminListening func(net.Addr)
 }
 
-// runGateway runs the gateway with args (the flags after "gateway") until
-// ctx ends, then shuts it down gracefully.
-func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return command{stdout: stdout, stderr: stderr, getenv: os.Getenv}.gateway(ctx, args)
-}
-
 // runAgent runs the agent with args (what follows "agent") until ctx ends
 // or the tunnel stops for good.
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -132,9 +132,9 @@ func (s *Store) countWrite() { s.ops.writes.Add(1) }
 // in store.go.
 var (
 	// requestLive holds for a request row that exists and whose ttl has
-	// not passed (:now is in epoch seconds).
-	requestLive      = "attribute_exists(#k) AND #ttl > :now"
-	requestLiveNames = map[string]string{"#k": attrRequestID, "#ttl": attrTTL}
+	// not passed (:now is in epoch seconds). It needs #k and #ttl, which
+	// the name map of every expression it is part of has.
+	requestLive = "attribute_exists(#k) AND #ttl > :now"
 
 	pendingAbsent      = "attribute_not_exists(#k)"
 	pendingAbsentNames = map[string]string{"#k": attrRequestID}
