@@ -656,7 +656,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 // gateway is closed, cutting requests still in flight. Use CloseWithContext
 // to let them finish. Closing a closed Listener does nothing.
 func (l *Listener) Close() error {
-	l.shutdown(nil)
+	l.shutdown(context.Background(), false)
 	return nil
 }
 
@@ -666,10 +666,12 @@ func (l *Listener) Close() error {
 // connection to the gateway is closed. It returns ctx's error if ctx ended
 // first.
 func (l *Listener) CloseWithContext(ctx context.Context) error {
-	return l.shutdown(ctx)
+	return l.shutdown(ctx, true)
 }
 
-func (l *Listener) shutdown(ctx context.Context) error {
+// shutdown closes the listener; with wait, it first lets the connections
+// already accepted finish, until ctx ends.
+func (l *Listener) shutdown(ctx context.Context, wait bool) error {
 	first := false
 	l.closeOnce.Do(func() { first = true })
 	if !first {
@@ -684,7 +686,7 @@ func (l *Listener) shutdown(ctx context.Context) error {
 	}
 	close(l.closed)
 	var err error
-	if ctx != nil {
+	if wait {
 		select {
 		case <-l.active.idle():
 		case <-ctx.Done():

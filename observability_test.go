@@ -117,7 +117,7 @@ func metricValues(t *testing.T, reader *sdkmetric.ManualReader, key attribute.Ke
 			case metricdata.Sum[int64]:
 				for _, p := range d.DataPoints {
 					v, _ := p.Attributes.Value(key)
-					out[m.Name+"/"+v.Emit()] += p.Value
+					out[m.Name+"/"+v.String()] += p.Value
 					out[m.Name] += p.Value
 				}
 			case metricdata.Histogram[float64]:

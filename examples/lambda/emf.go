@@ -357,7 +357,7 @@ func bucketValue(bounds []float64, i int, lo, hi float64) float64 {
 func attrLookup(set attribute.Set) func(string) (string, bool) {
 	return func(name string) (string, bool) {
 		v, ok := set.Value(attribute.Key(name))
-		return v.Emit(), ok
+		return v.String(), ok
 	}
 }
 
