@@ -187,14 +187,7 @@ func TestGatewayDynamoDB(t *testing.T) {
 	}
 	limits := "standalone-limits-" + suffix
 	client := testDynamoClient(t, endpoint)
-	t.Cleanup(func() {
-		// Registered first, so it runs after the gateway has stopped.
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		for _, table := range []string{opts.ConnectionsTable, opts.PendingTable, limits} {
-			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-		}
-	})
+	dropTablesAtCleanup(t, client, opts.ConnectionsTable, opts.PendingTable, limits)
 
 	env := map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 	gw, addr := startGateway(t, env,
@@ -262,13 +255,7 @@ func TestGatewayDynamoDBProfileCredentials(t *testing.T) {
 	suffix := randid.Hex(6)
 	opts := dynamostore.Options{ConnectionsTable: "standalone-connections-" + suffix, PendingTable: "standalone-pending-" + suffix}
 	client := testDynamoClient(t, endpoint)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		for _, table := range []string{opts.ConnectionsTable, opts.PendingTable} {
-			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-		}
-	})
+	dropTablesAtCleanup(t, client, opts.ConnectionsTable, opts.PendingTable)
 	env := noAWSEnv(t)
 	creds := "[tunnel-test]\naws_access_key_id = profilekey\naws_secret_access_key = profilesecret\n"
 	if err := os.WriteFile(env["AWS_SHARED_CREDENTIALS_FILE"], []byte(creds), 0o600); err != nil {
@@ -310,13 +297,7 @@ func TestGatewayDynamoDBCABundle(t *testing.T) {
 	suffix := randid.Hex(6)
 	opts := dynamostore.Options{ConnectionsTable: "standalone-connections-" + suffix, PendingTable: "standalone-pending-" + suffix}
 	client := testDynamoClient(t, target.String())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		for _, table := range []string{opts.ConnectionsTable, opts.PendingTable} {
-			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-		}
-	})
+	dropTablesAtCleanup(t, client, opts.ConnectionsTable, opts.PendingTable)
 	args := []string{"--listen", "127.0.0.1:0", "--insecure-no-auth",
 		"--store", "dynamodb", "--dynamodb-endpoint", tlsEndpoint.URL, "--dynamodb-create-tables",
 		"--dynamodb-connections-table", opts.ConnectionsTable, "--dynamodb-pending-table", opts.PendingTable,
@@ -365,6 +346,19 @@ func checkDynamoGateway(t *testing.T, env map[string]string, client *dynamodb.Cl
 	if err := gw.stop(t); err != nil {
 		t.Errorf("gateway: %v", err)
 	}
+}
+
+// dropTablesAtCleanup deletes tables when the test ends. Call it before
+// starting a gateway: cleanups run last-registered first, so the tables go
+// after the gateway has stopped.
+func dropTablesAtCleanup(t *testing.T, client *dynamodb.Client, tables ...string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		for _, table := range tables {
+			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+		}
+	})
 }
 
 // testDynamoClient returns a client of the test DynamoDB whose connections
