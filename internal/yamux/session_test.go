@@ -166,9 +166,16 @@ func testConnTLS(t testing.TB) (io.ReadWriteCloser, io.ReadWriteCloser) {
 			return
 		}
 
-		server = tls.Server(conn, &tls.Config{
+		srv := tls.Server(conn, &tls.Config{
 			Certificates: []tls.Certificate{cert},
 		})
+		// Handshake now, not at the first write: timing tests must not
+		// count it.
+		if err := srv.Handshake(); err != nil {
+			errCh <- err
+			return
+		}
+		server = srv
 	}()
 
 	t.Logf("Connecting to %s: %s", l.Addr().Network(), l.Addr())
@@ -182,6 +189,9 @@ func testConnTLS(t testing.TB) (io.ReadWriteCloser, io.ReadWriteCloser) {
 		// InsecureSkipVerify is safe to use here since this is only for tests.
 		InsecureSkipVerify: true,
 	})
+	if err := tlsClient.Handshake(); err != nil {
+		t.Fatalf("error in tls handshake: %v", err)
+	}
 
 	if err := <-errCh; err != nil {
 		t.Fatalf("error creating tls server: %v", err)
@@ -429,10 +439,12 @@ func TestAccept(t *testing.T) {
 }
 
 func TestOpenStreamTimeout(t *testing.T) {
-	const timeout = 25 * time.Millisecond
+	const timeout = 100 * time.Millisecond
 
 	testConnTypes(t, func(t testing.TB, clientConn, serverConn io.ReadWriteCloser) {
-		serverConf := testConf()
+		// No keepalive: a ping being written when the session closes
+		// would log a failed write beside the line this test expects.
+		serverConf := testConfNoKeepAlive()
 		serverConf.StreamOpenTimeout = timeout
 
 		clientConf := serverConf.Clone()
@@ -446,9 +458,13 @@ func TestOpenStreamTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// Sleep for longer than the stream open timeout.
-		// Since no ACKs are received, the stream and session should be closed.
-		time.Sleep(timeout * 5)
+		// Since no ACKs are received, the stream and session should be
+		// closed once the stream open timeout has passed.
+		select {
+		case <-client.CloseChan():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the session outlived the stream open timeout")
+		}
 
 		// Support multiple underlying connection types
 		var dest string
@@ -466,12 +482,19 @@ func TestOpenStreamTimeout(t *testing.T) {
 			t.Fatalf("server log incorect: %v\nexpected: %v", clientLogs.logs(), exp)
 		}
 
-		s.stateLock.Lock()
-		state := s.state
-		s.stateLock.Unlock()
-
-		if state != streamClosed {
-			t.Fatalf("stream should have been closed")
+		// The session closes its streams after it has shut down.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.stateLock.Lock()
+			state := s.state
+			s.stateLock.Unlock()
+			if state == streamClosed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stream should have been closed")
+			}
+			runtime.Gosched()
 		}
 		if !client.IsClosed() {
 			t.Fatalf("session should have been closed")
