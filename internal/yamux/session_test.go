@@ -270,6 +270,20 @@ func captureLogs(conf *Config) *logCapture {
 	return buf
 }
 
+// waitUntil polls cond until it holds, failing the test after 10 s: the
+// upstream tests slept for a fixed time instead, which a loaded machine
+// can outlast.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func testConfNoKeepAlive() *Config {
 	conf := testConf()
 	conf.EnableKeepAlive = false
@@ -483,19 +497,11 @@ func TestOpenStreamTimeout(t *testing.T) {
 		}
 
 		// The session closes its streams after it has shut down.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		waitUntil(t, "the stream to be closed", func() bool {
 			s.stateLock.Lock()
-			state := s.state
-			s.stateLock.Unlock()
-			if state == streamClosed {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("stream should have been closed")
-			}
-			runtime.Gosched()
-		}
+			defer s.stateLock.Unlock()
+			return s.state == streamClosed
+		})
 		if !client.IsClosed() {
 			t.Fatalf("session should have been closed")
 		}
@@ -543,14 +549,9 @@ func TestClose_closeTimeout(t *testing.T) {
 	drainErrorsUntil(t, errCh, 2, time.Second, "timeout")
 
 	// We should have zero streams after our timeout period
-	time.Sleep(100 * time.Millisecond)
-
-	if v := server.NumStreams(); v > 0 {
-		t.Fatalf("should have zero streams: %d", v)
-	}
-	if v := client.NumStreams(); v > 0 {
-		t.Fatalf("should have zero streams: %d", v)
-	}
+	waitUntil(t, "zero streams on both sides", func() bool {
+		return server.NumStreams() == 0 && client.NumStreams() == 0
+	})
 
 	if _, err := clientStream.Write([]byte("hello")); err == nil {
 		t.Fatal("should error on write")
@@ -653,15 +654,10 @@ func TestSendData_Small(t *testing.T) {
 
 	drainErrorsUntil(t, errCh, 2, 5*time.Second, "timeout")
 
-	// Give client and server a second to receive FINs and close streams
-	time.Sleep(time.Second)
-
-	if n := client.NumStreams(); n != 0 {
-		t.Errorf("expected 0 client streams but found %d", n)
-	}
-	if n := server.NumStreams(); n != 0 {
-		t.Errorf("expected 0 server streams but found %d", n)
-	}
+	// Wait for client and server to receive FINs and close streams
+	waitUntil(t, "zero streams on both sides", func() bool {
+		return client.NumStreams() == 0 && server.NumStreams() == 0
+	})
 }
 
 func TestSendData_Large(t *testing.T) {
@@ -754,8 +750,10 @@ func TestGoAway(t *testing.T) {
 		t.Fatalf("err: %v", err)
 	}
 
-	// Give the other side time to process the goaway after receiving it.
-	time.Sleep(100 * time.Millisecond)
+	// Wait for the other side to process the goaway.
+	waitUntil(t, "the client to receive the goaway", func() bool {
+		return atomic.LoadInt32(&client.remoteGoAway) == 1
+	})
 
 	_, err := client.Open()
 	if err != ErrRemoteGoAway {
@@ -1260,21 +1258,16 @@ func TestKeepAlive(t *testing.T) {
 	testConnTypes(t, func(t testing.TB, clientConn, serverConn io.ReadWriteCloser) {
 		client, server := testClientServerConfig(t, clientConn, serverConn, testConf(), testConf())
 
-		// Give keepalives time to happen
-		time.Sleep(200 * time.Millisecond)
-
-		// Ping value should increase
-		client.pingLock.Lock()
-		defer client.pingLock.Unlock()
-		if client.pingID == 0 {
-			t.Fatalf("should ping")
+		// Ping value should increase as keepalives happen
+		pinged := func(s *Session) func() bool {
+			return func() bool {
+				s.pingLock.Lock()
+				defer s.pingLock.Unlock()
+				return s.pingID > 0
+			}
 		}
-
-		server.pingLock.Lock()
-		defer server.pingLock.Unlock()
-		if server.pingID == 0 {
-			t.Fatalf("should ping")
-		}
+		waitUntil(t, "a client keepalive", pinged(client))
+		waitUntil(t, "a server keepalive", pinged(server))
 	})
 }
 
