@@ -197,7 +197,7 @@ func parseClosePayload(p []byte) (code int, reason string, err error) {
 }
 
 // validWireCloseCode reports whether a peer may send code (RFC 6455
-// section 7.4: 1000-1003, 1007-1011 and the registered or private range
+// section 7.4: 1000-1003, 1007-1014 and the registered or private range
 // 3000-4999; 1004-1006 and 1015 are reserved).
 func validWireCloseCode(code int) bool {
 	switch {

@@ -647,7 +647,10 @@ func (c *wsConn) disconnectEvent(code int, reason string) events.APIGatewayWebso
 	}
 }
 
-// Handshake helpers.
+// Handshake helpers. internal/websocket has the same two, and frame.go's
+// close-code check has a twin there too: the emulator keeps its own on
+// purpose, so that it checks the tunnel's WebSocket as an independent
+// implementation instead of agreeing with it by construction.
 
 func acceptKey(key string) string {
 	h := sha1.Sum([]byte(key + acceptGUID))
