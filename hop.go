@@ -1,0 +1,92 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/http-tunnel/tunnel/observability"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Node-to-node forwarding.
+const (
+	// nodeSecretHeader carries NodeSecret on requests between nodes.
+	nodeSecretHeader = "X-Tunnel-Node-Secret"
+	// notHereHeader marks a 421 answer from a node that does not hold the
+	// tunnel any more: the sender's record was stale.
+	notHereHeader = "X-Tunnel-Not-Here"
+)
+
+var errNotHere = errors.New("the node named by the record does not hold the tunnel")
+
+type hopKey struct{}
+
+// hopState travels in the context of a request sent to another node.
+type hopState struct {
+	id, node string
+	retried  bool
+	req      *http.Request // as routed, for the retry
+}
+
+// rewriteHop addresses a request to the node holding its tunnel. The
+// request goes as it arrived (path prefix restored), with the client's
+// X-Forwarded-* and the node secret; the owner trusts them because of it.
+func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
+	h := pr.In.Context().Value(hopKey{}).(*hopState)
+	u, _ := url.Parse(h.node)
+	pr.Out.URL.Scheme, pr.Out.URL.Host = u.Scheme, u.Host
+	if p := stateOf(pr.In.Context()).prefix; p != "" {
+		pr.Out.URL.Path = p + pr.In.URL.Path
+		if pr.In.URL.RawPath != "" {
+			pr.Out.URL.RawPath = p + pr.In.URL.RawPath
+		}
+	}
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = pr.In.Host
+	s.setForwarded(pr)
+	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
+	injectTrace(pr)
+}
+
+// injectTrace sends the forwarding span's context on with the request,
+// when there is one being recorded; otherwise any traceparent the public
+// client sent passes through untouched.
+func injectTrace(pr *httputil.ProxyRequest) {
+	ctx := pr.In.Context()
+	if trace.SpanFromContext(ctx).IsRecording() {
+		observability.Propagator.Inject(ctx, propagation.HeaderCarrier(pr.Out.Header))
+	}
+}
+
+// hopError handles a failed hop: the node is gone or no longer holds the
+// tunnel. The cached record is dropped; a request without a body (which
+// has not been consumed) is routed once more from a fresh store read.
+func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return
+	}
+	h := r.Context().Value(hopKey{}).(*hopState)
+	if tooLarge(r) {
+		s.fail(ctx, w, &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err})
+		return
+	}
+	s.cache.Remove(ctx, h.id)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.fail(ctx, w, &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}, slog.String("node", h.node))
+		return
+	}
+	if !h.retried && (r.Body == nil || r.Body == http.NoBody) {
+		s.log.DebugContext(ctx, "stale tunnel record; routing again", slog.String("tunnel_id", h.id), slog.String("node", h.node), slog.Any("err", err))
+		s.route(w, h.req, h.id, false, true)
+		return
+	}
+	s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}, slog.String("node", h.node))
+}

@@ -1,0 +1,144 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// Serve accepts connections on ln and serves s on them with an
+// http.Server configured from s (ReadHeaderTimeout, MaxHeaderBytes, error
+// log). It closes ln when it returns, and returns http.ErrServerClosed after
+// Shutdown, or at once an error describing an invalid configuration.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	if err := s.check(); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		MaxHeaderBytes:    orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.servers[hs] = struct{}{}
+	s.mu.Unlock()
+	return hs.Serve(ln)
+}
+
+// Shutdown shuts the gateway down gracefully: it stops accepting agents and
+// public requests (answering 503 unavailable), closes the listeners of
+// Serve, waits for in-flight public requests to finish, then tells every
+// agent to go away (WebSocket close 1001) so that it reconnects, here or
+// to another node. If ctx ends first, Shutdown closes what remains at once
+// and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.shutdown = true
+	s.inflight.close()
+	s.agents.close()
+	servers := make([]*http.Server, 0, len(s.servers))
+	for hs := range s.servers {
+		servers = append(servers, hs)
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, hs := range servers {
+		wg.Go(func() { errs[i] = hs.Shutdown(ctx) })
+	}
+	wg.Wait()
+
+	waitErr := s.inflight.wait(ctx)
+
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		go sess.goAway()
+	}
+	if err := s.agents.wait(ctx); err != nil {
+		for _, sess := range sessions {
+			sess.close()
+		}
+		for _, hs := range servers {
+			hs.Close()
+		}
+		return err
+	}
+	return errors.Join(append(errs, waitErr)...)
+}
+
+// activity counts work in progress that Shutdown waits for. Unlike a
+// sync.WaitGroup it refuses new work once closed, so that starting work
+// and waiting for it cannot race.
+type activity struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when n drops to zero after close
+}
+
+// enter starts a piece of work; it returns false once close was called.
+func (a *activity) enter() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.n++
+	return true
+}
+
+// leave ends a piece of work started by a successful enter.
+func (a *activity) leave() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n--
+	if a.n == 0 && a.idle != nil {
+		close(a.idle)
+		a.idle = nil
+	}
+}
+
+// close refuses new work.
+func (a *activity) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+}
+
+// wait waits until no work is in progress, or ctx ends.
+func (a *activity) wait(ctx context.Context) error {
+	a.mu.Lock()
+	if a.n == 0 {
+		a.mu.Unlock()
+		return nil
+	}
+	if a.idle == nil {
+		a.idle = make(chan struct{})
+	}
+	idle := a.idle
+	a.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

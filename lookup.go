@@ -1,0 +1,101 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/http-tunnel/tunnel/observability"
+	"github.com/http-tunnel/tunnel/store"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// lookup finds where tunnel id is served: a session of this node, or the
+// node named by its record. It reads through the cache unless fresh is
+// set; a cached record whose connection is not here any more costs one
+// more store read, not a failed request. So does, for a request hopped
+// here by another node (hop), a cached record naming another node: the
+// sender read the store more recently than this node's cache may have.
+func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (*session, string, error) {
+	rec, cached, err := s.record(ctx, id, fresh)
+	for attempt := 0; err == nil && attempt < 2; attempt++ {
+		if rec.Node != s.node {
+			if !hop || !cached {
+				return nil, rec.Node, nil
+			}
+			s.cache.Remove(ctx, id)
+			rec, cached, err = s.record(ctx, id, true)
+			continue
+		}
+		if sess := s.session(rec.ConnectionID); sess != nil && !sess.draining.Load() {
+			return sess, "", nil
+		}
+		if !cached {
+			break
+		}
+		s.cache.Remove(ctx, id)
+		rec, cached, err = s.record(ctx, id, true)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return nil, "", &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+}
+
+// record returns tunnel id's record, from the cache unless fresh is set or
+// it has none, else from the store (caching it); cached says which.
+func (s *Server) record(ctx context.Context, id string, fresh bool) (rec store.Record, cached bool, err error) {
+	if !fresh {
+		if s.tracing() {
+			cctx, span := s.tracer.Start(ctx, observability.SpanCache)
+			rec, cached = s.cache.Get(cctx, id)
+			span.SetAttributes(observability.AttrCacheHit.Bool(cached))
+			span.End()
+		} else {
+			rec, cached = s.cache.Get(ctx, id)
+		}
+		if cached {
+			s.inst.CacheHits.Add(ctx, 1)
+			return rec, true, nil
+		}
+		s.inst.CacheMisses.Add(ctx, 1)
+	}
+	err = s.storeOp(ctx, "Get", func(ctx context.Context) (err error) {
+		rec, err = s.store.Get(ctx, id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, false, &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
+	}
+	if err != nil {
+		return rec, false, &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("store get: %w", err)}
+	}
+	s.cache.Add(ctx, rec)
+	return rec, false, nil
+}
+
+// tracing reports whether spans may be recorded; see observability.Tracing.
+func (s *Server) tracing() bool { return observability.Tracing(s.TracerProvider) }
+
+// metering reports whether metrics may be recorded; see
+// observability.Metering.
+func (s *Server) metering() bool { return observability.Metering(s.MeterProvider) }
+
+// storeOp runs one store operation in a span, timing it.
+func (s *Server) storeOp(ctx context.Context, op string, f func(context.Context) error) error {
+	ctx, span := s.tracer.Start(ctx, observability.SpanStore, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.operation.name", op)))
+	start := time.Now()
+	err := f(ctx)
+	s.inst.StoreLatency.Record(ctx, float64(time.Since(start))/float64(time.Millisecond),
+		metric.WithAttributes(attribute.String("db.operation.name", op)))
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+	return err
+}
