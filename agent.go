@@ -1,0 +1,321 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"github.com/http-tunnel/tunnel/internal/claim"
+	"github.com/http-tunnel/tunnel/internal/mux"
+	"github.com/http-tunnel/tunnel/internal/randid"
+	"github.com/http-tunnel/tunnel/internal/websocket"
+	"github.com/http-tunnel/tunnel/observability"
+	"github.com/http-tunnel/tunnel/protocol"
+	"github.com/http-tunnel/tunnel/store"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// serveAgent authenticates an agent, runs the handshake and then serves its
+// session until it ends.
+func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.agents.enter() {
+		s.fail(ctx, w, &Error{Code: CodeUnavailable, Message: ErrUnavailable.Message})
+		return
+	}
+	defer s.agents.leave()
+
+	if s.AgentLimiter != nil {
+		ip := s.clientIP(r)
+		if !s.allow(ctx, w, s.AgentLimiter, "agent:"+ip, "agent", slog.String("client_ip", ip)) {
+			return
+		}
+	}
+
+	var ident Identity
+	if s.Authenticator != nil {
+		var err error
+		ident, err = s.Authenticator.Authenticate(ctx, r)
+		if err != nil {
+			e := asError(err)
+			if e.Code != CodeUnauthorized && e.Code != CodeForbidden {
+				e = &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("authenticate: %w", err)}
+			}
+			s.fail(ctx, w, e, slog.String("remote_addr", r.RemoteAddr))
+			return
+		}
+	}
+
+	// Agents are programs, not browsers: they authenticate with a bearer
+	// token, never with ambient cookies, so there is no Origin check.
+	ws, err := websocket.Accept(w, r, []string{protocol.SubprotocolMux})
+	if err != nil {
+		var ue *websocket.UpgradeError
+		if errors.As(err, &ue) {
+			s.fail(ctx, w, &Error{Code: CodeInvalidRequest, Message: "the agent endpoint takes WebSocket upgrades only: " + ue.Reason, Err: err},
+				slog.String("remote_addr", r.RemoteAddr))
+			return
+		}
+		if errors.Is(err, websocket.ErrNotHijackable) {
+			s.fail(ctx, w, &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: err}, slog.String("remote_addr", r.RemoteAddr))
+			return
+		}
+		// Writing the 101 answer failed: the agent is gone.
+		s.log.InfoContext(ctx, "agent upgrade failed", slog.String("remote_addr", r.RemoteAddr), slog.Any("err", err))
+		return
+	}
+
+	sess, err := s.handshake(ctx, r, ws, ident)
+	if err != nil {
+		s.log.InfoContext(ctx, "agent handshake failed", slog.String("remote_addr", r.RemoteAddr), slog.String("subject", ident.Subject), slog.Any("err", err))
+		return
+	}
+	sess.run()
+}
+
+// handshake reads the agent's ready message, claims its tunnel and answers
+// connection_established, then starts the multiplexer. On failure it has
+// answered the agent with an error message and closed the WebSocket.
+func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.Conn, ident Identity) (*session, error) {
+	fail := func(code Code, status int, msg string, cause error) (*session, error) {
+		s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(code))))
+		if b, err := protocol.Marshal(&protocol.Error{Code: string(code), Message: msg}); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			stop := context.AfterFunc(wctx, func() { ws.CloseNow() })
+			ws.WriteMessage(websocket.OpText, b)
+			stop()
+			cancel()
+		}
+		// Nobody else reads: read on until the agent's close, so that it
+		// gets the message before the connection closes.
+		ws.CloseAndDrain(status, msg, closeWait)
+		if cause == nil {
+			cause = errors.New(msg)
+		}
+		return nil, &Error{Code: code, Message: msg, Err: cause}
+	}
+
+	if ws.Subprotocol() != protocol.SubprotocolMux {
+		return fail(CodeInvalidRequest, websocket.StatusProtocolError,
+			"this gateway speaks mux mode only: offer subprotocol "+protocol.SubprotocolMux, nil)
+	}
+
+	hctx, cancel := context.WithTimeout(ctx, orDefault(s.HandshakeTimeout, DefaultHandshakeTimeout))
+	stop := context.AfterFunc(hctx, func() { ws.CloseNow() })
+	typ, data, err := ws.ReadMessage(protocol.MaxHandshakeBytes)
+	stop()
+	ctxErr := hctx.Err()
+	cancel()
+	if err != nil {
+		// A message over the read limit has already been answered with
+		// close status 1009 by the WebSocket layer.
+		ws.CloseNow()
+		if ctxErr != nil {
+			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		}
+		return nil, fmt.Errorf("read ready: %w", err)
+	}
+	if typ != websocket.OpText {
+		return fail(CodeInvalidRequest, websocket.StatusProtocolError, "the handshake is JSON text", nil)
+	}
+	msg, err := protocol.Unmarshal(data, protocol.MaxHandshakeBytes)
+	if err != nil {
+		return fail(CodeInvalidRequest, websocket.StatusProtocolError, "malformed ready message", err)
+	}
+	ready, ok := msg.(*protocol.Ready)
+	if !ok {
+		return fail(CodeInvalidRequest, websocket.StatusProtocolError, "expected a ready message, got "+msg.Type(), nil)
+	}
+
+	// Choose the tunnel ID and the owner secret.
+	id, err := claim.Requested(ready.TunnelID, ready.Name, ready.ResumeToken)
+	if err != nil {
+		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, err.Error(), nil)
+	}
+	resume := ready.ResumeToken
+	if resume == "" {
+		resume = randid.Secret()
+	}
+	owner := claim.Owner(ident.Subject, resume)
+
+	base := s.baseURL(r)
+	now := time.Now()
+	rec := store.Record{
+		ConnectionID: randid.Hex(16),
+		Owner:        owner,
+		Node:         s.node,
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(orDefault(s.LeaseTTL, DefaultLeaseTTL)),
+	}
+	generated := id == ""
+	for attempt := 0; ; attempt++ {
+		rec.TunnelID = id
+		if generated {
+			rec.TunnelID = randid.TunnelID()
+		}
+		rec.PublicURL = s.publicURL(base, rec.TunnelID)
+		err = s.storeOp(ctx, "Put", func(ctx context.Context) error { return s.store.Put(ctx, rec) })
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrConflict) {
+			if generated && attempt < 3 {
+				continue
+			}
+			return fail(CodeNameInUse, websocket.StatusPolicyViolation, "tunnel name "+rec.TunnelID+" is in use", err)
+		}
+		return fail(CodeInternal, websocket.StatusInternalError, "internal error", fmt.Errorf("store put: %w", err))
+	}
+	// A reconnecting agent takes its tunnel over: drop what this node
+	// cached or still holds of its previous connection.
+	s.cache.Remove(ctx, rec.TunnelID)
+	s.closeStale(rec.TunnelID, rec.ConnectionID)
+
+	est := &protocol.ConnectionEstablished{
+		Version:      protocol.Version,
+		ConnectionID: rec.ConnectionID,
+		TunnelID:     rec.TunnelID,
+		PublicURL:    rec.PublicURL,
+		ResumeToken:  resume,
+		Limits: &protocol.Limits{
+			HeartbeatMillis:      orDefault(s.Heartbeat, DefaultHeartbeat).Milliseconds(),
+			RequestTimeoutMillis: s.responseTimeout().Milliseconds(),
+		},
+	}
+	if sub := s.subdomainURL(base, rec.TunnelID); sub != "" {
+		est.SubdomainURL = sub
+	}
+	if s.Routing != RouteSubdomain {
+		est.PathBasedURL = base + "/" + rec.TunnelID
+	}
+	sess := &session{
+		srv: s,
+		info: Tunnel{
+			ID:           rec.TunnelID,
+			URL:          rec.PublicURL,
+			ConnectionID: rec.ConnectionID,
+			Subject:      ident.Subject,
+			ConnectedAt:  now,
+		},
+		ws:    ws,
+		ready: make(chan struct{}),
+	}
+	sess.log = s.log.With(slog.String("tunnel_id", rec.TunnelID), slog.String("connection_id", rec.ConnectionID))
+	sess.transport = &http.Transport{
+		DialContext: sess.openStream,
+		// One pool per session, so that its streams die with it. Streams
+		// are cheap; keep enough idle ones for a busy tunnel.
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: s.responseTimeout(),
+		ExpectContinueTimeout: time.Second,
+		// Bodies pass through as they are: no transparent gzip.
+		DisableCompression: true,
+		WriteBufferSize:    32 << 10,
+		ReadBufferSize:     32 << 10,
+	}
+	sess.proxy = &httputil.ReverseProxy{
+		Rewrite:      sess.rewrite,
+		Transport:    sess.transport,
+		BufferPool:   proxyBuffers,
+		ErrorHandler: sess.proxyError,
+		ErrorLog:     slog.NewLogLogger(sess.log.Handler(), slog.LevelDebug),
+	}
+	// Register before the agent hears it is connected: a request it
+	// triggers right after Listen returns must find the session. Such a
+	// request waits in openStream until the multiplexer runs.
+	s.mu.Lock()
+	s.sessions[rec.ConnectionID] = sess
+	s.mu.Unlock()
+	failed := func(err error) (*session, error) {
+		s.mu.Lock()
+		delete(s.sessions, rec.ConnectionID)
+		s.mu.Unlock()
+		close(sess.ready)
+		s.store.Delete(context.WithoutCancel(ctx), rec.TunnelID, rec.ConnectionID)
+		ws.CloseNow()
+		return nil, err
+	}
+
+	b, err := protocol.Marshal(est)
+	if err == nil {
+		wctx, cancel := context.WithTimeout(ctx, orDefault(s.HandshakeTimeout, DefaultHandshakeTimeout))
+		stop := context.AfterFunc(wctx, func() { ws.CloseNow() })
+		err = ws.WriteMessage(websocket.OpText, b)
+		stop()
+		cancel()
+	}
+	if err != nil {
+		return failed(fmt.Errorf("write connection_established: %w", err))
+	}
+	ms, err := mux.Client(ws.NetConn(), mux.Config{Heartbeat: orDefault(s.Heartbeat, DefaultHeartbeat)})
+	if err != nil {
+		return failed(fmt.Errorf("start session: %w", err))
+	}
+	sess.mux = ms
+	close(sess.ready)
+	return sess, nil
+}
+
+// closeWait bounds the wait for an agent's answer to the gateway's close.
+const closeWait = 5 * time.Second
+
+// baseURL returns the public base URL (scheme://host[:port], no trailing
+// slash) for tunnels of an agent connecting with r.
+func (s *Server) baseURL(r *http.Request) string {
+	if s.BaseURL != "" {
+		return strings.TrimSuffix(s.BaseURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// subdomainURL returns the subdomain URL of tunnel id, or "" when subdomain
+// routing is off.
+func (s *Server) subdomainURL(base, id string) string {
+	d := s.domain()
+	if d == "" || s.Routing == RoutePath {
+		return ""
+	}
+	scheme, hostport, _ := strings.Cut(base, "://")
+	port := ""
+	if _, p, err := net.SplitHostPort(hostport); err == nil {
+		port = ":" + p
+	}
+	return scheme + "://" + id + "." + d + port
+}
+
+// publicURL returns the URL a tunnel is announced under: its subdomain URL
+// where subdomain routing is on, its path URL otherwise.
+func (s *Server) publicURL(base, id string) string {
+	if u := s.subdomainURL(base, id); u != "" {
+		return u
+	}
+	return base + "/" + id
+}
+
+// closeStale closes this node's sessions of tunnel id other than keep: a
+// reconnect has taken the tunnel over from them.
+func (s *Server) closeStale(id, keep string) {
+	s.mu.Lock()
+	var stale []*session
+	for cid, sess := range s.sessions {
+		if sess.info.ID == id && cid != keep {
+			stale = append(stale, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range stale {
+		sess.log.Info("agent session replaced by a reconnect")
+		sess.close()
+	}
+}
