@@ -1,0 +1,272 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/http-tunnel/tunnel/internal/claim"
+	"github.com/http-tunnel/tunnel/internal/mux"
+	"github.com/http-tunnel/tunnel/internal/websocket"
+	"github.com/http-tunnel/tunnel/protocol"
+)
+
+// Listen connects to the gateway at gatewayURL (ws://, wss://, http:// or
+// https://). A URL without a path gets the agent endpoint's path,
+// protocol.ConnectPath; a URL with a path is used as it is: an API Gateway
+// stage ("wss://abc.execute-api.eu-west-1.amazonaws.com/prod"), or a gateway
+// mounted under a prefix ("https://host/tunnels/_tunnel/connect").
+//
+// Listen returns a Listener for the tunnel it opens. ctx bounds the first
+// connection only: if the gateway cannot be reached or refuses the agent,
+// Listen returns the error (an *Error for refusals, such as ErrUnauthorized
+// or ErrNameInUse).
+//
+// The agent offers both modes of protocol/spec.md: mux mode, which
+// tunnel.Server speaks, and json mode, which an API Gateway WebSocket API
+// in front of the serverless adapter speaks (a gateway that selects no
+// subprotocol is taken to speak json mode). Either way the Listener serves
+// the same http.Serve.
+func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, error) {
+	o := options{
+		minBackoff: DefaultMinBackoff,
+		maxBackoff: DefaultMaxBackoff,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	if o.minBackoff <= 0 {
+		o.minBackoff = DefaultMinBackoff
+	}
+	if o.maxBackoff < o.minBackoff {
+		o.maxBackoff = o.minBackoff
+	}
+	if o.heartbeat < 0 {
+		o.heartbeat = 0 // zero: the mode's default
+	}
+	if o.name != "" && !claim.ValidID(o.name) {
+		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
+	}
+	var gateways []string
+	for _, g := range append([]string{gatewayURL}, o.fallbacks...) {
+		cu, err := connectURL(g)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: listen: %w", err)
+		}
+		gateways = append(gateways, cu)
+	}
+	dial := o.dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	l := &Listener{
+		gateways: gateways,
+		opts:     o,
+		log:      o.log,
+		client: &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         dial,
+			TLSClientConfig:     o.tlsConfig,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}},
+		conns:  make(chan net.Conn),
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	c, err := l.connect(ctx, 0)
+	if err != nil {
+		l.client.CloseIdleConnections()
+		return nil, fmt.Errorf("tunnel: listen %s: %w", redact(gateways[0]), err)
+	}
+	l.log.Info("tunnel connected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL))
+	go l.supervise(c)
+	return l, nil
+}
+
+// connectURL turns a gateway URL into the agent endpoint's WebSocket URL.
+func connectURL(gateway string) (string, error) {
+	u, err := url.Parse(gateway)
+	if err != nil {
+		return "", fmt.Errorf("gateway URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("gateway URL %s: scheme must be ws, wss, http or https", redact(gateway))
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("gateway URL %s has no host", redact(gateway))
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = protocol.ConnectPath
+	}
+	u.RawPath = ""
+	u.User = nil
+	return u.String(), nil
+}
+
+// redact returns a gateway URL fit for errors and logs: without a token in
+// its query.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	if q := u.Query(); q.Has("token") {
+		q.Set("token", "REDACTED")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// connect dials gateway number gw, runs the handshake (resuming the tunnel
+// if it has one) and starts the session.
+func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
+	hdr := http.Header{}
+	if l.opts.token != "" {
+		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
+	}
+	ws, resp, err := websocket.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
+	if err != nil {
+		if e := refusal(resp); e != nil {
+			return nil, e
+		}
+		return nil, err
+	}
+	// API Gateway may answer without echoing a subprotocol: that is json
+	// mode, as for an original agent.
+	sub := ws.Subprotocol()
+	if sub != protocol.SubprotocolMux && sub != protocol.SubprotocolJSON && sub != "" {
+		ws.Close(websocket.StatusProtocolError, "unknown subprotocol", 0)
+		return nil, fmt.Errorf("gateway selected unknown subprotocol %q", sub)
+	}
+
+	l.mu.Lock()
+	ready := &protocol.Ready{Version: protocol.Version, Name: l.opts.name}
+	if l.resume != "" {
+		ready.TunnelID, ready.ResumeToken = l.id, l.resume
+	}
+	l.mu.Unlock()
+
+	est, err := handshake(ctx, ws, ready)
+	if err != nil {
+		ws.CloseNow()
+		return nil, err
+	}
+	c := &agentConn{ws: ws, est: est, gateway: gw}
+	if sub == protocol.SubprotocolMux {
+		c.mux, err = mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
+		if err != nil {
+			ws.CloseNow()
+			return nil, err
+		}
+	} else {
+		c.json = newJSONSession(l, ws, est)
+	}
+	l.mu.Lock()
+	l.id, l.url, l.resume = est.TunnelID, est.PublicURL, est.ResumeToken
+	l.current = c
+	l.mu.Unlock()
+	return c, nil
+}
+
+// handshake sends ready and reads the gateway's answer; ctx bounds both.
+func handshake(ctx context.Context, ws *websocket.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
+	stop := context.AfterFunc(ctx, func() { ws.CloseNow() })
+	defer stop()
+	b, err := protocol.Marshal(ready)
+	if err != nil {
+		return nil, err
+	}
+	if err := ws.WriteMessage(websocket.OpText, b); err != nil {
+		return nil, fmt.Errorf("send ready: %w", ctxErr(ctx, err))
+	}
+	typ, data, err := ws.ReadMessage(protocol.MaxHandshakeBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read handshake answer: %w", ctxErr(ctx, err))
+	}
+	if typ != websocket.OpText {
+		return nil, errors.New("handshake answer is not JSON text")
+	}
+	msg, err := protocol.Unmarshal(data, protocol.MaxHandshakeBytes)
+	if err != nil {
+		return nil, fmt.Errorf("handshake answer: %w", err)
+	}
+	switch m := msg.(type) {
+	case *protocol.ConnectionEstablished:
+		if !claim.ValidID(m.TunnelID) || m.PublicURL == "" {
+			return nil, fmt.Errorf("handshake answer: invalid tunnel %q", m.TunnelID)
+		}
+		return m, nil
+	case *protocol.Error:
+		return nil, &Error{Code: Code(m.Code), Message: m.Message}
+	default:
+		return nil, fmt.Errorf("handshake answer: unexpected %s message", msg.Type())
+	}
+}
+
+// ctxErr prefers ctx's error to err once ctx has ended: a read cut short by
+// the deadline is a timeout, not a broken connection.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// refusal turns a gateway's non-101 answer to the upgrade into an *Error,
+// or returns nil if there was no answer.
+func refusal(resp *http.Response) *Error {
+	if resp == nil || resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
+	var body errorBody
+	if resp.Body != nil {
+		json.NewDecoder(io.LimitReader(resp.Body, 1024)).Decode(&body)
+	}
+	if body.Error != "" {
+		return &Error{Code: body.Error, Message: body.Message, ID: body.ErrorID}
+	}
+	code := CodeInternal
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		code = CodeUnauthorized
+	case http.StatusForbidden:
+		code = CodeForbidden
+	case http.StatusTooManyRequests:
+		code = CodeRateLimited
+	case http.StatusServiceUnavailable:
+		code = CodeUnavailable
+	case http.StatusNotFound:
+		code = CodeTunnelNotFound
+	}
+	return &Error{Code: code, Message: fmt.Sprintf("gateway answered %s", resp.Status)}
+}
+
+// permanent reports whether a reconnect failure will not go away by
+// retrying: the gateway refused this agent or its tunnel.
+func permanent(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case CodeUnauthorized, CodeForbidden, CodeNameInUse, CodeInvalidRequest:
+		return true
+	}
+	return false
+}

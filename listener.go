@@ -1,0 +1,216 @@
+package tunnel
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// Listener is a net.Listener whose connections are public HTTP requests
+// arriving through a gateway. Serve it with http.Serve or an http.Server.
+//
+// A Listener reconnects by itself when its connection to the gateway
+// drops, with jittered exponential backoff, and keeps its ID and URL
+// across reconnects; Accept keeps working throughout. It stops for good
+// only on Close, or when the gateway refuses to resume the tunnel (an
+// authentication failure, or ErrNameInUse because another agent took the
+// name after this one was away longer than the gateway's lease): then
+// Done is closed and Accept returns that error.
+//
+// A Listener is safe for concurrent use.
+type Listener struct {
+	gateways []string // agent endpoint URLs: the one given to Listen, then fallbacks
+	opts     options
+	log      *slog.Logger
+	client   *http.Client
+
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+	err       error // why the listener stopped; read after done is closed
+
+	mu      sync.Mutex
+	id      string
+	url     string
+	resume  string
+	current *agentConn
+
+	active activeConns
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// Accept waits for and returns the next public connection. After Close it
+// returns ErrClosed (which matches net.ErrClosed); after the listener
+// stopped because the gateway refused to resume the tunnel, that error.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, ErrClosed
+	case <-l.done:
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, ErrClosed
+	}
+}
+
+// Close closes the listener at once: Accept returns ErrClosed, the gateway
+// stops routing to the tunnel and frees its name, and the connection to the
+// gateway is closed, cutting requests still in flight. Use CloseWithContext
+// to let them finish. Closing a closed Listener does nothing.
+func (l *Listener) Close() error {
+	l.shutdown(context.Background(), false)
+	return nil
+}
+
+// CloseWithContext closes the listener gracefully: Accept returns
+// ErrClosed, the gateway stops routing new requests to the tunnel, and
+// connections already accepted may finish until ctx ends; then the
+// connection to the gateway is closed. It returns ctx's error if ctx ended
+// first.
+func (l *Listener) CloseWithContext(ctx context.Context) error {
+	return l.shutdown(ctx, true)
+}
+
+// shutdown closes the listener; with wait, it first lets the connections
+// already accepted finish, until ctx ends.
+func (l *Listener) shutdown(ctx context.Context, wait bool) error {
+	first := false
+	l.closeOnce.Do(func() { first = true })
+	if !first {
+		<-l.done
+		return nil
+	}
+	l.mu.Lock()
+	c := l.current
+	l.mu.Unlock()
+	if !c.isClosed() {
+		c.drain()
+	}
+	close(l.closed)
+	var err error
+	if wait {
+		select {
+		case <-l.active.idle():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	c.close()
+	<-l.done
+	// A reconnect may have replaced the connection meanwhile.
+	l.mu.Lock()
+	last := l.current
+	l.mu.Unlock()
+	if last != c {
+		last.close()
+	}
+	l.client.CloseIdleConnections()
+	return err
+}
+
+// Done returns a channel that is closed when the listener has stopped for
+// good: after Close, or when the gateway refused to resume the tunnel.
+func (l *Listener) Done() <-chan struct{} { return l.done }
+
+// Err returns why the listener stopped: nil while it runs and after Close,
+// the gateway's refusal otherwise.
+func (l *Listener) Err() error {
+	select {
+	case <-l.done:
+		return l.err
+	default:
+		return nil
+	}
+}
+
+// Addr returns the tunnel's address: network "tunnel", its public URL.
+func (l *Listener) Addr() net.Addr { return tunnelAddr(l.URL()) }
+
+// URL returns the tunnel's public URL, such as "https://abc.example.com" or
+// "http://127.0.0.1:8080/abc" for path routing. It does not end in a slash:
+// append request paths to it.
+func (l *Listener) URL() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.url
+}
+
+// ID returns the tunnel's ID, its subdomain label and path segment.
+func (l *Listener) ID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
+}
+
+// tunnelAddr is the net.Addr of a tunnel: its public URL.
+type tunnelAddr string
+
+func (tunnelAddr) Network() string  { return "tunnel" }
+func (a tunnelAddr) String() string { return string(a) }
+
+// activeConns counts the connections a Listener has handed out and not yet
+// seen closed, so CloseWithContext can wait for them.
+type activeConns struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{} // closed while n == 0
+}
+
+func (a *activeConns) track(c net.Conn, addr net.Addr) net.Conn {
+	a.mu.Lock()
+	if a.n == 0 {
+		a.empty = make(chan struct{})
+	}
+	a.n++
+	a.mu.Unlock()
+	return &trackedConn{Conn: c, addr: addr, release: a.release}
+}
+
+func (a *activeConns) release() {
+	a.mu.Lock()
+	a.n--
+	if a.n == 0 {
+		close(a.empty)
+	}
+	a.mu.Unlock()
+}
+
+// idle returns a channel closed when no handed-out connection is open.
+func (a *activeConns) idle() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return a.empty
+}
+
+// trackedConn is a stream handed out by Accept.
+type trackedConn struct {
+	net.Conn
+	addr    net.Addr
+	once    sync.Once
+	release func()
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// LocalAddr returns the tunnel's address.
+func (c *trackedConn) LocalAddr() net.Addr { return c.addr }
+
+// RemoteAddr returns the tunnel's address too: the public client's address
+// is in the request's X-Forwarded-For header.
+func (c *trackedConn) RemoteAddr() net.Addr { return c.addr }

@@ -1,0 +1,101 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Client defaults; each Option says which one it overrides.
+const (
+	DefaultMinBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+)
+
+// An Option configures Listen and Forward.
+type Option func(*options)
+
+type options struct {
+	token       Token
+	name        string
+	log         *slog.Logger
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	heartbeat   time.Duration // zero: the mode's default
+	tlsConfig   *tls.Config
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	rewriteHost bool
+	fallbacks   []string
+	events      func(Event)
+
+	tracerProvider trace.TracerProvider
+}
+
+// WithToken sets the token the agent authenticates with, sent as
+// "Authorization: Bearer <token>". Default: none.
+func WithToken(token string) Option { return func(o *options) { o.token = Token(token) } }
+
+// WithName asks for a tunnel ID (a lower-case DNS label, 1-63 characters of
+// a-z, 0-9 and inner hyphens). The gateway refuses it with ErrNameInUse
+// while another agent holds it. Default: the gateway generates an ID.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithLogger sets the logger for connection events. Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithBackoff bounds the delay between reconnect attempts: the first waits
+// about min, each next one twice as long (±50% jitter) up to max. Defaults:
+// DefaultMinBackoff and DefaultMaxBackoff.
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.minBackoff, o.maxBackoff = min, max }
+}
+
+// WithHeartbeat sets the keepalive interval of the tunnel connection; a
+// gateway that stops answering is detected within about twice this and the
+// listener reconnects. Default: DefaultHeartbeat in mux mode; in json mode
+// (behind API Gateway) the interval the gateway announces, or 5 minutes,
+// since there every ping costs a function invocation and only the 10-minute
+// idle limit needs beating.
+func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
+
+// WithTLSConfig sets the TLS configuration for wss:// gateways (for a
+// private CA, say). Default: the system roots.
+func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
+
+// WithDialer sets the function that opens the TCP connection to the
+// gateway. Default: a net.Dialer with a 30 s timeout, through the proxy
+// that HTTPS_PROXY / HTTP_PROXY name.
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(o *options) { o.dial = dial }
+}
+
+// WithFallbackGateways names more gateway nodes of the same cluster (nodes
+// sharing a Store). When the connection drops, reconnect attempts go to the
+// gateways in turn, starting with the one that was lost, so the agent comes
+// back on a live node with the same tunnel URL. Default: none.
+func WithFallbackGateways(urls ...string) Option {
+	return func(o *options) { o.fallbacks = append(o.fallbacks, urls...) }
+}
+
+// WithTracerProvider sets where the agent's spans go: a tunnel.deliver
+// span around each request Forward delivers, continuing the trace context
+// the gateway sent, and a tunnel.local span around the call to the local
+// service. Default: the otel global provider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithRewriteHost makes Forward send the local service's host in the Host
+// header instead of the public one, for dev servers that check it. The
+// public host stays in X-Forwarded-Host. Listen ignores it.
+func WithRewriteHost() Option { return func(o *options) { o.rewriteHost = true } }
+
+// WithEvents calls fn for every connection event of the Listener:
+// connects, disconnects, reconnect attempts and heartbeat round trips. fn
+// runs on the Listener's own goroutines, one event at a time, and must not
+// block. Default: none.
+func WithEvents(fn func(Event)) Option { return func(o *options) { o.events = fn } }
