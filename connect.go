@@ -167,15 +167,16 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		ws.CloseNow()
 		return nil, err
 	}
-	c := &agentConn{ws: ws, est: est, gateway: gw}
+	c := &agentConn{est: est, gateway: gw}
 	if sub == protocol.SubprotocolMux {
-		c.mux, err = mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
+		ms, err := mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
 		if err != nil {
 			ws.CloseNow()
 			return nil, err
 		}
+		c.agentSession = &muxSession{l: l, ws: ws, mux: ms, est: est, gateway: redact(l.gateways[gw])}
 	} else {
-		c.json = newJSONSession(l, ws, est)
+		c.agentSession = newJSONSession(l, ws, est)
 	}
 	l.mu.Lock()
 	l.id, l.url, l.resume = est.TunnelID, est.PublicURL, est.ResumeToken

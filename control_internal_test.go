@@ -49,7 +49,7 @@ func TestOversizedControlMessageIsRefused(t *testing.T) {
 		strings.Repeat("x", protocol.MaxControlBytes+10) + "\n",
 		"{not json}\n",
 	} {
-		st, err := c.mux.OpenStream()
+		st, err := c.agentSession.(*muxSession).mux.OpenStream()
 		if err != nil {
 			t.Fatal(err)
 		}

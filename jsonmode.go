@@ -57,7 +57,7 @@ const (
 
 // jsonSession is one json-mode connection of a Listener.
 //
-// done is closed when the supervisor must reconnect: the connection broke,
+// ended is closed when the supervisor must reconnect: the connection broke,
 // went silent, or reached its lifetime. In the last case the WebSocket
 // stays open (retiring) until the requests it carries are answered.
 type jsonSession struct {
@@ -79,9 +79,9 @@ type jsonSession struct {
 	cut     bool                  // close was called: in-flight requests are cut
 	pending map[net.Conn]struct{} // the agent's ends of in-flight requests' pipes
 
-	done     chan struct{}
-	doneOnce sync.Once
-	// retired is set when done was closed because the connection reached
+	ended   chan struct{}
+	endOnce sync.Once
+	// retired is set when ended was closed because the connection reached
 	// its lifetime: a planned reconnect, not a lost connection.
 	retired atomic.Bool
 	// inflight counts requests received and not yet answered. Not a
@@ -102,7 +102,7 @@ func newJSONSession(l *Listener, ws *websocket.Conn, est *protocol.ConnectionEst
 		requestTimeout: jsonDefaultRequestTimeout,
 		maxMessage:     protocol.MaxMessageBytes,
 		maxBody:        protocol.DefaultMaxBodyBytes,
-		done:           make(chan struct{}),
+		ended:          make(chan struct{}),
 		stopped:        make(chan struct{}),
 		pending:        make(map[net.Conn]struct{}),
 	}
@@ -133,8 +133,27 @@ func newJSONSession(l *Listener, ws *websocket.Conn, est *protocol.ConnectionEst
 	return s
 }
 
-// finish closes done: the supervisor then reconnects (or has shut down).
-func (s *jsonSession) finish() { s.doneOnce.Do(func() { close(s.done) }) }
+// finish closes ended: the supervisor then reconnects (or has shut down).
+func (s *jsonSession) finish() { s.endOnce.Do(func() { close(s.ended) }) }
+
+var _ agentSession = (*jsonSession)(nil)
+
+func (s *jsonSession) start() { go s.serve() }
+
+func (s *jsonSession) done() <-chan struct{} { return s.ended }
+
+// lost reports a planned reconnect (already logged by the session) as
+// errLifetimeReached.
+func (s *jsonSession) lost() error {
+	if s.retired.Load() {
+		return errLifetimeReached
+	}
+	return errConnectionLost
+}
+
+// drain does nothing: json mode has no control streams, and the close that
+// follows frees the tunnel.
+func (s *jsonSession) drain() {}
 
 // closeNow ends the connection at once.
 func (s *jsonSession) closeNow() {
@@ -246,7 +265,7 @@ func (s *jsonSession) keepalive(readDone <-chan struct{}) {
 	}
 }
 
-// retire hands the tunnel to a new connection (closing done makes the
+// retire hands the tunnel to a new connection (closing ended makes the
 // supervisor reconnect and resume, spec.md's answer to API Gateway's 2 h
 // limit) and closes this one with 1000 once the requests it received are
 // answered, or after jsonRetireWait.

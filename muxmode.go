@@ -10,63 +10,57 @@ import (
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
-// agentConn is one connection of a Listener to the gateway, in mux mode
-// (mux set) or json mode (json set).
-type agentConn struct {
+// muxSession is an agent connection in mux mode: every stream the gateway
+// opens is one public connection for Accept.
+type muxSession struct {
+	l       *Listener
 	ws      *websocket.Conn
 	mux     *yamux.Session
-	json    *jsonSession
 	est     *protocol.ConnectionEstablished
-	gateway int // index in Listener.gateways
+	gateway string // the gateway's URL, redacted, for events
 }
 
-// closed returns a channel closed when the connection has ended and the
-// supervisor must reconnect.
-func (c *agentConn) closed() <-chan struct{} {
-	if c.json != nil {
-		return c.json.done
-	}
-	return c.mux.CloseChan()
+var _ agentSession = (*muxSession)(nil)
+
+func (s *muxSession) start() {
+	go s.acceptLoop()
+	go s.heartbeat()
 }
 
-// isClosed reports whether closed() is closed.
-func (c *agentConn) isClosed() bool {
-	select {
-	case <-c.closed():
-		return true
-	default:
-		return false
-	}
-}
+func (s *muxSession) done() <-chan struct{} { return s.mux.CloseChan() }
+
+func (s *muxSession) lost() error { return errConnectionLost }
 
 // heartbeat pings the gateway every heartbeat interval, reporting the
 // round trip, and closes the connection when a ping fails (yamux's own
 // keepalive is off for the agent so that the round trip can be observed).
-func (l *Listener) heartbeat(c *agentConn) {
+func (s *muxSession) heartbeat() {
+	l := s.l
 	t := time.NewTicker(orDefault(l.opts.heartbeat, DefaultHeartbeat))
 	defer t.Stop()
 	for {
 		select {
-		case <-c.mux.CloseChan():
+		case <-s.mux.CloseChan():
 			return
 		case <-t.C:
 		}
-		rtt, err := c.mux.Ping()
+		rtt, err := s.mux.Ping()
 		if err != nil {
-			if !c.mux.IsClosed() {
-				l.log.Warn("tunnel heartbeat failed; reconnecting", slog.String("tunnel_id", c.est.TunnelID), slog.Any("err", err))
-				c.mux.Close()
+			if !s.mux.IsClosed() {
+				l.log.Warn("tunnel heartbeat failed; reconnecting", slog.String("tunnel_id", s.est.TunnelID), slog.Any("err", err))
+				s.mux.Close()
 			}
 			return
 		}
-		l.emit(Event{Kind: EventHeartbeat, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), RTT: rtt})
+		l.emit(Event{Kind: EventHeartbeat, TunnelID: s.est.TunnelID, URL: s.est.PublicURL, Gateway: s.gateway, RTT: rtt})
 	}
 }
 
-// acceptLoop hands the streams the gateway opens on c to Accept.
-func (l *Listener) acceptLoop(c *agentConn) {
+// acceptLoop hands the streams the gateway opens to Accept.
+func (s *muxSession) acceptLoop() {
+	l := s.l
 	for {
-		st, err := c.mux.AcceptStream()
+		st, err := s.mux.AcceptStream()
 		if err != nil {
 			return
 		}
@@ -82,26 +76,19 @@ func (l *Listener) acceptLoop(c *agentConn) {
 
 // close ends the connection with a WebSocket close handshake, bounded to a
 // second, so the gateway sees a clean departure.
-func (c *agentConn) close() {
-	if c.json != nil {
-		c.json.close()
-		return
+func (s *muxSession) close() {
+	if !s.mux.IsClosed() {
+		s.ws.Close(websocket.StatusNormalClosure, "agent closing", time.Second)
 	}
-	if !c.mux.IsClosed() {
-		c.ws.Close(websocket.StatusNormalClosure, "agent closing", time.Second)
-	}
-	c.mux.Close()
+	s.mux.Close()
 }
 
 // drain tells the gateway that the agent is leaving, on a control stream,
 // and waits for its acknowledgement: from then on the tunnel's name is
 // free. It gives up after a second; the close that follows frees the
-// tunnel too, only later. Json mode has no drain: the close frees it.
-func (c *agentConn) drain() {
-	if c.json != nil {
-		return
-	}
-	st, err := c.mux.OpenStream()
+// tunnel too, only later.
+func (s *muxSession) drain() {
+	st, err := s.mux.OpenStream()
 	if err != nil {
 		return
 	}

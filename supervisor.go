@@ -21,28 +21,20 @@ func (l *Listener) supervise(c *agentConn) {
 	attempt := 0
 	for {
 		l.emit(Event{Kind: EventConnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Attempt: attempt})
-		if c.json != nil {
-			go c.json.serve()
-		} else {
-			go l.acceptLoop(c)
-			go l.heartbeat(c)
-		}
+		c.start()
 		select {
 		case <-l.closed:
 			// shutdown closes the connection, after letting it drain.
 			return
-		case <-c.closed():
+		case <-c.done():
 		}
 		select {
 		case <-l.closed:
 			return
 		default:
 		}
-		why := errConnectionLost
-		if c.json != nil && c.json.retired.Load() {
-			// A planned reconnect, already logged by the session.
-			why = errLifetimeReached
-		} else {
+		why := c.lost()
+		if why == errConnectionLost {
 			l.log.Warn("tunnel connection lost; reconnecting", slog.String("tunnel_id", c.est.TunnelID))
 		}
 		l.emit(Event{Kind: EventDisconnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Err: why})
