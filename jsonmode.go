@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,104 +388,4 @@ func (s *jsonSession) respondFailure(requestID string, err error) {
 	}
 	s.log.Warn("tunnel: request failed", slog.String("request_id", requestID), slog.Any("err", err))
 	s.sendError(requestID, code, msg)
-}
-
-// hopByHop are the headers spec.md tells senders to omit. serializeRequest
-// also drops host and content-length, which it writes itself, and expect,
-// which means nothing for a body that has already arrived.
-var hopByHop = map[string]bool{
-	"connection": true, "keep-alive": true, "proxy-connection": true, "te": true,
-	"trailer": true, "transfer-encoding": true, "upgrade": true,
-}
-
-// serializeRequest writes req as an HTTP/1.1 request with Connection:
-// close, so that the server closes the conn after one response. The URI is
-// written exactly as received. Header names and values that could split
-// the request are refused.
-func serializeRequest(req *protocol.HTTPRequest, body []byte, publicURL string) ([]byte, error) {
-	if !validToken(req.Method) {
-		return nil, fmt.Errorf("invalid method %q", req.Method)
-	}
-	if !validURI(req.URI) {
-		return nil, errors.New("invalid uri")
-	}
-	var b bytes.Buffer
-	b.Grow(256 + len(req.URI) + len(body))
-	b.WriteString(req.Method + " " + req.URI + " HTTP/1.1\r\n")
-	host := ""
-	if hs := req.Headers["host"]; len(hs) > 0 {
-		host = hs[0]
-	} else if u, err := url.Parse(publicURL); err == nil {
-		host = u.Host
-	}
-	if !validValue(host) {
-		return nil, errors.New("invalid host")
-	}
-	b.WriteString("Host: " + host + "\r\n")
-	for name, values := range req.Headers {
-		if hopByHop[name] || name == "host" || name == "content-length" || name == "expect" {
-			continue
-		}
-		if !validToken(name) {
-			return nil, fmt.Errorf("invalid header name %q", name)
-		}
-		for _, v := range values {
-			if !validValue(v) {
-				return nil, fmt.Errorf("invalid value of header %q", name)
-			}
-			b.WriteString(name + ": " + v + "\r\n")
-		}
-	}
-	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n")
-	b.Write(body)
-	return b.Bytes(), nil
-}
-
-// responseHeaders converts resp's headers to json mode's: lower-case
-// names, every value, no hop-by-hop headers, and content-length set to the
-// body's size where the status allows a body.
-func responseHeaders(resp *http.Response, method string, n int) map[string][]string {
-	h := make(map[string][]string, len(resp.Header)+1)
-	for name, values := range resp.Header {
-		name = strings.ToLower(name)
-		if hopByHop[name] {
-			continue
-		}
-		h[name] = append(h[name], values...)
-	}
-	if method != http.MethodHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
-		h["content-length"] = []string{strconv.Itoa(n)}
-	}
-	return h
-}
-
-// validToken reports an RFC 9110 token: a method or header name.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue reports a header value without CR, LF or NUL.
-func validValue(s string) bool { return !strings.ContainsAny(s, "\r\n\x00") }
-
-// validURI reports a request target that cannot break the request line:
-// it starts with "/" (or is "*") and has no spaces or control bytes.
-func validURI(s string) bool {
-	if s != "*" && !strings.HasPrefix(s, "/") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/http-tunnel/tunnel/protocol"
 )
 
 // The HTTP API: every method and path of the stage goes to one Lambda
@@ -92,7 +93,7 @@ func (e *Emulator) stageRelative(path string) (string, bool) {
 // Content-Length set for a chunked body (API Gateway buffers it).
 func (e *Emulator) requestHeaders(q httpRequest) http.Header {
 	h := q.r.Header.Clone()
-	dropHopHeaders(h)
+	protocol.RemoveHopByHop(h) // they end at API Gateway
 	h.Set("Host", q.r.Host)
 	if len(q.body) > 0 && h.Get("Content-Length") == "" {
 		h.Set("Content-Length", strconv.Itoa(len(q.body)))

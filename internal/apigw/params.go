@@ -95,14 +95,6 @@ func addForwardingHeaders(h http.Header, sourceIP, domain string, now time.Time)
 	}
 }
 
-// dropHopHeaders removes the hop-by-hop headers, which end at API
-// Gateway.
-func dropHopHeaders(h http.Header) {
-	for _, name := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
-		h.Del(name)
-	}
-}
-
 func remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

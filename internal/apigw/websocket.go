@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/http-tunnel/tunnel/protocol"
 )
 
 const (
@@ -599,7 +600,7 @@ func (c *wsConn) requestContext(route, eventType string, now time.Time) events.A
 
 func (c *wsConn) connectEvent(r *http.Request, now time.Time) events.APIGatewayWebsocketProxyRequest {
 	h := r.Header.Clone()
-	dropHopHeaders(h)
+	protocol.RemoveHopByHop(h) // they end at API Gateway
 	h.Set("Host", r.Host)
 	addForwardingHeaders(h, c.sourceIP, c.e.wsDomain, now)
 	single, multi := headerMaps(h, false)
