@@ -46,6 +46,41 @@ func ExampleNewMemory() {
 	// old connection renews: true
 }
 
+// An agent's connection drops without a goodbye. The gateway releases its
+// tunnel: the name stays taken until the lease ends, except for the same
+// identity, whose restarted agent (a new resume secret, so a new Owner)
+// gets it back at once.
+func ExampleMemory_Release() {
+	ctx := context.Background()
+	s := store.NewMemory()
+	rec := store.Record{
+		TunnelID:     "myapp",
+		ConnectionID: "conn-1",
+		Owner:        "secret-hash-1",
+		Subject:      "alice@example.com",
+		ExpiresAt:    time.Now().Add(time.Minute),
+	}
+	if err := s.Put(ctx, rec); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := s.Release(ctx, "myapp", "conn-1"); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	err := s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: "conn-2", Owner: "h2", Subject: "bob@example.com"})
+	fmt.Println("bob:", errors.Is(err, store.ErrConflict))
+	err = s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: "conn-3", Owner: "h3", Subject: "alice@example.com"})
+	fmt.Println("alice restarted:", err)
+	got, _ := s.Get(ctx, "myapp")
+	fmt.Println("served by:", got.ConnectionID, "released:", got.Released)
+	// Output:
+	// bob: true
+	// alice restarted: <nil>
+	// served by: conn-3 released: false
+}
+
 func ExampleNewLRU() {
 	ctx := context.Background()
 	s := store.NewMemory()

@@ -73,9 +73,10 @@ func (m *Memory) Put(_ context.Context, r Record) error {
 	now := m.clock()
 	m.expireLocked(now)
 	old, ok := m.byTunnel[r.TunnelID]
-	if ok && old.Live(now) && old.Owner != r.Owner {
+	if ok && old.Live(now) && !Replaces(r, old) {
 		return ErrConflict
 	}
+	r.Released = false
 	if ok {
 		m.removeLocked(old)
 	}
@@ -137,12 +138,27 @@ func (m *Memory) Renew(_ context.Context, tunnelID, connectionID string, expires
 		return ErrNotFound
 	}
 	r.ExpiresAt = expiresAt
+	r.Released = false
 	if !r.Live(now) {
 		m.removeLocked(r)
 		return nil
 	}
 	m.byTunnel[tunnelID] = r
 	m.scheduleLocked(r)
+	return nil
+}
+
+// Release implements Store.Release.
+func (m *Memory) Release(_ context.Context, tunnelID, connectionID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock()
+	r, ok := m.byTunnel[tunnelID]
+	if !ok || !r.Live(now) || r.ConnectionID != connectionID {
+		return ErrNotFound
+	}
+	r.Released = true
+	m.byTunnel[tunnelID] = r
 	return nil
 }
 

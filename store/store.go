@@ -22,7 +22,8 @@ import (
 var ErrNotFound = errors.New("store: record not found")
 
 // ErrConflict is returned by Put when the tunnel ID is held by a live record
-// of another owner: the requested name is in use.
+// of another owner that Put may not replace (see Store.Put): the requested
+// name is in use.
 var ErrConflict = errors.New("store: tunnel ID held by another owner")
 
 // Record is what a gateway knows about one tunnel: which agent connection
@@ -38,19 +39,46 @@ type Record struct {
 	// the tunnel. It changes on every reconnect.
 	ConnectionID string
 	// Owner is an opaque identity (a hash of the agent's resume secret).
-	// A live record may be replaced only by a Put with the same Owner.
+	// A live record may be replaced only by a Put with the same Owner,
+	// or, once Released, by one with the same non-empty Subject.
 	Owner string
 	// Node names the gateway node that holds the connection. Empty means
 	// the local node in a single-node setup.
 	Node string
 	// PublicURL is the URL the tunnel was announced under.
 	PublicURL string
+	// Subject is the authenticated identity of the agent that claimed the
+	// tunnel (tunnel.Identity's Subject): never a secret, shown in logs and
+	// used by the takeover rule of Released records. Empty when the gateway
+	// authenticates nobody.
+	Subject string
+	// Version is the protocol version agreed with the agent at its
+	// handshake (protocol/spec.md): the lower of what the agent announced
+	// and what the gateway speaks. Zero for records written by a release
+	// that did not record it, which is also version 0's value.
+	Version int
+	// Released is set by Release: the connection named by ConnectionID was
+	// seen to end without the agent leaving on purpose (a crash, a cut
+	// connection). The record stays live until it expires, so that other
+	// identities still cannot take the name, but a Put whose Subject equals
+	// the record's non-empty Subject may replace it at once: the same
+	// identity restarting its agent gets its name back without waiting for
+	// the lease. Put clears it (a record as written is never released).
+	Released bool
 	// CreatedAt is when the tunnel was first claimed by this owner.
 	CreatedAt time.Time
 	// ExpiresAt is when the record stops being live. A node that holds the
 	// connection extends it with Renew. The zero value means it never
 	// expires.
 	ExpiresAt time.Time
+}
+
+// Replaces reports whether Put may replace old, a live record, with r: the
+// same owner, or old was released by a connection of the same (non-empty)
+// subject. Stores that decide in their backend (a condition expression, a
+// script) implement the same rule; this is its reference.
+func Replaces(r, old Record) bool {
+	return r.Owner == old.Owner || (old.Released && old.Subject != "" && old.Subject == r.Subject)
 }
 
 // Live reports whether the record has not expired at now.
@@ -67,10 +95,12 @@ func (r Record) Live(now time.Time) bool {
 type Store interface {
 	// Put claims r.TunnelID for r.Owner and stores r, replacing any record
 	// for the same tunnel ID whose Owner equals r.Owner (a reconnecting
-	// agent taking its tunnel over) or that has expired. If a live record
-	// with a different Owner holds the tunnel ID, Put returns an error
-	// wrapping ErrConflict and changes nothing. Of N concurrent Puts for a
-	// free tunnel ID by different owners, exactly one succeeds.
+	// agent taking its tunnel over), that has expired, or that is Released
+	// with a non-empty Subject equal to r.Subject. If a live record
+	// that none of these rules lets r replace holds the tunnel ID, Put
+	// returns an error wrapping ErrConflict and changes nothing. Of N
+	// concurrent Puts for a free tunnel ID by different owners, exactly one
+	// succeeds. The stored record has Released false whatever r says.
 	Put(ctx context.Context, r Record) error
 
 	// Get returns the live record for tunnelID, or an error wrapping
@@ -86,6 +116,12 @@ type Store interface {
 	// returns an error wrapping ErrNotFound: the connection has lost the
 	// tunnel (it expired, or a reconnect took it over).
 	Renew(ctx context.Context, tunnelID, connectionID string, expiresAt time.Time) error
+
+	// Release marks the record for tunnelID as Released if it is live and
+	// still names connectionID, leaving its expiry as it is. Otherwise it
+	// returns an error wrapping ErrNotFound. Renew of a released record
+	// clears the mark (the connection turned out to be alive after all).
+	Release(ctx context.Context, tunnelID, connectionID string) error
 
 	// Delete removes the record for tunnelID if it still names
 	// connectionID. Deleting a record that is absent or that now names

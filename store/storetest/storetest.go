@@ -33,6 +33,8 @@
 //     clock differs from the test process's by less than that passes.
 //   - A canceled ctx either makes a method fail with an error wrapping
 //     context.Canceled or lets it complete as if ctx were live; both pass.
+//   - Record.Version round-trips from 0 to 65535; Subject round-trips like
+//     the other strings, empty included.
 package storetest
 
 import (
@@ -57,7 +59,8 @@ import (
 // t.Cleanup, never with defer.
 //
 // The subtests are PutGet, NotFound, Takeover, Conflict, Expiry, Renew,
-// Delete, RacingClaims, ConcurrentTunnels and CanceledContext; run one with
+// Delete, Release, ReleasedTakeover, RacingClaims, RacingReleasedClaims,
+// ConcurrentTunnels and CanceledContext; run one with
 // go test -run 'TestName/Takeover'.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
@@ -72,7 +75,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Expiry", testExpiry},
 		{"Renew", testRenew},
 		{"Delete", testDelete},
+		{"Release", testRelease},
+		{"ReleasedTakeover", testReleasedTakeover},
 		{"RacingClaims", testRacingClaims},
+		{"RacingReleasedClaims", testRacingReleasedClaims},
 		{"ConcurrentTunnels", testConcurrentTunnels},
 		{"CanceledContext", testCanceledContext},
 	}
@@ -103,7 +109,8 @@ func randomID(prefix string) string {
 }
 
 // newRecord returns a live record with every field set, for a fresh tunnel
-// and connection, claimed by owner.
+// and connection, claimed by owner. Its Subject is owner's own, so records
+// of different owners never share one unless a test sets it.
 func newRecord(owner string) store.Record {
 	now := time.Now()
 	id := randomID("t")
@@ -113,6 +120,8 @@ func newRecord(owner string) store.Record {
 		Owner:        owner,
 		Node:         "node-a",
 		PublicURL:    "https://" + id + ".tunnel.example",
+		Subject:      "agent-of-" + owner,
+		Version:      3,
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(future),
 	}
@@ -145,6 +154,13 @@ func diff(got, want store.Record) string {
 	str("Owner", got.Owner, want.Owner)
 	str("Node", got.Node, want.Node)
 	str("PublicURL", got.PublicURL, want.PublicURL)
+	str("Subject", got.Subject, want.Subject)
+	if got.Version != want.Version {
+		fmt.Fprintf(&b, "\n\tVersion = %d, want %d", got.Version, want.Version)
+	}
+	if got.Released != want.Released {
+		fmt.Fprintf(&b, "\n\tReleased = %v, want %v", got.Released, want.Released)
+	}
 	tm("CreatedAt", got.CreatedAt, want.CreatedAt)
 	tm("ExpiresAt", got.ExpiresAt, want.ExpiresAt)
 	return b.String()
@@ -199,7 +215,10 @@ func testPutGet(t *testing.T, s store.Store) {
 		{"EmptyOptionalFields", func(r *store.Record) {
 			r.Node = ""
 			r.PublicURL = ""
+			r.Subject = ""
+			r.Version = 0
 		}},
+		{"LargeVersion", func(r *store.Record) { r.Version = 65535 }},
 		{"NoExpiry", func(r *store.Record) { r.ExpiresAt = time.Time{} }},
 		{"ZeroCreatedAt", func(r *store.Record) { r.CreatedAt = time.Time{} }},
 		{"SubMillisecondTimes", func(r *store.Record) {
@@ -270,7 +289,8 @@ func testTakeover(t *testing.T, s store.Store) {
 	wantRecord(t, s, cur)
 }
 
-// testConflict checks that another owner cannot take a live tunnel.
+// testConflict checks that another owner cannot take a live tunnel, even
+// with the holder's Subject while the record is not Released.
 func testConflict(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	held := newRecord("owner-a")
@@ -282,12 +302,18 @@ func testConflict(t *testing.T, s store.Store) {
 		{"NewConnection", func(r *store.Record) {}},
 		{"SameConnection", func(r *store.Record) { r.ConnectionID = held.ConnectionID }},
 		{"NoExpiry", func(r *store.Record) { r.ExpiresAt = time.Time{} }},
+		{"SameSubject", func(r *store.Record) { r.Subject = held.Subject }},
+		{"SameSubjectClaimingReleased", func(r *store.Record) {
+			r.Subject = held.Subject
+			r.Released = true
+		}},
 	}
 	for _, tt := range tests {
 		// Sequential: every case checks the same record is unchanged.
 		t.Run(tt.name, func(t *testing.T) {
 			other := reconnect(held)
 			other.Owner = "owner-b"
+			other.Subject = "agent-of-owner-b"
 			tt.edit(&other)
 			if err := s.Put(ctx, other); !errors.Is(err, store.ErrConflict) {
 				t.Fatalf("Put by another owner = %v, want ErrConflict", err)
@@ -453,6 +479,274 @@ func testDelete(t *testing.T, s store.Store) {
 	})
 }
 
+// mustRelease releases r's tunnel for r's connection and returns r as the
+// store should now return it.
+func mustRelease(t *testing.T, s store.Store, r store.Record) store.Record {
+	t.Helper()
+	if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+		t.Fatalf("Release(%s, %s): %v", r.TunnelID, r.ConnectionID, err)
+	}
+	r.Released = true
+	return r
+}
+
+// testRelease checks what Release marks, what it refuses, and what clears
+// the mark.
+func testRelease(t *testing.T, s store.Store) {
+	t.Run("Marks", func(t *testing.T) {
+		// Released shows through both lookups; nothing else changes,
+		// the expiry included.
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		wantRecord(t, s, mustRelease(t, s, r))
+	})
+	t.Run("Twice", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		mustRelease(t, s, r)
+		wantRecord(t, s, mustRelease(t, s, r))
+	})
+	t.Run("NoExpiry", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		r.ExpiresAt = time.Time{}
+		mustPut(t, s, r)
+		wantRecord(t, s, mustRelease(t, s, r))
+	})
+	t.Run("RenewClears", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		mustRelease(t, s, r)
+		r.ExpiresAt = time.Now().Add(2 * future)
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+			t.Fatalf("Renew of a released record = %v, want nil", err)
+		}
+		wantRecord(t, s, r)
+	})
+	t.Run("RenewToNoExpiryClears", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		mustRelease(t, s, r)
+		r.ExpiresAt = time.Time{}
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+			t.Fatalf("Renew of a released record = %v, want nil", err)
+		}
+		wantRecord(t, s, r)
+	})
+	t.Run("PutClears", func(t *testing.T) {
+		// The same owner's Put replaces a released record with an
+		// unreleased one, even when the caller passes Released.
+		t.Parallel()
+		r := newRecord("owner")
+		mustPut(t, s, r)
+		mustRelease(t, s, r)
+		cur := reconnect(r)
+		cur.Released = true
+		mustPut(t, s, cur)
+		cur.Released = false
+		wantRecord(t, s, cur)
+	})
+	t.Run("PutStoresUnreleased", func(t *testing.T) {
+		t.Parallel()
+		r := newRecord("owner")
+		r.Released = true
+		mustPut(t, s, r)
+		r.Released = false
+		wantRecord(t, s, r)
+	})
+
+	// refusals each leave a tunnel in a state where Release by the given
+	// connection must return ErrNotFound. They return the live record the
+	// refused Release must leave as it was, if there is one.
+	refusals := []struct {
+		name string
+		// setup returns the tunnel and connection to release, and the
+		// record that must then be unchanged (TunnelID "" for none).
+		setup func(t *testing.T) (tunnelID, connectionID string, live store.Record)
+	}{
+		{"MissingTunnel", func(t *testing.T) (string, string, store.Record) {
+			return randomID("t"), randomID("c"), store.Record{}
+		}},
+		{"MissingTunnelKnownConnection", func(t *testing.T) (string, string, store.Record) {
+			r := newRecord("owner")
+			mustPut(t, s, r)
+			return randomID("t"), r.ConnectionID, r
+		}},
+		{"OtherConnection", func(t *testing.T) (string, string, store.Record) {
+			r := newRecord("owner")
+			mustPut(t, s, r)
+			return r.TunnelID, randomID("c"), r
+		}},
+		{"PutExpired", func(t *testing.T) (string, string, store.Record) {
+			r := newRecord("owner")
+			r.ExpiresAt = time.Now().Add(past)
+			mustPut(t, s, r)
+			return r.TunnelID, r.ConnectionID, store.Record{}
+		}},
+		{"RenewedToPast", func(t *testing.T) (string, string, store.Record) {
+			r := newRecord("owner")
+			mustPut(t, s, r)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, time.Now().Add(past)); err != nil {
+				t.Fatalf("Renew(past) = %v, want nil", err)
+			}
+			return r.TunnelID, r.ConnectionID, store.Record{}
+		}},
+		{"Deleted", func(t *testing.T) (string, string, store.Record) {
+			r := newRecord("owner")
+			mustPut(t, s, r)
+			if err := s.Delete(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatalf("Delete = %v, want nil", err)
+			}
+			return r.TunnelID, r.ConnectionID, store.Record{}
+		}},
+		{"TakenOver", func(t *testing.T) (string, string, store.Record) {
+			old := newRecord("owner")
+			mustPut(t, s, old)
+			cur := reconnect(old)
+			mustPut(t, s, cur)
+			return old.TunnelID, old.ConnectionID, cur
+		}},
+	}
+	for _, tt := range refusals {
+		t.Run("Refuses"+tt.name, func(t *testing.T) {
+			t.Parallel()
+			tunnelID, connectionID, live := tt.setup(t)
+			if err := s.Release(t.Context(), tunnelID, connectionID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Release = %v, want ErrNotFound", err)
+			}
+			if live.TunnelID != "" {
+				wantRecord(t, s, live)
+				return
+			}
+			// The refused Release did not bring the record back.
+			wantGone(t, s, tunnelID, connectionID)
+		})
+	}
+}
+
+// testReleasedTakeover checks which Puts may replace a released record:
+// those of its owner, as always, and those with its non-empty Subject;
+// nobody else.
+func testReleasedTakeover(t *testing.T, s store.Store) {
+	tests := []struct {
+		name string
+		// heldSubject is the Subject of the released record.
+		heldSubject string
+		// edit turns the same owner's reconnect into the Put to try.
+		edit    func(r *store.Record)
+		replace bool
+	}{
+		{"SameOwner", "agent", func(r *store.Record) {}, true},
+		{"SameOwnerOtherSubject", "agent", func(r *store.Record) { r.Subject = "agent-2" }, true},
+		{"SameSubjectOtherOwner", "agent", func(r *store.Record) { r.Owner = "owner-b" }, true},
+		{"SameSubjectOtherOwnerNoExpiry", "agent", func(r *store.Record) {
+			r.Owner = "owner-b"
+			r.ExpiresAt = time.Time{}
+		}, true},
+		{"OtherSubject", "agent", func(r *store.Record) {
+			r.Owner = "owner-b"
+			r.Subject = "agent-2"
+		}, false},
+		{"EmptySubject", "agent", func(r *store.Record) {
+			r.Owner = "owner-b"
+			r.Subject = ""
+		}, false},
+		{"BothSubjectsEmpty", "", func(r *store.Record) {
+			r.Owner = "owner-b"
+			r.Subject = ""
+		}, false},
+		{"SubjectPrefix", "agent", func(r *store.Record) {
+			r.Owner = "owner-b"
+			r.Subject = "agen"
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			held := newRecord("owner-a")
+			held.Subject = tt.heldSubject
+			mustPut(t, s, held)
+			held = mustRelease(t, s, held)
+
+			next := reconnect(held)
+			next.Released = false
+			tt.edit(&next)
+			err := s.Put(ctx, next)
+			if !tt.replace {
+				if !errors.Is(err, store.ErrConflict) {
+					t.Fatalf("Put = %v, want ErrConflict", err)
+				}
+				wantRecord(t, s, held)
+				wantGone(t, s, randomID("t"), next.ConnectionID)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Put = %v, want nil", err)
+			}
+			wantRecord(t, s, next)
+			// The released connection has lost every handle on the tunnel.
+			if r, err := s.GetByConnection(ctx, held.ConnectionID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetByConnection(released) = %+v, %v; want ErrNotFound", r, err)
+			}
+			for name, call := range map[string]func() error{
+				"Renew":   func() error { return s.Renew(ctx, held.TunnelID, held.ConnectionID, time.Now().Add(2*future)) },
+				"Release": func() error { return s.Release(ctx, held.TunnelID, held.ConnectionID) },
+			} {
+				if err := call(); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("%s(released connection) = %v, want ErrNotFound", name, err)
+				}
+			}
+			wantRecord(t, s, next)
+
+			// The new record is not released, so a third owner with the
+			// same Subject is refused now.
+			third := reconnect(next)
+			third.Owner = "owner-c"
+			third.Subject = next.Subject
+			if err := s.Put(ctx, third); !errors.Is(err, store.ErrConflict) {
+				t.Errorf("Put by a third owner with Subject %q = %v, want ErrConflict", third.Subject, err)
+			}
+			wantRecord(t, s, next)
+		})
+	}
+	t.Run("AfterRenew", func(t *testing.T) {
+		// Renew clears the mark, and with it the takeover by Subject.
+		t.Parallel()
+		held := newRecord("owner-a")
+		mustPut(t, s, held)
+		mustRelease(t, s, held)
+		if err := s.Renew(t.Context(), held.TunnelID, held.ConnectionID, held.ExpiresAt); err != nil {
+			t.Fatalf("Renew = %v, want nil", err)
+		}
+		other := reconnect(held)
+		other.Owner = "owner-b"
+		if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Put with the Subject of a renewed record = %v, want ErrConflict", err)
+		}
+		wantRecord(t, s, held)
+	})
+	t.Run("AfterExpiry", func(t *testing.T) {
+		// An expired released record is free to anyone, like any expired
+		// record.
+		t.Parallel()
+		held := newRecord("owner-a")
+		mustPut(t, s, held)
+		mustRelease(t, s, held)
+		if err := s.Renew(t.Context(), held.TunnelID, held.ConnectionID, time.Now().Add(past)); err != nil {
+			t.Fatalf("Renew(past) = %v, want nil", err)
+		}
+		other := newRecord("owner-b")
+		other.TunnelID = held.TunnelID
+		mustPut(t, s, other)
+		wantRecord(t, s, other)
+	})
+}
+
 // testRacingClaims checks that of many owners claiming one free tunnel at
 // once, exactly one wins.
 func testRacingClaims(t *testing.T, s store.Store) {
@@ -465,44 +759,79 @@ func testRacingClaims(t *testing.T, s store.Store) {
 			t.Parallel()
 			id := randomID("t")
 			recs := make([]store.Record, owners)
-			errs := make([]error, owners)
 			for j := range recs {
 				recs[j] = newRecord(fmt.Sprintf("owner-%d", j))
 				recs[j].TunnelID = id
 			}
-			// start lines the goroutines up so that their Puts overlap.
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for j := range recs {
-				wg.Go(func() {
-					<-start
-					errs[j] = s.Put(t.Context(), recs[j])
-				})
-			}
-			close(start)
-			wg.Wait()
-
-			winner := -1
-			for j, err := range errs {
-				switch {
-				case err == nil && winner >= 0:
-					t.Errorf("owners %d and %d both won", winner, j)
-				case err == nil:
-					winner = j
-				case !errors.Is(err, store.ErrConflict):
-					t.Errorf("Put by owner %d = %v, want nil or ErrConflict", j, err)
-				}
-			}
-			if winner < 0 {
-				t.Fatal("no owner won")
-			}
-			wantRecord(t, s, recs[winner])
-			for j, r := range recs {
-				if j != winner {
-					wantGone(t, s, randomID("t"), r.ConnectionID)
-				}
-			}
+			race(t, s, recs)
 		})
+	}
+}
+
+// testRacingReleasedClaims checks that of many owners with one Subject
+// claiming a tunnel released by that Subject at once, exactly one wins:
+// the winner's record is not released, so it bars the rest.
+func testRacingReleasedClaims(t *testing.T, s store.Store) {
+	const (
+		tunnels = 8
+		owners  = 16
+	)
+	for i := range tunnels {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			held := newRecord("owner-held")
+			held.Subject = randomID("agent-")
+			mustPut(t, s, held)
+			mustRelease(t, s, held)
+			recs := make([]store.Record, owners)
+			for j := range recs {
+				recs[j] = newRecord(fmt.Sprintf("owner-%d", j))
+				recs[j].TunnelID = held.TunnelID
+				recs[j].Subject = held.Subject
+			}
+			race(t, s, recs)
+			wantGone(t, s, randomID("t"), held.ConnectionID)
+		})
+	}
+}
+
+// race puts recs, all for one tunnel and of different owners, from one
+// goroutine each at once, and checks that exactly one Put succeeded, the
+// others failed with ErrConflict, and the store holds the winner's record.
+func race(t *testing.T, s store.Store, recs []store.Record) {
+	t.Helper()
+	errs := make([]error, len(recs))
+	// start lines the goroutines up so that their Puts overlap.
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for j := range recs {
+		wg.Go(func() {
+			<-start
+			errs[j] = s.Put(t.Context(), recs[j])
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	winner := -1
+	for j, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("owners %d and %d both won", winner, j)
+		case err == nil:
+			winner = j
+		case !errors.Is(err, store.ErrConflict):
+			t.Errorf("Put by owner %d = %v, want nil or ErrConflict", j, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no owner won")
+	}
+	wantRecord(t, s, recs[winner])
+	for j, r := range recs {
+		if j != winner {
+			wantGone(t, s, randomID("t"), r.ConnectionID)
+		}
 	}
 }
 
@@ -590,6 +919,15 @@ func testCanceledContext(t *testing.T, s store.Store) {
 		{"Put", func(ctx context.Context) error {
 			return s.Put(ctx, newRecord("owner"))
 		}, nil},
+		{"Release", func(ctx context.Context) error {
+			return s.Release(ctx, r.TunnelID, r.ConnectionID)
+		}, func(t *testing.T) {
+			want := r
+			want.Released = true
+			wantRecord(t, s, want)
+		}},
+		// Renew clears what Release may have set, so its check holds
+		// whether or not Release had its effect.
 		{"Renew", func(ctx context.Context) error {
 			return s.Renew(ctx, r.TunnelID, r.ConnectionID, renewed)
 		}, func(t *testing.T) {
@@ -603,8 +941,8 @@ func testCanceledContext(t *testing.T, s store.Store) {
 			wantGone(t, s, r.TunnelID, r.ConnectionID)
 		}},
 	}
-	// Sequential and in this order: Renew and Delete act on r, which the
-	// lookups before them read.
+	// Sequential and in this order: Release, Renew and Delete act on r,
+	// which the lookups before them read.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call(canceled)
