@@ -11,21 +11,37 @@
 // Each tunnel has two keys, shown here with the default prefix "tunnel:":
 //
 //	{tunnel:}t:<tunnel ID>      the record: connection ID, owner, node,
-//	                            public URL, creation and expiry times,
-//	                            in one compact binary string
+//	                            public URL, subject, protocol version,
+//	                            the released mark, creation and expiry
+//	                            times, in one compact binary string
 //	{tunnel:}c:<connection ID>  the tunnel ID, so that GetByConnection is
 //	                            one lookup rather than a scan
 //
-// The record's layout is a version byte (1), ExpiresAt and CreatedAt as
-// 8-byte big-endian Unix milliseconds (an ExpiresAt of 0 meaning none),
-// then ConnectionID, Owner, Node and PublicURL, each as a 2-byte
-// big-endian length and its bytes; so no string field may be longer than
-// 65535 bytes. A later layout gets a new version byte, which nodes that do
-// not know it refuse rather than misread. Times are kept to the
-// millisecond, truncated, and come back in UTC. With the default prefix, a
-// record with 16-character IDs, a 48-character owner and a 40-character
-// URL takes 232 bytes of server memory and its connection key 104, by
-// MEMORY USAGE on Redis 7.0.
+// The record's layout (record.go has it byte by byte) is a layout version
+// byte (2), ExpiresAt and CreatedAt as 8-byte big-endian Unix milliseconds
+// (an ExpiresAt of 0 meaning none), a flags byte whose bit 0 is Released,
+// Version as a 2-byte big-endian number, then ConnectionID, Owner, Node,
+// PublicURL and Subject, each as a 2-byte big-endian length and its bytes;
+// so no string field may be longer than 65535 bytes, and Version must be
+// from 0 to 65535. Times are kept to the millisecond, truncated, and come
+// back in UTC. With the default prefix, a record with 16-character IDs, a
+// 48-character owner, a 40-character URL, a 17-character subject and
+// Version 1 takes 264 bytes of server memory and its connection key 104,
+// by MEMORY USAGE on Redis 7.0.
+//
+// # Layout versions
+//
+// A later layout gets a new version byte, which nodes that do not know it
+// refuse rather than misread. This release writes version 2 and still
+// reads version 1, the layout of releases before Subject, Version and
+// Released: such a record reads as having Subject "", Version 0 and
+// Released false, Renew and Delete work on it in place, and Release
+// rewrites it in version 2. The reverse does not hold: a node of an older
+// release fails every operation on a version-2 record with an error (not
+// store.ErrNotFound), so while nodes of both releases share a Prefix,
+// requests for tunnels that new nodes registered fail on old ones. Upgrade
+// every node sharing a Prefix together, or give the new release a new
+// Prefix.
 //
 // # Expiry
 //
@@ -46,10 +62,15 @@
 // server does not have it cached), and Redis runs a script with no other
 // command in between. Put checks the current holder and writes in one step,
 // so of many nodes claiming a free tunnel ID at once exactly one wins and
-// the rest get store.ErrConflict; a takeover by the same owner also deletes
-// the previous connection's key. Renew and Delete act only if the record
-// still names the caller's connection, so a connection that lost its
-// tunnel to a reconnect cannot extend or remove the new one.
+// the rest get store.ErrConflict; a takeover (by the same owner, or of a
+// released record by the same subject, the rule of store.Replaces) also
+// deletes the previous connection's key. A Put always writes its record
+// unreleased, so of several takeovers of one released record by its
+// subject, exactly one wins too. Renew, Release and Delete act only if the
+// record still names the caller's connection, so a connection that lost
+// its tunnel to a reconnect cannot extend, release or remove the new one.
+// Renew clears the released mark; Release sets it in place (SETRANGE of
+// the flags byte), leaving the record's expiry and TTL as they were.
 // GetByConnection follows the connection key to the record and checks that
 // the record still names the connection, in one round trip.
 //

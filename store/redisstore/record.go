@@ -10,40 +10,68 @@ import (
 	"github.com/http-tunnel/tunnel/store"
 )
 
-// The value of a record key is one binary string, layout version 1, all
+// The value of a record key is one binary string, layout version 2, all
 // integers big-endian:
 //
 //	offset  size  field
-//	0       1     layout version (1)
+//	0       1     layout version (2)
 //	1       8     ExpiresAt, Unix milliseconds, signed; 0 means no expiry
 //	9       8     CreatedAt, Unix milliseconds, signed
-//	17      2+n   ConnectionID: uint16 length n, then n bytes
+//	17      1     flags: bit 0 is Released; the other bits are zero
+//	18      2     Version, unsigned
+//	20      2+n   ConnectionID: uint16 length n, then n bytes
 //	...     2+n   Owner
 //	...     2+n   Node
 //	...     2+n   PublicURL
+//	...     2+n   Subject
+//
+// Layout version 1, written by releases before Subject, Version and
+// Released existed, is version 2 without the flags and Version (its strings
+// start at offset 17) and without Subject. It is still read, as a record
+// with Subject "", Version 0 and Released false, by decode and by the
+// scripts; Renew leaves such a value in version 1, and Release rewrites it
+// in version 2, since version 1 has nowhere to keep the mark. Everything
+// that reads or writes at a fixed offset (the expiry at 1, the flags at 17)
+// therefore finds the expiry where both versions keep it.
 //
 // One string rather than a hash because a Redis hash with any value longer
 // than hash-max-listpack-value (64 bytes by default, easily passed by a
 // PublicURL) switches to a table encoding that more than doubles its size.
 // Binary rather than JSON because it is smaller still, decodes without
 // allocating (the fields are substrings of the reply), and lets the scripts
-// read and rewrite the expiry at a fixed offset with Lua's struct library,
-// without re-encoding numbers. By MEMORY USAGE on Redis 7.0, the record
-// described in the package doc takes 232 bytes in this layout, 264 as
-// JSON or as a hash with one-letter fields, and 656 as that hash once its
-// URL is longer than 64 bytes. The tunnel ID is not stored: it is in the
-// key. The scripts in scripts.go depend on this layout; change both
+// read and rewrite the expiry and the flags at fixed offsets with Lua's
+// struct library, without re-encoding numbers. By MEMORY USAGE on Redis
+// 7.0, the record described in the package doc (a 157-byte value) takes
+// 264 bytes in this layout, 296 as JSON or as a hash with one-letter
+// fields, and 910 as that hash once its URL is longer than 64 bytes. Layout
+// version 1 held that record less its Subject and Version in 232 bytes,
+// which is also what version 2 takes without a Subject: the five bytes it
+// adds stay within the allocator's size class. The tunnel ID is not stored: it is
+// in the key. The scripts in scripts.go depend on this layout; change both
 // together, and bump the version.
 const (
-	layoutVersion = 1
-	// headerLen is the size of the fixed part: version and two times.
-	headerLen = 17
-	// maxField is the longest string field the layout can hold.
-	maxField = math.MaxUint16
+	layoutVersion = 2
+	// headerLen is the size of the fixed part: layout version, two
+	// times, flags and Version.
+	headerLen = 20
+	// flagsOffset is where the flags byte is, and flagReleased its bit
+	// for Released.
+	flagsOffset  = 17
+	flagReleased = 1
+
+	// layoutV1 is the version still read, and headerLenV1 its fixed
+	// part: layout version and two times.
+	layoutV1    = 1
+	headerLenV1 = 17
+
+	// maxField is the longest string field the layout can hold, and
+	// maxVersion the largest Version.
+	maxField   = math.MaxUint16
+	maxVersion = math.MaxUint16
 )
 
-// errCorrupt is wrapped by decode for a value that is not a record of this
-// layout.
+// errCorrupt is wrapped by decode for a value that is not a record of a
+// layout this package reads.
 var errCorrupt = errors.New("corrupt record value")
 
 // expiryMillis encodes an ExpiresAt: 0 for the zero time (no expiry), its
@@ -63,8 +91,9 @@ func fromMillis(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// encode returns r in the record layout. It fails only if a string field is
-// longer than maxField bytes.
+// encode returns r in the record layout, version 2. It fails only if a
+// string field is longer than maxField bytes or Version is outside
+// 0..maxVersion.
 func encode(r store.Record) ([]byte, error) {
 	fields := [...]struct {
 		name, val string
@@ -73,6 +102,10 @@ func encode(r store.Record) ([]byte, error) {
 		{"Owner", r.Owner},
 		{"Node", r.Node},
 		{"PublicURL", r.PublicURL},
+		{"Subject", r.Subject},
+	}
+	if r.Version < 0 || r.Version > maxVersion {
+		return nil, fmt.Errorf("protocol Version %d is outside the 0 to %d a record holds", r.Version, maxVersion)
 	}
 	n := headerLen
 	for _, f := range fields {
@@ -81,10 +114,16 @@ func encode(r store.Record) ([]byte, error) {
 		}
 		n += 2 + len(f.val)
 	}
+	var flags byte
+	if r.Released {
+		flags |= flagReleased
+	}
 	b := make([]byte, 0, n)
 	b = append(b, layoutVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(expiryMillis(r.ExpiresAt)))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.CreatedAt.UnixMilli()))
+	b = append(b, flags)
+	b = binary.BigEndian.AppendUint16(b, uint16(r.Version))
 	for _, f := range fields {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(f.val)))
 		b = append(b, f.val...)
@@ -92,19 +131,33 @@ func encode(r store.Record) ([]byte, error) {
 	return b, nil
 }
 
-// decode parses a value written by encode into a record for tunnelID. The
-// string fields of the result share v's memory.
+// decode parses a value in layout version 2 or 1 into a record for
+// tunnelID. The string fields of the result share v's memory.
 func decode(tunnelID, v string) (store.Record, error) {
-	if len(v) < headerLen || v[0] != layoutVersion {
+	r := store.Record{TunnelID: tunnelID}
+	var rest string
+	strs := [...]*string{&r.ConnectionID, &r.Owner, &r.Node, &r.PublicURL, &r.Subject}
+	nstrs := len(strs)
+	switch {
+	case len(v) >= headerLen && v[0] == layoutVersion:
+		flags := v[flagsOffset]
+		if flags&^flagReleased != 0 {
+			return store.Record{}, errCorrupt
+		}
+		r.Released = flags&flagReleased != 0
+		r.Version = int(v[flagsOffset+1])<<8 | int(v[flagsOffset+2])
+		rest = v[headerLen:]
+	case len(v) >= headerLenV1 && v[0] == layoutV1:
+		nstrs-- // no Subject
+		rest = v[headerLenV1:]
+	default:
 		return store.Record{}, errCorrupt
 	}
-	r := store.Record{TunnelID: tunnelID}
 	if ms := int64(uint64At(v, 1)); ms != 0 {
 		r.ExpiresAt = fromMillis(ms)
 	}
 	r.CreatedAt = fromMillis(int64(uint64At(v, 9)))
-	rest := v[headerLen:]
-	for _, f := range [...]*string{&r.ConnectionID, &r.Owner, &r.Node, &r.PublicURL} {
+	for _, f := range strs[:nstrs] {
 		if len(rest) < 2 {
 			return store.Record{}, errCorrupt
 		}

@@ -21,16 +21,22 @@ func TestEncodeLayout(t *testing.T) {
 		Owner:        "own",
 		Node:         "",
 		PublicURL:    "https://x",
+		Subject:      "sub",
+		Version:      0x0102,
+		Released:     true,
 		CreatedAt:    time.UnixMilli(0x0102030405).Add(999 * time.Microsecond), // truncated
 		ExpiresAt:    time.UnixMilli(0x1112131415),
 	}
-	want := "01" + // version
+	want := "02" + // layout version
 		"0000001112131415" + // ExpiresAt ms
 		"0000000102030405" + // CreatedAt ms
+		"01" + // flags: Released
+		"0102" + // Version
 		"0002" + hex.EncodeToString([]byte("c1")) +
 		"0003" + hex.EncodeToString([]byte("own")) +
 		"0000" +
-		"0009" + hex.EncodeToString([]byte("https://x"))
+		"0009" + hex.EncodeToString([]byte("https://x")) +
+		"0003" + hex.EncodeToString([]byte("sub"))
 	got, err := encode(r)
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +44,61 @@ func TestEncodeLayout(t *testing.T) {
 	if hex.EncodeToString(got) != want {
 		t.Errorf("encode =\n%x\nwant\n%s", got, want)
 	}
+	// The offsets the scripts use.
+	if got[flagsOffset] != flagReleased || got[0] != layoutVersion || headerLen != flagsOffset+3 {
+		t.Errorf("flags at %d = %#x, version %d, header %d bytes; the scripts expect Released (1) at 17, version 2, 20 bytes",
+			flagsOffset, got[flagsOffset], got[0], headerLen)
+	}
+}
+
+// layoutV1Hex is the record of TestEncodeLayout without Subject, Version and
+// Released, as a release before them wrote it.
+const layoutV1Hex = "01" + // layout version
+	"0000001112131415" + // ExpiresAt ms
+	"0000000102030405" + // CreatedAt ms
+	"0002" + "6331" + // "c1"
+	"0003" + "6f776e" + // "own"
+	"0000" +
+	"0009" + "68747470733a2f2f78" // "https://x"
+
+// TestDecodeLayoutV1 checks that a value an older release wrote still
+// decodes, as a record with no Subject, Version 0 and not released.
+func TestDecodeLayoutV1(t *testing.T) {
+	v, err := hex.DecodeString(layoutV1Hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode("myapp", string(v))
+	if err != nil {
+		t.Fatalf("decode(version 1) = %v", err)
+	}
+	want := store.Record{
+		TunnelID: "myapp", ConnectionID: "c1", Owner: "own", PublicURL: "https://x",
+		CreatedAt: time.UnixMilli(0x0102030405).UTC(), ExpiresAt: time.UnixMilli(0x1112131415).UTC(),
+	}
+	if got != want {
+		t.Errorf("decode(version 1) = %+v, want %+v", got, want)
+	}
+	if b, err := encodeV1(want); err != nil || hex.EncodeToString(b) != layoutV1Hex {
+		t.Errorf("encodeV1 = %x, %v; want %s", b, err, layoutV1Hex)
+	}
+}
+
+// encodeV1 returns r in layout version 1, as releases before layout 2
+// wrote it, for tests of what this one reads. It drops Subject, Version
+// and Released, which version 1 cannot hold.
+func encodeV1(r store.Record) ([]byte, error) {
+	b, err := encode(store.Record{
+		ConnectionID: r.ConnectionID, Owner: r.Owner, Node: r.Node, PublicURL: r.PublicURL,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Version 2 of that record is version 1 with the flags and Version
+	// inserted after the times and an empty Subject appended.
+	v1 := append([]byte{layoutV1}, b[1:headerLenV1]...)
+	return append(v1, b[headerLen:len(b)-2]...), nil
 }
 
 // TestExpiryMillis checks the expiry encoding: 0 only for the zero time,
@@ -76,13 +137,17 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{"AllFields", store.Record{
 			TunnelID: "myapp", ConnectionID: "conn-1", Owner: "alice", Node: "node-a",
-			PublicURL: "https://myapp.tunnel.example", CreatedAt: base, ExpiresAt: base.Add(time.Hour),
+			PublicURL: "https://myapp.tunnel.example", Subject: "alice@example.com", Version: 1,
+			Released: true, CreatedAt: base, ExpiresAt: base.Add(time.Hour),
 		}},
 		{"Empty", store.Record{}},
+		{"LargestVersion", store.Record{TunnelID: "t", Version: maxVersion}},
+		{"OnlySubject", store.Record{TunnelID: "t", Subject: "s"}},
 		{"ZeroTimes", store.Record{TunnelID: "t", ConnectionID: "c", Owner: "o"}},
 		{"BeforeEpochCreatedAt", store.Record{TunnelID: "t", CreatedAt: time.Date(1, 1, 1, 0, 0, 0, 1_000_000, time.UTC)}},
 		{"BinaryStrings", store.Record{TunnelID: "t", ConnectionID: "\x00\xff", Owner: "\x01\x00\x02", Node: "ü"}},
 		{"LongestField", store.Record{TunnelID: "t", PublicURL: strings.Repeat("u", maxField)}},
+		{"LongestSubject", store.Record{TunnelID: "t", Subject: strings.Repeat("s", maxField)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +191,8 @@ func truncMillis(t time.Time) time.Time {
 	return time.UnixMilli(t.UnixMilli())
 }
 
+// TestEncodeFieldTooLong checks that encode refuses, naming the field,
+// what the layout cannot hold.
 func TestEncodeFieldTooLong(t *testing.T) {
 	long := strings.Repeat("x", maxField+1)
 	tests := []struct {
@@ -136,6 +203,9 @@ func TestEncodeFieldTooLong(t *testing.T) {
 		{"Owner", store.Record{Owner: long}},
 		{"Node", store.Record{Node: long}},
 		{"PublicURL", store.Record{PublicURL: long}},
+		{"Subject", store.Record{Subject: long}},
+		{"Version", store.Record{Version: maxVersion + 1}},
+		{"Version", store.Record{Version: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,9 +218,18 @@ func TestEncodeFieldTooLong(t *testing.T) {
 }
 
 func TestDecodeCorrupt(t *testing.T) {
-	valid, err := encode(store.Record{ConnectionID: "c", Owner: "o", Node: "n", PublicURL: "u"})
+	valid, err := encode(store.Record{ConnectionID: "c", Owner: "o", Node: "n", PublicURL: "u", Subject: "s"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	validV1, err := encodeV1(store.Record{ConnectionID: "c", Owner: "o", Node: "n", PublicURL: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFlags := func(f byte) string {
+		b := bytes.Clone(valid)
+		b[flagsOffset] = f
+		return string(b)
 	}
 	tests := []struct {
 		name string
@@ -158,10 +237,20 @@ func TestDecodeCorrupt(t *testing.T) {
 	}{
 		{"Empty", ""},
 		{"ShortHeader", string(valid[:headerLen-1])},
-		{"OtherVersion", "\x02" + string(valid[1:])},
+		{"OtherVersion", "\x03" + string(valid[1:])},
+		{"VersionZero", "\x00" + string(valid[1:])},
+		{"UnknownFlag", withFlags(2)},
+		{"UnknownFlagWithReleased", withFlags(0x81)},
 		{"MissingField", string(valid[:headerLen+3])},
+		{"MissingSubject", string(valid[:len(valid)-3])},
 		{"LengthPastEnd", string(valid[:len(valid)-1])},
 		{"TrailingBytes", string(valid) + "x"},
+		{"V1ShortHeader", string(validV1[:headerLenV1-1])},
+		{"V1MissingField", string(validV1[:headerLenV1+3])},
+		{"V1LengthPastEnd", string(validV1[:len(validV1)-1])},
+		{"V1TrailingBytes", string(validV1) + "x"},
+		{"V1WithSubject", string(validV1) + "\x00\x01s"},
+		{"V2WithoutSubject", "\x02" + string(valid[1:len(valid)-3])},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,19 +263,25 @@ func TestDecodeCorrupt(t *testing.T) {
 }
 
 // FuzzDecode checks that decode never panics, and that what it accepts is
-// exactly what encode writes for the record it returns. (A negative expiry
-// is the exception: encode never writes one, and would write 1.)
+// exactly what encode writes for the record it returns (a negative expiry
+// is the exception: encode never writes one, and would write 1). A
+// version-1 value it accepts must be what encodeV1 writes, and its record
+// must be what Release's rewrite of it to version 2 holds, less the mark:
+// the flags and Version inserted at 17, an empty Subject appended.
 func FuzzDecode(f *testing.F) {
 	for _, r := range []store.Record{
 		{},
 		{ConnectionID: "conn", Owner: "owner", Node: "node", PublicURL: "https://t.example",
+			Subject: "alice@example.com", Version: 1, Released: true,
 			CreatedAt: time.UnixMilli(1_795_681_975_608), ExpiresAt: time.UnixMilli(1_795_685_575_608)},
 	} {
-		b, err := encode(r)
-		if err != nil {
-			f.Fatal(err)
+		for _, enc := range []func(store.Record) ([]byte, error){encode, encodeV1} {
+			b, err := enc(r)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(string(b))
 		}
-		f.Add(string(b))
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		r, err := decode("t", v)
@@ -196,12 +291,23 @@ func FuzzDecode(f *testing.F) {
 		if int64(uint64At(v, 1)) < 0 {
 			return
 		}
+		want := v
+		if v[0] == layoutV1 {
+			if r.Subject != "" || r.Version != 0 || r.Released {
+				t.Fatalf("decode(%x), version 1, = %+v; want no Subject, Version or Released", v, r)
+			}
+			b, err := encodeV1(r)
+			if err != nil || !bytes.Equal(b, []byte(v)) {
+				t.Errorf("encodeV1(decode(%x)) = %x, %v", v, b, err)
+			}
+			want = "\x02" + v[1:headerLenV1] + "\x00\x00\x00" + v[headerLenV1:] + "\x00\x00"
+		}
 		b, err := encode(r)
 		if err != nil {
 			t.Fatalf("encode(decode(%x)): %v", v, err)
 		}
-		if !bytes.Equal(b, []byte(v)) {
-			t.Errorf("encode(decode(%x)) = %x", v, b)
+		if !bytes.Equal(b, []byte(want)) {
+			t.Errorf("encode(decode(%x)) = %x, want %x", v, b, want)
 		}
 	})
 }
@@ -214,6 +320,8 @@ var benchRecord = store.Record{
 	Owner:        "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76",
 	Node:         "node-a",
 	PublicURL:    "https://k3v9q2m8x7w1p4z6.tunnel.example",
+	Subject:      "alice@example.com",
+	Version:      1,
 	CreatedAt:    time.UnixMilli(1_795_681_975_608),
 	ExpiresAt:    time.UnixMilli(1_795_685_575_608),
 }

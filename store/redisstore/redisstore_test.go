@@ -82,6 +82,8 @@ func newRecord() store.Record {
 		Owner:        "owner-" + randid.Hex(4),
 		Node:         "node-a",
 		PublicURL:    "https://" + id + ".tunnel.example",
+		Subject:      "agent-" + randid.Hex(4),
+		Version:      1,
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(time.Hour),
 	}
@@ -179,6 +181,33 @@ func TestTTL(t *testing.T) {
 			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
 				t.Fatal(err)
 			}
+			return r
+		}, 2 * time.Hour},
+		{"Release", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			mustPut(t, s, r)
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, time.Hour},
+		{"ReleaseNoExpiry", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r.ExpiresAt = time.Time{}
+			mustPut(t, s, r)
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, noTTL},
+		{"TakeoverOfReleased", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r.Subject = "agent"
+			mustPut(t, s, r)
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatal(err)
+			}
+			r.Owner += "-restarted"
+			r.ConnectionID = "c" + randid.Hex(8)
+			r.ExpiresAt = time.Now().Add(2 * time.Hour)
+			mustPut(t, s, r)
 			return r
 		}, 2 * time.Hour},
 		{"TakeoverToNoExpiry", func(t *testing.T, s store.Store, r store.Record) store.Record {
@@ -296,6 +325,11 @@ func TestExpiryCheckedByScripts(t *testing.T) {
 				t.Errorf("Renew = %v, want ErrNotFound", err)
 			}
 		}},
+		{"Release", func(t *testing.T, s store.Store, r store.Record) {
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Release = %v, want ErrNotFound", err)
+			}
+		}},
 		{"PutByAnotherOwner", func(t *testing.T, s store.Store, r store.Record) {
 			r.Owner += "-other"
 			r.ConnectionID = "c" + randid.Hex(8)
@@ -318,6 +352,158 @@ func TestExpiryCheckedByScripts(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.check(t, s, r)
+		})
+	}
+}
+
+// TestLayoutV1 checks that records an older release wrote, in layout
+// version 1, work with every method: they read as records without
+// Subject, Version or Released; Renew keeps them in version 1; Release
+// rewrites them in version 2, keeping the TTL; Put applies the rules to
+// them.
+func TestLayoutV1(t *testing.T) {
+	client := newClient(t)
+	tests := []struct {
+		name string
+		// act works on r, stored in version 1, and returns the record
+		// that must then hold the tunnel (TunnelID "" for none).
+		act func(t *testing.T, s store.Store, r store.Record) store.Record
+		// wantLayout is the layout version the record key must then hold
+		// (0: no record key).
+		wantLayout byte
+	}{
+		{"Read", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			return r
+		}, 1},
+		{"Renew", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r.ExpiresAt = time.Now().Add(2 * time.Hour)
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+				t.Fatalf("Renew = %v", err)
+			}
+			return r
+		}, 1},
+		{"Release", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatalf("Release = %v", err)
+			}
+			r.Released = true
+			return r
+		}, 2},
+		{"ReleaseThenRenew", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatalf("Release = %v", err)
+			}
+			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+				t.Fatalf("Renew = %v", err)
+			}
+			return r
+		}, 2},
+		{"ReleaseByOtherConnection", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			if err := s.Release(t.Context(), r.TunnelID, "c"+randid.Hex(8)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("Release by another connection = %v, want ErrNotFound", err)
+			}
+			return r
+		}, 1},
+		{"PutByOtherOwner", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			other := r
+			other.Owner += "-other"
+			other.ConnectionID = "c" + randid.Hex(8)
+			if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("Put by another owner = %v, want ErrConflict", err)
+			}
+			return r
+		}, 1},
+		{"PutByOtherOwnerAfterRelease", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			// A version-1 record has no Subject, so its release lets
+			// nobody but its owner in early, however the Put is signed.
+			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatalf("Release = %v", err)
+			}
+			other := r
+			other.Owner += "-other"
+			other.ConnectionID = "c" + randid.Hex(8)
+			if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("Put by another owner = %v, want ErrConflict", err)
+			}
+			r.Released = true
+			return r
+		}, 2},
+		{"PutBySameOwner", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r.ConnectionID = "c" + randid.Hex(8)
+			r.Subject = "alice@example.com"
+			r.Version = 1
+			mustPut(t, s, r)
+			return r
+		}, 2},
+		{"Delete", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			if err := s.Delete(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+				t.Fatalf("Delete = %v", err)
+			}
+			return store.Record{}
+		}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, prefix := newStore(t, client)
+			r := newRecord()
+			v, err := redisstore.EncodeV1(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rk, ck := recordKey(prefix, r.TunnelID), connKey(prefix, r.ConnectionID)
+			if err := client.Set(ctx, rk, v, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := client.Set(ctx, ck, r.TunnelID, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			// What version 1 holds of r.
+			r.Subject, r.Version = "", 0
+
+			want := tt.act(t, s, r)
+
+			raw, err := client.Get(ctx, rk).Result()
+			switch {
+			case tt.wantLayout == 0:
+				if !errors.Is(err, redis.Nil) {
+					t.Errorf("GET %s = %x, %v; want no key", rk, raw, err)
+				}
+			case err != nil || raw == "" || raw[0] != tt.wantLayout:
+				t.Errorf("GET %s = %x, %v; want layout version %d", rk, raw, err, tt.wantLayout)
+			}
+			if ttl, err := client.PTTL(ctx, rk).Result(); tt.wantLayout != 0 && (err != nil || ttl <= 0) {
+				t.Errorf("PTTL %s = %v, %v; want the TTL kept", rk, ttl, err)
+			}
+			if want.TunnelID == "" {
+				if got, err := s.Get(ctx, r.TunnelID); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("Get = %+v, %v; want ErrNotFound", got, err)
+				}
+				return
+			}
+			want.CreatedAt = want.CreatedAt.Truncate(time.Millisecond)
+			want.ExpiresAt = want.ExpiresAt.Truncate(time.Millisecond)
+			for _, lookup := range []struct {
+				name string
+				call func() (store.Record, error)
+			}{
+				{"Get", func() (store.Record, error) { return s.Get(ctx, want.TunnelID) }},
+				{"GetByConnection", func() (store.Record, error) { return s.GetByConnection(ctx, want.ConnectionID) }},
+			} {
+				got, err := lookup.call()
+				if err != nil {
+					t.Errorf("%s = %v", lookup.name, err)
+					continue
+				}
+				if !got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+					t.Errorf("%s times = %v, %v; want %v, %v", lookup.name, got.CreatedAt, got.ExpiresAt, want.CreatedAt, want.ExpiresAt)
+				}
+				got.CreatedAt, got.ExpiresAt = want.CreatedAt, want.ExpiresAt
+				if got != want {
+					t.Errorf("%s = %+v, want %+v", lookup.name, got, want)
+				}
+			}
 		})
 	}
 }
@@ -398,6 +584,9 @@ func TestCanceledContext(t *testing.T) {
 		{"Renew", "redisstore: renew: ", func(ctx context.Context) error {
 			return s.Renew(ctx, r.TunnelID, r.ConnectionID, time.Now().Add(2*time.Hour))
 		}},
+		{"Release", "redisstore: release: ", func(ctx context.Context) error {
+			return s.Release(ctx, r.TunnelID, r.ConnectionID)
+		}},
 		{"Delete", "redisstore: delete: ", func(ctx context.Context) error {
 			return s.Delete(ctx, r.TunnelID, r.ConnectionID)
 		}},
@@ -418,7 +607,7 @@ func TestCanceledContext(t *testing.T) {
 	}
 	// None of the canceled calls reached the server.
 	got, err := s.Get(t.Context(), r.TunnelID)
-	if err != nil || got.ExpiresAt.UnixMilli() != r.ExpiresAt.UnixMilli() {
+	if err != nil || got.ExpiresAt.UnixMilli() != r.ExpiresAt.UnixMilli() || got.Released {
 		t.Errorf("Get after the canceled calls = %+v, %v; want the record as put", got, err)
 	}
 }
@@ -433,9 +622,12 @@ func TestForeignValue(t *testing.T) {
 		write func(ctx context.Context, key string) error
 	}{
 		{"OtherLayoutVersion", func(ctx context.Context, key string) error {
-			return client.Set(ctx, key, "\x02"+strings.Repeat("\x00", 24), 0).Err()
+			return client.Set(ctx, key, "\x03"+strings.Repeat("\x00", 40), 0).Err()
 		}},
 		{"Truncated", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x02\x00", 0).Err()
+		}},
+		{"TruncatedV1", func(ctx context.Context, key string) error {
 			return client.Set(ctx, key, "\x01\x00", 0).Err()
 		}},
 		{"WrongType", func(ctx context.Context, key string) error {
@@ -461,6 +653,7 @@ func TestForeignValue(t *testing.T) {
 				{"Get", func() error { _, err := s.Get(t.Context(), r.TunnelID); return err }},
 				{"GetByConnection", func() error { _, err := s.GetByConnection(t.Context(), r.ConnectionID); return err }},
 				{"Renew", func() error { return s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt) }},
+				{"Release", func() error { return s.Release(t.Context(), r.TunnelID, r.ConnectionID) }},
 				{"Delete", func() error { return s.Delete(t.Context(), r.TunnelID, r.ConnectionID) }},
 			}
 			for _, c := range calls {

@@ -18,6 +18,10 @@ import "github.com/redis/go-redis/v9"
 // Lua turns numbers into strings with 14 significant digits, which would
 // garble a far-future millisecond time.
 //
+// The scripts read record values of layout versions 2 and 1 (see
+// record.go) and write fields only at offsets the two share, except Release,
+// which rewrites a version-1 value in version 2 to give it a flags byte.
+//
 // Two scripts reach a key that is not in KEYS, because its name is read
 // from a value (the previous holder's connection key in put, the record
 // key in getByConnection). On Redis Cluster that is allowed only because
@@ -30,34 +34,47 @@ local function now()
 	local t = redis.call('TIME')
 	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- parse returns the expiry (0: none), connection ID and owner of a record
--- value in layout version 1 (see record.go).
+-- parse returns the expiry (0: none), connection ID, owner, flags and
+-- subject of a record value in layout version 2 or 1 (see record.go). A
+-- version-1 value has flags 0 and subject ''.
 local function parse(v)
 	local version = string.byte(v, 1)
-	if version ~= 1 then
-		error(redis.error_reply('ERR redisstore: record layout version ' .. tostring(version) .. ', want 1'))
+	if version == 2 then
+		local _, e, _, f, _, c, o, _, _, s = struct.unpack('>Bi8i8BHHc0Hc0Hc0Hc0Hc0', v)
+		return e, c, o, f, s
 	end
-	local _, e, _, c, o = struct.unpack('>Bi8i8Hc0Hc0', v)
-	return e, c, o
+	if version == 1 then
+		local _, e, _, c, o = struct.unpack('>Bi8i8Hc0Hc0', v)
+		return e, c, o, 0, ''
+	end
+	error(redis.error_reply('ERR redisstore: record layout version ' .. tostring(version) .. ', want 2 or 1'))
 end
 local function live(e, t)
 	return e == 0 or t < e
 end
+-- released reports whether flags f have bit 0, Released, set.
+local function released(f)
+	return f % 2 == 1
+end
 `
 
 // putScript claims a tunnel ID. It returns 1 when the record was stored
-// (or, already expired, dropped) and 0 on a conflict.
+// (or, already expired, dropped) and 0 on a conflict. A live record is
+// replaced by the rule of store.Replaces: the same owner, or a released
+// record of the same non-empty subject. The new record arrives with its
+// Released flag clear (Store.Put clears it), which is what makes one of
+// several racing takeovers of a released record win and the rest conflict.
 //
 // KEYS[1] record key, KEYS[2] connection key of the new record.
 // ARGV[1] tunnel ID, ARGV[2] encoded record, ARGV[3] its expiry ("0":
 // none), ARGV[4] connection key prefix.
 var putScript = redis.NewScript(luaPrelude + `
 local t = now()
-local e, c, o = parse(ARGV[2])
+local e, c, o, _, s = parse(ARGV[2])
 local old = redis.call('GET', KEYS[1])
 if old then
-	local oe, oc, oo = parse(old)
-	if live(oe, t) and oo ~= o then
+	local oe, oc, oo, of, os = parse(old)
+	if live(oe, t) and oo ~= o and not (released(of) and os ~= '' and os == s) then
 		return 0
 	end
 	-- The previous holder loses its handle, unless its connection has
@@ -85,8 +102,9 @@ return 1
 `)
 
 // renewScript moves the expiry of a live record that still names the
-// connection. It returns 1 when it did (or, the new expiry being past,
-// dropped the record) and 0 when the connection has lost the tunnel.
+// connection, and clears its Released flag. It returns 1 when it did (or,
+// the new expiry being past, dropped the record) and 0 when the connection
+// has lost the tunnel.
 //
 // KEYS[1] record key, KEYS[2] connection key.
 // ARGV[1] tunnel ID, ARGV[2] connection ID, ARGV[3] new expiry ("0": none).
@@ -96,7 +114,7 @@ local v = redis.call('GET', KEYS[1])
 if not v then
 	return 0
 end
-local e, c = parse(v)
+local e, c, _, f = parse(v)
 if c ~= ARGV[2] or not live(e, t) then
 	return 0
 end
@@ -111,8 +129,12 @@ if not live(ne, t) then
 	end
 	return 1
 end
--- Offset 1 is the expiry field; SETRANGE keeps the key's TTL, set next.
+-- Offset 1 is the expiry field and 17 the flags (version 2 only; a
+-- version-1 value has flags 0); SETRANGE keeps the key's TTL, set next.
 redis.call('SETRANGE', KEYS[1], 1, struct.pack('>i8', ne))
+if released(f) then
+	redis.call('SETRANGE', KEYS[1], 17, string.char(f - 1))
+end
 if ne == 0 then
 	redis.call('PERSIST', KEYS[1])
 	if indexed then
@@ -123,6 +145,31 @@ else
 	if indexed then
 		redis.call('PEXPIREAT', KEYS[2], ARGV[3])
 	end
+end
+return 1
+`)
+
+// releaseScript sets the Released flag of a live record that still names
+// the connection, leaving its expiry and TTL alone. It returns 1 when the
+// record is now released and 0 when the connection has lost the tunnel.
+//
+// KEYS[1] record key.
+// ARGV[1] connection ID.
+var releaseScript = redis.NewScript(luaPrelude + `
+local v = redis.call('GET', KEYS[1])
+if not v then
+	return 0
+end
+local e, c, _, f = parse(v)
+if c ~= ARGV[1] or not live(e, now()) then
+	return 0
+end
+if string.byte(v, 1) == 1 then
+	-- Version 1 has no flags: the same value in version 2, with Released
+	-- set, Version 0 and an empty Subject appended.
+	redis.call('SET', KEYS[1], '\2' .. string.sub(v, 2, 17) .. '\1\0\0' .. string.sub(v, 18) .. '\0\0', 'KEEPTTL')
+elseif not released(f) then
+	redis.call('SETRANGE', KEYS[1], 17, string.char(f + 1))
 end
 return 1
 `)
