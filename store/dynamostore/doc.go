@@ -17,15 +17,24 @@
 //     in the original's shape: tunnelId (S), publicUrl (S), createdAt (N,
 //     epoch seconds) and ttl (N, epoch seconds, rounded up from the
 //     expiry, for DynamoDB's TTL deletion); plus this package's owner (S),
-//     node (S), expiresAt (N, epoch milliseconds) and createdAtMs (N,
+//     node (S), subject (S, the Record's Subject), protocolVersion (N,
+//     its Version), expiresAt (N, epoch milliseconds) and createdAtMs (N,
 //     epoch milliseconds). A record that never expires has neither
 //     expiresAt nor ttl, and a zero CreatedAt has neither createdAt nor
 //     createdAtMs.
 //   - A claim row per tunnel, keyed by "tunnel#" + the tunnel ID, holding
 //     the record: holder (S, the connection ID that serves the tunnel),
-//     owner, node, publicUrl, createdAt, createdAtMs, expiresAt and ttl as
-//     above, and no tunnelId. Connection IDs never contain '#' (Put
-//     refuses one that does), so the two kinds of keys never meet.
+//     owner, node, publicUrl, subject, protocolVersion, createdAt,
+//     createdAtMs, expiresAt and ttl as above, released (BOOL, true while
+//     the record is Released, absent otherwise), and no tunnelId.
+//     Connection IDs never contain '#' (Put refuses one that does), so the
+//     two kinds of keys never meet.
+//
+// Rows written by releases before subject, protocolVersion and released
+// lack them, and read as a Record with Subject "", Version 0 and Released
+// false; every method works on them as they are. The released mark is on
+// the claim row only: the connection row's copy of the record never has
+// it, and lookups read it from the claim.
 //
 // The global secondary index tunnel-id-index (DefaultTunnelIndex, key
 // tunnelId, projection ALL) is the original's. Claim rows lack tunnelId,
@@ -57,20 +66,28 @@
 // The connection row is an index from connection to tunnel and a copy of
 // the record in the original's shape.
 //
-//   - Put writes the claim row with the condition that it is absent,
-//     belongs to the same owner, or has expired (a row without expiresAt
-//     never has), getting the previous row back in the same request; a
-//     refusal is store.ErrConflict. It then writes the connection row and
-//     deletes the previous holder's connection row, if the holder changed.
+//   - Put writes the claim row, unreleased, with the condition that it is
+//     absent, belongs to the same owner, or has expired (a row without
+//     expiresAt never has), or, when the Put's Subject is not empty, is
+//     released and has that subject (store.Replaces); it gets the
+//     previous row back in the same request; a refusal is
+//     store.ErrConflict. It then writes the connection row and deletes the
+//     previous holder's connection row, if the holder changed. Because the
+//     row written is unreleased, of several Puts racing to take a released
+//     tunnel by its subject, DynamoDB's conditional write lets one succeed.
 //   - Get reads the claim row, projecting only what a Record needs, and
 //     checks expiry.
 //   - GetByConnection reads the connection row for its tunnel ID, then the
 //     claim row, and answers only if the claim is live and names the
 //     connection.
 //   - Renew updates the connection row's expiry (if the row still belongs
-//     to the tunnel), then the claim row's, on condition that it is live
-//     and names the connection; a refusal is store.ErrNotFound. If the
-//     connection row was missing, Renew writes it again from the claim.
+//     to the tunnel), then the claim row's, removing its released mark, on
+//     condition that it is live and names the connection; a refusal is
+//     store.ErrNotFound. If the connection row was missing, Renew writes
+//     it again from the claim.
+//   - Release sets released on the claim row, in one conditional update
+//     with Renew's condition; a refusal is store.ErrNotFound. It writes
+//     nothing else, so it leaves no intermediate state.
 //   - Delete deletes the claim row on condition that it names the
 //     connection (a refusal is not an error), then the connection row if
 //     it still belongs to the tunnel.

@@ -60,8 +60,9 @@ func newStore(tb testing.TB, client *dynamodb.Client) (*Store, Options) {
 	return New(client, opts), opts
 }
 
-// testRecord returns a record for a fresh tunnel and connection, expiring
-// at the given offset from now, or never for 0.
+// testRecord returns a record for a fresh tunnel and connection, with a
+// Subject of owner's own, expiring at the given offset from now, or never
+// for 0.
 func testRecord(owner string, expiresIn time.Duration) store.Record {
 	now := time.Now()
 	id := randid.TunnelID()
@@ -71,6 +72,8 @@ func testRecord(owner string, expiresIn time.Duration) store.Record {
 		Owner:        owner,
 		Node:         "node-a",
 		PublicURL:    "https://" + id + ".tunnel.example",
+		Subject:      "agent-of-" + owner,
+		Version:      1,
 		CreatedAt:    now,
 	}
 	if expiresIn != 0 {

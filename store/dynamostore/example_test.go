@@ -56,7 +56,9 @@ func Example() {
 	if err := s.Renew(ctx, "myapp", "conn-1", time.Now().Add(time.Minute)); errors.Is(err, store.ErrNotFound) {
 		log.Print("lost the tunnel: close the agent connection")
 	}
-	// ...and releases it when the agent leaves.
+	// ...deletes it when the agent leaves on purpose, or, when the
+	// connection is cut, releases it: the name stays taken until it
+	// expires, except for the same Subject's next agent.
 	if err := s.Delete(ctx, "myapp", "conn-1"); err != nil {
 		log.Fatal(err)
 	}

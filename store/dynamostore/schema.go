@@ -33,11 +33,14 @@ const (
 	attrStatus       = "status"       // S, "pending" then "completed"
 	attrResponseData = "responseData" // B (S when the original system wrote it)
 
-	attrOwner       = "owner"       // S
-	attrNode        = "node"        // S
-	attrHolder      = "holder"      // claim rows only: the holder's connection ID (S)
-	attrExpiresAt   = "expiresAt"   // N, epoch milliseconds; absent = never
-	attrCreatedAtMs = "createdAtMs" // N, epoch milliseconds; createdAt to the ms
+	attrOwner       = "owner"           // S
+	attrNode        = "node"            // S
+	attrHolder      = "holder"          // claim rows only: the holder's connection ID (S)
+	attrExpiresAt   = "expiresAt"       // N, epoch milliseconds; absent = never
+	attrCreatedAtMs = "createdAtMs"     // N, epoch milliseconds; createdAt to the ms
+	attrSubject     = "subject"         // S; absent in rows of older releases = ""
+	attrVersion     = "protocolVersion" // N; absent in rows of older releases = 0
+	attrReleased    = "released"        // claim rows only: BOOL true, or absent = not released
 )
 
 // claimPrefix starts the partition key of every claim row. Connection IDs
@@ -81,6 +84,10 @@ type item = map[string]types.AttributeValue
 
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
+// boolTrue is the value of a released attribute, shared by every request
+// and never written to.
+var boolTrue types.AttributeValue = &types.AttributeValueMemberBOOL{Value: true}
+
 func num(n int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
@@ -120,7 +127,9 @@ func setTimes(it item, r store.Record) {
 	}
 }
 
-// claimItem is the claim row for r: the authoritative record.
+// claimItem is the claim row for r: the authoritative record, as Put
+// writes it, so never released whatever r.Released says (Release marks a
+// row that exists).
 func claimItem(r store.Record) item {
 	it := item{
 		attrConnectionID: str(claimPrefix + r.TunnelID),
@@ -128,13 +137,16 @@ func claimItem(r store.Record) item {
 		attrOwner:        str(r.Owner),
 		attrNode:         str(r.Node),
 		attrPublicURL:    str(r.PublicURL),
+		attrSubject:      str(r.Subject),
+		attrVersion:      num(int64(r.Version)),
 	}
 	setTimes(it, r)
 	return it
 }
 
 // connItem is the connection row for r, in the original's shape plus this
-// package's attributes.
+// package's attributes. It has no released attribute: that mark is the
+// claim's alone.
 func connItem(r store.Record) item {
 	it := item{
 		attrConnectionID: str(r.ConnectionID),
@@ -142,13 +154,17 @@ func connItem(r store.Record) item {
 		attrOwner:        str(r.Owner),
 		attrNode:         str(r.Node),
 		attrPublicURL:    str(r.PublicURL),
+		attrSubject:      str(r.Subject),
+		attrVersion:      num(int64(r.Version)),
 	}
 	setTimes(it, r)
 	return it
 }
 
 // claimRecord decodes a claim row (or the projection of one that Get reads)
-// for tunnelID.
+// for tunnelID. A row written by a release before Subject, Version and
+// Released has none of their attributes, and decodes with their zero
+// values.
 func claimRecord(tunnelID string, it item) (store.Record, error) {
 	r := store.Record{
 		TunnelID:     tunnelID,
@@ -156,8 +172,15 @@ func claimRecord(tunnelID string, it item) (store.Record, error) {
 		Owner:        getS(it, attrOwner),
 		Node:         getS(it, attrNode),
 		PublicURL:    getS(it, attrPublicURL),
+		Subject:      getS(it, attrSubject),
+	}
+	if v, ok := it[attrReleased].(*types.AttributeValueMemberBOOL); ok {
+		r.Released = v.Value
 	}
 	var err error
+	if r.Version, err = getInt(it, attrVersion); err != nil {
+		return store.Record{}, err
+	}
 	if r.CreatedAt, err = getMillis(it, attrCreatedAtMs); err != nil {
 		return store.Record{}, err
 	}
@@ -174,6 +197,24 @@ func getS(it item, name string) string {
 		return v.Value
 	}
 	return ""
+}
+
+// getInt decodes a number attribute that holds an int. An absent attribute
+// is 0.
+func getInt(it item, name string) (int, error) {
+	v, ok := it[name]
+	if !ok {
+		return 0, nil
+	}
+	n, ok := v.(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("attribute %s is not a number", name)
+	}
+	i, err := strconv.Atoi(n.Value)
+	if err != nil {
+		return 0, fmt.Errorf("attribute %s: %w", name, err)
+	}
+	return i, nil
 }
 
 // getMillis decodes a number attribute of epoch milliseconds. An absent

@@ -63,34 +63,48 @@ func New(client *dynamodb.Client, opts Options) *Store {
 // Expression attribute names, one map per expression. They are shared by
 // every request and never written after init: the SDK only reads them.
 // Every attribute goes through a placeholder because several of the
-// schema's names (owner, ttl, status, node) are DynamoDB reserved words,
+// schema's names (owner, ttl, status, node, ...) are DynamoDB reserved words,
 // and DynamoDB rejects placeholders an expression does not use, hence the
 // separate maps.
 var (
 	// getProjection lists what a Record needs from a claim row, so that a
 	// lookup reads neither key nor ttl nor createdAt again.
-	getProjection = "#h, #o, #n, #u, #c, #e"
+	getProjection = "#h, #o, #n, #u, #c, #e, #s, #v, #r"
 	getNames      = map[string]string{
 		"#h": attrHolder, "#o": attrOwner, "#n": attrNode,
 		"#u": attrPublicURL, "#c": attrCreatedAtMs, "#e": attrExpiresAt,
+		"#s": attrSubject, "#v": attrVersion, "#r": attrReleased,
 	}
 	connProjection = "#t"
 	connNames      = map[string]string{"#t": attrTunnelID}
 
 	// claimCondition lets Put take a free tunnel, its owner's own, or an
 	// expired one. A row without expiresAt never expires: the comparison
-	// with an absent attribute is false.
-	claimCondition = "attribute_not_exists(#k) OR #o = :owner OR #e <= :now"
-	claimNames     = map[string]string{"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt}
+	// with an absent attribute is false. claimBySubject adds, for a Put
+	// with a non-empty Subject, a released claim of that subject (the rule
+	// of store.Replaces); a row without released is not released. A Put
+	// with an empty Subject uses claimCondition, so that ":subject" is
+	// never "" and an empty subject never matches.
+	claimCondition      = "attribute_not_exists(#k) OR #o = :owner OR #e <= :now"
+	claimNames          = map[string]string{"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt}
+	claimBySubject      = claimCondition + " OR (#r = :true AND #s = :subject)"
+	claimBySubjectNames = map[string]string{
+		"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt,
+		"#r": attrReleased, "#s": attrSubject,
+	}
 
 	// sameTunnel guards writes to a connection row so that they never
 	// touch the row of a connection ID that now serves another tunnel.
 	sameTunnel      = "#t = :tunnel"
 	sameTunnelNames = map[string]string{"#t": attrTunnelID}
 
-	// holderLive is Renew's condition: the connection still holds a live
-	// claim.
+	// holderLive is Renew's and Release's condition: the connection still
+	// holds a live claim.
 	holderLive = "#h = :conn AND (attribute_not_exists(#e) OR #e > :now)"
+
+	// Release's update marks the claim; it leaves expiresAt and ttl.
+	setReleased  = "SET #r = :true"
+	releaseNames = map[string]string{"#h": attrHolder, "#e": attrExpiresAt, "#r": attrReleased}
 
 	holderIs      = "#h = :conn"
 	holderIsNames = map[string]string{"#h": attrHolder}
@@ -98,12 +112,15 @@ var (
 	absent      = "attribute_not_exists(#k)"
 	absentNames = map[string]string{"#k": attrConnectionID}
 
-	// Renew's update sets or removes both expiry attributes; its name maps
-	// serve either expression.
-	setExpiry       = "SET #e = :exp, #ttl = :ttl"
-	removeExpiry    = "REMOVE #e, #ttl"
-	renewConnNames  = map[string]string{"#t": attrTunnelID, "#e": attrExpiresAt, "#ttl": attrTTL}
-	renewClaimNames = map[string]string{"#h": attrHolder, "#e": attrExpiresAt, "#ttl": attrTTL}
+	// Renew's updates set or remove both expiry attributes, and on the
+	// claim also remove the released mark; each name map serves either
+	// expression of its row.
+	setExpiry         = "SET #e = :exp, #ttl = :ttl"
+	removeExpiry      = "REMOVE #e, #ttl"
+	setClaimExpiry    = "SET #e = :exp, #ttl = :ttl REMOVE #r"
+	removeClaimExpiry = "REMOVE #e, #ttl, #r"
+	renewConnNames    = map[string]string{"#t": attrTunnelID, "#e": attrExpiresAt, "#ttl": attrTTL}
+	renewClaimNames   = map[string]string{"#h": attrHolder, "#e": attrExpiresAt, "#ttl": attrTTL, "#r": attrReleased}
 )
 
 // conditionFailed reports whether err is DynamoDB's refusal of a condition
@@ -113,9 +130,9 @@ func conditionFailed(err error) bool {
 	return errors.As(err, &ccf)
 }
 
-// Put implements store.Store.Put: a conditional write of the claim row,
-// then the connection row, then the removal of the previous holder's
-// connection row. An error after the claim write leaves the claim taken by
+// Put implements store.Store.Put: a conditional write of the claim row
+// (unreleased, whatever r.Released says), then the connection row, then
+// the removal of the previous holder's connection row. An error after the claim write leaves the claim taken by
 // r; it is released when r expires, by Delete, or by the owner's next Put.
 // Put refuses a ConnectionID that is empty or contains '#', and an empty
 // TunnelID, since they cannot be keys of connection rows.
@@ -123,7 +140,7 @@ func (s *Store) Put(ctx context.Context, r store.Record) error {
 	if r.TunnelID == "" || !validConnectionID(r.ConnectionID) {
 		return fmt.Errorf("dynamostore: put: invalid tunnel ID %q or connection ID %q", r.TunnelID, r.ConnectionID)
 	}
-	out, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+	in := &dynamodb.PutItemInput{
 		TableName:                s.conns,
 		Item:                     claimItem(r),
 		ConditionExpression:      &claimCondition,
@@ -133,7 +150,14 @@ func (s *Store) Put(ctx context.Context, r store.Record) error {
 			":now":   num(time.Now().UnixMilli()),
 		},
 		ReturnValues: types.ReturnValueAllOld,
-	})
+	}
+	if r.Subject != "" {
+		in.ConditionExpression = &claimBySubject
+		in.ExpressionAttributeNames = claimBySubjectNames
+		in.ExpressionAttributeValues[":true"] = boolTrue
+		in.ExpressionAttributeValues[":subject"] = str(r.Subject)
+	}
+	out, err := s.client.PutItem(ctx, in)
 	if conditionFailed(err) {
 		return store.ErrConflict
 	}
@@ -242,28 +266,30 @@ func (s *Store) GetByConnection(ctx context.Context, connectionID string) (store
 	return r, nil
 }
 
-// expiryUpdate returns the update expression and values that set a row's
-// expiry to expiresAt, or remove it for the zero time.
-func expiryUpdate(expiresAt time.Time) (*string, item) {
+// expiryUpdate returns the update expressions that set a row's expiry to
+// expiresAt, or remove it for the zero time: one for the connection row,
+// one for the claim row that also clears its released mark; and the values
+// both use.
+func expiryUpdate(expiresAt time.Time) (conn, claim *string, values item) {
 	if expiresAt.IsZero() {
-		return &removeExpiry, nil
+		return &removeExpiry, &removeClaimExpiry, nil
 	}
 	ms := expiresAt.UnixMilli()
-	return &setExpiry, item{":exp": num(ms), ":ttl": num(ttlSeconds(ms))}
+	return &setExpiry, &setClaimExpiry, item{":exp": num(ms), ":ttl": num(ttlSeconds(ms))}
 }
 
 // Renew implements store.Store.Renew. It extends the connection row first
 // and the claim row second, so that a connection row never expires before
 // the claim that names it; Cleanup relies on that. The claim update is
 // conditional on connectionID holding a live claim; when it is refused,
-// Renew returns store.ErrNotFound itself. When the connection row was
-// missing (a Put that failed after its claim write), Renew writes it again
-// from the claim.
+// Renew returns store.ErrNotFound itself. The claim update also clears the
+// released mark. When the connection row was missing (a Put that failed
+// after its claim write), Renew writes it again from the claim.
 func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expiresAt time.Time) error {
 	if !validConnectionID(connectionID) {
 		return store.ErrNotFound
 	}
-	update, values := expiryUpdate(expiresAt)
+	connUpdate, claimUpdate, values := expiryUpdate(expiresAt)
 	connValues := item{":tunnel": str(tunnelID)}
 	claimValues := item{":conn": str(connectionID), ":now": num(time.Now().UnixMilli())}
 	for k, v := range values {
@@ -274,7 +300,7 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.conns,
 		Key:                       connKey(connectionID),
-		UpdateExpression:          update,
+		UpdateExpression:          connUpdate,
 		ConditionExpression:       &sameTunnel,
 		ExpressionAttributeNames:  renewConnNames,
 		ExpressionAttributeValues: connValues,
@@ -289,7 +315,7 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 	in := &dynamodb.UpdateItemInput{
 		TableName:                 s.conns,
 		Key:                       claimKey(tunnelID),
-		UpdateExpression:          update,
+		UpdateExpression:          claimUpdate,
 		ConditionExpression:       &holderLive,
 		ExpressionAttributeNames:  renewClaimNames,
 		ExpressionAttributeValues: claimValues,
@@ -321,6 +347,36 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 	})
 	if err != nil && !conditionFailed(err) {
 		return fmt.Errorf("dynamostore: renew: %w", err)
+	}
+	return nil
+}
+
+// Release implements store.Store.Release with one UpdateItem of the claim
+// row, conditional on connectionID holding it live, that sets released and
+// leaves the expiry alone. When the condition is refused, Release returns
+// store.ErrNotFound itself. The connection row is not touched: the mark is
+// the claim's alone.
+func (s *Store) Release(ctx context.Context, tunnelID, connectionID string) error {
+	if !validConnectionID(connectionID) {
+		return store.ErrNotFound
+	}
+	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                s.conns,
+		Key:                      claimKey(tunnelID),
+		UpdateExpression:         &setReleased,
+		ConditionExpression:      &holderLive,
+		ExpressionAttributeNames: releaseNames,
+		ExpressionAttributeValues: item{
+			":conn": str(connectionID),
+			":now":  num(time.Now().UnixMilli()),
+			":true": boolTrue,
+		},
+	})
+	switch {
+	case conditionFailed(err):
+		return store.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("dynamostore: release: %w", err)
 	}
 	return nil
 }

@@ -42,8 +42,8 @@ func rawItem(t *testing.T, client *dynamodb.Client, table, key string) item {
 	return out.Item
 }
 
-// plain renders an item as attribute name -> "S:value" or "N:value", for
-// comparison.
+// plain renders an item as attribute name -> "S:value", "N:value" or
+// "BOOL:value", for comparison.
 func plain(it item) map[string]string {
 	m := make(map[string]string, len(it))
 	for k, v := range it {
@@ -52,6 +52,8 @@ func plain(it item) map[string]string {
 			m[k] = "S:" + v.Value
 		case *types.AttributeValueMemberN:
 			m[k] = "N:" + v.Value
+		case *types.AttributeValueMemberBOOL:
+			m[k] = "BOOL:" + strconv.FormatBool(v.Value)
 		default:
 			m[k] = "?"
 		}
@@ -61,7 +63,8 @@ func plain(it item) map[string]string {
 
 // TestSchema pins the rows as other readers see them: the original's
 // attribute names and units on connection rows, claim rows that the
-// tunnel-id-index does not see, and the key schemas of both tables.
+// tunnel-id-index does not see, the released mark that Release sets on the
+// claim row alone and Renew removes, and the key schemas of both tables.
 func TestSchema(t *testing.T) {
 	t.Parallel()
 	client := newClient(t)
@@ -75,13 +78,15 @@ func TestSchema(t *testing.T) {
 	createdMs := strconv.FormatInt(r.CreatedAt.UnixMilli(), 10)
 	expiresMs := strconv.FormatInt(r.ExpiresAt.UnixMilli(), 10)
 	common := map[string]string{
-		"owner":       "S:owner-a",
-		"node":        "S:node-a",
-		"publicUrl":   "S:" + r.PublicURL,
-		"createdAt":   "N:" + strconv.FormatInt(r.CreatedAt.Unix(), 10),
-		"createdAtMs": "N:" + createdMs,
-		"expiresAt":   "N:" + expiresMs,
-		"ttl":         "N:" + strconv.FormatInt(r.ExpiresAt.Unix()+1, 10),
+		"owner":           "S:owner-a",
+		"node":            "S:node-a",
+		"publicUrl":       "S:" + r.PublicURL,
+		"subject":         "S:agent-of-owner-a",
+		"protocolVersion": "N:1",
+		"createdAt":       "N:" + strconv.FormatInt(r.CreatedAt.Unix(), 10),
+		"createdAtMs":     "N:" + createdMs,
+		"expiresAt":       "N:" + expiresMs,
+		"ttl":             "N:" + strconv.FormatInt(r.ExpiresAt.Unix()+1, 10),
 	}
 	wantConn := maps.Clone(common)
 	wantConn["connectionId"] = "S:" + r.ConnectionID
@@ -97,14 +102,28 @@ func TestSchema(t *testing.T) {
 		{"ConnectionRow", r.ConnectionID, wantConn},
 		{"ClaimRow", "tunnel#" + r.TunnelID, wantClaim},
 	}
-	for _, row := range rows {
-		t.Run(row.name, func(t *testing.T) {
-			got := plain(rawItem(t, client, opts.ConnectionsTable, row.key))
-			if !maps.Equal(got, row.want) {
-				t.Errorf("row %s:\n got %v\nwant %v", row.key, got, row.want)
-			}
-		})
+	checkRows := func(t *testing.T) {
+		t.Helper()
+		for _, row := range rows {
+			t.Run(row.name, func(t *testing.T) {
+				got := plain(rawItem(t, client, opts.ConnectionsTable, row.key))
+				if !maps.Equal(got, row.want) {
+					t.Errorf("row %s:\n got %v\nwant %v", row.key, got, row.want)
+				}
+			})
+		}
 	}
+	checkRows(t)
+	if err := s.Release(ctx, r.TunnelID, r.ConnectionID); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	wantClaim["released"] = "BOOL:true"
+	t.Run("Released", checkRows)
+	if err := s.Renew(ctx, r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	delete(wantClaim, "released")
+	t.Run("Renewed", checkRows)
 
 	// The original's lookup: the index holds connection rows only, so the
 	// claim row never answers for a tunnel. After a takeover only the new
@@ -236,7 +255,7 @@ func TestLookupsUseProjection(t *testing.T) {
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
 
-	claim := []string{"createdAtMs", "expiresAt", "holder", "node", "owner", "publicUrl"}
+	claim := []string{"createdAtMs", "expiresAt", "holder", "node", "owner", "protocolVersion", "publicUrl", "released", "subject"}
 	tests := []struct {
 		name   string
 		lookup func(ctx context.Context) (store.Record, error)
@@ -296,6 +315,7 @@ func TestCanceledContext(t *testing.T) {
 		{"Get", func() error { _, err := s.Get(ctx, r.TunnelID); return err }},
 		{"GetByConnection", func() error { _, err := s.GetByConnection(ctx, r.ConnectionID); return err }},
 		{"Renew", func() error { return s.Renew(ctx, r.TunnelID, r.ConnectionID, time.Now().Add(2*time.Hour)) }},
+		{"Release", func() error { return s.Release(ctx, r.TunnelID, r.ConnectionID) }},
 		{"Delete", func() error { return s.Delete(ctx, r.TunnelID, r.ConnectionID) }},
 		{"Cleanup", func() error { _, err := s.Cleanup(ctx); return err }},
 		{"CreateTables", func() error { return CreateTables(ctx, client, opts) }},
@@ -347,12 +367,70 @@ func TestInvalidIDs(t *testing.T) {
 	if err := s.Renew(ctx, live.TunnelID, claimAsConn, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Renew(claim key) = %v, want ErrNotFound", err)
 	}
+	for _, conn := range []string{claimAsConn, ""} {
+		if err := s.Release(ctx, live.TunnelID, conn); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Release(%q) = %v, want ErrNotFound", conn, err)
+		}
+	}
 	if err := s.Delete(ctx, live.TunnelID, claimAsConn); err != nil {
 		t.Errorf("Delete(claim key) = %v, want nil", err)
 	}
-	if _, err := s.Get(ctx, live.TunnelID); err != nil {
-		t.Errorf("Get after the refused calls = %v, want the live record", err)
+	if got, err := s.Get(ctx, live.TunnelID); err != nil || got.Released {
+		t.Errorf("Get after the refused calls = %+v, %v; want the live record, not released", got, err)
 	}
+}
+
+// TestOlderRows checks rows as a release before Subject, Version and
+// Released wrote them, without those attributes: they read with the zero
+// values, Release and Renew work on them, and a released one lets nobody
+// in but its owner, since it has no subject.
+func TestOlderRows(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	s, opts := newStore(t, client)
+	ctx := t.Context()
+	r := testRecord("owner", time.Hour)
+	claim, conn := claimItem(r), connItem(r)
+	for _, it := range []item{claim, conn} {
+		delete(it, attrSubject)
+		delete(it, attrVersion)
+		putRaw(t, client, opts.ConnectionsTable, it)
+	}
+	want := r
+	want.Subject, want.Version = "", 0
+	want.CreatedAt = want.CreatedAt.Truncate(time.Millisecond).UTC()
+	want.ExpiresAt = want.ExpiresAt.Truncate(time.Millisecond).UTC()
+	check := func(t *testing.T, want store.Record) {
+		t.Helper()
+		if got, err := s.Get(ctx, r.TunnelID); err != nil || got != want {
+			t.Errorf("Get = %+v, %v; want %+v", got, err, want)
+		}
+		if got, err := s.GetByConnection(ctx, r.ConnectionID); err != nil || got != want {
+			t.Errorf("GetByConnection = %+v, %v; want %+v", got, err, want)
+		}
+	}
+	check(t, want)
+
+	if err := s.Release(ctx, r.TunnelID, r.ConnectionID); err != nil {
+		t.Fatalf("Release = %v", err)
+	}
+	want.Released = true
+	check(t, want)
+	for _, subject := range []string{"", "agent-of-owner"} {
+		other := testRecord("other", time.Hour)
+		other.TunnelID = r.TunnelID
+		other.Subject = subject
+		if err := s.Put(ctx, other); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Put by another owner, Subject %q, over a released older row = %v, want ErrConflict", subject, err)
+		}
+	}
+	check(t, want)
+
+	if err := s.Renew(ctx, r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+		t.Fatalf("Renew = %v", err)
+	}
+	want.Released = false
+	check(t, want)
 }
 
 // TestRenewRepairsConnectionRow checks the repair of the window a Put can
