@@ -5,19 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
-	"strings"
 	"time"
 
-	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/mux"
-	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/protocol"
-	"github.com/http-tunnel/tunnel/store"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -133,67 +128,20 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 		return fail(CodeInvalidRequest, websocket.StatusProtocolError, "expected a ready message, got "+msg.Type(), nil)
 	}
 
-	// Choose the tunnel ID and the owner secret.
-	id, err := claim.Requested(ready.TunnelID, ready.Name, ready.ResumeToken)
+	rec, est, err := s.Admit(ctx, Admission{Identity: ident, Ready: ready, BaseURL: requestBaseURL(r)})
 	if err != nil {
-		return fail(CodeInvalidRequest, websocket.StatusPolicyViolation, err.Error(), nil)
-	}
-	resume := ready.ResumeToken
-	if resume == "" {
-		resume = randid.Secret()
-	}
-	owner := claim.Owner(ident.Subject, resume)
-
-	base := s.baseURL(r)
-	now := time.Now()
-	rec := store.Record{
-		ConnectionID: randid.Hex(16),
-		Owner:        owner,
-		Node:         s.node,
-		CreatedAt:    now,
-		ExpiresAt:    now.Add(orDefault(s.LeaseTTL, DefaultLeaseTTL)),
-	}
-	generated := id == ""
-	for attempt := 0; ; attempt++ {
-		rec.TunnelID = id
-		if generated {
-			rec.TunnelID = randid.TunnelID()
+		e := asError(err)
+		status := websocket.StatusPolicyViolation
+		if e.Code == CodeInternal {
+			status = websocket.StatusInternalError
 		}
-		rec.PublicURL = s.publicURL(base, rec.TunnelID)
-		err = s.storeOp(ctx, "Put", func(ctx context.Context) error { return s.store.Put(ctx, rec) })
-		if err == nil {
-			break
-		}
-		if errors.Is(err, store.ErrConflict) {
-			if generated && attempt < 3 {
-				continue
-			}
-			return fail(CodeNameInUse, websocket.StatusPolicyViolation, "tunnel name "+rec.TunnelID+" is in use", err)
-		}
-		return fail(CodeInternal, websocket.StatusInternalError, "internal error", fmt.Errorf("store put: %w", err))
+		return fail(e.Code, status, e.Message, e.Err)
 	}
-	// A reconnecting agent takes its tunnel over: drop what this node
-	// cached or still holds of its previous connection.
-	s.cache.Remove(ctx, rec.TunnelID)
+	now := rec.CreatedAt
+	// A reconnecting agent takes its tunnel over: close what this node
+	// still holds of its previous connection.
 	s.closeStale(rec.TunnelID, rec.ConnectionID)
 
-	est := &protocol.ConnectionEstablished{
-		Version:      protocol.Version,
-		ConnectionID: rec.ConnectionID,
-		TunnelID:     rec.TunnelID,
-		PublicURL:    rec.PublicURL,
-		ResumeToken:  resume,
-		Limits: &protocol.Limits{
-			HeartbeatMillis:      orDefault(s.Heartbeat, DefaultHeartbeat).Milliseconds(),
-			RequestTimeoutMillis: s.responseTimeout().Milliseconds(),
-		},
-	}
-	if sub := s.subdomainURL(base, rec.TunnelID); sub != "" {
-		est.SubdomainURL = sub
-	}
-	if s.Routing != RouteSubdomain {
-		est.PathBasedURL = base + "/" + rec.TunnelID
-	}
 	sess := &session{
 		srv: s,
 		info: Tunnel{
@@ -265,43 +213,6 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 
 // closeWait bounds the wait for an agent's answer to the gateway's close.
 const closeWait = 5 * time.Second
-
-// baseURL returns the public base URL (scheme://host[:port], no trailing
-// slash) for tunnels of an agent connecting with r.
-func (s *Server) baseURL(r *http.Request) string {
-	if s.BaseURL != "" {
-		return strings.TrimSuffix(s.BaseURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
-// subdomainURL returns the subdomain URL of tunnel id, or "" when subdomain
-// routing is off.
-func (s *Server) subdomainURL(base, id string) string {
-	d := s.domain()
-	if d == "" || s.Routing == RoutePath {
-		return ""
-	}
-	scheme, hostport, _ := strings.Cut(base, "://")
-	port := ""
-	if _, p, err := net.SplitHostPort(hostport); err == nil {
-		port = ":" + p
-	}
-	return scheme + "://" + id + "." + d + port
-}
-
-// publicURL returns the URL a tunnel is announced under: its subdomain URL
-// where subdomain routing is on, its path URL otherwise.
-func (s *Server) publicURL(base, id string) string {
-	if u := s.subdomainURL(base, id); u != "" {
-		return u
-	}
-	return base + "/" + id
-}
 
 // closeStale closes this node's sessions of tunnel id other than keep: a
 // reconnect has taken the tunnel over from them.

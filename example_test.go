@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/protocol"
 )
 
 // startGateway runs a gateway on loopback for the examples and returns its
@@ -115,4 +116,28 @@ func ExampleError() {
 		fmt.Println(te.Code, te.HTTPStatus(), errors.Is(err, tunnel.ErrInvalidRequest))
 	}
 	// Output: invalid_request 400 true
+}
+
+// A gateway of another kind (here, one that has already authenticated an
+// agent and read its ready message from a transport of its own) admits the
+// agent through the same path as the Server's agent endpoint, and sends it
+// the answer.
+func ExampleServer_Admit() {
+	gw := &tunnel.Server{BaseURL: "https://tunnel.example.com"}
+	_, answer, err := gw.Admit(context.Background(), tunnel.Admission{
+		Identity:     tunnel.Identity{Subject: "alice"},
+		Ready:        &protocol.Ready{Version: protocol.Version, Name: "alice-web"},
+		ConnectionID: "conn-1",
+	})
+	if err != nil {
+		fmt.Println(err) // send it as a protocol error message
+		return
+	}
+	fmt.Println(answer.TunnelID)
+	fmt.Println(answer.PublicURL)
+	fmt.Println(answer.PathBasedURL)
+	// Output:
+	// alice-web
+	// https://alice-web.tunnel.example.com
+	// https://tunnel.example.com/alice-web
 }

@@ -71,12 +71,12 @@
 // an agent would take the first chunk for the whole body. Their responses
 // are single messages, which the relay stores as chunk 0 of 1.
 //
-// The version is kept in the tunnel record. The adapter has no gateway
-// nodes, so the record's Node holds the version the agent announced, capped
-// at protocol.Version, as "protocol-v<N>" ("protocol-v0", "protocol-v1").
-// A Node in any other form, such as the empty one of a record written by an
-// earlier release, counts as version 0: requests that fit one message still
-// work, and larger ones are refused rather than risked.
+// The version is kept in the tunnel record (store.Record.Version, written
+// by the Server's admission path, tunnel.Server.Admit, that the standalone
+// gateway runs too): the lower of what the agent announced and
+// protocol.Version. A record written by an earlier release has version 0:
+// requests that fit one message still work, and larger ones are refused
+// rather than risked.
 //
 // # Telemetry
 //

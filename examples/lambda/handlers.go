@@ -20,8 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	tunnel "github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/internal/claim"
-	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/store"
@@ -240,78 +238,27 @@ func (h *Handler) storeChunk(ctx context.Context, requestID string, index, count
 	}
 }
 
-// ready registers the agent's tunnel and answers connection_established,
-// choosing the tunnel ID as the standalone gateway does: the resumed
-// tunnel, the requested name, or a generated ID.
+// ready admits the agent through the Server's admission path (the same as
+// the standalone gateway's) and answers connection_established.
 //
 // The owner binds the tunnel to the resume secret alone: $default events
 // carry no headers, so the subject authenticated at $connect is not known
-// here, and the owner is claim.Owner("", resume). Authentication still gates
-// who may connect at all.
+// here, and the Admission's Identity is the zero one. Authentication still
+// gates who may connect at all.
 func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, m *protocol.Ready, log *slog.Logger) {
 	connID := ev.RequestContext.ConnectionID
-	fail := func(code tunnel.Code, message string) {
-		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(code), Message: message})
-	}
-	id, err := claim.Requested(m.TunnelID, m.Name, m.ResumeToken)
-	if err != nil {
-		fail(tunnel.CodeInvalidRequest, err.Error())
-		return
-	}
-	resume := m.ResumeToken
-	if resume == "" {
-		resume = randid.Secret()
-	}
-	base := strings.TrimRight(h.Server.BaseURL, "/")
-	now := time.Now()
 	ttl := h.ConnectionTTL
 	if ttl <= 0 {
 		ttl = DefaultConnectionTTL
-	}
-	rec := store.Record{
-		ConnectionID: connID,
-		Node:         agentVersionNode(m.Version),
-		Owner:        claim.Owner("", resume),
-		CreatedAt:    now,
-		ExpiresAt:    now.Add(ttl),
-	}
-	generated := id == ""
-	for attempt := 0; ; attempt++ {
-		rec.TunnelID = id
-		if generated {
-			rec.TunnelID = randid.TunnelID()
-		}
-		rec.PublicURL = h.publicURL(base, rec.TunnelID)
-		err := h.Store.Put(ctx, rec)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, store.ErrConflict) {
-			if generated && attempt < 3 {
-				continue
-			}
-			fail(tunnel.CodeNameInUse, "tunnel name "+rec.TunnelID+" is in use")
-			return
-		}
-		log.Error("store put failed", slog.Any("err", err))
-		fail(tunnel.CodeInternal, "internal error")
-		return
-	}
-
-	version := protocol.Version
-	if m.Version < version {
-		version = m.Version
 	}
 	relay, _ := h.Server.Relay.(*Relay)
 	if relay == nil {
 		relay = &Relay{}
 	}
-	est := &protocol.ConnectionEstablished{
-		Version:      version,
+	rec, est, err := h.Server.Admit(ctx, tunnel.Admission{
+		Ready:        m,
 		ConnectionID: connID,
-		TunnelID:     rec.TunnelID,
-		PublicURL:    rec.PublicURL,
-		ResumeToken:  resume,
+		TTL:          ttl,
 		Limits: &protocol.Limits{
 			MaxBodyBytes:         relay.maxBody(),
 			MaxMessageBytes:      protocol.MaxMessageBytes,
@@ -319,12 +266,15 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 			HeartbeatMillis:      DefaultHeartbeat.Milliseconds(),
 			RequestTimeoutMillis: relay.responseTimeout().Milliseconds(),
 		},
-	}
-	if h.Server.Routing != tunnel.RouteSubdomain {
-		est.PathBasedURL = base + "/" + rec.TunnelID
-	}
-	if sub := h.subdomainURL(base, rec.TunnelID); sub != "" {
-		est.SubdomainURL = sub
+	})
+	if err != nil {
+		var e *tunnel.Error
+		errors.As(err, &e)
+		if e.Code == tunnel.CodeInternal {
+			log.Error("admitting an agent failed", slog.Any("err", err))
+		}
+		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(e.Code), Message: e.Message})
+		return
 	}
 	// API Gateway may deliver the agent's first message before the
 	// connection accepts posts; retry Gone briefly.
@@ -349,51 +299,6 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 		}
 		delay *= 2
 	}
-}
-
-// The adapter has no gateway nodes, so a record's Node holds the protocol
-// version the agent announced in its ready: "protocol-v<N>". The relay
-// reads it to keep chunked messages from version 0 agents (see the package
-// doc). A Node in another form, such as the empty one of a record written
-// by an older release, counts as version 0: a request that fits one
-// message works with every agent, and one that does not is refused rather
-// than sent in a form the agent may not understand.
-const agentVersionPrefix = "protocol-v"
-
-// agentVersionNode is the Node recording an agent's announced version,
-// capped at the version this package speaks.
-func agentVersionNode(version int) string {
-	return agentVersionPrefix + strconv.Itoa(min(max(version, 0), protocol.Version))
-}
-
-// agentVersion is the protocol version recorded in rec's Node; 0 when it
-// records none.
-func agentVersion(rec store.Record) int {
-	v, err := strconv.Atoi(strings.TrimPrefix(rec.Node, agentVersionPrefix))
-	if err != nil || !strings.HasPrefix(rec.Node, agentVersionPrefix) || v < 0 {
-		return 0
-	}
-	return v
-}
-
-// publicURL is the tunnel's URL: its subdomain when the Server routes by
-// subdomain, its path otherwise.
-func (h *Handler) publicURL(base, id string) string {
-	if sub := h.subdomainURL(base, id); sub != "" && h.Server.Routing != tunnel.RoutePath {
-		return sub
-	}
-	return base + "/" + id
-}
-
-func (h *Handler) subdomainURL(base, id string) string {
-	if h.Server.Routing == tunnel.RoutePath || h.Server.Domain == "" {
-		return ""
-	}
-	scheme := "https"
-	if u, err := url.Parse(base); err == nil && u.Scheme != "" {
-		scheme = u.Scheme
-	}
-	return scheme + "://" + id + "." + h.Server.Domain
 }
 
 // errorResponse is a public error as an API Gateway proxy response.

@@ -16,7 +16,6 @@ import (
 
 	tunnel "github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/protocol"
-	"github.com/http-tunnel/tunnel/store"
 )
 
 // originalAgent is the agent of the original http-tunnel, written against
@@ -220,8 +219,8 @@ func TestOriginalProtocolAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := agentVersion(rec); v != 0 {
-		t.Errorf("record of a version 0 agent: Node %q, version %d", rec.Node, v)
+	if rec.Version != 0 {
+		t.Errorf("record of a version 0 agent has version %d", rec.Version)
 	}
 
 	t.Run("ping", func(t *testing.T) {
@@ -270,27 +269,6 @@ func TestOriginalProtocolAgent(t *testing.T) {
 	})
 }
 
-func TestAgentVersionRecord(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		node string
-		want int
-	}{
-		{"", 0},
-		{"node-a", 0},
-		{agentVersionNode(0), 0},
-		{agentVersionNode(1), 1},
-		{agentVersionNode(protocol.Version + 5), protocol.Version},
-		{agentVersionNode(-1), 0},
-		{agentVersionPrefix + "x", 0},
-	}
-	for _, tt := range tests {
-		if got := agentVersion(store.Record{Node: tt.node}); got != tt.want {
-			t.Errorf("agentVersion(Node %q) = %d, want %d", tt.node, got, tt.want)
-		}
-	}
-}
-
 // A current agent, which announces version 1, still gets chunked requests:
 // the refusal is for version 0 only.
 func TestChunkedRequestToCurrentAgent(t *testing.T) {
@@ -301,8 +279,8 @@ func TestChunkedRequestToCurrentAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := agentVersion(rec); v != protocol.Version {
-		t.Fatalf("record of a current agent: Node %q, version %d, want %d", rec.Node, v, protocol.Version)
+	if rec.Version != protocol.Version {
+		t.Fatalf("record of a current agent has version %d, want %d", rec.Version, protocol.Version)
 	}
 	big := randomBytes(protocol.MaxMessageBytes)
 	resp, body := g.do(t, http.MethodPost, ln.URL()+"/big", big, nil)

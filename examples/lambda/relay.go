@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 
 	tunnel "github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
@@ -93,7 +93,7 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("request body over %d bytes", limit))
 	}
 
-	id := randid.Hex(16)
+	id := rand.Text()
 	req := &protocol.HTTPRequest{
 		RequestID: id,
 		Method:    r.Method,
@@ -105,7 +105,7 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 	if err != nil {
 		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("split request: %w", err))
 	}
-	if len(msgs) > 1 && agentVersion(rec) < 1 {
+	if len(msgs) > 1 && rec.Version < 1 {
 		// A version 0 agent knows no chunk fields: it would take the
 		// first piece for the whole body.
 		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("request needs %d messages; the agent of tunnel %s speaks protocol version 0, which has no chunking", len(msgs), rec.TunnelID))
@@ -145,11 +145,10 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 	if head.Error != "" {
 		return agentError(head.Error, head.Message)
 	}
+	protocol.RemoveHopByHop(head.Headers)
 	h := w.Header()
 	for name, values := range head.Headers {
 		switch strings.ToLower(name) {
-		case "transfer-encoding", "connection", "keep-alive":
-			continue
 		case "content-length":
 			// The body is whole here: its length is known. A HEAD
 			// response has none, and keeps the length the agent gave.
@@ -175,6 +174,7 @@ func requestHeaders(r *http.Request) map[string][]string {
 		name = strings.ToLower(name)
 		h[name] = append(h[name], values...)
 	}
+	protocol.RemoveHopByHop(h)
 	if r.Host != "" {
 		h["host"] = []string{r.Host}
 	}
