@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -53,9 +54,55 @@ type Event struct {
 	Err      error         // why the connection dropped (EventDisconnected)
 }
 
-// emit delivers an event to the WithEvents callback, if any.
-func (l *Listener) emit(e Event) {
-	if l.opts.events != nil {
-		l.opts.events(e)
+// emit hands an event to the WithEvents callback, if any, without waiting
+// for it.
+func (l *Listener) emit(e Event) { l.events.push(e) }
+
+// maxPendingEvents bounds the events waiting for a slow callback.
+const maxPendingEvents = 1000
+
+// eventQueue delivers a Listener's events to the WithEvents callback one at
+// a time and in order, on a goroutine that runs while events are pending.
+// The supervisor and the heartbeat, which emit them, never wait for the
+// callback, and the callback may call the Listener's methods, Close
+// included, without deadlocking with them.
+type eventQueue struct {
+	fn func(Event)
+
+	mu      sync.Mutex
+	pending []Event
+	running bool // a goroutine is delivering pending
+}
+
+// push queues e; past maxPendingEvents waiting, it drops e.
+func (q *eventQueue) push(e Event) {
+	if q.fn == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) >= maxPendingEvents {
+		return
+	}
+	q.pending = append(q.pending, e)
+	if !q.running {
+		q.running = true
+		go q.run()
+	}
+}
+
+func (q *eventQueue) run() {
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 {
+			q.pending = nil
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		e := q.pending[0]
+		q.pending = q.pending[1:]
+		q.mu.Unlock()
+		q.fn(e)
 	}
 }

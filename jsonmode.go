@@ -328,7 +328,11 @@ func (s *jsonSession) handle(req *protocol.HTTPRequest, body []byte) {
 		delete(s.pending, local)
 		s.mu.Unlock()
 	}()
-	conn := s.l.active.track(remote, tunnelAddr(s.l.URL()))
+	conn := s.l.track(remote)
+	if conn == nil {
+		s.sendError(req.RequestID, CodeUnavailable, "the agent is shutting down")
+		return
+	}
 	select {
 	case s.l.conns <- conn:
 	case <-s.l.closed:

@@ -38,7 +38,8 @@ type Listener struct {
 	resume  string
 	current *agentConn
 
-	active activeConns
+	active activity // connections handed out by Accept and not yet closed
+	events eventQueue
 }
 
 var _ net.Listener = (*Listener)(nil)
@@ -94,13 +95,10 @@ func (l *Listener) shutdown(ctx context.Context, wait bool) error {
 		c.drain()
 	}
 	close(l.closed)
+	l.active.close()
 	var err error
 	if wait {
-		select {
-		case <-l.active.idle():
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+		err = l.active.wait(ctx)
 	}
 	c.close()
 	<-l.done
@@ -155,43 +153,15 @@ type tunnelAddr string
 func (tunnelAddr) Network() string  { return "tunnel" }
 func (a tunnelAddr) String() string { return string(a) }
 
-// activeConns counts the connections a Listener has handed out and not yet
-// seen closed, so CloseWithContext can wait for them.
-type activeConns struct {
-	mu    sync.Mutex
-	n     int
-	empty chan struct{} // closed while n == 0
-}
-
-func (a *activeConns) track(c net.Conn, addr net.Addr) net.Conn {
-	a.mu.Lock()
-	if a.n == 0 {
-		a.empty = make(chan struct{})
+// track wraps a stream for Accept, counting it in l.active until it is
+// closed. It returns nil, having closed c, once the listener no longer
+// hands out connections.
+func (l *Listener) track(c net.Conn) net.Conn {
+	if !l.active.enter() {
+		c.Close()
+		return nil
 	}
-	a.n++
-	a.mu.Unlock()
-	return &trackedConn{Conn: c, addr: addr, release: a.release}
-}
-
-func (a *activeConns) release() {
-	a.mu.Lock()
-	a.n--
-	if a.n == 0 {
-		close(a.empty)
-	}
-	a.mu.Unlock()
-}
-
-// idle returns a channel closed when no handed-out connection is open.
-func (a *activeConns) idle() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.n == 0 {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return a.empty
+	return &trackedConn{Conn: c, addr: tunnelAddr(l.URL()), release: l.active.leave}
 }
 
 // trackedConn is a stream handed out by Accept.

@@ -64,7 +64,10 @@ func (s *muxSession) acceptLoop() {
 		if err != nil {
 			return
 		}
-		conn := l.active.track(st, tunnelAddr(l.URL()))
+		conn := l.track(st)
+		if conn == nil {
+			return // the listener is closed
+		}
 		select {
 		case l.conns <- conn:
 		case <-l.closed:

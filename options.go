@@ -96,6 +96,9 @@ func WithRewriteHost() Option { return func(o *options) { o.rewriteHost = true }
 
 // WithEvents calls fn for every connection event of the Listener:
 // connects, disconnects, reconnect attempts and heartbeat round trips. fn
-// runs on the Listener's own goroutines, one event at a time, and must not
-// block. Default: none.
+// is called one event at a time, in the order the events happened, on a
+// goroutine of the Listener's own; it may call the Listener's methods,
+// Close included. It should return promptly: events that happen while it
+// runs wait for it, and past 1,000 waiting, further ones are dropped.
+// Default: none.
 func WithEvents(fn func(Event)) Option { return func(o *options) { o.events = fn } }
