@@ -224,3 +224,9 @@ func (t Token) GoString() string { return `tunnel.Token("[REDACTED]")` }
 
 // LogValue returns a redacted form, for log/slog.
 func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
+// MarshalText returns the redacted form, so that encoding/json,
+// encoding/xml and the other encoders that honour encoding.TextMarshaler
+// (a configuration dumped for debugging, say) show no secret either. A
+// Token is still decoded from text as the plain string it is.
+func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }

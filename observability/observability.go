@@ -113,8 +113,10 @@ func Tracer(tp trace.TracerProvider) trace.Tracer {
 	return tp.Tracer(ScopeName)
 }
 
-// Instruments are the gateway's metric instruments. A nil *Instruments
-// records nothing.
+// Instruments are the gateway's metric instruments. Make them with
+// NewInstruments, which sets every field; the zero Instruments has nil
+// fields and must not be used. To record nothing, make them on a no-op
+// provider (go.opentelemetry.io/otel/metric/noop).
 type Instruments struct {
 	ConnectionEstablished metric.Int64Counter
 	ConnectionClosed      metric.Int64Counter
