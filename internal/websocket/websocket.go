@@ -32,6 +32,7 @@ import (
 	mathrand "math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -54,10 +55,13 @@ const (
 	StatusProtocolError   = 1002
 	StatusUnsupportedData = 1003
 	StatusNoStatus        = 1005
-	StatusPolicyViolation = 1008
-	StatusMessageTooBig   = 1009
-	StatusInternalError   = 1011
-	StatusServiceRestart  = 1012
+	// StatusInvalidFramePayloadData closes a connection that received a
+	// text message that is not UTF-8.
+	StatusInvalidFramePayloadData = 1007
+	StatusPolicyViolation         = 1008
+	StatusMessageTooBig           = 1009
+	StatusInternalError           = 1011
+	StatusServiceRestart          = 1012
 )
 
 // largeBuffers holds frame buffers for payloads over smallFrame bytes.
@@ -89,6 +93,11 @@ var ErrProtocol = errors.New("websocket: protocol error")
 
 // ErrMessageTooBig is returned by ReadMessage for a message over its limit.
 var ErrMessageTooBig = errors.New("websocket: message too big")
+
+// ErrInvalidUTF8 is returned by ReadMessage for a text message that is not
+// valid UTF-8 (RFC 6455 section 8.1); the connection is closed with
+// StatusInvalidFramePayloadData.
+var ErrInvalidUTF8 = errors.New("websocket: text message is not valid UTF-8")
 
 // Conn is a WebSocket connection, the client's end (Dial) or the server's
 // (Accept).
@@ -314,9 +323,15 @@ func (c *Conn) unmask(p []byte) {
 // ReadMessage reads the next data message of at most limit bytes. Pings
 // are answered on the way. Over the limit, it closes the connection with
 // StatusMessageTooBig (see CloseAndDrain) and returns ErrMessageTooBig.
+//
+// A text message must be valid UTF-8: otherwise ReadMessage fails the
+// connection with StatusInvalidFramePayloadData and returns ErrInvalidUTF8.
+// Each fragment is checked as it arrives, so a fragmented message fails at
+// its first invalid fragment, not at its end.
 func (c *Conn) ReadMessage(limit int) (byte, []byte, error) {
 	var msg []byte
 	var op byte
+	checked := 0 // text: msg[:checked] is valid UTF-8 up to a rune boundary
 	for {
 		h, err := c.nextDataFrame()
 		if err != nil {
@@ -336,11 +351,42 @@ func (c *Conn) ReadMessage(limit int) (byte, []byte, error) {
 		}
 		c.unmask(msg[start:])
 		c.remaining = 0
+		if op == OpText {
+			var ok bool
+			if checked, ok = checkUTF8(msg, checked, h.fin); !ok {
+				c.Close(StatusInvalidFramePayloadData, "text message is not valid UTF-8", 0)
+				return 0, nil, ErrInvalidUTF8
+			}
+		}
 		if h.fin {
 			c.inMessage = false
 			return op, msg, nil
 		}
 	}
+}
+
+// checkUTF8 reports whether msg[from:] continues valid UTF-8, where
+// msg[:from] is valid and ends on a rune boundary, and returns the new such
+// boundary. Unless final, msg may end inside a rune that later bytes can
+// still complete; bytes that no continuation can make valid fail at once.
+func checkUTF8(msg []byte, from int, final bool) (int, bool) {
+	end := len(msg)
+	if !final {
+		// utf8.FullRune is false only for a valid start of a rune that
+		// needs more bytes.
+		for i := end - 1; i >= from && i > end-utf8.UTFMax; i-- {
+			if utf8.RuneStart(msg[i]) {
+				if !utf8.FullRune(msg[i:]) {
+					end = i
+				}
+				break
+			}
+		}
+	}
+	if !utf8.Valid(msg[from:end]) {
+		return from, false
+	}
+	return end, true
 }
 
 type frameHeader struct {
@@ -512,7 +558,8 @@ func (c *Conn) readErr(err error) error {
 
 // Close sends a close frame with code and reason, waits up to wait for the
 // peer's close frame (read by whoever is reading), then closes the
-// connection. With wait zero it does not wait.
+// connection. With wait zero it does not wait. A reason longer than a close
+// frame holds is cut at a rune boundary.
 func (c *Conn) Close(code int, reason string, wait time.Duration) error {
 	c.sendClose(code, reason)
 	if wait > 0 {
@@ -559,12 +606,26 @@ func (c *Conn) sendClose(code int, reason string) {
 		return
 	}
 	c.closeSent = true
-	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
-	if len(p)+len(reason) > maxControlPayload {
-		reason = reason[:maxControlPayload-2]
+	var b [maxControlPayload]byte
+	c.writeFrameLocked(OpClose, true, appendClosePayload(b[:0], code, reason))
+}
+
+// appendClosePayload appends a close frame's payload: code, then reason,
+// made valid UTF-8 and cut at a rune boundary to fit in a control frame,
+// since the peer fails the connection on a reason that is not UTF-8.
+func appendClosePayload(b []byte, code int, reason string) []byte {
+	if !utf8.ValidString(reason) {
+		reason = strings.ToValidUTF8(reason, "\uFFFD")
 	}
-	p = append(p, reason...)
-	c.writeFrameLocked(OpClose, true, p)
+	if room := maxControlPayload - 2; len(reason) > room {
+		cut := room
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(code))
+	return append(b, reason...)
 }
 
 // CloseNow closes the underlying connection without a close handshake.
