@@ -20,6 +20,10 @@ import (
 // header and offering subprotocols. ctx bounds the handshake only. On a
 // non-101 answer it returns the response with at most 1 KiB of its body
 // buffered, for the caller to read the server's reason.
+//
+// No extension is offered (a Sec-WebSocket-Extensions in header is not
+// sent), so a server that selects one, or selects a subprotocol that was
+// not offered, fails the handshake (RFC 6455 section 4.1).
 func Dial(ctx context.Context, client *http.Client, rawURL string, header http.Header, subprotocols []string) (*Conn, *http.Response, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -42,7 +46,9 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 		return nil, nil, err
 	}
 	for k, vs := range header {
-		req.Header[k] = vs
+		if !strings.EqualFold(k, "Sec-WebSocket-Extensions") {
+			req.Header[k] = vs
+		}
 	}
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
@@ -76,6 +82,13 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 	}
 	if resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(key) {
 		return fail(errors.New("websocket dial: bad Sec-WebSocket-Accept"))
+	}
+	if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
+		return fail(fmt.Errorf("websocket dial: server chose extensions %q, none were offered", strings.Join(ext, ", ")))
+	}
+	protos := resp.Header.Values("Sec-WebSocket-Protocol")
+	if len(protos) > 1 {
+		return fail(fmt.Errorf("websocket dial: server chose %d subprotocols", len(protos)))
 	}
 	proto := resp.Header.Get("Sec-WebSocket-Protocol")
 	if proto != "" && !slices.Contains(subprotocols, proto) {

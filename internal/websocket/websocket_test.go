@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +300,55 @@ func FuzzReadFrames(f *testing.F) {
 			io.Copy(io.Discard, io.LimitReader(c2.NetConn(), 1<<20))
 		}
 	})
+}
+
+// TestDialRefusesWhatItDidNotOffer: a client that offers no extension must
+// fail a handshake whose answer selects one, and likewise a subprotocol it
+// did not offer (RFC 6455 section 4.1).
+func TestDialRefusesWhatItDidNotOffer(t *testing.T) {
+	offered := make(chan []string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		offered <- r.Header.Values("Sec-WebSocket-Extensions")
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", acceptKey(r.Header.Get("Sec-WebSocket-Key")))
+		for _, h := range r.URL.Query()["answer"] {
+			brw.WriteString(h + "\r\n")
+		}
+		brw.WriteString("\r\n")
+		brw.Flush()
+	}))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	for _, tc := range []struct {
+		name   string
+		answer []string
+		ok     bool
+	}{
+		{"nothing selected", nil, true},
+		{"the offered subprotocol", []string{"Sec-WebSocket-Protocol: echo"}, true},
+		{"an extension", []string{"Sec-WebSocket-Extensions: permessage-deflate"}, false},
+		{"an empty extension list", []string{"Sec-WebSocket-Extensions: x", "Sec-WebSocket-Extensions: "}, false},
+		{"a subprotocol not offered", []string{"Sec-WebSocket-Protocol: other"}, false},
+		{"two subprotocols", []string{"Sec-WebSocket-Protocol: echo", "Sec-WebSocket-Protocol: echo"}, false},
+	} {
+		q := url.Values{"answer": tc.answer}
+		// The caller's header offers compression; Dial must not send it.
+		hdr := http.Header{"Sec-WebSocket-Extensions": {"permessage-deflate"}}
+		c, _, err := Dial(context.Background(), &http.Client{Transport: tr}, "ws"+strings.TrimPrefix(srv.URL, "http")+"/?"+q.Encode(), hdr, []string{"echo"})
+		if ext := <-offered; len(ext) != 0 {
+			t.Errorf("%s: the client offered %q", tc.name, ext)
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Dial: %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if c != nil {
+			c.CloseNow()
+		}
+	}
 }
