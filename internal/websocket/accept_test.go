@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -509,5 +510,48 @@ func TestInvalidCloseFramesAreProtocolErrors(t *testing.T) {
 		if err := <-errs; !errors.Is(err, ErrProtocol) {
 			t.Fatalf("close % x: server read %v, want ErrProtocol", payload, err)
 		}
+	}
+}
+
+// TestAcceptSelectsNoExtension: the server speaks no extension, so it
+// selects none, even one the handler put in the response headers, and a
+// frame that would need one (RSV1, compression) fails the connection.
+func TestAcceptSelectsNoExtension(t *testing.T) {
+	errs := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Sec-WebSocket-Extensions", "permessage-deflate")
+		c, err := Accept(w, r, nil)
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer c.CloseNow()
+		_, _, err = c.ReadMessage(1 << 10)
+		errs <- err
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || len(resp.Header.Values("Sec-WebSocket-Extensions")) != 0 {
+		t.Fatalf("answer %d %v, want 101 without extensions", resp.StatusCode, resp.Header)
+	}
+	peer := newRawPeer(t, conn, br, true)
+	peer.send(send(text("compressed?").withRSV(4)))
+	if f, ok := peer.next(); !ok || f.op != OpClose || binary.BigEndian.Uint16(f.payload) != StatusProtocolError {
+		t.Fatalf("got %s (%v), want close 1002", describe(f), peer.end)
+	}
+	if err := <-errs; !errors.Is(err, ErrProtocol) {
+		t.Fatalf("server read: %v, want ErrProtocol", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
@@ -351,4 +352,40 @@ func TestDialRefusesWhatItDidNotOffer(t *testing.T) {
 			c.CloseNow()
 		}
 	}
+}
+
+// FuzzCheckUTF8 cuts text into fragments at arbitrary points, as a peer
+// may: the fragments are accepted exactly when the whole is valid UTF-8,
+// and a fragment of valid text is never refused early.
+func FuzzCheckUTF8(f *testing.F) {
+	f.Add([]byte("héllo wörld €😀"), uint64(0x0102030405))
+	f.Add([]byte(invalidAt12), uint64(7))
+	f.Add([]byte(utf8Part1+utf8Part2+utf8Part3), uint64(12))
+	f.Add([]byte("\xf4\x8f\xbf\xbf\xed\x9f\xbf"), uint64(1))
+	f.Fuzz(func(t *testing.T, data []byte, cuts uint64) {
+		var msg []byte
+		checked := 0
+		for rest := data; ; {
+			n := len(rest)
+			if cuts > 0 {
+				n = min(n, int(cuts%7))
+				cuts /= 7
+			}
+			msg, rest = append(msg, rest[:n]...), rest[n:]
+			final := len(rest) == 0
+			var ok bool
+			if checked, ok = checkUTF8(msg, checked, final); !ok {
+				if utf8.Valid(data) {
+					t.Fatalf("valid % x refused after % x", data, msg)
+				}
+				return
+			}
+			if final {
+				if !utf8.Valid(data) {
+					t.Fatalf("invalid % x accepted", data)
+				}
+				return
+			}
+		}
+	})
 }
