@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
@@ -24,6 +26,9 @@ import (
 // No extension is offered (a Sec-WebSocket-Extensions in header is not
 // sent), so a server that selects one, or selects a subprotocol that was
 // not offered, fails the handshake (RFC 6455 section 4.1).
+//
+// The connection has deadlines (see Stream) when client's transport is an
+// *http.Transport, which reports the connection it used.
 func Dial(ctx context.Context, client *http.Client, rawURL string, header http.Header, subprotocols []string) (*Conn, *http.Response, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -41,6 +46,12 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 	rand.Read(nonce[:])
 	key := base64.StdEncoding.EncodeToString(nonce[:])
 
+	// The response body reads and writes the connection but does not
+	// expose it; the transport reports it here, for deadlines.
+	var netConn net.Conn
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { netConn = info.Conn },
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, nil, err
@@ -98,7 +109,11 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 	if !ok {
 		return fail(fmt.Errorf("websocket dial: response body is not writable (%T)", resp.Body))
 	}
-	return newConn(rwc, rwc, proto, false), resp, nil
+	c := newConn(rwc, rwc, proto, false)
+	if netConn != nil {
+		c.dl = netConn
+	}
+	return c, resp, nil
 }
 
 func acceptKey(key string) string {

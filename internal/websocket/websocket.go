@@ -19,7 +19,10 @@
 // place, 64 bytes at a time on amd64. The client can split messages into
 // frames of a maximum size (API Gateway's 32 KiB).
 //
-// Conn serves one reader and any number of writers at a time.
+// Conn serves one reader and any number of writers at a time. The reader
+// never waits for a writer: a control frame it must send while a write is
+// in progress (a pong, or the close that ends the connection) goes out when
+// that write is done.
 package websocket
 
 import (
@@ -31,6 +34,7 @@ import (
 	"math/bits"
 	mathrand "math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -99,6 +103,10 @@ var ErrMessageTooBig = errors.New("websocket: message too big")
 // StatusInvalidFramePayloadData.
 var ErrInvalidUTF8 = errors.New("websocket: text message is not valid UTF-8")
 
+// ErrDeadlineUnsupported is returned by Stream's deadline methods when the
+// connection under the WebSocket has no deadlines.
+var ErrDeadlineUnsupported = errors.New("websocket: the underlying connection does not support deadlines")
+
 // Conn is a WebSocket connection, the client's end (Dial) or the server's
 // (Accept).
 type Conn struct {
@@ -109,22 +117,34 @@ type Conn struct {
 	// vectored: the connection takes a frame's parts in one system call
 	// (net.Buffers), so the server does not join them.
 	vectored bool
+	// dl sets deadlines on the connection under rwc; nil if it has none.
+	dl deadliner
 
 	// MaxFrame, if positive, caps the payload of each frame written; longer
 	// messages are fragmented. Set it before the first write.
 	MaxFrame int
 
+	// Writers take wmu through lockWriter and unlockWriter.
 	wmu       sync.Mutex
 	wbuf      []byte
 	hdr       [10]byte
 	vec       [][]byte
 	closeSent bool
+	// werr is the first write error. The peer may then be inside a frame
+	// that was cut short, so no frame can follow.
+	werr error
+
+	ctl control
+
+	dmu sync.Mutex
+	wdl time.Time // write deadline set through Stream, guarded by dmu
 
 	// Read state, owned by the single reader.
 	remaining int64  // payload bytes left in the current data frame
 	rkey      uint32 // server: the current frame's mask key, at its phase
 	inMessage bool   // a fragmented data message is in progress
 	ctrl      [maxControlPayload]byte
+	msg       partialMessage
 
 	closeOnce sync.Once
 	peerClose chan struct{} // closed when the peer's close frame is read, or reading ends
@@ -142,6 +162,10 @@ func newConn(rwc io.ReadWriteCloser, r io.Reader, subprotocol string, server boo
 		server:      server,
 		peerClose:   make(chan struct{}),
 	}
+	c.ctl.timeout = controlWriteTimeout
+	if d, ok := rwc.(deadliner); ok {
+		c.dl = d
+	}
 	switch rwc.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		c.vectored = true
@@ -155,8 +179,8 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 // WriteMessage sends p as one message of type op (OpText or OpBinary),
 // fragmented into frames of at most MaxFrame bytes if MaxFrame is set.
 func (c *Conn) WriteMessage(op byte, p []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.lockWriter()
+	defer c.unlockWriter()
 	if c.closeSent {
 		return net.ErrClosed
 	}
@@ -184,14 +208,23 @@ func (c *Conn) WriteMessage(op byte, p []byte) error {
 // writeFrameLocked writes one frame whose payload is the parts back to
 // back: masked by a client, vectored or joined by a server.
 func (c *Conn) writeFrameLocked(op byte, fin bool, parts ...[]byte) error {
+	if c.werr != nil {
+		return c.werr
+	}
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
+	var err error
 	if c.server && c.vectored && n > smallFrame {
-		return c.writeVectoredLocked(op, fin, n, parts)
+		err = c.writeVectoredLocked(op, fin, n, parts)
+	} else {
+		err = c.writeJoinedLocked(op, fin, n, parts)
 	}
-	return c.writeJoinedLocked(op, fin, n, parts)
+	if err != nil {
+		c.werr = err
+	}
+	return err
 }
 
 // appendHeader appends a frame header for a payload of n bytes; mask sets
@@ -328,41 +361,67 @@ func (c *Conn) unmask(p []byte) {
 // connection with StatusInvalidFramePayloadData and returns ErrInvalidUTF8.
 // Each fragment is checked as it arrives, so a fragmented message fails at
 // its first invalid fragment, not at its end.
+//
+// A read that fails at a deadline (see Stream.SetReadDeadline) loses
+// nothing: the next call goes on with the same message.
 func (c *Conn) ReadMessage(limit int) (byte, []byte, error) {
-	var msg []byte
-	var op byte
-	checked := 0 // text: msg[:checked] is valid UTF-8 up to a rune boundary
+	m := &c.msg
 	for {
-		h, err := c.nextDataFrame()
+		if !m.inFrame {
+			h, err := c.nextDataFrame()
+			if err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					*m = partialMessage{}
+				}
+				return 0, nil, err
+			}
+			if m.op == 0 {
+				m.op = h.op
+			}
+			if int64(len(m.buf))+h.length > int64(limit) {
+				*m = partialMessage{}
+				c.CloseAndDrain(StatusMessageTooBig, "message too big", drainWait)
+				return 0, nil, ErrMessageTooBig
+			}
+			m.buf = append(m.buf, make([]byte, h.length)...)
+			m.fin = h.fin
+			m.inFrame = true
+		}
+		start := len(m.buf) - int(c.remaining)
+		n, err := io.ReadFull(c.br, m.buf[start:])
+		c.unmask(m.buf[start : start+n])
+		c.remaining -= int64(n)
 		if err != nil {
-			return 0, nil, err
-		}
-		if op == 0 {
-			op = h.op
-		}
-		if int64(len(msg))+h.length > int64(limit) {
-			c.CloseAndDrain(StatusMessageTooBig, "message too big", drainWait)
-			return 0, nil, ErrMessageTooBig
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, h.length)...)
-		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				*m = partialMessage{}
+			}
 			return 0, nil, c.readErr(err)
 		}
-		c.unmask(msg[start:])
-		c.remaining = 0
-		if op == OpText {
+		m.inFrame = false
+		if m.op == OpText {
 			var ok bool
-			if checked, ok = checkUTF8(msg, checked, h.fin); !ok {
-				c.Close(StatusInvalidFramePayloadData, "text message is not valid UTF-8", 0)
+			if m.checked, ok = checkUTF8(m.buf, m.checked, m.fin); !ok {
+				*m = partialMessage{}
+				c.fail(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
 				return 0, nil, ErrInvalidUTF8
 			}
 		}
-		if h.fin {
-			c.inMessage = false
+		if m.fin {
+			op, msg := m.op, m.buf
+			*m = partialMessage{}
 			return op, msg, nil
 		}
 	}
+}
+
+// partialMessage is what ReadMessage has read of a message. It lives in
+// the Conn so that a read that fails at a deadline can be resumed.
+type partialMessage struct {
+	op      byte
+	buf     []byte // the payload so far, and room for the current frame's
+	fin     bool   // the current frame ends the message
+	inFrame bool   // the current frame's payload is still being read
+	checked int    // text: buf[:checked] is valid UTF-8 up to a rune boundary
 }
 
 // checkUTF8 reports whether msg[from:] continues valid UTF-8, where
@@ -398,10 +457,11 @@ type frameHeader struct {
 
 // nextDataFrame reads frame headers, handling control frames, until a data
 // frame; its payload is then next in br, remaining is its length and rkey
-// its masking key.
+// its masking key. A read that fails at a deadline leaves the frame it was
+// reading unconsumed, so the call can be repeated.
 func (c *Conn) nextDataFrame() (frameHeader, error) {
 	for {
-		h, err := c.readHeader()
+		h, n, err := c.peekHeader()
 		if err != nil {
 			return h, err
 		}
@@ -410,93 +470,110 @@ func (c *Conn) nextDataFrame() (frameHeader, error) {
 			if c.inMessage {
 				return h, c.protocolError("new message inside a fragmented one")
 			}
-			c.inMessage = !h.fin
 		case OpContinuation:
 			if !c.inMessage {
 				return h, c.protocolError("continuation frame without a message")
 			}
-			c.inMessage = !h.fin
 		case OpPing, OpPong, OpClose:
-			if err := c.handleControl(h); err != nil {
+			if err := c.readControl(h, n); err != nil {
 				return h, err
 			}
 			continue
 		default:
 			return h, c.protocolError(fmt.Sprintf("unknown opcode %#x", h.op))
 		}
+		c.br.Discard(n)
+		c.inMessage = !h.fin
 		c.remaining = h.length
 		c.rkey = h.key
 		return h, nil
 	}
 }
 
-// readHeader reads and checks one frame header.
-func (c *Conn) readHeader() (frameHeader, error) {
-	var b [2]byte
-	if _, err := io.ReadFull(c.br, b[:]); err != nil {
-		return frameHeader{}, c.readErr(err)
+// peekHeader parses and checks the next frame header without consuming
+// it; n is its length.
+func (c *Conn) peekHeader() (h frameHeader, n int, err error) {
+	b, err := c.br.Peek(2)
+	if err != nil {
+		return h, 0, c.peekErr(b, err)
 	}
-	h := frameHeader{fin: b[0]&0x80 != 0, op: b[0] & 0x0F}
+	h = frameHeader{fin: b[0]&0x80 != 0, op: b[0] & 0x0F}
 	if b[0]&0x70 != 0 {
-		return h, c.protocolError("reserved bits set")
+		return h, 0, c.protocolError("reserved bits set")
 	}
 	// RFC 6455 section 5.1: a client masks every frame, a server none.
 	if masked := b[1]&0x80 != 0; masked != c.server {
 		if c.server {
-			return h, c.protocolError("unmasked frame from the client")
+			return h, 0, c.protocolError("unmasked frame from the client")
 		}
-		return h, c.protocolError("masked frame from the server")
+		return h, 0, c.protocolError("masked frame from the server")
 	}
-	switch l := b[1] & 0x7F; l {
+	l := b[1] & 0x7F
+	n = 2
+	switch l {
 	case 126:
-		var ext [2]byte
-		if _, err := io.ReadFull(c.br, ext[:]); err != nil {
-			return h, c.readErr(err)
-		}
-		h.length = int64(binary.BigEndian.Uint16(ext[:]))
+		n += 2
 	case 127:
-		var ext [8]byte
-		if _, err := io.ReadFull(c.br, ext[:]); err != nil {
-			return h, c.readErr(err)
-		}
-		v := binary.BigEndian.Uint64(ext[:])
+		n += 8
+	}
+	if c.server {
+		n += 4
+	}
+	if b, err = c.br.Peek(n); err != nil {
+		return h, 0, c.peekErr(b, err)
+	}
+	switch l {
+	case 126:
+		h.length = int64(binary.BigEndian.Uint16(b[2:]))
+	case 127:
+		v := binary.BigEndian.Uint64(b[2:])
 		if v>>63 != 0 {
-			return h, c.protocolError("frame length overflows")
+			return h, 0, c.protocolError("frame length overflows")
 		}
 		h.length = int64(v)
 	default:
 		h.length = int64(l)
 	}
 	if c.server {
-		var key [4]byte
-		if _, err := io.ReadFull(c.br, key[:]); err != nil {
-			return h, c.readErr(err)
-		}
-		h.key = binary.LittleEndian.Uint32(key[:])
+		h.key = binary.LittleEndian.Uint32(b[n-4:])
 	}
 	if h.op >= OpClose && (h.length > maxControlPayload || !h.fin) {
-		return h, c.protocolError("invalid control frame")
+		return h, 0, c.protocolError("invalid control frame")
 	}
-	return h, nil
+	return h, n, nil
 }
 
-// handleControl answers pings and processes the peer's close frame.
-func (c *Conn) handleControl(h frameHeader) error {
-	p := c.ctrl[:h.length]
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		return c.readErr(err)
+// peekErr is readErr for a Peek that returned b: the end of the stream
+// inside a frame is unexpected.
+func (c *Conn) peekErr(b []byte, err error) error {
+	if err == io.EOF && len(b) > 0 {
+		err = io.ErrUnexpectedEOF
 	}
+	return c.readErr(err)
+}
+
+// readControl consumes the control frame whose header (of n bytes) is h,
+// all at once so that a deadline cannot leave half of it read, and handles
+// it.
+func (c *Conn) readControl(h frameHeader, n int) error {
+	b, err := c.br.Peek(n + int(h.length))
+	if err != nil {
+		return c.peekErr(b, err)
+	}
+	p := c.ctrl[:h.length]
+	copy(p, b[n:])
+	c.br.Discard(len(b))
 	if c.server {
 		maskCopy(p, p, h.key)
 	}
-	switch h.op {
+	return c.handleControl(h.op, p)
+}
+
+// handleControl answers pings and processes the peer's close frame.
+func (c *Conn) handleControl(op byte, p []byte) error {
+	switch op {
 	case OpPing:
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		if c.closeSent {
-			return nil
-		}
-		return c.writeFrameLocked(OpPong, true, p)
+		return c.sendControl(OpPong, p, false)
 	case OpPong:
 		return nil
 	}
@@ -511,20 +588,14 @@ func (c *Conn) handleControl(h frameHeader) error {
 		return c.protocolError("close frame with a one-byte payload")
 	}
 	c.peerOnce.Do(func() { close(c.peerClose) })
-	// Echo the close (RFC 6455 section 5.5.1) unless we started it.
-	c.wmu.Lock()
-	if !c.closeSent {
-		c.closeSent = true
-		var echo [2]byte
-		binary.BigEndian.PutUint16(echo[:], uint16(ce.Code))
-		if ce.Code == StatusNoStatus {
-			c.writeFrameLocked(OpClose, true)
-		} else {
-			c.writeFrameLocked(OpClose, true, echo[:])
-		}
+	// Echo the close (RFC 6455 section 5.5.1) unless we started it; the
+	// connection is over once it is out.
+	var b [2]byte
+	echo := b[:0]
+	if ce.Code != StatusNoStatus {
+		echo = binary.BigEndian.AppendUint16(echo, uint16(ce.Code))
 	}
-	c.wmu.Unlock()
-	c.CloseNow()
+	c.sendControl(OpClose, echo, true)
 	return ce
 }
 
@@ -542,13 +613,25 @@ func validCloseCode(code int) bool {
 }
 
 func (c *Conn) protocolError(what string) error {
-	c.Close(StatusProtocolError, what, 0)
+	c.fail(StatusProtocolError, what)
 	return fmt.Errorf("%w: %s", ErrProtocol, what)
 }
 
+// fail fails the connection (RFC 6455 section 7.1.7): a close frame with
+// code and reason, then the connection is closed. If a write is in
+// progress, that happens when it is done.
+func (c *Conn) fail(code int, reason string) {
+	var b [maxControlPayload]byte
+	c.sendControl(OpClose, appendClosePayload(b[:0], code, reason), true)
+}
+
 // readErr records that reading has ended, so Close does not wait for a
-// close frame that can no longer come, and normalizes err.
+// close frame that can no longer come, and normalizes err. A deadline ends
+// nothing: reading may go on once it is moved.
 func (c *Conn) readErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
 	c.peerOnce.Do(func() { close(c.peerClose) })
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return io.ErrUnexpectedEOF
@@ -558,8 +641,10 @@ func (c *Conn) readErr(err error) error {
 
 // Close sends a close frame with code and reason, waits up to wait for the
 // peer's close frame (read by whoever is reading), then closes the
-// connection. With wait zero it does not wait. A reason longer than a close
-// frame holds is cut at a rune boundary.
+// connection. With wait zero it does not wait. If a write is in progress,
+// the close frame goes out when it is done; Close does not wait for that
+// beyond wait either. A reason longer than a close frame holds is cut at a
+// rune boundary.
 func (c *Conn) Close(code int, reason string, wait time.Duration) error {
 	c.sendClose(code, reason)
 	if wait > 0 {
@@ -580,8 +665,8 @@ func (c *Conn) Close(code int, reason string, wait time.Duration) error {
 // not reset a connection whose peer has not yet read what was sent to it.
 func (c *Conn) CloseAndDrain(code int, reason string, wait time.Duration) error {
 	c.sendClose(code, reason)
-	if d, ok := c.rwc.(interface{ SetReadDeadline(time.Time) error }); ok {
-		d.SetReadDeadline(time.Now().Add(wait))
+	if c.dl != nil {
+		c.dl.SetReadDeadline(time.Now().Add(wait))
 		for {
 			// The rest of the current frame first, if a read stopped in it.
 			for c.remaining > 0 {
@@ -600,14 +685,8 @@ func (c *Conn) CloseAndDrain(code int, reason string, wait time.Duration) error 
 }
 
 func (c *Conn) sendClose(code int, reason string) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closeSent {
-		return
-	}
-	c.closeSent = true
 	var b [maxControlPayload]byte
-	c.writeFrameLocked(OpClose, true, appendClosePayload(b[:0], code, reason))
+	c.sendControl(OpClose, appendClosePayload(b[:0], code, reason), false)
 }
 
 // appendClosePayload appends a close frame's payload: code, then reason,
@@ -650,7 +729,8 @@ type Stream struct {
 
 var _ net.Conn = (*Stream)(nil)
 
-// Read reads payload bytes of binary messages.
+// Read reads payload bytes of binary messages. A read that fails at the
+// read deadline can be repeated: it loses nothing.
 func (s *Stream) Read(p []byte) (int, error) {
 	c := s.c
 	for c.remaining == 0 {
@@ -664,7 +744,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		}
 		if h.op == OpText {
 			// protocol/spec.md: unsupported data, not a broken frame.
-			c.Close(StatusUnsupportedData, "text message in a binary stream", 0)
+			c.fail(StatusUnsupportedData, "text message in a binary stream")
 			return 0, fmt.Errorf("%w: text message in a binary stream", ErrProtocol)
 		}
 	}
@@ -697,8 +777,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 // one call.
 func (s *Stream) WriteParts(parts [][]byte) error {
 	c := s.c
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.lockWriter()
+	defer c.unlockWriter()
 	if c.closeSent {
 		return net.ErrClosed
 	}
@@ -716,10 +796,45 @@ func (s *Stream) Close() error { return s.c.CloseNow() }
 func (s *Stream) LocalAddr() net.Addr  { return wsAddr{} }
 func (s *Stream) RemoteAddr() net.Addr { return wsAddr{} }
 
-// Deadlines are not supported; yamux does not use them on its connection.
-func (s *Stream) SetDeadline(time.Time) error      { return nil }
-func (s *Stream) SetReadDeadline(time.Time) error  { return nil }
-func (s *Stream) SetWriteDeadline(time.Time) error { return nil }
+// SetDeadline sets both deadlines; see SetReadDeadline and
+// SetWriteDeadline.
+func (s *Stream) SetDeadline(t time.Time) error {
+	if err := s.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return s.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline of the connection under the
+// WebSocket, as net.Conn describes: a Read blocked at t returns an error
+// that is a net.Error whose Timeout is true and that wraps
+// os.ErrDeadlineExceeded, and a zero t means no deadline. Nothing read is
+// lost: reading goes on once the deadline is moved. The deadline bounds
+// Conn.ReadMessage too. It returns ErrDeadlineUnsupported if that
+// connection has no deadlines.
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	if s.c.dl == nil {
+		return ErrDeadlineUnsupported
+	}
+	return s.c.dl.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline of the connection under the
+// WebSocket, for Write, WriteParts and Conn.WriteMessage, as net.Conn
+// describes. A write that fails at the deadline may have sent part of a
+// frame, which the peer would take the next frame's bytes to complete: the
+// connection sends nothing more, and later writes return the same error.
+// It returns ErrDeadlineUnsupported if that connection has no deadlines.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	c := s.c
+	if c.dl == nil {
+		return ErrDeadlineUnsupported
+	}
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.wdl = t
+	return c.dl.SetWriteDeadline(t)
+}
 
 type wsAddr struct{}
 

@@ -1,8 +1,10 @@
 package websocket
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -301,6 +303,39 @@ func FuzzReadFrames(f *testing.F) {
 			io.Copy(io.Discard, io.LimitReader(c2.NetConn(), 1<<20))
 		}
 	})
+}
+
+// TestCloseReasonIsCutAtARuneBoundary: a reason too long for a close frame
+// is cut so that it stays UTF-8, which the peer checks (this package's
+// own client included: it used to fail the connection instead).
+func TestCloseReasonIsCutAtARuneBoundary(t *testing.T) {
+	for _, tc := range []struct{ reason, sent string }{
+		{strings.Repeat("x", 123), strings.Repeat("x", 123)},
+		{strings.Repeat("x", 124), strings.Repeat("x", 123)},
+		{strings.Repeat("é", 70), strings.Repeat("é", 61)}, // byte 123 inside a rune
+		{strings.Repeat("€", 50), strings.Repeat("€", 41)}, // byte 123 starts one
+		{"a" + strings.Repeat("😀", 40), "a" + strings.Repeat("😀", 30)},
+		{"bad \xff reason", "bad \uFFFD reason"},
+	} {
+		c, peerConn := pipeServer(t, nil)
+		peer := newRawPeer(t, peerConn, bufio.NewReader(peerConn), true)
+		c.Close(StatusGoingAway, tc.reason, 0)
+		f, ok := peer.next()
+		if !ok || f.op != OpClose || len(f.payload) > maxControlPayload || binary.BigEndian.Uint16(f.payload) != StatusGoingAway {
+			t.Fatalf("reason %q: got %s (%v)", tc.reason, describe(f), peer.end)
+		}
+		if got := string(f.payload[2:]); got != tc.sent {
+			t.Errorf("reason %q: sent %q, want %q", tc.reason, got, tc.sent)
+		}
+	}
+
+	// End to end: the client sees the server's close, not a broken frame.
+	url := acceptServer(t, func(c *Conn) { c.CloseAndDrain(StatusGoingAway, strings.Repeat("é", 70), 5*time.Second) })
+	c := dial(t, "ws"+strings.TrimPrefix(url, "http"))
+	var ce *CloseError
+	if _, _, err := c.ReadMessage(1 << 10); !errors.As(err, &ce) || ce.Code != StatusGoingAway || ce.Reason != strings.Repeat("é", 61) {
+		t.Fatalf("client read: %v, want the server's close", err)
+	}
 }
 
 // TestDialRefusesWhatItDidNotOffer: a client that offers no extension must
