@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // quiet is a logger for tests that do not look at logs.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -5,14 +5,14 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // TestNamesArePinned fails when a metric or span name changes: dashboards,
 // alarms and queries depend on them.

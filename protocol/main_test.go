@@ -3,9 +3,9 @@ package protocol_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }

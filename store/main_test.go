@@ -3,11 +3,11 @@ package store_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 )
 
 // TestMain fails the package if any test leaves a goroutine running. Neither
 // Memory nor LRU may start one.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 
 	tunnel "github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/internal/apigw"
@@ -30,7 +30,7 @@ import (
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

@@ -12,14 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 )
 
 // TestMain fails the package if a test leaves a goroutine running: every
 // subcommand a test starts must have returned, and every client it used
 // closed its connections.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // waitTimeout bounds every wait of these tests for a subcommand's output

@@ -5,11 +5,11 @@ import (
 	"net"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // recorder is a testing.TB that records Skipf and Fatalf instead of

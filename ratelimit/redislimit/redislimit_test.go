@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/ratelimit"
@@ -21,7 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // newClient connects to the test Redis, skipping (or in CI failing) the
