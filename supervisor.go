@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"time"
-
-	"github.com/cenkalti/backoff/v4"
 )
 
 // supervise serves the current connection and reconnects when it drops,
@@ -71,18 +69,12 @@ func (l *Listener) reconnect(lost int) (*agentConn, int, error) {
 		}
 	}()
 
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(l.opts.minBackoff),
-		backoff.WithMaxInterval(l.opts.maxBackoff),
-		backoff.WithRandomizationFactor(0.5),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxElapsedTime(0),
-	)
+	b := &backoff{min: l.opts.minBackoff, max: l.opts.maxBackoff}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	for attempt := 1; ; attempt++ {
-		delay := b.NextBackOff()
+		delay := b.next()
 		gw := (lost + attempt - 1) % len(l.gateways)
 		l.emit(Event{Kind: EventReconnecting, TunnelID: l.ID(), URL: l.URL(), Gateway: redact(l.gateways[gw]), Attempt: attempt, Delay: delay})
 		timer.Reset(delay)

@@ -40,7 +40,7 @@ func leakedFunctionForTheTest(stop chan struct{}) { <-stop }
 func TestFuncName(t *testing.T) {
 	for in, want := range map[string]string{
 		"testing.(*T).Run(0xc000102000, {0x5, 0x3}, 0x6)\n\t/usr/local/go/src/testing/testing.go:1\n": "testing.(*T).Run",
-		"main.main()\n": "main.main",
+		"main.main()\n":                          "main.main",
 		"net/http.(*persistConn).readLoop(0xc0)": "net/http.(*persistConn).readLoop",
 	} {
 		if got := funcName(in); got != want {
