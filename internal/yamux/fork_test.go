@@ -12,7 +12,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,9 +119,7 @@ func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
 		}()
 	}
 	// Wait until every stream's frame is queued behind the stalled write.
-	for len(client.sendCh) < streams && !client.IsClosed() {
-		runtime.Gosched()
-	}
+	waitUntil(t, "the frames to queue", func() bool { return len(client.sendCh) == streams })
 	// Then a frame too large to join them: it must go alone, after them.
 	bigData := bytes.Repeat([]byte("b"), batchBytes)
 	wg.Add(1)
@@ -132,9 +129,7 @@ func TestQueuedFramesLeaveInOneWrite(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	for len(client.sendCh) < streams+1 && !client.IsClosed() {
-		runtime.Gosched()
-	}
+	waitUntil(t, "the large frame to queue", func() bool { return len(client.sendCh) == streams+1 })
 	release()
 	wg.Wait()
 	if err := <-pingDone; err != nil {
@@ -220,7 +215,7 @@ func TestReadsStraightIntoWaitingReader(t *testing.T) {
 					timeouts++
 					continue
 				}
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					break
 				}
 				if err != nil {
@@ -324,15 +319,11 @@ func TestWaitingReaderBypassesRecvBuf(t *testing.T) {
 		n, err := ss.Read(buf)
 		done <- result{n, err}
 	}()
-	for {
+	waitUntil(t, "the read to block", func() bool {
 		ss.recvLock.Lock()
-		waiting := ss.readWait != nil
-		ss.recvLock.Unlock()
-		if waiting {
-			break
-		}
-		runtime.Gosched()
-	}
+		defer ss.recvLock.Unlock()
+		return ss.readWait != nil
+	})
 	payload := bytes.Repeat([]byte("tunnel"), 10000)
 	if _, err := cs.Write(payload); err != nil {
 		t.Fatal(err)
