@@ -82,6 +82,7 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 		events: eventQueue{fn: o.events},
 		conns:  make(chan net.Conn),
 		closed: make(chan struct{}),
+		cut:    make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	c, err := l.connect(ctx, 0)

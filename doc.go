@@ -8,9 +8,22 @@
 //	if err != nil {
 //		return err
 //	}
-//	defer ln.Close()
 //	fmt.Println(ln.URL()) // https://<id>.gw.example.com
-//	return http.Serve(ln, handler)
+//	srv := &http.Server{Handler: handler}
+//	go func() {
+//		<-ctx.Done() // say, on SIGTERM
+//		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+//		defer cancel()
+//		srv.Shutdown(stop) // closes ln, lets requests in flight finish
+//	}()
+//	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+//		return err
+//	}
+//
+// Closing the Listener stops it accepting, as for any net.Listener: the
+// gateway routes no new requests to the tunnel and frees its name, while
+// the connections already accepted finish; the connection to the gateway
+// closes after the last of them (Listener.Close, Listener.CloseWithContext).
 //
 // Forward does the same for a service that already listens locally:
 //

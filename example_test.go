@@ -141,3 +141,46 @@ func ExampleServer_Admit() {
 	// https://alice-web.tunnel.example.com
 	// https://tunnel.example.com/alice-web
 }
+
+// A tunnel stops like any net.Listener under http.Server.Shutdown: no new
+// requests arrive, and the ones in flight are answered before the
+// connection to the gateway closes.
+func ExampleListener_gracefulStop() {
+	gatewayURL, stop := startGateway()
+	defer stop()
+
+	ln, err := tunnel.Listen(context.Background(), gatewayURL,
+		tunnel.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	entered := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(50 * time.Millisecond) // a request that takes a while
+		fmt.Fprint(w, "finished")
+	})}
+	go srv.Serve(ln)
+
+	answer := make(chan string)
+	go func() {
+		resp, err := http.Get(ln.URL() + "/slow")
+		if err != nil {
+			answer <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		answer <- resp.Status + " " + string(body)
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println("shutdown:", srv.Shutdown(ctx)) // closes ln; waits for /slow
+	fmt.Println(<-answer)
+	<-ln.Done()
+	// Output:
+	// shutdown: <nil>
+	// 200 OK finished
+}

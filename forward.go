@@ -165,21 +165,30 @@ func (f *Forwarder) Done() <-chan struct{} { return f.ln.Done() }
 // Err returns why the Forwarder stopped; see Listener.Err.
 func (f *Forwarder) Err() error { return f.ln.Err() }
 
-// Close stops the Forwarder at once, cutting requests in flight.
+// Close stops the Forwarder at once, cutting requests in flight, and
+// returns when its connection to the gateway has closed.
 func (f *Forwarder) Close() error {
 	f.ln.Close()
 	f.srv.Close()
 	<-f.done
+	<-f.ln.Done()
 	f.transport.CloseIdleConnections()
 	return nil
 }
 
-// CloseWithContext stops the Forwarder gracefully: no new requests, and
-// those in flight may finish until ctx ends.
+// CloseWithContext stops the Forwarder gracefully: the gateway routes it no
+// new requests, and those in flight finish (http.Server.Shutdown), then
+// its connection to the gateway closes. If ctx ends first, what is left is
+// cut and ctx's error returned.
 func (f *Forwarder) CloseWithContext(ctx context.Context) error {
-	err := f.ln.CloseWithContext(ctx)
-	f.srv.Close()
+	err := f.srv.Shutdown(ctx)
+	if err != nil {
+		f.srv.Close()
+	}
 	<-f.done
+	if lerr := f.ln.CloseWithContext(ctx); err == nil {
+		err = lerr
+	}
 	f.transport.CloseIdleConnections()
 	return err
 }

@@ -24,9 +24,9 @@ import (
 // http.ReadResponse into an http_response. User code is the same
 // http.Serve(ln, h) as in mux mode.
 
-// Json-mode timing. Variables, not constants, so that tests can shorten
-// them; they are read when a connection starts.
-var (
+// Json-mode timing. Tests of this package shorten them per Listener with
+// withJSONTiming.
+const (
 	// jsonMaxLifetime is how long the agent keeps one json-mode connection
 	// before it opens a new one and resumes the tunnel: API Gateway ends
 	// connections at 2 h.
@@ -40,6 +40,15 @@ var (
 	// open for the requests it already received.
 	jsonRetireWait = 30 * time.Second
 )
+
+// jsonTiming is the json-mode timing of one Listener.
+type jsonTiming struct {
+	lifetime, deadSlack, retireWait time.Duration
+}
+
+// withJSONTiming overrides json mode's timing, for tests; zero fields keep
+// the defaults.
+func withJSONTiming(t jsonTiming) Option { return func(o *options) { o.jsonTiming = t } }
 
 const (
 	// jsonDefaultHeartbeat is the longest gap between pings a json-mode
@@ -94,7 +103,7 @@ func newJSONSession(l *Listener, ws *websocket.Conn, est *protocol.ConnectionEst
 		l: l, ws: ws, est: est,
 		log:            l.log.With(slog.String("tunnel_id", est.TunnelID)),
 		heartbeat:      jsonDefaultHeartbeat,
-		lifetime:       jsonMaxLifetime,
+		lifetime:       orDefault(l.opts.jsonTiming.lifetime, jsonMaxLifetime),
 		requestTimeout: jsonDefaultRequestTimeout,
 		maxMessage:     protocol.MaxMessageBytes,
 		maxBody:        protocol.DefaultMaxBodyBytes,
@@ -242,7 +251,7 @@ func (s *jsonSession) keepalive(readDone <-chan struct{}) {
 	defer tick.Stop()
 	life := time.NewTimer(s.lifetime)
 	defer life.Stop()
-	dead := 2*s.heartbeat + jsonDeadSlack
+	dead := 2*s.heartbeat + orDefault(s.l.opts.jsonTiming.deadSlack, jsonDeadSlack)
 	for {
 		select {
 		case <-readDone:
@@ -274,7 +283,7 @@ func (s *jsonSession) retire(readDone <-chan struct{}) {
 		s.inflight.wait(context.Background())
 		close(answered)
 	}()
-	t := time.NewTimer(jsonRetireWait)
+	t := time.NewTimer(orDefault(s.l.opts.jsonTiming.retireWait, jsonRetireWait))
 	defer t.Stop()
 	select {
 	case <-answered:

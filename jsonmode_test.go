@@ -241,9 +241,13 @@ func listenJSON(t *testing.T, g *jsonGateway, h http.Handler, opts ...Option) *L
 		srv.Serve(ln)
 	}()
 	t.Cleanup(func() {
-		ln.Close()
-		srv.Close()
+		srv.Close() // closes ln and the connections it accepted
 		<-served
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ln.CloseWithContext(ctx); err != nil {
+			t.Errorf("closing the listener: %v", err)
+		}
 		if s := g.emu.Stats(); s.Closes[1009] != 0 {
 			t.Errorf("the emulator closed %d connections with 1009", s.Closes[1009])
 		}
@@ -469,14 +473,11 @@ func TestJSONModeCloseUnblocksAccept(t *testing.T) {
 // Gateway's 2 h limit: a new connection resumes the same tunnel, and
 // requests keep working on it.
 func TestJSONModeLifetime(t *testing.T) {
-	old := jsonMaxLifetime
-	jsonMaxLifetime = time.Second
-	t.Cleanup(func() { jsonMaxLifetime = old })
-
+	t.Parallel()
 	g := newJSONGateway(t, false)
 	logs := &SyncBuffer{}
 	disconnects := make(chan error, 4)
-	ln := listenJSON(t, g, echo, WithBackoff(time.Millisecond, 10*time.Millisecond),
+	ln := listenJSON(t, g, echo, withJSONTiming(jsonTiming{lifetime: time.Second}), WithBackoff(time.Millisecond, 10*time.Millisecond),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
 		WithEvents(func(e Event) {
 			if e.Kind == EventDisconnected {
@@ -520,13 +521,10 @@ func TestJSONModeLifetime(t *testing.T) {
 // after 2 × heartbeat + jsonDeadSlack, and the agent resumes the tunnel on
 // a new connection that serves requests.
 func TestJSONModeSilentGatewayIsDropped(t *testing.T) {
-	old := jsonDeadSlack
-	jsonDeadSlack = 50 * time.Millisecond
-	t.Cleanup(func() { jsonDeadSlack = old })
-
+	t.Parallel()
 	g := newJSONGateway(t, false)
 	logs := &SyncBuffer{}
-	listenJSON(t, g, echo, WithHeartbeat(20*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond),
+	listenJSON(t, g, echo, withJSONTiming(jsonTiming{deadSlack: 50 * time.Millisecond}), WithHeartbeat(20*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	first := g.current()
 	g.mu.Lock()

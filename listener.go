@@ -27,9 +27,11 @@ type Listener struct {
 	client   *http.Client
 
 	conns     chan net.Conn
-	closed    chan struct{}
+	closed    chan struct{} // closed by stop: Accept returns ErrClosed
 	closeOnce sync.Once
-	done      chan struct{}
+	cut       chan struct{} // closed when CloseWithContext's ctx ended
+	cutOnce   sync.Once
+	done      chan struct{} // closed when the supervisor has returned
 	err       error // why the listener stopped; read after done is closed
 
 	mu      sync.Mutex
@@ -37,6 +39,7 @@ type Listener struct {
 	url     string
 	resume  string
 	current *agentConn
+	drained *agentConn // the connection stop told the gateway about
 
 	active activity // connections handed out by Accept and not yet closed
 	events eventQueue
@@ -61,60 +64,81 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close closes the listener at once: Accept returns ErrClosed, the gateway
-// stops routing to the tunnel and frees its name, and the connection to the
-// gateway is closed, cutting requests still in flight. Use CloseWithContext
-// to let them finish. Closing a closed Listener does nothing.
+// Close stops the listener, as Close does for every net.Listener: Accept
+// returns ErrClosed at once, and the gateway stops routing new requests to
+// the tunnel and frees its name. Connections that Accept already returned
+// live on until they are closed, so that http.Server.Shutdown can finish
+// them; the connection to the gateway closes when the last of them has
+// (or when it breaks), and then Done is closed. Use CloseWithContext to
+// wait for that, or to bound it. Closing a closed Listener does nothing.
 func (l *Listener) Close() error {
-	l.shutdown(context.Background(), false)
+	l.stop()
 	return nil
 }
 
-// CloseWithContext closes the listener gracefully: Accept returns
-// ErrClosed, the gateway stops routing new requests to the tunnel, and
-// connections already accepted may finish until ctx ends; then the
-// connection to the gateway is closed. It returns ctx's error if ctx ended
-// first.
+// CloseWithContext is Close, and then waits until the connections Accept
+// returned have all been closed and the connection to the gateway with
+// them. If ctx ends first, it cuts the connection to the gateway, which
+// ends those connections too (their public clients get 502), and returns
+// ctx's error.
 func (l *Listener) CloseWithContext(ctx context.Context) error {
-	return l.shutdown(ctx, true)
+	l.stop()
+	select {
+	case <-l.done:
+		return nil
+	case <-ctx.Done():
+		l.cutOnce.Do(func() { close(l.cut) })
+		<-l.done
+		return ctx.Err()
+	}
 }
 
-// shutdown closes the listener; with wait, it first lets the connections
-// already accepted finish, until ctx ends.
-func (l *Listener) shutdown(ctx context.Context, wait bool) error {
-	first := false
-	l.closeOnce.Do(func() { first = true })
-	if !first {
-		<-l.done
-		return nil
-	}
+// stop stops accepting: it tells the gateway that the agent is leaving (no
+// new requests arrive, and the name is free), then makes Accept return
+// ErrClosed. The supervisor closes the connection to the gateway later, in
+// finish.
+func (l *Listener) stop() {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		c := l.current
+		l.drained = c
+		l.mu.Unlock()
+		if !c.isClosed() {
+			c.drain()
+		}
+		close(l.closed)
+		l.active.close()
+	})
+}
+
+// finish ends c, the listener's connection when it was closed, once the
+// connections Accept handed out have all been closed, c has ended by
+// itself, or CloseWithContext's ctx has ended (cut).
+func (l *Listener) finish(c *agentConn) {
 	l.mu.Lock()
-	c := l.current
+	drained := l.drained == c
 	l.mu.Unlock()
-	if !c.isClosed() {
+	if !drained && !c.isClosed() {
+		// A reconnect that raced stop: this connection was not told.
 		c.drain()
 	}
-	close(l.closed)
-	l.active.close()
-	var err error
-	if wait {
-		err = l.active.wait(ctx)
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.cut:
+		case <-c.done():
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	l.active.wait(ctx)
 	c.close()
-	<-l.done
-	// A reconnect may have replaced the connection meanwhile.
-	l.mu.Lock()
-	last := l.current
-	l.mu.Unlock()
-	if last != c {
-		last.close()
-	}
-	l.client.CloseIdleConnections()
-	return err
 }
 
 // Done returns a channel that is closed when the listener has stopped for
-// good: after Close, or when the gateway refused to resume the tunnel.
+// good: after Close, once its connection to the gateway has closed, or when
+// the gateway refused to resume the tunnel.
 func (l *Listener) Done() <-chan struct{} { return l.done }
 
 // Err returns why the listener stopped: nil while it runs and after Close,

@@ -33,6 +33,7 @@ type options struct {
 	events      func(Event)
 
 	tracerProvider trace.TracerProvider
+	jsonTiming     jsonTiming // tests only
 }
 
 // WithToken sets the token the agent authenticates with, sent as

@@ -22,7 +22,7 @@ func (l *Listener) supervise(c *agentConn) {
 		c.start()
 		select {
 		case <-l.closed:
-			// shutdown closes the connection, after letting it drain.
+			l.finish(c)
 			return
 		case <-c.done():
 		}

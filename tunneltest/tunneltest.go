@@ -82,7 +82,14 @@ func (g *Gateway) Listen(t TB, opts ...tunnel.Option) *tunnel.Listener {
 	if err != nil {
 		t.Fatalf("tunneltest: %v", err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() {
+		// The connections the test accepted are closed by now (cleanups
+		// run in reverse order, and Serve's runs first); bound the wait
+		// for any the test left open.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ln.CloseWithContext(ctx)
+	})
 	return ln
 }
 
