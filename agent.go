@@ -128,6 +128,9 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 		return fail(CodeInvalidRequest, websocket.StatusProtocolError, "expected a ready message, got "+msg.Type(), nil)
 	}
 
+	if ready.Version < 1 {
+		ready.Version = 1 // mux mode implies version 1 (spec.md, Versions)
+	}
 	rec, est, err := s.Admit(ctx, Admission{Identity: ident, Ready: ready, BaseURL: requestBaseURL(r)})
 	if err != nil {
 		e := asError(err)
@@ -143,7 +146,8 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	s.closeStale(rec.TunnelID, rec.ConnectionID)
 
 	sess := &session{
-		srv: s,
+		srv:     s,
+		version: rec.Version,
 		info: Tunnel{
 			ID:           rec.TunnelID,
 			URL:          rec.PublicURL,
@@ -157,9 +161,11 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	sess.log = s.log.With(slog.String("tunnel_id", rec.TunnelID), slog.String("connection_id", rec.ConnectionID))
 	sess.transport = &http.Transport{
 		DialContext: sess.openStream,
-		// One pool per session, so that its streams die with it. Streams
-		// are cheap; keep enough idle ones for a busy tunnel.
+		// One transport per session, so that its streams die with it; in
+		// it one pool per client address (streamHost). Streams are cheap;
+		// keep enough idle ones for a busy tunnel, and a bound on them all.
 		MaxIdleConnsPerHost:   256,
+		MaxIdleConns:          256,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: s.responseTimeout(),
 		ExpectContinueTimeout: time.Second,

@@ -158,7 +158,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	}
 
 	l.mu.Lock()
-	ready := &protocol.Ready{Version: protocol.Version, Name: l.opts.name}
+	ready := &protocol.Ready{Version: orDefault(l.opts.version, protocol.Version), Name: l.opts.name}
 	if l.resume != "" {
 		ready.TunnelID, ready.ResumeToken = l.id, l.resume
 	}

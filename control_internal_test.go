@@ -2,10 +2,7 @@ package tunnel
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,26 +15,8 @@ import (
 // over the limit and a malformed one: each closes its control stream, and
 // the tunnel keeps serving.
 func TestOversizedControlMessageIsRefused(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := &Server{Routing: RoutePath, Logger: quiet}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	ln, err := Listen(context.Background(), "http://"+l.Addr().String(), WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
+	srv := &Server{Routing: RoutePath, Logger: quietLog}
+	ln := startListener(t, startGateway(t, srv), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}

@@ -1,32 +1,67 @@
 package tunnel
 
 import (
-	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 )
 
-// clientIP returns the address of the client that sent r: the TCP peer,
-// or with TrustProxy the last address the proxy appended to
-// X-Forwarded-For.
-func (s *Server) clientIP(r *http.Request) string {
+// clientHeader carries the public client's address, as the first node
+// determined it, on a request hopped to another node. The receiving node
+// trusts it only with the node secret; it never reaches an agent.
+const clientHeader = "X-Tunnel-Client"
+
+// clientAddr returns the address of the public client that sent r: the TCP
+// peer, or with TrustProxy the last address the proxy appended to
+// X-Forwarded-For (port 0 unless the proxy wrote one). The zero AddrPort
+// means it could not be determined.
+func (s *Server) clientAddr(r *http.Request) netip.AddrPort {
 	if s.TrustProxy {
 		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			last := xff[len(xff)-1]
 			if i := strings.LastIndexByte(last, ','); i >= 0 {
 				last = last[i+1:]
 			}
-			if ip := strings.TrimSpace(last); ip != "" {
-				return ip
+			if a, ok := parseAddr(strings.TrimSpace(last)); ok {
+				return a
 			}
 		}
 	}
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	a, _ := parseAddr(r.RemoteAddr)
+	return a
+}
+
+// parseAddr parses "ip:port", "[ip]:port" or a bare IP (port 0), with an
+// IPv4-mapped IPv6 address turned into IPv4.
+func parseAddr(s string) (netip.AddrPort, bool) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 	}
-	return ip
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(ip.Unmap(), 0), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// clientIP returns the client's IP address for limiter keys: clientAddr's,
+// or the raw RemoteAddr when that cannot be parsed.
+func (s *Server) clientIP(r *http.Request) string {
+	if a := s.clientAddr(r); a.IsValid() {
+		return a.Addr().String()
+	}
+	return r.RemoteAddr
+}
+
+// ClientAddr returns the public client's address as the Server that is
+// serving r determined it (the TCP peer; behind a trusted proxy, the last
+// X-Forwarded-For address; on a request from another node, what that node
+// determined), for a Relay that tells its agents. It reports false for a
+// request the Server did not route, or whose client could not be
+// determined.
+func ClientAddr(r *http.Request) (netip.AddrPort, bool) {
+	a := stateOf(r.Context()).client
+	return a, a.IsValid()
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto on a request going

@@ -51,6 +51,11 @@ func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	s.setForwarded(pr)
 	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
+	if c := stateOf(pr.In.Context()).client; c.IsValid() {
+		pr.Out.Header.Set(clientHeader, c.String())
+	} else {
+		pr.Out.Header.Del(clientHeader)
+	}
 	injectTrace(pr)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/randid"
@@ -22,12 +23,13 @@ import (
 // context, where the proxies' rewrite and error hooks (which see copies of
 // the request) find it.
 type reqState struct {
-	id        string       // request ID: X-Request-Id, or generated
-	tunnelID  string       // once resolved
-	routing   string       // "subdomain" or "path"
-	prefix    string       // path routing: the stripped "/<id>"
-	body      *countedBody // the request body, counted and limited, if any
-	forwarded bool         // reached an agent or another node
+	id        string         // request ID: X-Request-Id, or generated
+	tunnelID  string         // once resolved
+	routing   string         // "subdomain" or "path"
+	prefix    string         // path routing: the stripped "/<id>"
+	client    netip.AddrPort // the public client, as the gateway determined it
+	body      *countedBody   // the request body, counted and limited, if any
+	forwarded bool           // reached an agent or another node
 }
 
 type reqStateKey struct{}
@@ -121,6 +123,12 @@ func (s *Server) servePublicRouted(w http.ResponseWriter, r *http.Request, st *r
 			return
 		}
 		hop = true
+	}
+	st.client = s.clientAddr(r)
+	if hop {
+		if a, ok := parseAddr(r.Header.Get(clientHeader)); ok {
+			st.client = a
+		}
 	}
 	if e := s.validate(r); e != nil {
 		s.fail(ctx, w, e, slog.String("host", r.Host))

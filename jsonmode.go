@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -337,7 +338,8 @@ func (s *jsonSession) handle(req *protocol.HTTPRequest, body []byte) {
 		delete(s.pending, local)
 		s.mu.Unlock()
 	}()
-	conn := s.l.track(remote)
+	client, _ := netip.ParseAddrPort(req.RemoteAddr)
+	conn := s.l.track(remote, addrOf(client), nil)
 	if conn == nil {
 		s.sendError(req.RequestID, CodeUnavailable, "the agent is shutting down")
 		return

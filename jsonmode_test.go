@@ -547,3 +547,26 @@ func TestJSONModeSilentGatewayIsDropped(t *testing.T) {
 		t.Errorf("request on the new connection: %+v", r)
 	}
 }
+
+// A json-mode request's remote_addr is the connection's RemoteAddr; without
+// one (a version 0 or 1 gateway) it is the unspecified address.
+func TestJSONModeRemoteAddr(t *testing.T) {
+	t.Parallel()
+	g := newJSONGateway(t, false)
+	listenJSON(t, g, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.RemoteAddr)
+	}))
+	for _, tt := range []struct{ sent, want string }{
+		{"198.51.100.9:4567", "198.51.100.9:4567"},
+		{"[2001:db8::1]:0", "[2001:db8::1]:0"},
+		{"", "0.0.0.0:0"},
+		{"not an address", "0.0.0.0:0"},
+	} {
+		req := request("ra-"+tt.want+tt.sent, "GET", "/", nil)
+		req.RemoteAddr = tt.sent
+		r := g.do(req, nil)
+		if r.err != nil || string(r.body) != tt.want {
+			t.Errorf("remote_addr %q: answered %q (%+v), want %q", tt.sent, r.body, r.err, tt.want)
+		}
+	}
+}

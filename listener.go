@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 )
 
@@ -32,7 +33,7 @@ type Listener struct {
 	cut       chan struct{} // closed when CloseWithContext's ctx ended
 	cutOnce   sync.Once
 	done      chan struct{} // closed when the supervisor has returned
-	err       error // why the listener stopped; read after done is closed
+	err       error         // why the listener stopped; read after done is closed
 
 	mu      sync.Mutex
 	id      string
@@ -178,22 +179,46 @@ func (tunnelAddr) Network() string  { return "tunnel" }
 func (a tunnelAddr) String() string { return string(a) }
 
 // track wraps a stream for Accept, counting it in l.active until it is
-// closed. It returns nil, having closed c, once the listener no longer
-// hands out connections.
-func (l *Listener) track(c net.Conn) net.Conn {
+// closed: client is its remote address, and rest the stream's first bytes,
+// already read. It returns nil, having closed c, once the listener no
+// longer hands out connections.
+func (l *Listener) track(c net.Conn, client net.Addr, rest []byte) net.Conn {
 	if !l.active.enter() {
 		c.Close()
 		return nil
 	}
-	return &trackedConn{Conn: c, addr: tunnelAddr(l.URL()), release: l.active.leave}
+	return &trackedConn{Conn: c, local: tunnelAddr(l.URL()), remote: client, rest: rest, release: l.active.leave}
+}
+
+// unknownAddr is the remote address of a connection whose public client
+// the gateway did not name (a gateway of protocol version 1): the
+// unspecified address, port 0, which net.SplitHostPort still parses.
+var unknownAddr net.Addr = &net.TCPAddr{IP: net.IPv4zero}
+
+// addrOf returns a client address as a net.Addr: unknownAddr if invalid.
+func addrOf(a netip.AddrPort) net.Addr {
+	if !a.IsValid() {
+		return unknownAddr
+	}
+	return net.TCPAddrFromAddrPort(a)
 }
 
 // trackedConn is a stream handed out by Accept.
 type trackedConn struct {
 	net.Conn
-	addr    net.Addr
-	once    sync.Once
-	release func()
+	local, remote net.Addr
+	rest          []byte // read from the stream before Accept: served first
+	once          sync.Once
+	release       func()
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(p, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *trackedConn) Close() error {
@@ -202,9 +227,11 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
-// LocalAddr returns the tunnel's address.
-func (c *trackedConn) LocalAddr() net.Addr { return c.addr }
+// LocalAddr returns the tunnel's address: network "tunnel", its public URL.
+func (c *trackedConn) LocalAddr() net.Addr { return c.local }
 
-// RemoteAddr returns the tunnel's address too: the public client's address
-// is in the request's X-Forwarded-For header.
-func (c *trackedConn) RemoteAddr() net.Addr { return c.addr }
+// RemoteAddr returns the public client's address, a *net.TCPAddr: the one
+// the gateway determined (the client's TCP peer address, or behind a
+// proxy it trusts the last X-Forwarded-For address, with port 0). It is
+// 0.0.0.0:0 when the gateway did not say (protocol version 1).
+func (c *trackedConn) RemoteAddr() net.Addr { return c.remote }

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bufio"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/websocket"
@@ -56,24 +57,55 @@ func (s *muxSession) heartbeat() {
 	}
 }
 
-// acceptLoop hands the streams the gateway opens to Accept.
+// acceptLoop hands the streams the gateway opens to Accept. From protocol
+// version 2 on each stream starts with a PROXY header naming its client,
+// read on a goroutine of the stream's own so that a stream slow to send it
+// holds up no other.
 func (s *muxSession) acceptLoop() {
-	l := s.l
 	for {
 		st, err := s.mux.AcceptStream()
 		if err != nil {
 			return
 		}
-		conn := l.track(st)
-		if conn == nil {
-			return // the listener is closed
+		if s.est.Version < 2 {
+			if !s.handOver(st, unknownAddr, nil) {
+				return
+			}
+			continue
 		}
-		select {
-		case l.conns <- conn:
-		case <-l.closed:
-			conn.Close()
-			return
-		}
+		go func() {
+			st.SetReadDeadline(time.Now().Add(proxyHeaderTimeout))
+			client, rest, err := protocol.ReadProxyHeader(st)
+			st.SetReadDeadline(time.Time{})
+			if err != nil {
+				s.l.log.Warn("tunnel: gateway stream without a valid PROXY header; closing it", slog.String("tunnel_id", s.est.TunnelID), slog.Any("err", err))
+				st.Close()
+				return
+			}
+			s.handOver(st, addrOf(client), rest)
+		}()
+	}
+}
+
+// proxyHeaderTimeout bounds the wait for a stream's PROXY header, which the
+// gateway writes as it opens the stream.
+const proxyHeaderTimeout = 10 * time.Second
+
+// handOver gives a stream to Accept, with its client's address and the
+// bytes already read past its header; it reports false once the listener
+// is closed.
+func (s *muxSession) handOver(st net.Conn, client net.Addr, rest []byte) bool {
+	l := s.l
+	conn := l.track(st, client, rest)
+	if conn == nil {
+		return false
+	}
+	select {
+	case l.conns <- conn:
+		return true
+	case <-l.closed:
+		conn.Close()
+		return false
 	}
 }
 

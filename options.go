@@ -34,6 +34,7 @@ type options struct {
 
 	tracerProvider trace.TracerProvider
 	jsonTiming     jsonTiming // tests only
+	version        int        // the version announced; tests only (withVersion)
 }
 
 // WithToken sets the token the agent authenticates with, sent as
@@ -103,3 +104,7 @@ func WithRewriteHost() Option { return func(o *options) { o.rewriteHost = true }
 // runs wait for it, and past 1,000 waiting, further ones are dropped.
 // Default: none.
 func WithEvents(fn func(Event)) Option { return func(o *options) { o.events = fn } }
+
+// withVersion makes the agent announce protocol version v instead of
+// protocol.Version, to test how a current gateway serves older agents.
+func withVersion(v int) Option { return func(o *options) { o.version = v } }

@@ -2,26 +2,31 @@ package tunnel
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/internal/yamux"
+	"github.com/http-tunnel/tunnel/protocol"
 
 	"github.com/http-tunnel/tunnel/store"
 )
 
 // session is the gateway's side of one agent connection in mux mode.
 type session struct {
-	srv  *Server
-	info Tunnel
-	log  *slog.Logger
+	srv     *Server
+	info    Tunnel
+	log     *slog.Logger
+	version int // the protocol version agreed at the handshake
 
 	ws *websocket.Conn
 	// mux is set before ready is closed, and stays nil if the session
@@ -41,8 +46,10 @@ type session struct {
 }
 
 // openStream opens a stream to the agent for the session's HTTP transport,
-// once the session's multiplexer runs.
-func (sess *session) openStream(ctx context.Context, _, _ string) (net.Conn, error) {
+// once the session's multiplexer runs, and from protocol version 2 on
+// starts it with the PROXY header naming the client that addr encodes
+// (streamHost).
+func (sess *session) openStream(ctx context.Context, _, addr string) (net.Conn, error) {
 	select {
 	case <-sess.ready:
 	case <-ctx.Done():
@@ -51,7 +58,34 @@ func (sess *session) openStream(ctx context.Context, _, _ string) (net.Conn, err
 	if sess.mux == nil {
 		return nil, errors.New("agent session failed to start")
 	}
-	return sess.mux.Open()
+	st, err := sess.mux.Open()
+	if err != nil || sess.version < 2 {
+		return st, err
+	}
+	if _, err := st.Write(protocol.AppendProxyHeader(make([]byte, 0, protocol.MaxProxyHeaderBytes), streamClient(addr))); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// streamHost returns the URL host under which the session's transport pools
+// the streams of one client: the client's address, hex-encoded, and the
+// connection ID. streamClient reverses it from the dialed address.
+func streamHost(client netip.AddrPort, connID string) string {
+	b, _ := client.MarshalBinary()
+	return "c" + hex.EncodeToString(b) + "." + connID
+}
+
+// streamClient returns the client address that a dialed "host:port" made
+// by streamHost encodes; the zero AddrPort if it encodes none.
+func streamClient(addr string) netip.AddrPort {
+	label, _, _ := strings.Cut(strings.TrimPrefix(addr, "c"), ".")
+	var a netip.AddrPort
+	if b, err := hex.DecodeString(label); err == nil {
+		a.UnmarshalBinary(b)
+	}
+	return a
 }
 
 // run serves the session until it ends, renewing the tunnel's lease and
@@ -160,7 +194,11 @@ func (sess *session) close() {
 // passes the query on byte for byte).
 func (sess *session) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = sess.info.ConnectionID
+	// The transport pools streams by URL host: one pool per client
+	// address, so that a stream, which tells the agent its client in its
+	// PROXY header, only ever carries that client's requests.
+	pr.Out.URL.Host = streamHost(stateOf(pr.In.Context()).client, sess.info.ConnectionID)
+	pr.Out.Header.Del(clientHeader)
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = pr.In.Host
 	if _, hop := pr.In.Header[nodeSecretHeader]; hop {

@@ -4,8 +4,11 @@ package protocol
 // its version in [Ready]; the gateway answers with the version both will use
 // (the smaller of the two) in [ConnectionEstablished]. An agent that sends no
 // version speaks version 0, the original protocol, which knows neither mux
-// mode nor chunked bodies.
-const Version = 1
+// mode nor chunked bodies. Version 1 adds mux mode and chunking; version 2
+// tells the agent each public client's address: a PROXY header at the start
+// of every mux-mode HTTP stream (see [AppendProxyHeader]) and
+// [HTTPRequest.RemoteAddr] in json mode.
+const Version = 2
 
 // WebSocket subprotocols, offered by the agent in Sec-WebSocket-Protocol
 // (mux first, then json) and echoed by the gateway for the one it picks.

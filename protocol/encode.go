@@ -142,6 +142,7 @@ func appendHTTPRequest(b []byte, m *HTTPRequest) []byte {
 	} else {
 		b = appendIntOmitZero(b, "timestamp", m.Timestamp)
 	}
+	b = appendStringOmitEmpty(b, "remote_addr", m.RemoteAddr)
 	return appendChunk(b, m.ChunkIndex, m.ChunkCount, m.BodySize)
 }
 

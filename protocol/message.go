@@ -159,6 +159,11 @@ type HTTPRequest struct {
 	// milliseconds. Written on the first message even when zero.
 	Timestamp int64 `json:"timestamp"`
 
+	// RemoteAddr is the public client's address as the gateway determined
+	// it, "ip:port" (port 0 when only the IP is known, as behind a proxy
+	// that sets X-Forwarded-For). Version 2; empty when unknown.
+	RemoteAddr string `json:"remote_addr,omitempty"`
+
 	// ChunkIndex is this message's position among ChunkCount, from 0.
 	ChunkIndex int `json:"chunk_index,omitempty"`
 

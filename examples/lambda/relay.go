@@ -101,6 +101,9 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 		Headers:   requestHeaders(r),
 		Timestamp: time.Now().UnixMilli(),
 	}
+	if a, ok := tunnel.ClientAddr(r); ok {
+		req.RemoteAddr = a.String()
+	}
 	msgs, err := protocol.SplitRequest(req, body, protocol.MaxMessageBytes)
 	if err != nil {
 		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("split request: %w", err))
