@@ -130,8 +130,9 @@
 // compares it with the writer's clock: nodes' clocks should agree to well
 // within the renewal period. Rows are removed in two ways, both
 // optional for correctness: DynamoDB's TTL deletion on the ttl attribute,
-// which the deployment should enable on both tables (it is free, but it
-// typically lags expiry by up to two days, and emulators lack it), and
+// which the deployment should enable on both tables (CreateTables does; it
+// is free, but it typically lags expiry by up to two days, and emulators
+// lack it), and
 // Cleanup, which scans both tables and deletes what has expired. A row is deleted only when expired:
 // claim rows with a conditional delete (a Put may have taken an expired
 // tunnel since the Scan), connection and pending rows in batches, which
@@ -147,13 +148,15 @@
 // dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem and
 // dynamodb:DeleteItem; dynamodb:Query on tunnel-id-index for original-style
 // lookups; and for Cleanup, dynamodb:Scan and dynamodb:BatchWriteItem on
-// both tables. CreateTables alone needs dynamodb:CreateTable and
-// dynamodb:DescribeTable.
+// both tables. CreateTables alone needs dynamodb:CreateTable,
+// dynamodb:DescribeTable, dynamodb:DescribeTimeToLive and
+// dynamodb:UpdateTimeToLive.
 //
 // # Testing
 //
 // The package's tests run against dynalite, an in-memory DynamoDB
 // emulator without TTL deletion or transactions, at the address in
 // TUNNEL_TEST_DYNAMODB_ENDPOINT (default http://127.0.0.1:8000); they skip
-// when it is absent and fail when CI=true.
+// when nothing answers there as DynamoDB and fail when CI=true. Package
+// dynamotest gives any test its client and tables of its own.
 package dynamostore

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
@@ -69,4 +70,32 @@ func Example() {
 		log.Print(err)
 	}
 	log.Printf("cleanup deleted %d rows", stats.Deleted)
+}
+
+// CreateTable makes a table for development or tests and waits until it
+// can be used, here one keyed by id with TTL on expiresAt. Against an
+// emulator without the TTL API the TTL step is left out, not an error.
+func ExampleCreateTable() {
+	ctx := context.Background()
+	client := dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String("http://127.0.0.1:8000"),
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+	desc, err := dynamostore.CreateTable(ctx, client, &dynamodb.CreateTableInput{
+		TableName:   aws.String("sessions"),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash},
+		},
+	}, "expiresAt")
+	if errors.Is(err, dynamostore.ErrTableSchema) {
+		log.Fatal("a sessions table with other keys is in the way")
+	} else if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("table %s is %s", aws.ToString(desc.TableName), desc.TableStatus)
 }
