@@ -6,73 +6,37 @@ import (
 	"errors"
 	"math"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/http-tunnel/tunnel/internal/leakcheck"
 
-	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
 	"github.com/http-tunnel/tunnel/ratelimit/ratelimittest"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 )
 
 func TestMain(m *testing.M) {
 	leakcheck.Main(m)
 }
 
-// clientFor returns a DynamoDB client for endpoint with static test
-// credentials. Its connections are closed when the test ends, so that the
-// leak check does not see their goroutines.
-func clientFor(tb testing.TB, endpoint string, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
-	tb.Helper()
-	transport := &http.Transport{MaxIdleConnsPerHost: 128}
-	tb.Cleanup(transport.CloseIdleConnections)
-	cfg := aws.Config{
-		Region:      "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:  &http.Client{Transport: transport},
-	}
-	return dynamodb.NewFromConfig(cfg, append([]func(*dynamodb.Options){func(o *dynamodb.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-	}}, optFns...)...)
-}
-
-// newClient connects to the test DynamoDB, skipping (or in CI failing) the
-// test when there is none.
-func newClient(tb testing.TB) *dynamodb.Client {
-	tb.Helper()
-	return clientFor(tb, backendtest.DynamoEndpoint(tb))
-}
-
-// newTable creates a uniquely named table, deleted when the test ends.
+// newTable creates a table of the test's own, deleted when the test ends.
 func newTable(tb testing.TB, client *dynamodb.Client) string {
 	tb.Helper()
-	table := "ratelimit-test-" + strings.ToLower(rand.Text()[:12])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := dynamolimit.CreateTable(ctx, client, table); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)}); err != nil {
-			tb.Errorf("delete table %s: %v", table, err)
-		}
-	})
-	return table
+	return dynamotest.Tables(tb, client, func(ctx context.Context, names []string) error {
+		return dynamolimit.CreateTable(ctx, client, names[0])
+	}, "ratelimit-test")[0]
 }
 
 func TestConformance(t *testing.T) {
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	table := newTable(t, client)
 	ratelimittest.Run(t, func(t *testing.T, l ratelimit.Limit, now func() time.Time) ratelimit.Limiter {
 		return dynamolimit.New(client, table, l, &dynamolimit.Options{Now: now})
@@ -112,7 +76,7 @@ func item(t *testing.T, client *dynamodb.Client, table, itemKey string) (count, 
 // window, a count that stops at the limit, and a ttl at window end + slack.
 func TestItemLayout(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	table := newTable(t, client)
 	tests := []struct {
 		name    string
@@ -175,7 +139,7 @@ func TestItemLayout(t *testing.T) {
 // twice Events within moments across a window edge, and Burst ignored.
 func TestFixedWindowEdge(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	table := newTable(t, client)
 	tests := []struct {
 		name  string
@@ -212,7 +176,7 @@ func TestFixedWindowEdge(t *testing.T) {
 
 func TestCreateTable(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	ctx := context.Background()
 
 	t.Run("Idempotent", func(t *testing.T) {
@@ -260,21 +224,17 @@ func TestCreateTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("RejectsExisting"+tt.name, func(t *testing.T) {
 			t.Parallel()
-			table := "ratelimit-test-" + strings.ToLower(rand.Text()[:12])
-			_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
-				TableName:            aws.String(table),
-				AttributeDefinitions: tt.attrs,
-				KeySchema:            tt.keys,
-				BillingMode:          types.BillingModePayPerRequest,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-			})
-			if err := dynamolimit.CreateTable(ctx, client, table); err == nil {
-				t.Errorf("CreateTable over a table with another key schema: nil error")
+			table := dynamotest.Tables(t, client, func(ctx context.Context, names []string) error {
+				_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+					TableName:            aws.String(names[0]),
+					AttributeDefinitions: tt.attrs,
+					KeySchema:            tt.keys,
+					BillingMode:          types.BillingModePayPerRequest,
+				})
+				return err
+			}, "ratelimit-test-other")[0]
+			if err := dynamolimit.CreateTable(ctx, client, table); !errors.Is(err, dynamostore.ErrTableSchema) {
+				t.Errorf("CreateTable over a table with another key schema: %v, want an error wrapping dynamostore.ErrTableSchema", err)
 			}
 		})
 	}
@@ -290,7 +250,7 @@ func TestBackendErrors(t *testing.T) {
 	}
 	down := "http://" + ln.Addr().String()
 	ln.Close()
-	deadClient := clientFor(t, down, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	deadClient := dynamotest.ClientAt(t, down, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
 
 	tests := []struct {
 		name    string
@@ -303,7 +263,7 @@ func TestBackendErrors(t *testing.T) {
 		{"UnlimitedNeedsNoServer", func(*testing.T) (*dynamodb.Client, string) { return deadClient, "t" },
 			ratelimit.Limit{}, false},
 		{"MissingTable", func(t *testing.T) (*dynamodb.Client, string) {
-			return newClient(t), "ratelimit-test-missing-" + strings.ToLower(rand.Text()[:12])
+			return dynamotest.Client(t), "ratelimit-test-missing-" + strings.ToLower(rand.Text()[:12])
 		}, ratelimit.Limit{Events: 1}, true},
 	}
 	for _, tt := range tests {
@@ -323,7 +283,7 @@ func TestBackendErrors(t *testing.T) {
 
 func TestCanceledContextWraps(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	table := newTable(t, client)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

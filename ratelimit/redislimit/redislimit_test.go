@@ -11,43 +11,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/http-tunnel/tunnel/internal/leakcheck"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/http-tunnel/tunnel/internal/backendtest"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/ratelimit/ratelimittest"
 	"github.com/http-tunnel/tunnel/ratelimit/redislimit"
+	"github.com/http-tunnel/tunnel/store/redisstore/redistest"
 )
 
 func TestMain(m *testing.M) {
 	leakcheck.Main(m)
 }
 
-// newClient connects to the test Redis, skipping (or in CI failing) the
-// test when there is none, and closes the client when the test ends.
-func newClient(tb testing.TB) *redis.Client {
-	tb.Helper()
-	addr := backendtest.RedisAddr(tb)
-	client := redis.NewClient(&redis.Options{Addr: addr})
-	tb.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		tb.Fatalf("PING %s: %v (something listens there, but it is not a working Redis)", addr, err)
-	}
-	return client
-}
-
-// uniquePrefix keeps tests that share the Redis server from seeing each
-// other's keys.
-func uniquePrefix() string {
-	return "redislimit-test:" + rand.Text()[:12] + ":"
-}
-
 func TestConformance(t *testing.T) {
-	client := newClient(t)
-	prefix := uniquePrefix()
+	client := redistest.Client(t)
+	prefix := redistest.Prefix(t, client)
 	ratelimittest.Run(t, func(t *testing.T, l ratelimit.Limit, now func() time.Time) ratelimit.Limiter {
 		return redislimit.New(client, l, &redislimit.Options{Prefix: prefix, Now: now})
 	})
@@ -57,7 +36,7 @@ func TestConformance(t *testing.T) {
 // in-process token bucket: GCRA is meant to be that token bucket, decision
 // for decision. Intervals are whole microseconds so both compute exactly.
 func TestMatchesLocal(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	tests := []struct {
 		name  string
 		limit ratelimit.Limit
@@ -78,7 +57,7 @@ func TestMatchesLocal(t *testing.T) {
 			t.Parallel()
 			clock := ratelimittest.NewClock(time.Now().Truncate(time.Second))
 			local := ratelimit.NewLocal(tt.limit, &ratelimit.LocalOptions{Now: clock.Now})
-			remote := redislimit.New(client, tt.limit, &redislimit.Options{Prefix: uniquePrefix(), Now: clock.Now})
+			remote := redislimit.New(client, tt.limit, &redislimit.Options{Prefix: redistest.Prefix(t, client), Now: clock.Now})
 			ctx := context.Background()
 			for i := range 5 * len(tt.gaps) {
 				clock.Advance(tt.gaps[i%len(tt.gaps)])
@@ -103,7 +82,7 @@ func TestMatchesLocal(t *testing.T) {
 // bucket is full again (plus a second of slack), and no longer.
 func TestKeyExpiry(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := redistest.Client(t)
 	ctx := context.Background()
 	tests := []struct {
 		name  string
@@ -118,7 +97,7 @@ func TestKeyExpiry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			prefix := uniquePrefix()
+			prefix := redistest.Prefix(t, client)
 			clock := ratelimittest.NewClock(time.Now())
 			lim := redislimit.New(client, tt.limit, &redislimit.Options{Prefix: prefix, Now: clock.Now})
 			for range tt.calls {
@@ -141,10 +120,10 @@ func TestKeyExpiry(t *testing.T) {
 
 func TestPrefixSeparatesLimiters(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := redistest.Client(t)
 	ctx := context.Background()
 	l := ratelimit.Limit{Events: 1, Period: time.Hour}
-	p1, p2 := uniquePrefix(), uniquePrefix()
+	p1, p2 := redistest.Prefix(t, client), redistest.Prefix(t, client)
 	a := redislimit.New(client, l, &redislimit.Options{Prefix: p1})
 	b := redislimit.New(client, l, &redislimit.Options{Prefix: p2})
 	for _, lim := range []*redislimit.Limiter{a, b} {
@@ -159,7 +138,7 @@ func TestPrefixSeparatesLimiters(t *testing.T) {
 
 func TestDefaultPrefix(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := redistest.Client(t)
 	ctx := context.Background()
 	key := "redislimit-test-default-prefix-" + rand.Text()
 	lim := redislimit.New(client, ratelimit.Limit{Events: 1, Period: time.Minute}, nil)
@@ -178,9 +157,9 @@ func TestDefaultPrefix(t *testing.T) {
 // script cache is harmless to other tests, whose clients fall back too.
 func TestScriptCacheFlushed(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := redistest.Client(t)
 	ctx := context.Background()
-	lim := redislimit.New(client, ratelimit.Limit{Events: 2, Period: time.Hour}, &redislimit.Options{Prefix: uniquePrefix()})
+	lim := redislimit.New(client, ratelimit.Limit{Events: 2, Period: time.Hour}, &redislimit.Options{Prefix: redistest.Prefix(t, client)})
 	for i := range 3 {
 		if err := client.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
@@ -233,7 +212,7 @@ func TestBackendDown(t *testing.T) {
 
 func TestCanceledContextWraps(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := redistest.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := redislimit.New(client, ratelimit.Limit{Events: 1}, nil).Allow(ctx, "k")
@@ -243,9 +222,9 @@ func TestCanceledContextWraps(t *testing.T) {
 }
 
 func BenchmarkRedisAllow(b *testing.B) {
-	client := newClient(b)
+	client := redistest.Client(b)
 	lim := redislimit.New(client, ratelimit.Limit{Events: 1_000_000, Period: time.Second},
-		&redislimit.Options{Prefix: uniquePrefix()})
+		&redislimit.Options{Prefix: redistest.Prefix(b, client)})
 	keys := make([]string, 1<<12)
 	for i := range keys {
 		keys[i] = fmt.Sprint("203.0.", i>>8, ".", i&0xff)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 )
 
 // seedExpired writes tunnels expired records straight into the
@@ -56,7 +58,7 @@ func seedExpired(b *testing.B, s *Store, tunnels int) {
 // row deletes), seeded outside the timer.
 func BenchmarkCleanup10k(b *testing.B) {
 	const tunnels = 5000
-	client := newClient(b)
+	client := dynamotest.Client(b)
 	s, _ := newStore(b, client)
 	b.ReportAllocs()
 	var (
@@ -84,7 +86,7 @@ func BenchmarkCleanup10k(b *testing.B) {
 // BenchmarkGet times a lookup of a live record: one consistent GetItem
 // with a projection.
 func BenchmarkGet(b *testing.B) {
-	client := newClient(b)
+	client := dynamotest.Client(b)
 	s, _ := newStore(b, client)
 	r := testRecord("owner", time.Hour)
 	mustPut(b, s, r)

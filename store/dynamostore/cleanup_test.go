@@ -18,6 +18,7 @@ import (
 
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 )
 
 // seed is what one test puts in a store's tables.
@@ -97,7 +98,7 @@ func TestCleanup(t *testing.T) {
 		{"Mixed", 40, 20, 0},
 		{"MixedSmallPages", 40, 20, 3},
 	}
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -170,7 +171,7 @@ func TestCleanupKeepsRetakenClaim(t *testing.T) {
 		{"SameOwnerReconnects", "owner-a"},
 		{"OtherOwnerClaims", "owner-b"},
 	}
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -285,7 +286,7 @@ func TestCleanupResendsUnprocessed(t *testing.T) {
 			t.Parallel()
 			u := unprocessor{never: tt.wantErr != nil}
 			u.n.Store(tt.unprocessed)
-			client := newClient(t, u.addTo)
+			client := dynamotest.Client(t, u.addTo)
 			s, opts := newStore(t, client)
 			const rows = 120
 			for i := range rows {

@@ -2,61 +2,28 @@ package dynamostore
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 )
 
-// newClient returns a client of the test DynamoDB (dynalite), skipping or
-// failing tb as backendtest decides when it is absent. Its idle
-// connections are closed by tb.Cleanup, after every subtest that shares
-// it, so that no transport goroutine outlives the tests. optFns adjust
-// the client, for example to add a middleware.
-func newClient(tb testing.TB, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
-	tb.Helper()
-	endpoint := backendtest.DynamoEndpoint(tb)
-	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	tb.Cleanup(tr.CloseIdleConnections)
-	return dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:   &http.Client{Transport: tr},
-	}, optFns...)
-}
-
-// newStore creates a pair of tables with a random suffix, so that stores
+// newStore creates a pair of tables of the test's own, so that stores
 // never see each other's rows, and returns a Store on them with its
 // Options. The tables are deleted by tb.Cleanup.
 func newStore(tb testing.TB, client *dynamodb.Client) (*Store, Options) {
 	tb.Helper()
-	suffix := randid.Hex(6)
-	opts := Options{
-		ConnectionsTable: "test-connections-" + suffix,
-		PendingTable:     "test-pending-" + suffix,
-	}
-	if err := CreateTables(tb.Context(), client, opts); err != nil {
-		tb.Fatalf("CreateTables: %v", err)
-	}
-	tb.Cleanup(func() {
-		// tb.Context is canceled by now.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, name := range []string{opts.ConnectionsTable, opts.PendingTable} {
-			if _, err := client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)}); err != nil {
-				tb.Errorf("DeleteTable(%s): %v", name, err)
-			}
-		}
-	})
+	var opts Options
+	dynamotest.Tables(tb, client, func(ctx context.Context, names []string) error {
+		opts = Options{ConnectionsTable: names[0], PendingTable: names[1]}
+		return CreateTables(ctx, client, opts)
+	}, "test-connections", "test-pending")
 	return New(client, opts), opts
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 )
 
 // newRecordedStore returns a Store on fresh tables whose client records
@@ -26,7 +27,7 @@ import (
 func newRecordedStore(t *testing.T) (*Store, Options, *dynamodb.Client, *inputRecorder) {
 	t.Helper()
 	rec := &inputRecorder{}
-	client := newClient(t, rec.addTo)
+	client := dynamotest.Client(t, rec.addTo)
 	s, opts := newStore(t, client)
 	rec.take() // CreateTables' requests
 	return s, opts, client, rec
@@ -155,7 +156,7 @@ func TestPendingSingleRow(t *testing.T) {
 // writer stored, responseData as a String, is read as its bytes.
 func TestPendingOriginalStringResponse(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	id := randid.Hex(16)
 	if _, err := client.PutItem(t.Context(), &dynamodb.PutItemInput{
@@ -291,7 +292,7 @@ func TestPendingChunked(t *testing.T) {
 // a live row are store.ErrNotFound, and store nothing.
 func TestPendingNotFound(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	ctx := t.Context()
 	expired := randid.Hex(16)
@@ -426,7 +427,7 @@ func TestDeletePending(t *testing.T) {
 
 func TestCreatePendingConflict(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, _ := newStore(t, client)
 	id := randid.Hex(16)
 	mustCreatePending(t, s, id)
@@ -485,7 +486,7 @@ func TestPendingInvalid(t *testing.T) {
 // empty unchunked response and a chunk of MaxChunkBytes.
 func TestPendingEmptyAndMaxChunk(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, _ := newStore(t, client)
 	ctx := t.Context()
 	big := bytes.Repeat([]byte{0xa5}, MaxChunkBytes)
@@ -514,7 +515,7 @@ func TestPendingEmptyAndMaxChunk(t *testing.T) {
 
 func TestPendingCanceledContext(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, _ := newStore(t, client)
 	id := randid.Hex(16)
 	mustCreatePending(t, s, id)

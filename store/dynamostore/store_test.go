@@ -17,11 +17,12 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 	"github.com/http-tunnel/tunnel/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, _ := newStore(t, client)
 		return s
@@ -67,7 +68,7 @@ func plain(it item) map[string]string {
 // claim row alone and Renew removes, and the key schemas of both tables.
 func TestSchema(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	ctx := t.Context()
 
@@ -187,7 +188,7 @@ func TestSchema(t *testing.T) {
 // succeeds and keeps their rows.
 func TestCreateTablesIdempotent(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
@@ -250,7 +251,7 @@ func projected(in *dynamodb.GetItemInput) []string {
 func TestLookupsUseProjection(t *testing.T) {
 	t.Parallel()
 	var rec inputRecorder
-	client := newClient(t, rec.addTo)
+	client := dynamotest.Client(t, rec.addTo)
 	s, _ := newStore(t, client)
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
@@ -300,7 +301,7 @@ func TestLookupsUseProjection(t *testing.T) {
 // (storetest also accepts success; this backend always does I/O first.)
 func TestCanceledContext(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
@@ -336,7 +337,7 @@ func TestCanceledContext(t *testing.T) {
 // connection rows.
 func TestInvalidIDs(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, _ := newStore(t, client)
 	ctx := t.Context()
 	live := testRecord("owner", time.Hour)
@@ -386,7 +387,7 @@ func TestInvalidIDs(t *testing.T) {
 // in but its owner, since it has no subject.
 func TestOlderRows(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	ctx := t.Context()
 	r := testRecord("owner", time.Hour)
@@ -438,7 +439,7 @@ func TestOlderRows(t *testing.T) {
 // writes the row again, and lookups by connection work afterwards.
 func TestRenewRepairsConnectionRow(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	s, opts := newStore(t, client)
 	ctx := t.Context()
 	r := testRecord("owner", time.Hour)
@@ -466,7 +467,7 @@ func TestRenewRepairsConnectionRow(t *testing.T) {
 // visible.
 func TestInterruptedWrites(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	client := dynamotest.Client(t)
 	tests := []struct {
 		name string
 		// interrupt leaves the state of a call cut short after r was put;
@@ -521,7 +522,7 @@ func TestInterruptedWrites(t *testing.T) {
 func TestRenewWriteOrder(t *testing.T) {
 	t.Parallel()
 	var rec inputRecorder
-	client := newClient(t, rec.addTo)
+	client := dynamotest.Client(t, rec.addTo)
 	s, _ := newStore(t, client)
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)

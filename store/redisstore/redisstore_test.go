@@ -10,61 +10,20 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/redisstore"
+	"github.com/http-tunnel/tunnel/store/redisstore/redistest"
 	"github.com/http-tunnel/tunnel/store/storetest"
 )
 
-// newClient connects to the test Redis, skipping the test when there is
-// none (failing under CI), and closes the client when the test ends.
-func newClient(tb testing.TB) *redis.Client {
-	tb.Helper()
-	addr := backendtest.RedisAddr(tb)
-	client := redis.NewClient(&redis.Options{Addr: addr})
-	tb.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		tb.Fatalf("PING %s: %v (something listens there, but it is not a working Redis)", addr, err)
-	}
-	return client
-}
-
 // newStore returns a Store under a prefix of its own, so that tests sharing
-// the server never see each other's keys, and deletes its keys when tb
-// ends. It returns the prefix too, for tests that inspect the keys.
+// the server never see each other's keys, which are deleted when tb ends.
+// It returns the prefix too, for tests that inspect the keys.
 func newStore(tb testing.TB, client *redis.Client) (*redisstore.Store, string) {
 	tb.Helper()
-	prefix := "redisstore-test:" + randid.Hex(8) + ":"
-	tb.Cleanup(func() { dropKeys(tb, client, "{"+prefix+"}*") })
+	prefix := redistest.Prefix(tb, client)
 	return redisstore.New(client, redisstore.Options{Prefix: prefix}), prefix
-}
-
-// dropKeys deletes every key matching pattern. It runs from Cleanup, after
-// the test's own context has been canceled, so it has a context of its own.
-func dropKeys(tb testing.TB, client *redis.Client, pattern string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var keys []string
-	iter := client.Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		tb.Errorf("SCAN %s: %v", pattern, err)
-		return
-	}
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
-		if err := client.Del(ctx, keys[:n]...).Err(); err != nil {
-			tb.Errorf("DEL keys matching %s: %v", pattern, err)
-			return
-		}
-		keys = keys[n:]
-	}
 }
 
 // Key names as the package documents them; the tests below pin them.
@@ -97,7 +56,7 @@ func mustPut(t *testing.T, s store.Store, r store.Record) {
 }
 
 func TestConformance(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, _ := newStore(t, client)
 		return s
@@ -107,7 +66,7 @@ func TestConformance(t *testing.T) {
 // TestKeyLayout checks the documented key names, that the zero Options
 // use DefaultPrefix, and that the connection key holds the tunnel ID.
 func TestKeyLayout(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	tests := []struct {
 		name, prefix, wantTag string
 	}{
@@ -122,8 +81,11 @@ func TestKeyLayout(t *testing.T) {
 			rk, ck := tt.wantTag+"t:"+r.TunnelID, tt.wantTag+"c:"+r.ConnectionID
 			// The IDs are random, so only this test's keys match, even
 			// under the shared default prefix.
-			t.Cleanup(func() { dropKeys(t, client, rk) })
-			t.Cleanup(func() { dropKeys(t, client, ck) })
+			t.Cleanup(func() {
+				if err := client.Del(context.Background(), rk, ck).Err(); err != nil {
+					t.Errorf("DEL %s %s: %v", rk, ck, err)
+				}
+			})
 			mustPut(t, s, r)
 			if n, err := client.Exists(t.Context(), rk).Result(); err != nil || n != 1 {
 				t.Errorf("EXISTS %s = %d, %v; want 1", rk, n, err)
@@ -138,7 +100,7 @@ func TestKeyLayout(t *testing.T) {
 // TestTTL checks that the keys' TTLs in Redis follow ExpiresAt through Put,
 // Renew and takeover: a deadline when there is one, none when it is zero.
 func TestTTL(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	const noTTL = -1 // PTTL of a key without one
 	tests := []struct {
 		name string
@@ -246,7 +208,7 @@ func TestTTL(t *testing.T) {
 // is deleted from Redis, not only hidden, along with its connection key and
 // the keys of the record it replaced.
 func TestExpiredLeavesNoKeys(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	past := time.Now().Add(-time.Hour)
 	tests := []struct {
 		name string
@@ -305,7 +267,7 @@ func TestExpiredLeavesNoKeys(t *testing.T) {
 // rewriting the expiry field of a live one (offset 1, Unix milliseconds,
 // big-endian) and removing its TTL.
 func TestExpiryCheckedByScripts(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	tests := []struct {
 		name  string
 		check func(t *testing.T, s store.Store, r store.Record)
@@ -362,7 +324,7 @@ func TestExpiryCheckedByScripts(t *testing.T) {
 // rewrites them in version 2, keeping the TTL; Put applies the rules to
 // them.
 func TestLayoutV1(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	tests := []struct {
 		name string
 		// act works on r, stored in version 1, and returns the record
@@ -512,7 +474,7 @@ func TestLayoutV1(t *testing.T) {
 // connection key then names the later tunnel, and what is done to the
 // earlier tunnel's record must leave that key alone.
 func TestSharedConnection(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	tests := []struct {
 		name string
 		act  func(t *testing.T, s store.Store, first store.Record)
@@ -562,7 +524,7 @@ func TestSharedConnection(t *testing.T) {
 // (The conformance suite also accepts success; this Store does no I/O with
 // a canceled ctx.)
 func TestCanceledContext(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	s, _ := newStore(t, client)
 	r := newRecord()
 	mustPut(t, s, r)
@@ -616,7 +578,7 @@ func TestCanceledContext(t *testing.T) {
 // did not write is reported as an error, never as a record or a miss, by
 // every method that reads it.
 func TestForeignValue(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	tests := []struct {
 		name  string
 		write func(ctx context.Context, key string) error
@@ -669,7 +631,7 @@ func TestForeignValue(t *testing.T) {
 // TestFieldTooLong checks that Put refuses a field the record layout cannot
 // hold, and writes nothing.
 func TestFieldTooLong(t *testing.T) {
-	client := newClient(t)
+	client := redistest.Client(t)
 	s, prefix := newStore(t, client)
 	r := newRecord()
 	r.PublicURL = "https://" + strings.Repeat("x", 1<<16)
@@ -684,7 +646,7 @@ func TestFieldTooLong(t *testing.T) {
 // BenchmarkGet measures Get of a live record from parallel goroutines: the
 // lookup behind every public request that misses the node's cache.
 func BenchmarkGet(b *testing.B) {
-	client := newClient(b)
+	client := redistest.Client(b)
 	s, _ := newStore(b, client)
 	ctx := context.Background()
 	r := newRecord()
@@ -706,7 +668,7 @@ func BenchmarkGet(b *testing.B) {
 // BenchmarkGetByConnection is BenchmarkGet for the lookup by connection,
 // which follows the connection key to the record inside one script.
 func BenchmarkGetByConnection(b *testing.B) {
-	client := newClient(b)
+	client := redistest.Client(b)
 	s, _ := newStore(b, client)
 	ctx := context.Background()
 	r := newRecord()
@@ -729,7 +691,7 @@ func BenchmarkGetByConnection(b *testing.B) {
 // its own tunnel over and over: every Put after the first is a takeover,
 // the most work a Put does.
 func BenchmarkPut(b *testing.B) {
-	client := newClient(b)
+	client := redistest.Client(b)
 	s, _ := newStore(b, client)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -750,7 +712,7 @@ func BenchmarkPut(b *testing.B) {
 // BenchmarkRenew measures Renew from parallel goroutines, each on its own
 // tunnel: what every node does for every tunnel it holds, periodically.
 func BenchmarkRenew(b *testing.B) {
-	client := newClient(b)
+	client := redistest.Client(b)
 	s, _ := newStore(b, client)
 	ctx := context.Background()
 	b.ReportAllocs()
