@@ -54,18 +54,30 @@ func (c *Conn) lockWriter() {
 	}
 }
 
-// unlockWriter sends the control frames queued while the lock was held and
-// releases it. It looks again once released: a frame queued between the
-// first look and the release found the lock taken, and would otherwise wait
-// for the next writer, which may never come.
-func (c *Conn) unlockWriter() {
+// unlockWriter sends the control frames queued while a writer held the
+// lock, as the writer's own writes go, and releases it.
+func (c *Conn) unlockWriter() { c.release(false) }
+
+// release sends the control frames queued while the lock was held, within
+// c.ctl.timeout if bounded, and releases the lock. It looks again once
+// released: a frame queued between the last look and the release found
+// the lock taken, and would otherwise wait for the next writer, which may
+// never come. It returns the first error of a bounded write.
+func (c *Conn) release(bounded bool) error {
+	var err error
 	for {
 		if c.ctl.pending.Load() {
-			c.sendQueuedLocked()
+			if bounded {
+				if e := c.sendQueuedBounded(); err == nil {
+					err = e
+				}
+			} else {
+				c.sendQueuedLocked()
+			}
 		}
 		c.wmu.Unlock()
 		if !c.ctl.pending.Load() || !c.wmu.TryLock() {
-			return
+			return err
 		}
 	}
 }
@@ -95,9 +107,7 @@ func (c *Conn) sendControl(op byte, payload []byte, hangUp bool) error {
 	if !c.wmu.TryLock() {
 		return nil
 	}
-	err := c.sendQueuedBounded()
-	c.unlockWriter()
-	return err
+	return c.release(true)
 }
 
 // sendQueuedBounded is sendQueuedLocked within c.ctl.timeout, where the
