@@ -44,10 +44,6 @@ type LRU struct {
 
 	hits   atomic.Uint64
 	misses atomic.Uint64
-
-	// now is the clock; nil means time.Now. Tests in this package replace
-	// it to move time without sleeping.
-	now func() time.Time
 }
 
 // lruEntry is a cached record and the instant it stops being served.
@@ -90,19 +86,12 @@ func (c *LRU) setup() {
 	c.entries = expirable.NewLRU[string, lruEntry](c.size, nil, 0)
 }
 
-func (c *LRU) clock() time.Time {
-	if c.now != nil {
-		return c.now()
-	}
-	return time.Now()
-}
-
 // Get implements Cache.Get. It counts a hit or a miss, and drops an entry
 // whose deadline has passed.
 func (c *LRU) Get(_ context.Context, tunnelID string) (Record, bool) {
 	c.init.Do(c.setup)
 	e, ok := c.entries.Get(tunnelID)
-	if ok && !c.clock().Before(e.deadline) {
+	if ok && !time.Now().Before(e.deadline) {
 		// An Add racing with this may have just replaced the entry, and the
 		// Remove drops the fresh one too. That costs one extra Store read,
 		// which is cheaper than a check-and-remove under a second lock.
@@ -122,7 +111,7 @@ func (c *LRU) Get(_ context.Context, tunnelID string) (Record, bool) {
 // removes any previous entry.
 func (c *LRU) Add(_ context.Context, r Record) {
 	c.init.Do(c.setup)
-	now := c.clock()
+	now := time.Now()
 	deadline := now.Add(c.ttl)
 	if !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(deadline) {
 		deadline = r.ExpiresAt

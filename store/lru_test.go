@@ -4,16 +4,13 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-// newTestLRU returns an LRU on a fake clock.
-func newTestLRU(size int, ttl time.Duration) (*LRU, *fakeClock) {
-	c := newFakeClock()
-	l := NewLRU(size, ttl)
-	l.now = c.Now
-	return l, c
-}
+// The tests that move time run in a synctest bubble, where time.Now is a
+// fake clock that time.Sleep advances at once: LRU reads time.Now itself,
+// so no clock needs to be injected.
 
 func TestLRUDefaults(t *testing.T) {
 	t.Parallel()
@@ -67,24 +64,26 @@ func TestLRUExpiry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := context.Background()
-			l, c := newTestLRU(10, ttl)
-			r := Record{TunnelID: "a", ConnectionID: "c"}
-			if tt.expiresIn != 0 {
-				r.ExpiresAt = c.Now().Add(tt.expiresIn)
-			}
-			l.Add(ctx, r)
-			c.Advance(tt.advance)
-			got, ok := l.Get(ctx, "a")
-			if ok != tt.wantHit {
-				t.Fatalf("Get hit = %v, want %v", ok, tt.wantHit)
-			}
-			if ok && got != r {
-				t.Errorf("Get = %+v, want %+v", got, r)
-			}
-			if !ok && l.Len() != 0 {
-				t.Errorf("Len after a miss on an expired entry = %d, want 0 (dropped)", l.Len())
-			}
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				l := NewLRU(10, ttl)
+				r := Record{TunnelID: "a", ConnectionID: "c"}
+				if tt.expiresIn != 0 {
+					r.ExpiresAt = time.Now().Add(tt.expiresIn)
+				}
+				l.Add(ctx, r)
+				time.Sleep(tt.advance)
+				got, ok := l.Get(ctx, "a")
+				if ok != tt.wantHit {
+					t.Fatalf("Get hit = %v, want %v", ok, tt.wantHit)
+				}
+				if ok && got != r {
+					t.Errorf("Get = %+v, want %+v", got, r)
+				}
+				if !ok && l.Len() != 0 {
+					t.Errorf("Len after a miss on an expired entry = %d, want 0 (dropped)", l.Len())
+				}
+			})
 		})
 	}
 }
@@ -93,48 +92,52 @@ func TestLRUExpiry(t *testing.T) {
 // does not leave the previous, live entry behind.
 func TestLRUAddExpiredReplaces(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	l, c := newTestLRU(10, time.Minute)
-	l.Add(ctx, Record{TunnelID: "a", ConnectionID: "old"})
-	l.Add(ctx, Record{TunnelID: "a", ConnectionID: "new", ExpiresAt: c.Now()})
-	if got, ok := l.Get(ctx, "a"); ok {
-		t.Errorf("Get = %+v, want a miss", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		l := NewLRU(10, time.Minute)
+		l.Add(ctx, Record{TunnelID: "a", ConnectionID: "old"})
+		l.Add(ctx, Record{TunnelID: "a", ConnectionID: "new", ExpiresAt: time.Now()})
+		if got, ok := l.Get(ctx, "a"); ok {
+			t.Errorf("Get = %+v, want a miss", got)
+		}
+	})
 }
 
 func TestLRUStats(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	l, c := newTestLRU(10, time.Minute)
-	steps := []struct {
-		name    string
-		do      func()
-		get     string
-		wantHit bool
-	}{
-		{"empty", func() {}, "a", false},
-		{"added", func() { l.Add(ctx, Record{TunnelID: "a"}) }, "a", true},
-		{"again", func() {}, "a", true},
-		{"other", func() {}, "b", false},
-		{"expired", func() { c.Advance(time.Minute) }, "a", false},
-		{"re-added", func() { l.Add(ctx, Record{TunnelID: "a"}) }, "a", true},
-		{"removed", func() { l.Remove(ctx, "a") }, "a", false},
-	}
-	var want CacheStats
-	for _, s := range steps {
-		s.do()
-		if _, ok := l.Get(ctx, s.get); ok != s.wantHit {
-			t.Fatalf("%s: Get(%s) hit = %v, want %v", s.name, s.get, ok, s.wantHit)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		l := NewLRU(10, time.Minute)
+		steps := []struct {
+			name    string
+			do      func()
+			get     string
+			wantHit bool
+		}{
+			{"empty", func() {}, "a", false},
+			{"added", func() { l.Add(ctx, Record{TunnelID: "a"}) }, "a", true},
+			{"again", func() {}, "a", true},
+			{"other", func() {}, "b", false},
+			{"expired", func() { time.Sleep(time.Minute) }, "a", false},
+			{"re-added", func() { l.Add(ctx, Record{TunnelID: "a"}) }, "a", true},
+			{"removed", func() { l.Remove(ctx, "a") }, "a", false},
 		}
-		if s.wantHit {
-			want.Hits++
-		} else {
-			want.Misses++
+		var want CacheStats
+		for _, s := range steps {
+			s.do()
+			if _, ok := l.Get(ctx, s.get); ok != s.wantHit {
+				t.Fatalf("%s: Get(%s) hit = %v, want %v", s.name, s.get, ok, s.wantHit)
+			}
+			if s.wantHit {
+				want.Hits++
+			} else {
+				want.Misses++
+			}
+			if got := l.Stats(); got != want {
+				t.Fatalf("%s: Stats = %+v, want %+v", s.name, got, want)
+			}
 		}
-		if got := l.Stats(); got != want {
-			t.Fatalf("%s: Stats = %+v, want %+v", s.name, got, want)
-		}
-	}
+	})
 }
 
 // TestLRUSize checks the size bound and that it evicts the least recently
@@ -142,7 +145,7 @@ func TestLRUStats(t *testing.T) {
 func TestLRUSize(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l, _ := newTestLRU(3, time.Minute)
+	l := NewLRU(3, time.Minute)
 	for _, id := range []string{"a", "b", "c"} {
 		l.Add(ctx, Record{TunnelID: id})
 	}
@@ -167,7 +170,7 @@ func TestLRUSize(t *testing.T) {
 func TestLRURemove(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l, _ := newTestLRU(10, time.Minute)
+	l := NewLRU(10, time.Minute)
 	l.Add(ctx, Record{TunnelID: "a", ConnectionID: "1"})
 	l.Add(ctx, Record{TunnelID: "b", ConnectionID: "2"})
 	l.Remove(ctx, "a")

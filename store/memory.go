@@ -42,10 +42,6 @@ type Memory struct {
 	// when a record is renewed, replaced or deleted; they are discarded
 	// when they come due, or all at once by a rebuild.
 	expiries expiryHeap
-
-	// now is the clock; nil means time.Now. Tests in this package replace
-	// it to move time without sleeping.
-	now func() time.Time
 }
 
 var _ Store = (*Memory)(nil)
@@ -57,20 +53,13 @@ func NewMemory() *Memory {
 	return new(Memory)
 }
 
-func (m *Memory) clock() time.Time {
-	if m.now != nil {
-		return m.now()
-	}
-	return time.Now()
-}
-
 // Put implements Store.Put. A record that has already expired when put
 // replaces what it may replace but is not kept, since no method could
 // return it.
 func (m *Memory) Put(_ context.Context, r Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock()
+	now := time.Now()
 	m.expireLocked(now)
 	old, ok := m.byTunnel[r.TunnelID]
 	if ok && old.Live(now) && !Replaces(r, old) {
@@ -95,7 +84,7 @@ func (m *Memory) Put(_ context.Context, r Record) error {
 
 // Get implements Store.Get.
 func (m *Memory) Get(_ context.Context, tunnelID string) (Record, error) {
-	now := m.clock()
+	now := time.Now()
 	m.mu.RLock()
 	r, ok := m.byTunnel[tunnelID]
 	m.mu.RUnlock()
@@ -111,7 +100,7 @@ func (m *Memory) Get(_ context.Context, tunnelID string) (Record, error) {
 
 // GetByConnection implements Store.GetByConnection.
 func (m *Memory) GetByConnection(_ context.Context, connectionID string) (Record, error) {
-	now := m.clock()
+	now := time.Now()
 	m.mu.RLock()
 	tunnelID, ok := m.byConn[connectionID]
 	r, found := m.byTunnel[tunnelID]
@@ -131,7 +120,7 @@ func (m *Memory) GetByConnection(_ context.Context, connectionID string) (Record
 func (m *Memory) Renew(_ context.Context, tunnelID, connectionID string, expiresAt time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock()
+	now := time.Now()
 	m.expireLocked(now)
 	r, ok := m.byTunnel[tunnelID]
 	if !ok || !r.Live(now) || r.ConnectionID != connectionID {
@@ -152,7 +141,7 @@ func (m *Memory) Renew(_ context.Context, tunnelID, connectionID string, expires
 func (m *Memory) Release(_ context.Context, tunnelID, connectionID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock()
+	now := time.Now()
 	r, ok := m.byTunnel[tunnelID]
 	if !ok || !r.Live(now) || r.ConnectionID != connectionID {
 		return ErrNotFound
@@ -166,7 +155,7 @@ func (m *Memory) Release(_ context.Context, tunnelID, connectionID string) error
 func (m *Memory) Delete(_ context.Context, tunnelID, connectionID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.expireLocked(m.clock())
+	m.expireLocked(time.Now())
 	if r, ok := m.byTunnel[tunnelID]; ok && r.ConnectionID == connectionID {
 		m.removeLocked(r)
 	}

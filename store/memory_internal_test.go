@@ -6,16 +6,13 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-// newTestMemory returns a Memory on a fake clock.
-func newTestMemory() (*Memory, *fakeClock) {
-	c := newFakeClock()
-	m := NewMemory()
-	m.now = c.Now
-	return m, c
-}
+// The tests that move time run in a synctest bubble, where time.Now is a
+// fake clock that time.Sleep advances at once: Memory reads time.Now
+// itself, so no clock needs to be injected.
 
 // sizes returns the number of records held, index entries and expiry
 // entries.
@@ -42,11 +39,11 @@ func checkIndex(t *testing.T, m *Memory) {
 }
 
 // testRecord returns a record for tunnel id, served by connection "c-"+id,
-// that expires ttl after the clock's now (never, for ttl 0).
-func testRecord(c *fakeClock, id string, ttl time.Duration) Record {
+// that expires ttl after now (never, for ttl 0).
+func testRecord(id string, ttl time.Duration) Record {
 	r := Record{TunnelID: id, ConnectionID: "c-" + id, Owner: "owner"}
 	if ttl != 0 {
-		r.ExpiresAt = c.Now().Add(ttl)
+		r.ExpiresAt = time.Now().Add(ttl)
 	}
 	return r
 }
@@ -69,21 +66,21 @@ func TestMemoryFreesExpired(t *testing.T) {
 		name string
 		// write is any write after the expiry; it returns how many
 		// records it added.
-		write func(t *testing.T, m *Memory, c *fakeClock) int
+		write func(t *testing.T, m *Memory) int
 	}{
-		{"PutMore", func(t *testing.T, m *Memory, c *fakeClock) int {
+		{"PutMore", func(t *testing.T, m *Memory) int {
 			for i := range 100 {
-				mustPut(t, m, testRecord(c, "new"+strconv.Itoa(i), time.Minute))
+				mustPut(t, m, testRecord("new"+strconv.Itoa(i), time.Minute))
 			}
 			return 100
 		}},
-		{"Renew", func(t *testing.T, m *Memory, c *fakeClock) int {
-			if err := m.Renew(ctx, "keep", "c-keep", c.Now().Add(time.Hour)); err != nil {
+		{"Renew", func(t *testing.T, m *Memory) int {
+			if err := m.Renew(ctx, "keep", "c-keep", time.Now().Add(time.Hour)); err != nil {
 				t.Fatalf("Renew: %v", err)
 			}
 			return 0
 		}},
-		{"DeleteMissing", func(t *testing.T, m *Memory, c *fakeClock) int {
+		{"DeleteMissing", func(t *testing.T, m *Memory) int {
 			if err := m.Delete(ctx, "missing", "c-missing"); err != nil {
 				t.Fatalf("Delete: %v", err)
 			}
@@ -93,32 +90,34 @@ func TestMemoryFreesExpired(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m, c := newTestMemory()
-			mustPut(t, m, testRecord(c, "keep", time.Hour))
-			mustPut(t, m, testRecord(c, "forever", 0))
-			for i := range expiring {
-				mustPut(t, m, testRecord(c, "old"+strconv.Itoa(i), time.Minute))
-			}
-			if n, _, _ := m.sizes(); n != expiring+2 {
-				t.Fatalf("before expiry, %d records held, want %d", n, expiring+2)
-			}
-
-			c.Advance(2 * time.Minute)
-			added := tt.write(t, m, c)
-
-			n, _, e := m.sizes()
-			if want := 2 + added; n != want {
-				t.Errorf("after expiry and a write, %d records held, want %d", n, want)
-			}
-			if limit := 2*n + minRebuild; e > limit {
-				t.Errorf("expiry index has %d entries, want at most %d", e, limit)
-			}
-			checkIndex(t, m)
-			for _, id := range []string{"keep", "forever"} {
-				if _, err := m.Get(ctx, id); err != nil {
-					t.Errorf("Get(%s) of a live record: %v", id, err)
+			synctest.Test(t, func(t *testing.T) {
+				m := NewMemory()
+				mustPut(t, m, testRecord("keep", time.Hour))
+				mustPut(t, m, testRecord("forever", 0))
+				for i := range expiring {
+					mustPut(t, m, testRecord("old"+strconv.Itoa(i), time.Minute))
 				}
-			}
+				if n, _, _ := m.sizes(); n != expiring+2 {
+					t.Fatalf("before expiry, %d records held, want %d", n, expiring+2)
+				}
+
+				time.Sleep(2 * time.Minute)
+				added := tt.write(t, m)
+
+				n, _, e := m.sizes()
+				if want := 2 + added; n != want {
+					t.Errorf("after expiry and a write, %d records held, want %d", n, want)
+				}
+				if limit := 2*n + minRebuild; e > limit {
+					t.Errorf("expiry index has %d entries, want at most %d", e, limit)
+				}
+				checkIndex(t, m)
+				for _, id := range []string{"keep", "forever"} {
+					if _, err := m.Get(ctx, id); err != nil {
+						t.Errorf("Get(%s) of a live record: %v", id, err)
+					}
+				}
+			})
 		})
 	}
 }
@@ -128,31 +127,33 @@ func TestMemoryFreesExpired(t *testing.T) {
 // are held.
 func TestMemoryExpiresInOrder(t *testing.T) {
 	t.Parallel()
-	const records = 1_000
-	m, c := newTestMemory()
-	rng := rand.New(rand.NewPCG(1, 2))
-	ttls := make([]time.Duration, records)
-	for i := range ttls {
-		// Whole seconds, so that several records share an expiry.
-		ttls[i] = time.Duration(1+rng.IntN(100)) * time.Second
-		mustPut(t, m, testRecord(c, strconv.Itoa(i), ttls[i]))
-	}
-	for elapsed := time.Duration(0); elapsed <= 101*time.Second; elapsed += 7 * time.Second {
-		want := 0
-		for _, ttl := range ttls {
-			if ttl > elapsed {
-				want++
+	synctest.Test(t, func(t *testing.T) {
+		const records = 1_000
+		m := NewMemory()
+		rng := rand.New(rand.NewPCG(1, 2))
+		ttls := make([]time.Duration, records)
+		for i := range ttls {
+			// Whole seconds, so that several records share an expiry.
+			ttls[i] = time.Duration(1+rng.IntN(100)) * time.Second
+			mustPut(t, m, testRecord(strconv.Itoa(i), ttls[i]))
+		}
+		for elapsed := time.Duration(0); elapsed <= 101*time.Second; elapsed += 7 * time.Second {
+			want := 0
+			for _, ttl := range ttls {
+				if ttl > elapsed {
+					want++
+				}
 			}
+			// Deleting a missing tunnel is a write that changes nothing else.
+			if err := m.Delete(context.Background(), "missing", "c-missing"); err != nil {
+				t.Fatal(err)
+			}
+			if n, _, _ := m.sizes(); n != want {
+				t.Fatalf("after %v, %d records held, want %d", elapsed, n, want)
+			}
+			time.Sleep(7 * time.Second)
 		}
-		// Deleting a missing tunnel is a write that changes nothing else.
-		if err := m.Delete(context.Background(), "missing", "c-missing"); err != nil {
-			t.Fatal(err)
-		}
-		if n, _, _ := m.sizes(); n != want {
-			t.Fatalf("after %v, %d records held, want %d", elapsed, n, want)
-		}
-		c.Advance(7 * time.Second)
-	}
+	})
 }
 
 // TestMemoryLookupFreesExpired checks the lazy half of expiry: a lookup
@@ -175,16 +176,18 @@ func TestMemoryLookupFreesExpired(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m, c := newTestMemory()
-			r := testRecord(c, "a", time.Minute)
-			mustPut(t, m, r)
-			c.Advance(time.Minute)
-			if err := tt.lookup(m, r); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("lookup of an expired record = %v, want ErrNotFound", err)
-			}
-			if n, i, _ := m.sizes(); n != 0 || i != 0 {
-				t.Errorf("after the lookup, %d records and %d index entries held, want 0", n, i)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				m := NewMemory()
+				r := testRecord("a", time.Minute)
+				mustPut(t, m, r)
+				time.Sleep(time.Minute)
+				if err := tt.lookup(m, r); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("lookup of an expired record = %v, want ErrNotFound", err)
+				}
+				if n, i, _ := m.sizes(); n != 0 || i != 0 {
+					t.Errorf("after the lookup, %d records and %d index entries held, want 0", n, i)
+				}
+			})
 		})
 	}
 }
@@ -197,23 +200,23 @@ func TestMemoryExpiryIndexBounded(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name  string
-		round func(t *testing.T, m *Memory, c *fakeClock, i int)
+		round func(t *testing.T, m *Memory, i int)
 	}{
-		{"Renew", func(t *testing.T, m *Memory, c *fakeClock, i int) {
+		{"Renew", func(t *testing.T, m *Memory, i int) {
 			if i == 0 {
-				mustPut(t, m, testRecord(c, "a", time.Hour))
+				mustPut(t, m, testRecord("a", time.Hour))
 			}
-			if err := m.Renew(ctx, "a", "c-a", c.Now().Add(time.Hour+time.Duration(i))); err != nil {
+			if err := m.Renew(ctx, "a", "c-a", time.Now().Add(time.Hour+time.Duration(i))); err != nil {
 				t.Fatalf("Renew: %v", err)
 			}
 		}},
-		{"Reconnect", func(t *testing.T, m *Memory, c *fakeClock, i int) {
-			r := testRecord(c, "a", time.Hour+time.Duration(i))
+		{"Reconnect", func(t *testing.T, m *Memory, i int) {
+			r := testRecord("a", time.Hour+time.Duration(i))
 			r.ConnectionID = "c-" + strconv.Itoa(i)
 			mustPut(t, m, r)
 		}},
-		{"PutDelete", func(t *testing.T, m *Memory, c *fakeClock, i int) {
-			r := testRecord(c, strconv.Itoa(i), time.Hour)
+		{"PutDelete", func(t *testing.T, m *Memory, i int) {
+			r := testRecord(strconv.Itoa(i), time.Hour)
 			mustPut(t, m, r)
 			if err := m.Delete(ctx, r.TunnelID, r.ConnectionID); err != nil {
 				t.Fatalf("Delete: %v", err)
@@ -223,9 +226,9 @@ func TestMemoryExpiryIndexBounded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m, c := newTestMemory()
+			m := NewMemory()
 			for i := range rounds {
-				tt.round(t, m, c, i)
+				tt.round(t, m, i)
 			}
 			n, _, e := m.sizes()
 			if limit := 2*n + minRebuild + 1; e > limit {
@@ -242,31 +245,33 @@ func TestMemoryExpiryIndexBounded(t *testing.T) {
 // Memory frees a record put or renewed to the past at once.
 func TestMemoryReleaseExpired(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	m, c := newTestMemory()
-	r := testRecord(c, "a", time.Minute)
-	r.Subject = "agent"
-	mustPut(t, m, r)
-	c.Advance(time.Minute)
-	if err := m.Release(ctx, r.TunnelID, r.ConnectionID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Release of an expired record = %v, want ErrNotFound", err)
-	}
-	// Nor did it make the record live again for its Subject or anyone.
-	other := testRecord(c, "a", time.Minute)
-	other.ConnectionID, other.Owner = "c-other", "other"
-	mustPut(t, m, other)
-	if got, err := m.Get(ctx, "a"); err != nil || got != other {
-		t.Errorf("Get = %+v, %v; want %+v", got, err, other)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		m := NewMemory()
+		r := testRecord("a", time.Minute)
+		r.Subject = "agent"
+		mustPut(t, m, r)
+		time.Sleep(time.Minute)
+		if err := m.Release(ctx, r.TunnelID, r.ConnectionID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Release of an expired record = %v, want ErrNotFound", err)
+		}
+		// Nor did it make the record live again for its Subject or anyone.
+		other := testRecord("a", time.Minute)
+		other.ConnectionID, other.Owner = "c-other", "other"
+		mustPut(t, m, other)
+		if got, err := m.Get(ctx, "a"); err != nil || got != other {
+			t.Errorf("Get = %+v, %v; want %+v", got, err, other)
+		}
+	})
 }
 
 // TestMemoryPutExpired checks that a record already expired when put is not
 // kept, yet still replaces the record it may replace.
 func TestMemoryPutExpired(t *testing.T) {
 	t.Parallel()
-	m, c := newTestMemory()
-	mustPut(t, m, testRecord(c, "a", time.Hour))
-	mustPut(t, m, testRecord(c, "a", -time.Second))
+	m := NewMemory()
+	mustPut(t, m, testRecord("a", time.Hour))
+	mustPut(t, m, testRecord("a", -time.Second))
 	if n, i, _ := m.sizes(); n != 0 || i != 0 {
 		t.Errorf("%d records and %d index entries held, want 0", n, i)
 	}
@@ -279,9 +284,9 @@ func TestMemoryPutExpired(t *testing.T) {
 func TestMemorySharedConnectionID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	m, c := newTestMemory()
-	first := testRecord(c, "a", time.Hour)
-	second := testRecord(c, "b", time.Hour)
+	m := NewMemory()
+	first := testRecord("a", time.Hour)
+	second := testRecord("b", time.Hour)
 	second.ConnectionID = first.ConnectionID
 	mustPut(t, m, first)
 	mustPut(t, m, second)
