@@ -38,8 +38,11 @@ type LocalOptions struct {
 	MaxKeys int
 
 	// Now returns the current time. Nil means time.Now. It is intended for
-	// tests, which drive a fake clock (see ratelimittest.Clock); production
-	// code leaves it nil.
+	// tests that drive one fake clock for several limiters, such as the
+	// conformance suite (see ratelimittest.Clock) and the comparison of
+	// redislimit with Local; production code leaves it nil. A test of a
+	// Local alone can instead leave it nil and run in a testing/synctest
+	// bubble, whose fake clock time.Now reads.
 	Now func() time.Time
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/leakcheck"
@@ -15,27 +16,17 @@ func TestMain(m *testing.M) {
 	leakcheck.Main(m)
 }
 
-// fakeClock is a minimal stand-in for ratelimittest.Clock, which this
-// package cannot import without a cycle.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// The tests that move time run in a synctest bubble, where time.Now is a
+// fake clock that time.Sleep advances at once, so a Local on its default
+// clock sees exactly the time the test lets pass. Only the tests of a
+// clock that steps back, which no bubble does, give it a clock of their
+// own through LocalOptions.Now.
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// backClock returns a clock that reads time.Now less *back, so that a test
+// can step it back by adding to *back. It is for a single goroutine.
+func backClock() (now func() time.Time, back *time.Duration) {
+	back = new(time.Duration)
+	return func() time.Time { return time.Now().Add(-*back) }, back
 }
 
 func mustAllow(t *testing.T, l *Local, key string) Decision {
@@ -160,22 +151,23 @@ func TestLocalTokenBucket(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clock := newFakeClock()
-			l := NewLocal(tt.limit, &LocalOptions{Now: clock.Now})
-			var prev Decision
-			for i, s := range tt.steps {
-				if s.advance == waitRetry {
-					s.advance = prev.RetryAfter
+			synctest.Test(t, func(t *testing.T) {
+				l := NewLocal(tt.limit, nil)
+				var prev Decision
+				for i, s := range tt.steps {
+					if s.advance == waitRetry {
+						s.advance = prev.RetryAfter
+					}
+					time.Sleep(s.advance)
+					got := mustAllow(t, l, "k")
+					want := Decision{Allowed: s.allowed, Remaining: s.remaining, RetryAfter: s.retry}
+					if got.Allowed != want.Allowed || got.Remaining != want.Remaining ||
+						(got.RetryAfter-want.RetryAfter).Abs() > time.Microsecond {
+						t.Fatalf("step %d (after +%v): got %+v, want %+v", i, s.advance, got, want)
+					}
+					prev = got
 				}
-				clock.Advance(s.advance)
-				got := mustAllow(t, l, "k")
-				want := Decision{Allowed: s.allowed, Remaining: s.remaining, RetryAfter: s.retry}
-				if got.Allowed != want.Allowed || got.Remaining != want.Remaining ||
-					(got.RetryAfter-want.RetryAfter).Abs() > time.Microsecond {
-					t.Fatalf("step %d (after +%v): got %+v, want %+v", i, s.advance, got, want)
-				}
-				prev = got
-			}
+			})
 		})
 	}
 }
@@ -195,26 +187,27 @@ func TestLocalRetryAfterIsExact(t *testing.T) {
 	for _, limit := range tests {
 		t.Run(fmt.Sprintf("%dPer%vBurst%d", limit.Events, limit.Period, limit.Burst), func(t *testing.T) {
 			t.Parallel()
-			clock := newFakeClock()
-			l := NewLocal(limit, &LocalOptions{Now: clock.Now})
-			// Several rounds, so that the bucket's fractional state varies.
-			for round := range 5 {
-				var d Decision
-				for d = mustAllow(t, l, "k"); d.Allowed; d = mustAllow(t, l, "k") {
+			synctest.Test(t, func(t *testing.T) {
+				l := NewLocal(limit, nil)
+				// Several rounds, so that the bucket's fractional state varies.
+				for round := range 5 {
+					var d Decision
+					for d = mustAllow(t, l, "k"); d.Allowed; d = mustAllow(t, l, "k") {
+					}
+					if d.RetryAfter <= 0 || d.RetryAfter > limit.Period {
+						t.Fatalf("round %d: RetryAfter %v out of (0, %v]", round, d.RetryAfter, limit.Period)
+					}
+					time.Sleep(d.RetryAfter - 1)
+					if early := mustAllow(t, l, "k"); early.Allowed {
+						t.Fatalf("round %d: allowed 1ns before RetryAfter %v", round, d.RetryAfter)
+					}
+					time.Sleep(time.Nanosecond)
+					if got := mustAllow(t, l, "k"); !got.Allowed {
+						t.Fatalf("round %d: denied %+v after waiting RetryAfter %v", round, got, d.RetryAfter)
+					}
+					time.Sleep(time.Duration(round) * limit.Period / 7)
 				}
-				if d.RetryAfter <= 0 || d.RetryAfter > limit.Period {
-					t.Fatalf("round %d: RetryAfter %v out of (0, %v]", round, d.RetryAfter, limit.Period)
-				}
-				clock.Advance(d.RetryAfter - 1)
-				if early := mustAllow(t, l, "k"); early.Allowed {
-					t.Fatalf("round %d: allowed 1ns before RetryAfter %v", round, d.RetryAfter)
-				}
-				clock.Advance(1)
-				if got := mustAllow(t, l, "k"); !got.Allowed {
-					t.Fatalf("round %d: denied %+v after waiting RetryAfter %v", round, got, d.RetryAfter)
-				}
-				clock.Advance(time.Duration(round) * limit.Period / 7)
-			}
+			})
 		})
 	}
 }
@@ -240,64 +233,66 @@ func TestLocalUnlimitedTracksNoKeys(t *testing.T) {
 // bucket too soon.
 func TestLocalIdleEviction(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	// One shard so that every call sweeps the keys under test.
-	l := newLocal(Limit{Events: 2, Period: time.Minute}, &LocalOptions{MaxKeys: 100, Now: clock.Now}, 1)
+	synctest.Test(t, func(t *testing.T) {
+		// One shard so that every call sweeps the keys under test.
+		l := newLocal(Limit{Events: 2, Period: time.Minute}, &LocalOptions{MaxKeys: 100}, 1)
 
-	mustAllow(t, l, "a")
-	mustAllow(t, l, "a") // a's bucket is empty; it is full again 60s later
-	clock.Advance(59 * time.Second)
-	mustAllow(t, l, "b")
-	if n := l.Len(); n != 2 {
-		t.Fatalf("Len() = %d while a refills, want 2", n)
-	}
-	if d := mustAllow(t, l, "a"); !d.Allowed || d.Remaining != 0 {
-		t.Fatalf("a after 59s: %+v, want allowed with 0 remaining (state kept)", d)
-	}
+		mustAllow(t, l, "a")
+		mustAllow(t, l, "a") // a's bucket is empty; it is full again 60s later
+		time.Sleep(59 * time.Second)
+		mustAllow(t, l, "b")
+		if n := l.Len(); n != 2 {
+			t.Fatalf("Len() = %d while a refills, want 2", n)
+		}
+		if d := mustAllow(t, l, "a"); !d.Allowed || d.Remaining != 0 {
+			t.Fatalf("a after 59s: %+v, want allowed with 0 remaining (state kept)", d)
+		}
 
-	// a was last used at 59s; 60s later it is full and may go.
-	clock.Advance(60 * time.Second)
-	mustAllow(t, l, "c")
-	if n := l.Len(); n != 1 {
-		t.Fatalf("Len() = %d after a and b refilled, want 1 (only c)", n)
-	}
-	if d := mustAllow(t, l, "a"); !d.Allowed || d.Remaining != 1 {
-		t.Fatalf("a after eviction: %+v, want allowed with 1 remaining", d)
-	}
+		// a was last used at 59s; 60s later it is full and may go.
+		time.Sleep(60 * time.Second)
+		mustAllow(t, l, "c")
+		if n := l.Len(); n != 1 {
+			t.Fatalf("Len() = %d after a and b refilled, want 1 (only c)", n)
+		}
+		if d := mustAllow(t, l, "a"); !d.Allowed || d.Remaining != 1 {
+			t.Fatalf("a after eviction: %+v, want allowed with 1 remaining", d)
+		}
+	})
 }
 
 // TestLocalMaxKeys checks the documented behaviour past the cap: the least
 // recently used key is evicted and starts over with a full bucket.
 func TestLocalMaxKeys(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	l := newLocal(Limit{Events: 1, Period: time.Hour}, &LocalOptions{MaxKeys: 3, Now: clock.Now}, 1)
+	synctest.Test(t, func(t *testing.T) {
+		l := newLocal(Limit{Events: 1, Period: time.Hour}, &LocalOptions{MaxKeys: 3}, 1)
 
-	for _, k := range []string{"a", "b", "c"} {
-		mustAllow(t, l, k)
-	}
-	// Using a makes b the least recently used.
-	if d := mustAllow(t, l, "a"); d.Allowed {
-		t.Fatalf("a: %+v, want denied", d)
-	}
-	mustAllow(t, l, "d") // evicts b
-	if n := l.Len(); n != 3 {
-		t.Fatalf("Len() = %d, want the cap 3", n)
-	}
-	tests := []struct {
-		key     string
-		allowed bool
-	}{
-		{"a", false}, // kept: used recently
-		{"b", true},  // evicted: starts over (and evicts c)
-		{"d", false}, // kept
-		{"c", true},  // evicted by b
-	}
-	for _, tt := range tests {
-		if d := mustAllow(t, l, tt.key); d.Allowed != tt.allowed {
-			t.Errorf("%s: %+v, want Allowed=%v", tt.key, d, tt.allowed)
+		for _, k := range []string{"a", "b", "c"} {
+			mustAllow(t, l, k)
 		}
-	}
+		// Using a makes b the least recently used.
+		if d := mustAllow(t, l, "a"); d.Allowed {
+			t.Fatalf("a: %+v, want denied", d)
+		}
+		mustAllow(t, l, "d") // evicts b
+		if n := l.Len(); n != 3 {
+			t.Fatalf("Len() = %d, want the cap 3", n)
+		}
+		tests := []struct {
+			key     string
+			allowed bool
+		}{
+			{"a", false}, // kept: used recently
+			{"b", true},  // evicted: starts over (and evicts c)
+			{"d", false}, // kept
+			{"c", true},  // evicted by b
+		}
+		for _, tt := range tests {
+			if d := mustAllow(t, l, tt.key); d.Allowed != tt.allowed {
+				t.Errorf("%s: %+v, want Allowed=%v", tt.key, d, tt.allowed)
+			}
+		}
+	})
 }
 
 func TestLocalMaxKeysAcrossShards(t *testing.T) {
@@ -329,18 +324,20 @@ func TestLocalMaxKeysAcrossShards(t *testing.T) {
 // the limiter will not give.
 func TestLocalClockBackwards(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	l := NewLocal(Limit{Events: 1, Period: time.Minute}, &LocalOptions{Now: clock.Now})
-	mustAllow(t, l, "k")
-	clock.Advance(-time.Hour)
-	d := mustAllow(t, l, "k")
-	if want := time.Hour + time.Minute; d.Allowed || (d.RetryAfter-want).Abs() > time.Microsecond {
-		t.Fatalf("after the clock stepped back 1h: %+v, want denied with RetryAfter %v", d, want)
-	}
-	clock.Advance(d.RetryAfter)
-	if d := mustAllow(t, l, "k"); !d.Allowed {
-		t.Errorf("after waiting RetryAfter: %+v, want allowed", d)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		now, back := backClock()
+		l := NewLocal(Limit{Events: 1, Period: time.Minute}, &LocalOptions{Now: now})
+		mustAllow(t, l, "k")
+		*back += time.Hour // the clock steps back
+		d := mustAllow(t, l, "k")
+		if want := time.Hour + time.Minute; d.Allowed || (d.RetryAfter-want).Abs() > time.Microsecond {
+			t.Fatalf("after the clock stepped back 1h: %+v, want denied with RetryAfter %v", d, want)
+		}
+		time.Sleep(d.RetryAfter)
+		if d := mustAllow(t, l, "k"); !d.Allowed {
+			t.Errorf("after waiting RetryAfter: %+v, want allowed", d)
+		}
+	})
 }
 
 // TestLocalClockBackwardsKeepsState checks that idle eviction measures
@@ -348,55 +345,58 @@ func TestLocalClockBackwards(t *testing.T) {
 // cannot make a still-refilling key look idle and be forgotten.
 func TestLocalClockBackwardsKeepsState(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	l := newLocal(Limit{Events: 1, Period: time.Minute}, &LocalOptions{MaxKeys: 10, Now: clock.Now}, 1)
-	mustAllow(t, l, "a")
-	clock.Advance(-time.Hour)
-	if d := mustAllow(t, l, "a"); d.Allowed {
-		t.Fatalf("a after the clock stepped back: %+v, want denied", d)
-	}
-	clock.Advance(time.Minute) // a Period after the denied call, still before a's event
-	mustAllow(t, l, "b")       // sweeps the shard
-	if d := mustAllow(t, l, "a"); d.Allowed {
-		t.Errorf("a: %+v, want still denied (state kept)", d)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		now, back := backClock()
+		l := newLocal(Limit{Events: 1, Period: time.Minute}, &LocalOptions{MaxKeys: 10, Now: now}, 1)
+		mustAllow(t, l, "a")
+		*back += time.Hour // the clock steps back
+		if d := mustAllow(t, l, "a"); d.Allowed {
+			t.Fatalf("a after the clock stepped back: %+v, want denied", d)
+		}
+		time.Sleep(time.Minute) // a Period after the denied call, still before a's event
+		mustAllow(t, l, "b")    // sweeps the shard
+		if d := mustAllow(t, l, "a"); d.Allowed {
+			t.Errorf("a: %+v, want still denied (state kept)", d)
+		}
+	})
 }
 
 func TestLocalConcurrentKeys(t *testing.T) {
 	t.Parallel()
-	const (
-		workers = 16
-		keys    = 50
-		events  = 10
-	)
-	clock := newFakeClock()
-	l := NewLocal(Limit{Events: events, Period: time.Hour}, &LocalOptions{Now: clock.Now})
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		allowed = map[string]int{}
-	)
-	for w := range workers {
-		wg.Go(func() {
-			for i := range keys * events {
-				k := fmt.Sprint((i + w) % keys)
-				d, err := l.Allow(context.Background(), k)
-				if err != nil {
-					t.Errorf("Allow: %v", err)
-					return
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			workers = 16
+			keys    = 50
+			events  = 10
+		)
+		l := NewLocal(Limit{Events: events, Period: time.Hour}, nil)
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			allowed = map[string]int{}
+		)
+		for w := range workers {
+			wg.Go(func() {
+				for i := range keys * events {
+					k := fmt.Sprint((i + w) % keys)
+					d, err := l.Allow(context.Background(), k)
+					if err != nil {
+						t.Errorf("Allow: %v", err)
+						return
+					}
+					if d.Allowed {
+						mu.Lock()
+						allowed[k]++
+						mu.Unlock()
+					}
 				}
-				if d.Allowed {
-					mu.Lock()
-					allowed[k]++
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for i := range keys {
-		if got := allowed[fmt.Sprint(i)]; got != events {
-			t.Errorf("key %d: %d allowed, want %d", i, got, events)
+			})
 		}
-	}
+		wg.Wait()
+		for i := range keys {
+			if got := allowed[fmt.Sprint(i)]; got != events {
+				t.Errorf("key %d: %d allowed, want %d", i, got, events)
+			}
+		}
+	})
 }

@@ -11,6 +11,12 @@ import (
 //
 // A Clock is safe for concurrent use. The zero value reads the zero
 // time.Time; use NewClock to start elsewhere.
+//
+// The suite does not run in a testing/synctest bubble instead: the
+// limiters it checks talk to real Redis and DynamoDB servers over the
+// network, which a bubble is not for (its clients' goroutines and timers
+// would belong to the bubble, and the server's clock, which expires keys,
+// is not the bubble's), so their time comes from a Clock they are handed.
 type Clock struct {
 	mu  sync.Mutex
 	now time.Time
