@@ -96,10 +96,15 @@ func tcpSink(b *testing.B) *net.TCPConn {
 }
 
 // framesOf returns count frames of n payload bytes with opcode op, masked
-// if toServer.
+// if toServer: text with a three-byte rune every ten bytes.
 func framesOf(op byte, n, count int, toServer bool) []byte {
+	return framesOfText(op, "tunnel€ ", n, count, toServer)
+}
+
+// framesOfText is framesOf with the payload repeating unit.
+func framesOfText(op byte, unit string, n, count int, toServer bool) []byte {
 	var out []byte
-	payload := bytes.Repeat([]byte("tunnel€ "), n/10+1)[:n]
+	payload := bytes.Repeat([]byte(unit), n/len(unit)+1)[:n]
 	for range count {
 		out = appendHeader(out, op, true, n, toServer)
 		if toServer {
@@ -143,13 +148,21 @@ func BenchmarkStreamRead(b *testing.B) {
 }
 
 // BenchmarkReadMessage measures whole messages, binary and text, as the
-// JSON mode and the handshake read them.
+// JSON mode and the handshake read them: text costs its UTF-8 check, which
+// is quickest on ASCII such as JSON.
 func BenchmarkReadMessage(b *testing.B) {
-	for _, op := range []byte{OpBinary, OpText} {
-		name := map[byte]string{OpBinary: "binary", OpText: "text"}[op]
+	for _, kind := range []struct {
+		name string
+		op   byte
+		unit string
+	}{
+		{"binary", OpBinary, "tunnel€ "},
+		{"text", OpText, "tunnel€ "},
+		{"json", OpText, `{"type":"request","id":"a1b2c3","path":"/v1/items?page=2"},`},
+	} {
 		for _, sz := range benchSizes[1:] {
-			b.Run(name+"/"+sz.name, func(b *testing.B) {
-				r := &replayReader{data: framesOf(op, sz.n, 4, true)}
+			b.Run(kind.name+"/"+sz.name, func(b *testing.B) {
+				r := &replayReader{data: framesOfText(kind.op, kind.unit, sz.n, 4, true)}
 				c := newConn(discardRWC{}, r, "", true)
 				b.SetBytes(int64(sz.n))
 				b.ReportAllocs()
