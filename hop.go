@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -69,29 +68,40 @@ func injectTrace(pr *httputil.ProxyRequest) {
 	}
 }
 
-// hopError handles a failed hop: the node is gone or no longer holds the
-// tunnel. The cached record is dropped; a request without a body (which
-// has not been consumed) is routed once more from a fresh store read.
+// hopError handles a failed hop. A client's fault (its body) is answered
+// as such. Otherwise the node is gone or no longer holds the tunnel: the
+// cached record is dropped, and a request that provably never reached an
+// agent (undelivered) and has no body, so that nothing of it was consumed,
+// is routed once more from a fresh store read. Anything else is answered:
+// it may have run (docs/errors.md).
 func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+	if clientGone(r, err) {
 		return
 	}
 	h := r.Context().Value(hopKey{}).(*hopState)
-	if tooLarge(r) {
-		s.fail(ctx, w, &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err})
+	e := forwardError(r, err)
+	if e.Code == CodePayloadTooLarge || e.Code == CodeInvalidRequest {
+		s.fail(ctx, w, e)
 		return
 	}
 	s.cache.Remove(ctx, h.id)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		s.fail(ctx, w, &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}, slog.String("node", h.node))
-		return
-	}
-	if !h.retried && (r.Body == nil || r.Body == http.NoBody) {
+	if !h.retried && undelivered(err) && (r.Body == nil || r.Body == http.NoBody) {
 		s.log.DebugContext(ctx, "stale tunnel record; routing again", slog.String("tunnel_id", h.id), slog.String("node", h.node), slog.Any("err", err))
 		s.route(w, h.req, h.id, false, true)
 		return
 	}
-	s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}, slog.String("node", h.node))
+	s.fail(ctx, w, e, slog.String("node", h.node))
+}
+
+// undelivered reports whether a failed hop provably never reached an agent:
+// the node could not be dialed, or it answered that it does not hold the
+// tunnel (421). Any other failure may have come after the agent got the
+// request, so retrying it could run it twice.
+func undelivered(err error) bool {
+	if errors.Is(err, errNotHere) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }

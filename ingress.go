@@ -71,7 +71,11 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	}
 	r = r.WithContext(ctx)
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, stall: s.stallTimeout()}
+	if sw.stall > 0 {
+		sw.rc = http.NewResponseController(w)
+		defer sw.disarm()
+	}
 	defer func() {
 		status := sw.status
 		if status == 0 && sw.written == 0 {
@@ -150,7 +154,7 @@ func (s *Server) servePublicRouted(w http.ResponseWriter, r *http.Request, st *r
 		if n <= 0 || r.ContentLength >= 0 {
 			n = -1 // nothing to enforce while streaming: the length is known
 		}
-		st.body = &countedBody{ReadCloser: r.Body, left: n}
+		st.body = &countedBody{ReadCloser: r.Body, left: n, stall: s.stallTimeout(), rc: http.NewResponseController(w)}
 		if out == r {
 			out = new(http.Request)
 			*out = *r
@@ -174,6 +178,12 @@ func (s *Server) fail(ctx context.Context, w http.ResponseWriter, e *Error, attr
 	}
 	if st.tunnelID != "" {
 		attrs = append(attrs, slog.String("tunnel_id", st.tunnelID))
+	}
+	if st.body != nil && st.body.readErr.Load() != nil {
+		// Where the next request would begin is unknown, and the server
+		// must not try to read the rest of a body that stalled before it
+		// answers: close the connection after this answer.
+		w.Header().Set("Connection", "close")
 	}
 	s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(e.Code))))
 	if e.ID == "" {

@@ -10,7 +10,7 @@ import (
 )
 
 // Serve accepts connections on ln and serves s on them with an
-// http.Server configured from s (ReadHeaderTimeout, MaxHeaderBytes, error
+// http.Server configured from s (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes, error
 // log). It closes ln when it returns, and returns http.ErrServerClosed after
 // Shutdown, or at once an error describing an invalid configuration.
 func (s *Server) Serve(ln net.Listener) error {
@@ -22,6 +22,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       orDefault(s.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

@@ -53,6 +53,8 @@ const (
 	DefaultResponseTimeout   = 30 * time.Second
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultStallTimeout      = time.Minute
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultHeartbeat         = 15 * time.Second
 	DefaultLeaseTTL          = time.Minute
@@ -114,6 +116,21 @@ type Server struct {
 	// ReadHeaderTimeout is the http.Server setting Serve applies. Zero
 	// means DefaultReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
+
+	// IdleTimeout is the http.Server setting Serve applies: how long a
+	// public client's keep-alive connection may wait for its next request
+	// before the gateway closes it. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+
+	// StallTimeout bounds how long a public client may stall a request in
+	// flight: send nothing of a request body it has begun, or take nothing
+	// of a response the gateway is writing (a WebSocket or a stream
+	// included). Past it the gateway gives up on the client: a stalled
+	// body is answered 400 invalid_request, a stalled read ends the
+	// connection. It applies to each read and write, so a slow client that
+	// keeps moving is never cut, and an idle stream with nothing to send
+	// is not stalled. Zero means DefaultStallTimeout; negative, none.
+	StallTimeout time.Duration
 
 	// MaxHeaderBytes caps the size of a public request's header block
 	// (431 past it). Serve applies it to its http.Server too. Zero means
@@ -285,6 +302,17 @@ func (s *Server) responseTimeout() time.Duration {
 		return DefaultResponseTimeout
 	}
 	return s.ResponseTimeout
+}
+
+// stallTimeout returns StallTimeout with its default; zero means none.
+func (s *Server) stallTimeout() time.Duration {
+	switch {
+	case s.StallTimeout < 0:
+		return 0
+	case s.StallTimeout == 0:
+		return DefaultStallTimeout
+	}
+	return s.StallTimeout
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

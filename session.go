@@ -231,20 +231,10 @@ func (sess *session) forward(w http.ResponseWriter, r *http.Request) {
 // proxyError maps a failed forward to the public error model.
 func (sess *session) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+	if clientGone(r, err) {
 		// The public client went away; nobody is left to answer.
 		sess.log.DebugContext(ctx, "public client canceled the request", slog.String("path", r.URL.Path))
 		return
 	}
-	var e *Error
-	var ne net.Error
-	switch {
-	case tooLarge(r):
-		e = &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err}
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		e = &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}
-	default:
-		e = &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}
-	}
-	sess.srv.fail(ctx, w, e, slog.String("connection_id", sess.info.ConnectionID), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+	sess.srv.fail(ctx, w, forwardError(r, err), slog.String("connection_id", sess.info.ConnectionID), slog.String("method", r.Method), slog.String("path", r.URL.Path))
 }

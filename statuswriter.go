@@ -4,15 +4,41 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"time"
 )
 
 // statusWriter records the status and body size of a response. It unwraps
 // for http.ResponseController, so flushing and hijacking (WebSocket
 // upgrades) reach the real writer.
+//
+// With stall set (the gateway's public side), every write must make
+// progress within stall (Server.StallTimeout): a client that stops
+// reading is given up on, instead of holding the response's buffers
+// forever. The deadline is armed before each write, so an idle stream with
+// nothing to send is not cut, and a connection taken over (a WebSocket)
+// keeps the rule through stallConn.
 type statusWriter struct {
 	http.ResponseWriter
 	status  int
 	written int64
+	stall   time.Duration
+	rc      *http.ResponseController // set with stall
+}
+
+// arm moves the write deadline stall from now, if there is one.
+func (w *statusWriter) arm() {
+	if w.stall > 0 {
+		w.rc.SetWriteDeadline(time.Now().Add(w.stall))
+	}
+}
+
+// disarm clears the deadlines the request armed, so that the connection's
+// next request starts with none of them (http.Server sets its own).
+func (w *statusWriter) disarm() {
+	if w.stall > 0 {
+		w.rc.SetWriteDeadline(time.Time{})
+		w.rc.SetReadDeadline(time.Time{})
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -26,6 +52,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	w.arm()
 	n, err := w.ResponseWriter.Write(p)
 	w.written += int64(n)
 	return n, err
@@ -43,6 +70,9 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err == nil && w.status == 0 {
 		w.status = http.StatusSwitchingProtocols
 	}
+	if err == nil && w.stall > 0 {
+		c = &stallConn{Conn: c, stall: w.stall}
+	}
 	return c, brw, err
 }
 
@@ -52,5 +82,19 @@ func (w *statusWriter) Flush() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	w.arm()
 	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// stallConn is a connection taken over from the public server (a WebSocket
+// through a tunnel) whose writes must each make progress within stall.
+// Reads are not bounded: a WebSocket may be quiet for as long as it likes.
+type stallConn struct {
+	net.Conn
+	stall time.Duration
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
+	return c.Conn.Write(p)
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,25 +59,43 @@ func (s *Server) allow(ctx context.Context, w http.ResponseWriter, lim ratelimit
 	return false
 }
 
-// tooLarge reports whether r's body was cut off at MaxBodyBytes.
-func tooLarge(r *http.Request) bool {
-	b := stateOf(r.Context()).body
-	return b != nil && b.exceeded.Load()
-}
-
 // countedBody counts a request body as the agent reads it, and cuts it off
 // past a limit (left < 0: none), so that the agent never gets more than
-// the limit; exceeded tells the error handler to answer 413.
+// the limit. It records why reading stopped early, so that a failed
+// forward is answered by whose fault it was (forwardError): exceeded for
+// 413, readErr for a body the client sent broken (400).
 type countedBody struct {
 	io.ReadCloser
+	// rc and stall bound each read of the body: a client that stops
+	// sending it is given up on (Server.StallTimeout). Zero stall: none.
+	rc       *http.ResponseController
+	stall    time.Duration
 	left     int64
 	n        atomic.Int64
 	exceeded atomic.Bool
+	readErr  atomic.Pointer[error] // the first read error other than EOF
 }
 
 var errBodyTooLarge = errors.New("request body over the limit")
 
 func (b *countedBody) Read(p []byte) (int, error) {
+	if b.stall > 0 {
+		b.rc.SetReadDeadline(time.Now().Add(b.stall))
+	}
+	n, err := b.read(p)
+	if err != nil && b.stall > 0 {
+		// The body is over: nothing must cut the connection's reads from
+		// here on (http.Server's own, which watches for the client
+		// leaving, start now).
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil && err != io.EOF && err != errBodyTooLarge {
+		b.readErr.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (b *countedBody) read(p []byte) (int, error) {
 	if b.left < 0 {
 		n, err := b.ReadCloser.Read(p)
 		b.n.Add(int64(n))
@@ -98,6 +118,47 @@ func (b *countedBody) Read(p []byte) (int, error) {
 	b.left -= int64(n)
 	b.n.Add(int64(n))
 	return n, err
+}
+
+// clientGone reports whether a forward of r failed because the public
+// client went away, so that nobody is left to answer. A client that
+// stalled its body is still there, though the server has canceled r's
+// context when the read timed out: it is told why (forwardError).
+func clientGone(r *http.Request, err error) bool {
+	if r.Context().Err() == nil || !errors.Is(err, context.Canceled) {
+		return false
+	}
+	if b := stateOf(r.Context()).body; b != nil {
+		if e := b.readErr.Load(); e != nil && errors.Is(*e, os.ErrDeadlineExceeded) {
+			return false
+		}
+	}
+	return true
+}
+
+// forwardError says whose fault a failed forward of r was, to an agent or
+// to another node, and returns the error to answer: the client's (a body
+// over the limit, 413; a body it sent broken, 400 invalid_request), the
+// wait's (504 gateway_timeout), or the agent's (502 agent_unavailable; the
+// agent answers local_service_unavailable itself when its local service
+// fails). err is the transport's error.
+func forwardError(r *http.Request, err error) *Error {
+	b := stateOf(r.Context()).body
+	var ne net.Error
+	switch {
+	case b != nil && b.exceeded.Load():
+		return &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err}
+	case b != nil && b.readErr.Load() != nil:
+		cause := *b.readErr.Load()
+		msg := "the request body could not be read"
+		if errors.Is(cause, os.ErrDeadlineExceeded) {
+			msg = "the client stopped sending the request body"
+		}
+		return &Error{Code: CodeInvalidRequest, Message: msg, Err: cause}
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}
+	}
+	return &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}
 }
 
 // headerBytes approximates the size of r's header block as it was read.
