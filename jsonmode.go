@@ -207,7 +207,9 @@ func (s *jsonSession) readLoop() {
 		s.lastSeen.Store(time.Now().UnixNano())
 		if op != websocket.OpText {
 			s.log.Warn("tunnel: binary message in json mode; reconnecting")
-			s.ws.Close(websocket.StatusUnsupportedData, "binary message in json mode", 0)
+			// The read loop is the only reader: read on until the
+			// gateway's answer to the close.
+			s.ws.CloseAndDrain(websocket.StatusUnsupportedData, "binary message in json mode", time.Second)
 			return
 		}
 		msg, err := protocol.Unmarshal(data, protocol.MaxMessageBytes)

@@ -173,7 +173,13 @@ func closePayload(code int, reason string) []byte {
 		return nil
 	}
 	if len(reason) > maxControlPayload-2 {
-		reason = reason[:maxControlPayload-2]
+		// Cut on a rune boundary: the peer fails a close whose reason is
+		// not UTF-8.
+		n := maxControlPayload - 2
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
 	}
 	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 	return append(p, reason...)

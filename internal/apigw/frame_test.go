@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -129,6 +130,14 @@ func TestClosePayload(t *testing.T) {
 	long := closePayload(1000, string(bytes.Repeat([]byte("r"), 200)))
 	if len(long) > maxControlPayload {
 		t.Errorf("close payload of %d bytes exceeds a control frame", len(long))
+	}
+	// A long reason of multi-byte runes is cut between runes: the peer
+	// must be able to parse what it gets.
+	for _, r := range []string{"é", "€", "😀"} {
+		p := closePayload(1000, strings.Repeat(r, 100))
+		if _, reason, err := parseClosePayload(p); err != nil || len(p) > maxControlPayload || !strings.HasPrefix(strings.Repeat(r, 100), reason) {
+			t.Errorf("reason of %q cut to %q (%d bytes): %v", r, reason, len(p), err)
+		}
 	}
 	for _, bad := range [][]byte{{3}, {0x03, 0xED}, {0x03, 0xE8, 0xff}, {0x0B, 0xB7}} { // 1 byte, 1005, bad UTF-8, 2999
 		if _, _, err := parseClosePayload(bad); err == nil {
