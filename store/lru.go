@@ -1,12 +1,11 @@
 package store
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // Defaults of an LRU built by NewLRU with a size or ttl <= 0, and of the zero
@@ -36,11 +35,11 @@ type LRU struct {
 	// defaults when init runs.
 	size int
 	ttl  time.Duration
-	// entries is the list the size bound and recency apply to. Its own
-	// expiry is turned off: it would start a goroutine that cannot be
-	// stopped (leaking one per LRU) and would read the real clock, and each
-	// entry needs its own deadline anyway because of Record.ExpiresAt.
-	entries *expirable.LRU[string, lruEntry]
+	mu sync.Mutex
+	// order holds the entries (*lruEntry), most recently used first; the
+	// size bound evicts from its back. byID indexes it.
+	order list.List
+	byID  map[string]*list.Element
 
 	hits   atomic.Uint64
 	misses atomic.Uint64
@@ -51,6 +50,8 @@ type lruEntry struct {
 	rec      Record
 	deadline time.Time
 }
+
+func entryOf(el *list.Element) *lruEntry { return el.Value.(*lruEntry) }
 
 // CacheStats counts the lookups a cache has answered since it was created.
 // Each counter is read atomically, but the two are read one after the other,
@@ -82,33 +83,38 @@ func (c *LRU) setup() {
 	if c.ttl <= 0 {
 		c.ttl = DefaultLRUTTL
 	}
-	// A ttl of 0 turns the package's own expiry and its goroutine off.
-	c.entries = expirable.NewLRU[string, lruEntry](c.size, nil, 0)
+	c.byID = make(map[string]*list.Element)
 }
 
 // Get implements Cache.Get. It counts a hit or a miss, and drops an entry
 // whose deadline has passed.
 func (c *LRU) Get(_ context.Context, tunnelID string) (Record, bool) {
 	c.init.Do(c.setup)
-	e, ok := c.entries.Get(tunnelID)
-	if ok && !time.Now().Before(e.deadline) {
-		// An Add racing with this may have just replaced the entry, and the
-		// Remove drops the fresh one too. That costs one extra Store read,
-		// which is cheaper than a check-and-remove under a second lock.
-		c.entries.Remove(tunnelID)
-		ok = false
+	c.mu.Lock()
+	el, ok := c.byID[tunnelID]
+	var rec Record
+	if ok {
+		if e := entryOf(el); time.Now().Before(e.deadline) {
+			c.order.MoveToFront(el)
+			rec = e.rec
+		} else {
+			c.removeLocked(el)
+			ok = false
+		}
 	}
+	c.mu.Unlock()
 	if !ok {
 		c.misses.Add(1)
 		return Record{}, false
 	}
 	c.hits.Add(1)
-	return e.rec, true
+	return rec, true
 }
 
 // Add implements Cache.Add. The entry lasts for the LRU's ttl or until
 // r.ExpiresAt, whichever is sooner; a record that has already expired only
-// removes any previous entry.
+// removes any previous entry. Past the size bound, the least recently used
+// entry is evicted.
 func (c *LRU) Add(_ context.Context, r Record) {
 	c.init.Do(c.setup)
 	now := time.Now()
@@ -116,24 +122,48 @@ func (c *LRU) Add(_ context.Context, r Record) {
 	if !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(deadline) {
 		deadline = r.ExpiresAt
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byID[r.TunnelID]
 	if !now.Before(deadline) {
-		c.entries.Remove(r.TunnelID)
+		if ok {
+			c.removeLocked(el)
+		}
 		return
 	}
-	c.entries.Add(r.TunnelID, lruEntry{rec: r, deadline: deadline})
+	if ok {
+		*entryOf(el) = lruEntry{rec: r, deadline: deadline}
+		c.order.MoveToFront(el)
+		return
+	}
+	c.byID[r.TunnelID] = c.order.PushFront(&lruEntry{rec: r, deadline: deadline})
+	if c.order.Len() > c.size {
+		c.removeLocked(c.order.Back())
+	}
 }
 
 // Remove implements Cache.Remove.
 func (c *LRU) Remove(_ context.Context, tunnelID string) {
 	c.init.Do(c.setup)
-	c.entries.Remove(tunnelID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byID[tunnelID]; ok {
+		c.removeLocked(el)
+	}
+}
+
+func (c *LRU) removeLocked(el *list.Element) {
+	delete(c.byID, entryOf(el).rec.TunnelID)
+	c.order.Remove(el)
 }
 
 // Len returns the number of entries held, at most the LRU's size. It
 // counts expired entries that no Get has dropped yet.
 func (c *LRU) Len() int {
 	c.init.Do(c.setup)
-	return c.entries.Len()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
 }
 
 // Stats returns the hit and miss counts since the LRU was created.
