@@ -43,7 +43,7 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 		opt(&o)
 	}
 	if o.log == nil {
-		o.log = slog.Default()
+		o.log = defaultLogger()
 	}
 	if o.minBackoff <= 0 {
 		o.minBackoff = DefaultMinBackoff

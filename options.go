@@ -46,7 +46,9 @@ func WithToken(token string) Option { return func(o *options) { o.token = Token(
 // while another agent holds it. Default: the gateway generates an ID.
 func WithName(name string) Option { return func(o *options) { o.name = name } }
 
-// WithLogger sets the logger for connection events. Default: slog.Default().
+// WithLogger sets the logger for connection events. Default: slog.Default,
+// but only its warnings and errors: a library says nothing below WARN in
+// its host program's log unless given a logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithBackoff bounds the delay between reconnect attempts: the first waits

@@ -100,7 +100,9 @@ type Server struct {
 	// and loopback, wrong for a gateway on a network.
 	Authenticator Authenticator
 
-	// Logger receives the gateway's logs. Nil means slog.Default().
+	// Logger receives the gateway's logs. Nil means slog.Default, but only
+	// its warnings and errors (INFO lines such as "agent connected" need
+	// a Logger of your own).
 	Logger *slog.Logger
 
 	// ResponseTimeout bounds how long the gateway waits for the agent's
@@ -261,7 +263,7 @@ func (s *Server) init() {
 		}
 		s.log = s.Logger
 		if s.log == nil {
-			s.log = slog.Default()
+			s.log = defaultLogger()
 		}
 		s.node = strings.TrimSuffix(s.NodeURL, "/")
 		s.hop = &httputil.ReverseProxy{
