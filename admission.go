@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -166,7 +167,7 @@ func requestBaseURL(r *http.Request) string {
 // subdomainURL returns the subdomain URL of tunnel id, or "" when subdomain
 // routing is off.
 func (s *Server) subdomainURL(base, id string) string {
-	d := s.domain()
+	d := s.dom
 	if d == "" || s.Routing == RoutePath {
 		return ""
 	}
@@ -185,4 +186,13 @@ func (s *Server) publicURL(base, id string) string {
 		return u
 	}
 	return base + "/" + id
+}
+
+// hostOf returns the host (and port) of a URL, "" if it has none.
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }

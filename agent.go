@@ -148,6 +148,7 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	sess := &session{
 		srv:     s,
 		version: rec.Version,
+		host:    hostOf(rec.PublicURL),
 		info: Tunnel{
 			ID:           rec.TunnelID,
 			URL:          rec.PublicURL,

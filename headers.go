@@ -64,6 +64,66 @@ func ClientAddr(r *http.Request) (netip.AddrPort, bool) {
 	return a, a.IsValid()
 }
 
+// ownHeaders sets the headers of a request going to an agent, or from a
+// node to another, that the gateway owns: what the client sent under these
+// names never passes, and they are set after the hop-by-hop headers were
+// removed (httputil.ReverseProxy removes them before Rewrite), so that a
+// client cannot name them in Connection to strip the gateway's values.
+//
+//   - X-Forwarded-For, -Host, -Proto: setForwarded, or a trusted node's
+//     (fromNode).
+//   - X-Forwarded-Prefix: the stripped "/<id>" of path routing, after the
+//     prefix a trusted proxy sent.
+//   - X-Real-Ip, X-Forwarded-Port: a trusted proxy's (or node's), else none.
+//   - X-Request-Id: the request's ID; traceparent and tracestate: the
+//     forwarding span's, when one is recorded (injectTrace).
+//   - Host: the client's; a request without one (HTTP/1.0) gets the
+//     tunnel's public host instead of the transport's dial address.
+//   - X-Tunnel-Client and X-Tunnel-Node-Secret: between nodes only.
+func (s *Server) ownHeaders(pr *httputil.ProxyRequest, fromNode bool, tunnelHost string) {
+	st := stateOf(pr.In.Context())
+	in, out := pr.In.Header, pr.Out.Header
+	trusted := fromNode || s.TrustProxy
+	for _, h := range [...]string{"X-Forwarded-Prefix", "X-Real-Ip", "X-Forwarded-Port", clientHeader, nodeSecretHeader} {
+		out.Del(h)
+	}
+	if fromNode {
+		// The sending node set X-Forwarded-* for the client and proved
+		// itself with the secret (checked in servePublic). Rewrite removed
+		// them from the outbound request: restore them.
+		for _, h := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v, ok := in[h]; ok {
+				out[h] = v
+			}
+		}
+	} else {
+		s.setForwarded(pr)
+	}
+	if trusted {
+		for _, h := range [...]string{"X-Real-Ip", "X-Forwarded-Port"} {
+			if v, ok := in[h]; ok {
+				out[h] = v
+			}
+		}
+	}
+	prefix := st.prefix
+	if s.TrustProxy && !fromNode {
+		prefix = strings.TrimSuffix(in.Get("X-Forwarded-Prefix"), "/") + prefix
+	}
+	if prefix != "" {
+		out.Set("X-Forwarded-Prefix", prefix)
+	}
+	if st.id != "" {
+		out.Set(requestIDHeader, st.id)
+	}
+	if pr.In.Host == "" {
+		pr.Out.Host = tunnelHost
+	} else {
+		pr.Out.Host = pr.In.Host
+	}
+	injectTrace(pr)
+}
+
 // setForwarded sets X-Forwarded-For, -Host and -Proto on a request going
 // to an agent or another node: from the client connection, or with
 // TrustProxy extending what the proxy in front sent.

@@ -47,15 +47,13 @@ func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	pr.Out.Host = pr.In.Host
-	s.setForwarded(pr)
+	s.ownHeaders(pr, false, u.Host)
+	// The prefix is in the path again: the owner resolves it itself.
+	pr.Out.Header.Del("X-Forwarded-Prefix")
 	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
 	if c := stateOf(pr.In.Context()).client; c.IsValid() {
 		pr.Out.Header.Set(clientHeader, c.String())
-	} else {
-		pr.Out.Header.Del(clientHeader)
 	}
-	injectTrace(pr)
 }
 
 // injectTrace sends the forwarding span's context on with the request,

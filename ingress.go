@@ -27,6 +27,7 @@ type reqState struct {
 	tunnelID  string         // once resolved
 	routing   string         // "subdomain" or "path"
 	prefix    string         // path routing: the stripped "/<id>"
+	bare      bool           // path routing: the path was "/<id>" alone
 	client    netip.AddrPort // the public client, as the gateway determined it
 	body      *countedBody   // the request body, counted and limited, if any
 	forwarded bool           // reached an agent or another node
@@ -145,6 +146,16 @@ func (s *Server) servePublicRouted(w http.ResponseWriter, r *http.Request, st *r
 		return
 	}
 	st.tunnelID = id
+	if st.bare && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// A page at /<id> would resolve its relative links (scripts,
+		// fetch, EventSource, WebSocket) outside the tunnel.
+		loc := st.prefix + "/"
+		if r.URL.RawQuery != "" {
+			loc += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, loc, http.StatusPermanentRedirect)
+		return
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		n := s.MaxBodyBytes
 		if n > 0 && r.ContentLength > n {
@@ -179,7 +190,7 @@ func (s *Server) fail(ctx context.Context, w http.ResponseWriter, e *Error, attr
 	if st.tunnelID != "" {
 		attrs = append(attrs, slog.String("tunnel_id", st.tunnelID))
 	}
-	if st.body != nil && st.body.readErr.Load() != nil {
+	if st.body != nil && (st.body.readErr.Load() != nil || st.body.stalled.Load()) {
 		// Where the next request would begin is unknown, and the server
 		// must not try to read the rest of a body that stalled before it
 		// answers: close the connection after this answer.

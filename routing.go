@@ -53,32 +53,53 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 	}
 }
 
+// normalizeHost returns the host name of a Host header or URL host, as
+// routing compares it: without its port, in lower case, and without the
+// trailing dot of a fully qualified name.
+func normalizeHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+
+// subdomainOf reports whether host names a subdomain of the gateway's
+// domain, and which label: "abc" for abc.<domain>. A host under the domain
+// whose label is not a valid tunnel ID, or that is nested deeper
+// (a.b.<domain>), reports ok with an empty label: it is routed by nothing,
+// never by its path.
+func (s *Server) subdomainOf(host string) (label string, ok bool) {
+	if s.dom == "" || s.Routing == RoutePath {
+		return "", false
+	}
+	rest, found := strings.CutSuffix(normalizeHost(host), "."+s.dom)
+	if !found || rest == "" {
+		return "", false
+	}
+	if strings.Contains(rest, ".") || !claim.ValidID(rest) {
+		return "", true
+	}
+	return rest, true
+}
+
 // resolve finds the tunnel ID a public request names and returns the
 // request to forward: r itself, or for path routing a shallow copy with
 // the ID's segment stripped from the path (raw path included, so the rest
-// reaches the agent byte for byte) and the prefix recorded in st.
+// reaches the agent byte for byte) and the prefix recorded in st. A host
+// under the gateway's domain is routed by its subdomain or not at all.
 func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, bool) {
-	if s.Routing != RoutePath {
-		if d := s.domain(); d != "" {
-			host := r.Host
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			if label, rest, ok := strings.Cut(host, "."); ok && strings.EqualFold(rest, d) {
-				label = strings.ToLower(label)
-				st.routing = "subdomain"
-				return label, r, claim.ValidID(label)
-			}
-		}
-		if s.Routing == RouteSubdomain {
-			return "", nil, false
-		}
+	if label, ok := s.subdomainOf(r.Host); ok {
+		st.routing = "subdomain"
+		return label, r, label != ""
+	}
+	if s.Routing == RouteSubdomain {
+		return "", nil, false
 	}
 	escaped := r.URL.EscapedPath()
 	if len(escaped) < 2 || escaped[0] != '/' {
 		return "", nil, false
 	}
-	id, _, _ := strings.Cut(escaped[1:], "/")
+	id, rest, _ := strings.Cut(escaped[1:], "/")
 	if !claim.ValidID(id) {
 		return "", nil, false
 	}
@@ -96,5 +117,6 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 	*out = *r
 	out.URL = &u
 	st.routing, st.prefix = "path", prefix
+	st.bare = rest == "" && !strings.HasSuffix(escaped, "/")
 	return id, out, true
 }

@@ -224,6 +224,7 @@ type Server struct {
 	cache    store.Cache
 	log      *slog.Logger
 	node     string                 // NodeURL, as records name this node; "" for a single node
+	dom      string                 // domain(), computed once
 	hop      *httputil.ReverseProxy // to other nodes
 	tracer   trace.Tracer
 	inst     *observability.Instruments
@@ -266,6 +267,7 @@ func (s *Server) init() {
 			s.log = defaultLogger()
 		}
 		s.node = strings.TrimSuffix(s.NodeURL, "/")
+		s.dom = s.domain()
 		s.hop = &httputil.ReverseProxy{
 			Rewrite:      s.rewriteHop,
 			Transport:    &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true, ResponseHeaderTimeout: s.responseTimeout()},
@@ -324,16 +326,16 @@ func orDefault[T int | time.Duration](v, def T) T {
 	return v
 }
 
+// domain returns the domain tunnels get subdomains of, normalized
+// (normalizeHost): Domain, or BaseURL's host name, or "" for none.
 func (s *Server) domain() string {
-	if s.Domain != "" {
-		return s.Domain
-	}
-	if s.BaseURL != "" {
+	d := s.Domain
+	if d == "" && s.BaseURL != "" {
 		if u, err := url.Parse(s.BaseURL); err == nil {
-			return u.Hostname()
+			d = u.Host
 		}
 	}
-	return ""
+	return normalizeHost(d)
 }
 
 // check reports settings that cannot work together.
@@ -357,8 +359,11 @@ func (s *Server) check() error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
 	if r.URL.Path == protocol.ConnectPath {
-		s.serveAgent(w, r)
-		return
+		// On a tunnel's own host the path is the tunnel's, like any other.
+		if _, tunnelHost := s.subdomainOf(r.Host); !tunnelHost {
+			s.serveAgent(w, r)
+			return
+		}
 	}
 	s.servePublic(w, r)
 }

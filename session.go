@@ -26,7 +26,8 @@ type session struct {
 	srv     *Server
 	info    Tunnel
 	log     *slog.Logger
-	version int // the protocol version agreed at the handshake
+	version int    // the protocol version agreed at the handshake
+	host    string // the host of the tunnel's public URL
 
 	ws *websocket.Conn
 	// mux is set before ready is closed, and stays nil if the session
@@ -198,26 +199,9 @@ func (sess *session) rewrite(pr *httputil.ProxyRequest) {
 	// address, so that a stream, which tells the agent its client in its
 	// PROXY header, only ever carries that client's requests.
 	pr.Out.URL.Host = streamHost(stateOf(pr.In.Context()).client, sess.info.ConnectionID)
-	pr.Out.Header.Del(clientHeader)
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	pr.Out.Host = pr.In.Host
-	if _, hop := pr.In.Header[nodeSecretHeader]; hop {
-		// From another node, which set X-Forwarded-* for the client and
-		// proved itself with the secret (checked in servePublic). Rewrite
-		// removed them from the outbound request: restore them.
-		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-			if v, ok := pr.In.Header[h]; ok {
-				pr.Out.Header[h] = v
-			}
-		}
-		pr.Out.Header.Del(nodeSecretHeader)
-	} else {
-		sess.srv.setForwarded(pr)
-	}
-	if p := stateOf(pr.In.Context()).prefix; p != "" {
-		pr.Out.Header.Set("X-Forwarded-Prefix", p)
-	}
-	injectTrace(pr)
+	_, fromNode := pr.In.Header[nodeSecretHeader]
+	sess.srv.ownHeaders(pr, fromNode, sess.host)
 }
 
 // forward sends r through the tunnel and streams the response back.

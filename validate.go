@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,16 +62,19 @@ func (s *Server) allow(ctx context.Context, w http.ResponseWriter, lim ratelimit
 // past a limit (left < 0: none), so that the agent never gets more than
 // the limit. It records why reading stopped early, so that a failed
 // forward is answered by whose fault it was (forwardError): exceeded for
-// 413, readErr for a body the client sent broken (400).
+// 413, stalled or readErr for a body the client stalled or sent broken
+// (400).
 type countedBody struct {
 	io.ReadCloser
 	// rc and stall bound each read of the body: a client that stops
 	// sending it is given up on (Server.StallTimeout). Zero stall: none.
 	rc       *http.ResponseController
 	stall    time.Duration
+	timer    *time.Timer // fires when a read has waited stall
 	left     int64
 	n        atomic.Int64
 	exceeded atomic.Bool
+	stalled  atomic.Bool           // set before the stalled read is cut
 	readErr  atomic.Pointer[error] // the first read error other than EOF
 }
 
@@ -80,19 +82,33 @@ var errBodyTooLarge = errors.New("request body over the limit")
 
 func (b *countedBody) Read(p []byte) (int, error) {
 	if b.stall > 0 {
-		b.rc.SetReadDeadline(time.Now().Add(b.stall))
+		if b.timer == nil {
+			b.timer = time.AfterFunc(b.stall, b.cut)
+		} else {
+			b.timer.Reset(b.stall)
+		}
 	}
 	n, err := b.read(p)
-	if err != nil && b.stall > 0 {
-		// The body is over: nothing must cut the connection's reads from
-		// here on (http.Server's own, which watches for the client
-		// leaving, start now).
-		b.rc.SetReadDeadline(time.Time{})
+	if b.timer != nil {
+		b.timer.Stop()
 	}
 	if err != nil && err != io.EOF && err != errBodyTooLarge {
 		b.readErr.CompareAndSwap(nil, &err)
+		// The client broke or stalled its body: where its next request
+		// would begin is unknown. Make every later read fail at once, so
+		// that the server does not wait to discard the rest of the body
+		// before it answers, and closes the connection after answering.
+		b.rc.SetReadDeadline(time.Unix(1, 0))
 	}
 	return n, err
+}
+
+// cut ends a read that has waited stall for the client: the mark comes
+// first, so that whoever sees the read fail (or the request's context,
+// which the server cancels when the connection's read fails) knows why.
+func (b *countedBody) cut() {
+	b.stalled.Store(true)
+	b.rc.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (b *countedBody) read(p []byte) (int, error) {
@@ -128,12 +144,8 @@ func clientGone(r *http.Request, err error) bool {
 	if r.Context().Err() == nil || !errors.Is(err, context.Canceled) {
 		return false
 	}
-	if b := stateOf(r.Context()).body; b != nil {
-		if e := b.readErr.Load(); e != nil && errors.Is(*e, os.ErrDeadlineExceeded) {
-			return false
-		}
-	}
-	return true
+	b := stateOf(r.Context()).body
+	return b == nil || !b.stalled.Load()
 }
 
 // forwardError says whose fault a failed forward of r was, to an agent or
@@ -148,13 +160,10 @@ func forwardError(r *http.Request, err error) *Error {
 	switch {
 	case b != nil && b.exceeded.Load():
 		return &Error{Code: CodePayloadTooLarge, Message: ErrPayloadTooLarge.Message, Err: err}
+	case b != nil && b.stalled.Load():
+		return &Error{Code: CodeInvalidRequest, Message: "the client stopped sending the request body", Err: err}
 	case b != nil && b.readErr.Load() != nil:
-		cause := *b.readErr.Load()
-		msg := "the request body could not be read"
-		if errors.Is(cause, os.ErrDeadlineExceeded) {
-			msg = "the client stopped sending the request body"
-		}
-		return &Error{Code: CodeInvalidRequest, Message: msg, Err: cause}
+		return &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Err: *b.readErr.Load()}
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}
 	}
