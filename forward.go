@@ -96,7 +96,7 @@ func (f *Forwarder) proxy() http.Handler {
 			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return
 			}
-			writeError(ctx, w, log, &Error{Code: CodeLocalServiceUnavailable, Message: ErrLocalServiceUnavailable.Message, Err: err},
+			writeError(ctx, w, wantsHTML(r), log, &Error{Code: CodeLocalServiceUnavailable, Message: ErrLocalServiceUnavailable.Message, Err: err},
 				slog.String("tunnel_id", f.ln.ID()), slog.String("local", f.local.Host), slog.String("method", r.Method), slog.String("path", r.URL.Path))
 		},
 	}

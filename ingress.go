@@ -28,6 +28,7 @@ type reqState struct {
 	routing   string         // "subdomain" or "path"
 	prefix    string         // path routing: the stripped "/<id>"
 	bare      bool           // path routing: the path was "/<id>" alone
+	html      bool           // the client is a browser: errors as a page
 	client    netip.AddrPort // the public client, as the gateway determined it
 	body      *countedBody   // the request body, counted and limited, if any
 	forwarded bool           // reached an agent or another node
@@ -58,7 +59,7 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	defer s.inflight.leave()
 
 	start := time.Now()
-	st := &reqState{id: r.Header.Get(requestIDHeader)}
+	st := &reqState{id: r.Header.Get(requestIDHeader), html: wantsHTML(r)}
 	if st.id == "" || len(st.id) > 128 {
 		st.id = randid.Hex(8)
 		r.Header.Set(requestIDHeader, st.id)
@@ -204,5 +205,5 @@ func (s *Server) fail(ctx context.Context, w http.ResponseWriter, e *Error, attr
 		e = &c
 	}
 	trace.SpanFromContext(ctx).SetAttributes(observability.AttrCode.String(string(e.Code)), observability.AttrErrorID.String(e.ID))
-	writeError(ctx, w, s.log, e, attrs...)
+	writeError(ctx, w, st.html, s.log, e, attrs...)
 }

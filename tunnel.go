@@ -1,15 +1,11 @@
 package tunnel
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-
-	"github.com/http-tunnel/tunnel/internal/randid"
 )
 
 // Code is a stable, machine-readable error code. Codes appear in public
@@ -149,53 +145,6 @@ var ErrClosed = fmt.Errorf("tunnel: listener closed: %w", net.ErrClosed)
 
 // ErrorIDHeader is the response header that carries a public error's id.
 const ErrorIDHeader = "X-Tunnel-Error-Id"
-
-// errorBody is the JSON shape of a public error response.
-type errorBody struct {
-	Error   Code   `json:"error"`
-	Message string `json:"message"`
-	ErrorID string `json:"error_id"`
-}
-
-// writeError answers a public request with e as JSON, and logs it with its
-// cause under the same id. Nothing but the code, the public message and
-// the id reaches the client.
-func writeError(ctx context.Context, w http.ResponseWriter, log *slog.Logger, e *Error, attrs ...slog.Attr) {
-	if e.ID == "" {
-		// e may be a sentinel, or shared with the caller: give this
-		// occurrence its own copy and id.
-		c := *e
-		c.ID = randid.Hex(8)
-		e = &c
-	}
-	status := e.HTTPStatus()
-	level := slog.LevelInfo
-	if status >= 500 {
-		level = slog.LevelWarn
-	}
-	if e.Code == CodeInternal {
-		level = slog.LevelError
-	}
-	args := append([]slog.Attr{
-		slog.String("error_id", e.ID),
-		slog.String("code", string(e.Code)),
-		slog.Int("status", status),
-	}, attrs...)
-	if e.Err != nil {
-		args = append(args, slog.String("cause", e.Err.Error()))
-	}
-	log.LogAttrs(ctx, level, e.Message, args...)
-
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(ErrorIDHeader, e.ID)
-	if e.Code == CodeUnauthorized {
-		h.Set("WWW-Authenticate", `Bearer realm="tunnel"`)
-	}
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(errorBody{Error: e.Code, Message: e.Message, ErrorID: e.ID})
-}
 
 // asError returns err as an *Error: itself if it is one (anywhere in its
 // chain), else an internal error wrapping it.
