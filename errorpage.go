@@ -3,10 +3,10 @@ package tunnel
 import (
 	"context"
 	"encoding/json"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"strings"
-	"html/template"
 
 	"github.com/http-tunnel/tunnel/internal/randid"
 )

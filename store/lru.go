@@ -35,7 +35,7 @@ type LRU struct {
 	// defaults when init runs.
 	size int
 	ttl  time.Duration
-	mu sync.Mutex
+	mu   sync.Mutex
 	// order holds the entries (*lruEntry), most recently used first; the
 	// size bound evicts from its back. byID indexes it.
 	order list.List
