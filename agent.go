@@ -33,7 +33,9 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var ident Identity
+	// Without an Authenticator every agent is the same anonymous identity:
+	// a name a crashed agent held is anyone's to take back at once.
+	ident := Identity{Subject: anonymousSubject}
 	if s.Authenticator != nil {
 		var err error
 		ident, err = s.Authenticator.Authenticate(ctx, r)

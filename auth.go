@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// anonymousSubject is the Subject of every agent of a gateway without an
+// Authenticator.
+const anonymousSubject = "anonymous"
+
 // Identity is who an authenticated agent is.
 type Identity struct {
 	// Subject names the agent's owner, for logs and for binding resume

@@ -25,9 +25,10 @@ import (
 // mounted under a prefix ("https://host/tunnels/_tunnel/connect").
 //
 // Listen returns a Listener for the tunnel it opens. ctx bounds the first
-// connection only: if the gateway cannot be reached or refuses the agent,
-// Listen returns the error (an *Error for refusals, such as ErrUnauthorized
-// or ErrNameInUse).
+// connection only, and so does the handshake timeout (WithHandshakeTimeout,
+// 10 s by default), whichever ends first: if the gateway cannot be reached,
+// does not answer, or refuses the agent, Listen returns the error (an
+// *Error for refusals, such as ErrUnauthorized or ErrNameInUse).
 //
 // The agent offers both modes of protocol/spec.md: mux mode, which
 // tunnel.Server speaks, and json mode, which an API Gateway WebSocket API
@@ -50,6 +51,9 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	}
 	if o.maxBackoff < o.minBackoff {
 		o.maxBackoff = o.minBackoff
+	}
+	if o.handshakeTimeout <= 0 {
+		o.handshakeTimeout = DefaultHandshakeTimeout
 	}
 	if o.heartbeat < 0 {
 		o.heartbeat = 0 // zero: the mode's default
@@ -77,7 +81,8 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         dial,
 			TLSClientConfig:     o.tlsConfig,
-			TLSHandshakeTimeout: 10 * time.Second,
+			TLSHandshakeTimeout:   o.handshakeTimeout,
+			ResponseHeaderTimeout: o.handshakeTimeout,
 		}},
 		events: eventQueue{fn: o.events},
 		conns:  make(chan net.Conn),
@@ -85,7 +90,12 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 		cut:    make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	c, err := l.connect(ctx, 0)
+	// Each connection attempt is bounded by the handshake timeout, the
+	// first too: a gateway that accepts TCP and never answers must not
+	// hold Listen for as long as ctx allows, which may be for ever.
+	cctx, cancel := context.WithTimeout(ctx, o.handshakeTimeout)
+	c, err := l.connect(cctx, 0)
+	cancel()
 	if err != nil {
 		l.client.CloseIdleConnections()
 		return nil, fmt.Errorf("tunnel: listen %s: %w", redact(gateways[0]), err)

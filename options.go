@@ -20,17 +20,18 @@ const (
 type Option func(*options)
 
 type options struct {
-	token       Token
-	name        string
-	log         *slog.Logger
-	minBackoff  time.Duration
-	maxBackoff  time.Duration
-	heartbeat   time.Duration // zero: the mode's default
-	tlsConfig   *tls.Config
-	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
-	rewriteHost bool
-	fallbacks   []string
-	events      func(Event)
+	token            Token
+	name             string
+	log              *slog.Logger
+	minBackoff       time.Duration
+	maxBackoff       time.Duration
+	heartbeat        time.Duration // zero: the mode's default
+	handshakeTimeout time.Duration
+	tlsConfig        *tls.Config
+	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
+	rewriteHost      bool
+	fallbacks        []string
+	events           func(Event)
 
 	tracerProvider trace.TracerProvider
 	jsonTiming     jsonTiming // tests only
@@ -110,3 +111,12 @@ func WithEvents(fn func(Event)) Option { return func(o *options) { o.events = fn
 // withVersion makes the agent announce protocol version v instead of
 // protocol.Version, to test how a current gateway serves older agents.
 func withVersion(v int) Option { return func(o *options) { o.version = v } }
+
+// WithHandshakeTimeout bounds each attempt to connect to the gateway, the
+// first (within Listen's ctx) and every reconnect: the TCP and TLS
+// handshakes, the WebSocket upgrade and the tunnel's handshake. A gateway
+// that accepts the connection and never answers costs one timeout, not a
+// Listen blocked for ever. Default: DefaultHandshakeTimeout (10 s).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) { o.handshakeTimeout = d }
+}

@@ -21,6 +21,11 @@ import (
 	"github.com/http-tunnel/tunnel/store"
 )
 
+// storeCallTimeout bounds the store calls a session makes when it ends or
+// drains, which no request's context bounds: a store that hangs must not
+// hold the session's goroutine for ever.
+const storeCallTimeout = 10 * time.Second
+
 // session is the gateway's side of one agent connection in mux mode.
 type session struct {
 	srv     *Server
@@ -138,12 +143,23 @@ loop:
 	s.mu.Unlock()
 	sess.transport.CloseIdleConnections()
 	s.cache.Remove(ctx, sess.info.ID)
-	if sess.draining.Load() {
-		// The agent left on purpose: free its name now. After an unclean
-		// end the record stays until its lease runs out, so that the agent
-		// can resume the tunnel and nobody else can take its name.
-		if err := s.store.Delete(ctx, sess.info.ID, sess.info.ConnectionID); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	switch {
+	case sess.draining.Load():
+		// The agent left on purpose: free its name now.
+		if err := s.store.Delete(sctx, sess.info.ID, sess.info.ConnectionID); err != nil {
 			sess.log.Warn("deleting the tunnel record failed", slog.Any("err", err))
+		}
+	case !sess.goingAway.Load():
+		// An unclean end: a crash or a cut connection. The record stays
+		// until its lease runs out, so that the agent can resume the tunnel
+		// and no other identity can take its name; released, it lets the
+		// same identity take the name at once (a restarted agent has no
+		// resume token). A session replaced by a reconnect has lost the
+		// record already, and Release does nothing.
+		if err := s.store.Release(sctx, sess.info.ID, sess.info.ConnectionID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			sess.log.Warn("releasing the tunnel record failed", slog.Any("err", err))
 		}
 	}
 	sess.log.Info("agent disconnected", slog.Bool("drained", sess.draining.Load()), slog.Bool("going_away", sess.goingAway.Load()))
@@ -159,7 +175,8 @@ func (sess *session) drain() {
 		return
 	}
 	s := sess.srv
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
+	defer cancel()
 	s.cache.Remove(ctx, sess.info.ID)
 	if err := s.store.Delete(ctx, sess.info.ID, sess.info.ConnectionID); err != nil {
 		sess.log.Warn("deleting the tunnel record failed", slog.Any("err", err))

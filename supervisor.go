@@ -83,7 +83,7 @@ func (l *Listener) reconnect(lost int) (*agentConn, int, error) {
 			return nil, attempt, ErrClosed
 		case <-timer.C:
 		}
-		dctx, dcancel := context.WithTimeout(ctx, DefaultHandshakeTimeout+l.opts.maxBackoff)
+		dctx, dcancel := context.WithTimeout(ctx, l.opts.handshakeTimeout)
 		c, err := l.connect(dctx, gw)
 		dcancel()
 		if err == nil {
