@@ -81,6 +81,7 @@ func (f *Forwarder) proxy() http.Handler {
 			if !rewriteHost {
 				pr.Out.Host = pr.In.Host
 			}
+			passTrailers(pr)
 			// The gateway set these for the public client; Rewrite removed
 			// them from the outbound request. The tunnel is trusted.
 			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {

@@ -116,6 +116,7 @@ func (s *Server) ownHeaders(pr *httputil.ProxyRequest, fromNode bool, tunnelHost
 	if st.id != "" {
 		out.Set(requestIDHeader, st.id)
 	}
+	passTrailers(pr)
 	if pr.In.Host == "" {
 		pr.Out.Host = tunnelHost
 	} else {
@@ -141,5 +142,16 @@ func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
 		if v := pr.In.Header.Get(h); v != "" {
 			pr.Out.Header.Set(h, v)
 		}
+	}
+}
+
+// passTrailers makes a request's trailers reach the other side. The server
+// fills in the inbound request's Trailer map when the body ends, but
+// ReverseProxy hands the transport a clone of that map, taken before, so
+// the trailers would go out empty: the outbound request shares the map
+// instead, which the transport reads after the body.
+func passTrailers(pr *httputil.ProxyRequest) {
+	if len(pr.In.Trailer) > 0 {
+		pr.Out.Trailer = pr.In.Trailer
 	}
 }
