@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -30,31 +32,48 @@ type Forwarder struct {
 }
 
 // Forward opens a tunnel like Listen and proxies every request that arrives
-// through it to the HTTP service at localURL (such as
-// "http://localhost:3000"), streaming bodies both ways and passing
-// WebSocket upgrades through. If the local service cannot be reached the
-// public client gets 502 with code local_service_unavailable.
+// through it to the HTTP service at localURL, streaming bodies both ways
+// and passing WebSocket upgrades through. If the local service cannot be
+// reached the public client gets 502 with code local_service_unavailable.
+//
+// localURL is one of:
+//
+//   - "3000" or ":3000": http://localhost:3000;
+//   - "host:port": http://host:port;
+//   - "http://host:port[/path]": HTTP/1.1;
+//   - "https://host:port[/path]": TLS, with HTTP/2 when the service offers
+//     it (WithLocalTLSConfig for a development certificate);
+//   - "h2c://host:port[/path]": HTTP/2 without TLS (prior knowledge), as a
+//     gRPC server on a local port speaks; WebSocket upgrades need HTTP/1.1
+//     and do not work to such a service.
 //
 // ctx bounds the first connection only; the Forwarder runs until Close.
 func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (*Forwarder, error) {
-	local, err := url.Parse(localURL)
-	if err != nil || (local.Scheme != "http" && local.Scheme != "https") || local.Host == "" {
-		return nil, fmt.Errorf("tunnel: forward: local URL %q must be an absolute http or https URL", localURL)
+	local, h2c, err := parseLocal(localURL)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: forward: %w", err)
 	}
 	ln, err := Listen(ctx, gatewayURL, opts...)
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{ln: ln, done: make(chan struct{}), local: local, transport: &http.Transport{
+	tr := &http.Transport{
 		Proxy:                 nil, // the local service is local
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       ln.opts.localTLS.Clone(),
+		ForceAttemptHTTP2:     true, // with a TLSClientConfig and a DialContext of its own, the transport would not
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
-	}}
+	}
+	if h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	f := &Forwarder{ln: ln, done: make(chan struct{}), local: local, transport: tr}
 	f.srv = &http.Server{
 		Handler:  f.traced(f.proxy()),
 		ErrorLog: slog.NewLogLogger(ln.log.Handler(), slog.LevelDebug),
@@ -64,6 +83,33 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 		f.srv.Serve(ln)
 	}()
 	return f, nil
+}
+
+// parseLocal parses Forward's localURL: the URL to send requests to, and
+// whether to speak HTTP/2 without TLS to it.
+func parseLocal(raw string) (*url.URL, bool, error) {
+	s := raw
+	if digits := strings.TrimPrefix(s, ":"); digits != "" && strings.Trim(digits, "0123456789") == "" {
+		if p, err := strconv.ParseUint(digits, 10, 16); err != nil || p == 0 {
+			return nil, false, fmt.Errorf("local service %q: port out of range", raw)
+		}
+		s = "localhost:" + digits
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return nil, false, fmt.Errorf("local service %q: want a port, host:port, or an http, https or h2c URL", raw)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		return u, false, nil
+	case "h2c":
+		u.Scheme = "http"
+		return u, true, nil
+	}
+	return nil, false, fmt.Errorf("local service %q: scheme %q is not http, https or h2c", raw, u.Scheme)
 }
 
 // proxy returns the handler that sends tunneled requests to the local

@@ -10,8 +10,10 @@ import (
 )
 
 // Serve accepts connections on ln and serves s on them with an
-// http.Server configured from s (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes, error
-// log). It closes ln when it returns, and returns http.ErrServerClosed after
+// http.Server configured from s (ReadHeaderTimeout, IdleTimeout,
+// MaxHeaderBytes, error log) that speaks HTTP/1.1 and HTTP/2, cleartext
+// HTTP/2 (h2c, with prior knowledge, as gRPC clients speak it) included.
+// It closes ln when it returns, and returns http.ErrServerClosed after
 // Shutdown, or at once an error describing an invalid configuration.
 func (s *Server) Serve(ln net.Listener) error {
 	s.init()
@@ -25,6 +27,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		IdleTimeout:       orDefault(s.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Protocols:         publicProtocols(),
 	}
 	s.mu.Lock()
 	if s.shutdown {
@@ -83,4 +86,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return err
 	}
 	return errors.Join(append(errs, waitErr)...)
+}
+
+// publicProtocols are the protocols Serve's http.Server speaks: HTTP/1.1
+// (agents' WebSocket upgrades need it), HTTP/2 over TLS, and HTTP/2 in
+// cleartext for clients that know the gateway speaks it (gRPC).
+func publicProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }

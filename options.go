@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/url"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -28,6 +30,8 @@ type options struct {
 	heartbeat        time.Duration // zero: the mode's default
 	handshakeTimeout time.Duration
 	tlsConfig        *tls.Config
+	localTLS         *tls.Config
+	proxy            func(*http.Request) (*url.URL, error)
 	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost      bool
 	fallbacks        []string
@@ -72,8 +76,8 @@ func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbe
 func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
 
 // WithDialer sets the function that opens the TCP connection to the
-// gateway. Default: a net.Dialer with a 30 s timeout, through the proxy
-// that HTTPS_PROXY / HTTP_PROXY name.
+// gateway (or to the proxy, WithProxy). Default: a net.Dialer with a 30 s
+// timeout.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(o *options) { o.dial = dial }
 }
@@ -120,3 +124,18 @@ func withVersion(v int) Option { return func(o *options) { o.version = v } }
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) { o.handshakeTimeout = d }
 }
+
+// WithProxy sends the connection to the gateway through an HTTP proxy:
+// proxy returns the proxy's URL for a request, or nil for none, as
+// http.Transport's Proxy does. Pass http.ProxyFromEnvironment to use
+// HTTPS_PROXY, HTTP_PROXY and NO_PROXY, or http.ProxyURL for one proxy.
+// Default: none, a direct connection, whatever the environment says.
+func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
+	return func(o *options) { o.proxy = proxy }
+}
+
+// WithLocalTLSConfig sets the TLS configuration Forward uses with an https
+// local service: RootCAs with the CA of a development certificate (mkcert's,
+// say), or InsecureSkipVerify for a self-signed one. Default: the system
+// roots. Listen ignores it.
+func WithLocalTLSConfig(c *tls.Config) Option { return func(o *options) { o.localTLS = c } }
