@@ -68,19 +68,3 @@ func BenchmarkBulkDownload(b *testing.B) {
 		})
 	}
 }
-
-// parallelGets runs GET url in parallel goroutines until the benchmark has
-// its b.N requests.
-func parallelGets(b *testing.B, c *http.Client, url string) {
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := c.Get(url)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
-}

@@ -20,13 +20,13 @@ func TestCrashedAgentsNameComesBackAtOnce(t *testing.T) {
 	gw, ev := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Authenticator: tunnel.NewStaticTokens("alice-token", "bob-token")})
 	d := &cuttableDialer{}
 	crashed := listen(t, gw, tunnel.WithToken("alice-token"), tunnel.WithName("stable"),
-		tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Hour, time.Hour))
+		tunnel.WithDialer(d.Dial), tunnel.WithBackoff(time.Hour, time.Hour))
 	tunneltest.Serve(t, crashed, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "old") }))
-	next(t, ev.connected, "connect")
+	next(t, ev.Connected, "connect")
 
 	crash := time.Now()
-	d.cut() // kill -9: the connection ends, nothing is said
-	next(t, ev.disconnected, "the gateway seeing the crash")
+	d.Cut() // kill -9: the connection ends, nothing is said
+	next(t, ev.Disconnected, "the gateway seeing the crash")
 
 	// Another identity may not take the name.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

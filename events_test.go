@@ -19,7 +19,7 @@ func TestEventsArriveOneAtATime(t *testing.T) {
 	var inside, overlaps atomic.Int32
 	kinds := map[tunnel.EventKind]int{} // written by the callback only
 	reconnected := make(chan struct{}, 16)
-	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Millisecond, 5*time.Millisecond),
+	ln := listen(t, gw, tunnel.WithDialer(d.Dial), tunnel.WithBackoff(time.Millisecond, 5*time.Millisecond),
 		tunnel.WithHeartbeat(time.Millisecond), tunnel.WithEvents(func(e tunnel.Event) {
 			if inside.Add(1) > 1 {
 				overlaps.Add(1)
@@ -30,9 +30,9 @@ func TestEventsArriveOneAtATime(t *testing.T) {
 			}
 			inside.Add(-1)
 		}))
-	next(t, ev.connected, "connect")
+	next(t, ev.Connected, "connect")
 	for range 5 {
-		d.cut()
+		d.Cut()
 		select {
 		case <-reconnected:
 		case <-time.After(30 * time.Second):
@@ -54,7 +54,7 @@ func TestEventCallbackMayClose(t *testing.T) {
 	var ln *tunnel.Listener
 	ready := make(chan struct{})
 	closed := make(chan error, 1)
-	ln = listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Millisecond, 5*time.Millisecond),
+	ln = listen(t, gw, tunnel.WithDialer(d.Dial), tunnel.WithBackoff(time.Millisecond, 5*time.Millisecond),
 		tunnel.WithEvents(func(e tunnel.Event) {
 			if e.Kind == tunnel.EventDisconnected {
 				<-ready
@@ -62,8 +62,8 @@ func TestEventCallbackMayClose(t *testing.T) {
 			}
 		}))
 	close(ready)
-	next(t, ev.connected, "connect")
-	d.cut()
+	next(t, ev.Connected, "connect")
+	d.Cut()
 	select {
 	case err := <-closed:
 		if err != nil {

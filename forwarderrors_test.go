@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/logbuf"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
@@ -43,7 +44,7 @@ func rawRequest(t *testing.T, base, raw string) (*http.Response, string) {
 // warnings.
 func TestForwardingFailuresHaveTheRightCode(t *testing.T) {
 	t.Parallel()
-	logs := &tunnel.SyncBuffer{}
+	logs := &logbuf.Buffer{}
 	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, ResponseTimeout: time.Second, StallTimeout: time.Second,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	ln := listen(t, gw)

@@ -26,7 +26,7 @@ func TestHTTPServerShutdownKeepsRequestsInFlight(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
-	next(t, ev.connected, "connect")
+	next(t, ev.Connected, "connect")
 
 	c := newClient(t)
 	type result struct {
@@ -71,7 +71,7 @@ func TestHTTPServerShutdownKeepsRequestsInFlight(t *testing.T) {
 	if ln.Err() != nil {
 		t.Errorf("Err after a graceful stop: %v", ln.Err())
 	}
-	next(t, ev.disconnected, "disconnect")
+	next(t, ev.Disconnected, "disconnect")
 }
 
 // CloseWithContext bounds the wait: when ctx ends first it cuts the
@@ -89,7 +89,7 @@ func TestCloseWithContextCutsAtItsDeadline(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	next(t, ev.connected, "connect")
+	next(t, ev.Connected, "connect")
 
 	c := newClient(t)
 	type result struct {

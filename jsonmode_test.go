@@ -11,45 +11,46 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
-
-	"github.com/http-tunnel/tunnel/internal/apigw"
+	"github.com/http-tunnel/tunnel/internal/logbuf"
+	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
-// jsonGateway plays the serverless gateway in front of the emulated API
-// Gateway: it accepts agents in json mode, answers ready through the
-// @connections API, and lets a test post http_request messages and collect
-// the http_response (or error) messages the agent sends to $default.
+// jsonGateway plays a serverless gateway in json mode, in process: it
+// accepts agents on a WebSocket (with API Gateway's 32 KiB frame limit,
+// which fails the connection with 1009), answers ready, and lets a test
+// send http_request messages and collect the http_response (or error)
+// messages the agent sends back. The serverless module's tests run the
+// real adapter behind the API Gateway emulator.
 type jsonGateway struct {
-	t      *testing.T
-	emu    *apigw.Emulator
-	url    string // what agents dial
-	client *http.Client
+	t   *testing.T
+	url string // what agents dial
 
-	// noSubprotocol makes $connect select no subprotocol, as an API
+	// noSubprotocol makes the gateway select no subprotocol, as an API
 	// Gateway deployment that does not echo one.
 	noSubprotocol bool
 
 	reasm *protocol.Reassembler
 
-	mu      sync.Mutex
-	conn    string // connection ID of the latest ready
-	readies []*protocol.Ready
-	waiters map[string]chan jsonReply
+	mu       sync.Mutex
+	conns    map[string]*websocket.Conn // by connection ID
+	conn     string                     // connection ID of the latest ready
+	readies  []*protocol.Ready
+	waiters  map[string]chan jsonReply
+	tooBig   int    // connections failed for a frame over 32 KiB
+	received int    // messages from agents
+	posts    int    // messages to agents
+	silenced string // a connection whose pings go unanswered
+	nextID   int
 
 	ready chan string   // connection IDs, one per ready
 	pongs chan struct{} // one per pong from the agent
 	pings chan struct{} // one per ping from the agent
-
-	silenced string // a connection whose pings go unanswered (under mu)
 }
 
 // jsonReply is what the agent answered a request.
@@ -65,51 +66,77 @@ func newJSONGateway(t *testing.T, noSubprotocol bool) *jsonGateway {
 		t:             t,
 		noSubprotocol: noSubprotocol,
 		reasm:         protocol.NewReassembler(4<<20, 64),
+		conns:         make(map[string]*websocket.Conn),
 		waiters:       make(map[string]chan jsonReply),
 		ready:         make(chan string, 16),
 		pongs:         make(chan struct{}, 16),
 		pings:         make(chan struct{}, 1024),
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	g.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	emu, err := apigw.Start(apigw.Config{WebSocket: g.handle, WebSocketStage: "prod"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.emu = emu
-	// The WebSocket API answers at its stage's root only; a custom domain
-	// mapping puts it at the agent endpoint path, as this proxy does.
-	target, _ := url.Parse(strings.Replace(emu.WebSocketURL(), "ws://", "http://", 1))
-	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.SetURL(target)
-		r.Out.URL.Path = target.Path
-	}})
-	g.url = strings.Replace(proxy.URL, "http://", "ws://", 1)
+	var served sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		subs := []string{protocol.SubprotocolJSON}
+		if g.noSubprotocol {
+			subs = nil
+		}
+		ws, err := websocket.Accept(w, r, subs)
+		if err != nil {
+			return
+		}
+		ws.MaxReadFrame = protocol.MaxFrameBytes
+		ws.MaxFrame = protocol.MaxFrameBytes
+		served.Add(1)
+		defer served.Done()
+		g.serve(ws)
+	}))
+	g.url = strings.Replace(srv.URL, "http://", "ws://", 1) + "/prod"
 	t.Cleanup(func() {
-		emu.Close()
-		proxy.Close()
-		tr.CloseIdleConnections()
+		g.mu.Lock()
+		for _, ws := range g.conns {
+			ws.CloseNow()
+		}
+		g.mu.Unlock()
+		served.Wait()
+		srv.Close()
 	})
 	return g
 }
 
-// handle is the Lambda function behind the WebSocket API.
-func (g *jsonGateway) handle(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-	id := ev.RequestContext.ConnectionID
-	switch ev.RequestContext.RouteKey {
-	case "$connect":
-		resp := events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
-		if !g.noSubprotocol {
-			resp.Headers = map[string]string{"Sec-WebSocket-Protocol": protocol.SubprotocolJSON}
+// serve reads one agent connection's messages until it ends.
+func (g *jsonGateway) serve(ws *websocket.Conn) {
+	g.mu.Lock()
+	g.nextID++
+	id := fmt.Sprintf("conn-%d", g.nextID)
+	g.conns[id] = ws
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.conns, id)
+		g.mu.Unlock()
+		ws.CloseNow()
+	}()
+	for {
+		_, data, err := ws.ReadMessage(protocol.MaxMessageBytes)
+		if errors.Is(err, websocket.ErrFrameTooBig) {
+			g.mu.Lock()
+			g.tooBig++
+			g.mu.Unlock()
 		}
-		return resp, nil
-	case "$disconnect":
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+		if err != nil {
+			return
+		}
+		g.mu.Lock()
+		g.received++
+		g.mu.Unlock()
+		g.handle(id, data)
 	}
-	msg, err := protocol.Unmarshal([]byte(ev.Body), protocol.MaxMessageBytes)
+}
+
+// handle is the gateway's answer to one message from connection id.
+func (g *jsonGateway) handle(id string, data []byte) {
+	msg, err := protocol.Unmarshal(data, protocol.MaxMessageBytes)
 	if err != nil {
 		g.t.Errorf("gateway: undecodable message from the agent: %v", err)
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+		return
 	}
 	switch m := msg.(type) {
 	case *protocol.Ready:
@@ -121,8 +148,8 @@ func (g *jsonGateway) handle(ctx context.Context, ev events.APIGatewayWebsocketP
 		g.conn = id
 		g.readies = append(g.readies, m)
 		g.mu.Unlock()
-		g.post(ctx, id, &protocol.ConnectionEstablished{
-			Version: 1, ConnectionID: id, TunnelID: tid,
+		g.post(id, &protocol.ConnectionEstablished{
+			Version: min(m.Version, protocol.Version), ConnectionID: id, TunnelID: tid,
 			PublicURL: "https://gw.example/" + tid, ResumeToken: "resume-secret",
 		})
 		g.ready <- id
@@ -132,7 +159,7 @@ func (g *jsonGateway) handle(ctx context.Context, ev events.APIGatewayWebsocketP
 		silent := id == g.silenced
 		g.mu.Unlock()
 		if !silent {
-			g.post(ctx, id, &protocol.Pong{})
+			g.post(id, &protocol.Pong{})
 		}
 	case *protocol.Pong:
 		g.pongs <- struct{}{}
@@ -146,7 +173,6 @@ func (g *jsonGateway) handle(ctx context.Context, ev events.APIGatewayWebsocketP
 	case *protocol.Error:
 		g.deliver(m.RequestID, jsonReply{err: m})
 	}
-	return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
 }
 
 func (g *jsonGateway) deliver(requestID string, r jsonReply) {
@@ -161,37 +187,23 @@ func (g *jsonGateway) deliver(requestID string, r jsonReply) {
 	ch <- r
 }
 
-// post sends m to connection id through the @connections API.
-func (g *jsonGateway) post(ctx context.Context, id string, m protocol.Message) {
+// post sends m to connection id, in frames of at most 32 KiB as API
+// Gateway's @connections API does; a connection gone meanwhile is not an
+// error (a pong racing the agent's close).
+func (g *jsonGateway) post(id string, m protocol.Message) {
 	b, err := protocol.Marshal(m)
 	if err != nil {
 		g.t.Errorf("marshal %T: %v", m, err)
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.emu.ManagementURL()+"/@connections/"+id, bytes.NewReader(b))
-	if err != nil {
-		g.t.Errorf("post: %v", err)
+	g.mu.Lock()
+	ws := g.conns[id]
+	g.posts++
+	g.mu.Unlock()
+	if ws == nil {
 		return
 	}
-	// The emulator checks that a signature is present, not its value.
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=0")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			// The emulator is shutting down and ended the invocation: a
-			// ping racing the test's end gets no pong, which is fine.
-			return
-		}
-		g.t.Errorf("post %s: %v", m.Type(), err)
-		return
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	// 410: the agent left meanwhile (a pong racing its close); a lost
-	// request shows up as a missing answer in do.
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusGone {
-		g.t.Errorf("post %s: %s", m.Type(), resp.Status)
-	}
+	ws.WriteMessage(websocket.OpText, b)
 }
 
 func (g *jsonGateway) current() string {
@@ -213,7 +225,7 @@ func (g *jsonGateway) do(req *protocol.HTTPRequest, body []byte) jsonReply {
 		g.t.Fatalf("split: %v", err)
 	}
 	for _, m := range msgs {
-		g.post(context.Background(), g.current(), m)
+		g.post(g.current(), m)
 	}
 	select {
 	case r := <-ch:
@@ -248,8 +260,10 @@ func listenJSON(t *testing.T, g *jsonGateway, h http.Handler, opts ...Option) *L
 		if err := ln.CloseWithContext(ctx); err != nil {
 			t.Errorf("closing the listener: %v", err)
 		}
-		if s := g.emu.Stats(); s.Closes[1009] != 0 {
-			t.Errorf("the emulator closed %d connections with 1009", s.Closes[1009])
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.tooBig != 0 {
+			t.Errorf("the agent sent a frame over 32 KiB on %d connections", g.tooBig)
 		}
 	})
 	return ln
@@ -358,13 +372,13 @@ func TestJSONModeLargeBodies(t *testing.T) {
 	if r.err != nil || !bytes.Equal(r.body, big) {
 		t.Fatalf("download got %d bytes (error %v), want %d", len(r.body), r.err, len(big))
 	}
-	s := g.emu.Stats()
-	if s.Closes[1009] != 0 {
-		t.Errorf("closes with 1009: %d", s.Closes[1009])
-	}
-	// Each 1.5 MiB body crossed as chunks: many messages each way.
-	if s.MessagesIn < 16 || s.Posts < 16 {
-		t.Errorf("messages in %d, posts %d: bodies were not chunked", s.MessagesIn, s.Posts)
+	// Each 1.5 MiB body crossed as chunks: many messages each way (and
+	// no frame over 32 KiB, which listenJSON's cleanup checks).
+	g.mu.Lock()
+	received, posts := g.received, g.posts
+	g.mu.Unlock()
+	if received < 16 || posts < 16 {
+		t.Errorf("messages in %d, posts %d: bodies were not chunked", received, posts)
 	}
 }
 
@@ -390,7 +404,7 @@ func TestJSONModePingPong(t *testing.T) {
 	t.Parallel()
 	g := newJSONGateway(t, false)
 	listenJSON(t, g, echo, WithHeartbeat(50*time.Millisecond))
-	g.post(context.Background(), g.current(), &protocol.Ping{})
+	g.post(g.current(), &protocol.Ping{})
 	select {
 	case <-g.pongs:
 	case <-time.After(10 * time.Second):
@@ -429,7 +443,7 @@ func TestJSONModeRejects(t *testing.T) {
 	g.mu.Lock()
 	g.waiters["bad-4"] = ch
 	g.mu.Unlock()
-	g.post(context.Background(), g.current(), &protocol.HTTPRequest{RequestID: "bad-4", ChunkIndex: 3, ChunkCount: 2, Body: "YQ=="})
+	g.post(g.current(), &protocol.HTTPRequest{RequestID: "bad-4", ChunkIndex: 3, ChunkCount: 2, Body: "YQ=="})
 	select {
 	case r := <-ch:
 		if r.err == nil || r.err.Code != string(CodeInvalidRequest) {
@@ -475,7 +489,7 @@ func TestJSONModeCloseUnblocksAccept(t *testing.T) {
 func TestJSONModeLifetime(t *testing.T) {
 	t.Parallel()
 	g := newJSONGateway(t, false)
-	logs := &SyncBuffer{}
+	logs := &logbuf.Buffer{}
 	disconnects := make(chan error, 4)
 	ln := listenJSON(t, g, echo, withJSONTiming(jsonTiming{lifetime: time.Second}), WithBackoff(time.Millisecond, 10*time.Millisecond),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
@@ -523,7 +537,7 @@ func TestJSONModeLifetime(t *testing.T) {
 func TestJSONModeSilentGatewayIsDropped(t *testing.T) {
 	t.Parallel()
 	g := newJSONGateway(t, false)
-	logs := &SyncBuffer{}
+	logs := &logbuf.Buffer{}
 	listenJSON(t, g, echo, withJSONTiming(jsonTiming{deadSlack: 50 * time.Millisecond}), WithHeartbeat(20*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	first := g.current()

@@ -31,10 +31,10 @@ func TestLibraryIsQuietByDefault(t *testing.T) {
 	srv := &tunnel.Server{Routing: tunnel.RoutePath} // no Logger
 	gw := tunneltest.NewGateway(t, srv)
 	d := &cuttableDialer{}
-	ln := gw.Listen(t, tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Millisecond, 5*time.Millisecond), tunnel.WithLogger(nil))
+	ln := gw.Listen(t, tunnel.WithDialer(d.Dial), tunnel.WithBackoff(time.Millisecond, 5*time.Millisecond), tunnel.WithLogger(nil))
 	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	get(t, newClient(t), ln.URL()+"/")
-	d.cut() // a reconnect: the library logs a WARN for it
+	d.Cut() // a reconnect: the library logs a WARN for it
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, _, _ := get(t, newClient(t), ln.URL()+"/")

@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/protocol"
@@ -64,64 +60,21 @@ func watchHeap(t testing.TB) func() uint64 {
 	}
 }
 
-// wsEcho is a WebSocket echo handler.
-func wsEcho(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer c.CloseNow()
-	c.SetReadLimit(1 << 20)
-	for {
-		typ, msg, err := c.Read(r.Context())
-		if err != nil {
-			return
-		}
-		if err := c.Write(r.Context(), typ, msg); err != nil {
-			return
-		}
-	}
-}
-
-func testWSEcho(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	c, _, err := websocket.Dial(ctx, strings.Replace(url, "http", "ws", 1)+"/ws", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
-	if err != nil {
-		t.Fatalf("WebSocket dial through the tunnel: %v", err)
-	}
-	defer c.CloseNow()
-	c.SetReadLimit(1 << 20)
-	for i, msg := range []string{"hello", strings.Repeat("x", 100<<10), "bye"} {
-		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
-			t.Fatalf("write %d: %v", i, err)
-		}
-		typ, got, err := c.Read(ctx)
-		if err != nil || typ != websocket.MessageText || string(got) != msg {
-			t.Fatalf("echo %d: %v, %d bytes, err %v", i, typ, len(got), err)
-		}
-	}
-	c.Close(websocket.StatusNormalClosure, "")
-}
-
 func TestReconnectAfterCutKeepsURL(t *testing.T) {
 	t.Parallel()
 	gw, ev := gateway(t, nil)
 	d := &cuttableDialer{}
-	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(10*time.Millisecond, 100*time.Millisecond), tunnel.WithHeartbeat(time.Second))
+	ln := listen(t, gw, tunnel.WithDialer(d.Dial), tunnel.WithBackoff(10*time.Millisecond, 100*time.Millisecond), tunnel.WithHeartbeat(time.Second))
 	tunneltest.Serve(t, ln, http.HandlerFunc(echo))
 	c := newClient(t)
-	first := next(t, ev.connected, "the first connection")
+	first := next(t, ev.Connected, "the first connection")
 	url, id := ln.URL(), ln.ID()
 	if status, _, _ := get(t, c, url+"/before"); status != 200 {
 		t.Fatalf("before the cut: %d", status)
 	}
 
-	d.cut()
-	second := next(t, ev.connected, "the reconnect")
+	d.Cut()
+	second := next(t, ev.Connected, "the reconnect")
 	if second.ID != first.ID || second.ConnectionID == first.ConnectionID {
 		t.Fatalf("reconnect: %+v after %+v; want the same tunnel on a new connection", second, first)
 	}
@@ -142,7 +95,7 @@ func TestAgentGoneMidRequest(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, nil)
 	d := &cuttableDialer{}
-	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(time.Hour, time.Hour))
+	ln := listen(t, gw, tunnel.WithDialer(d.Dial), tunnel.WithBackoff(time.Hour, time.Hour))
 	entered := make(chan struct{})
 	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
@@ -150,7 +103,7 @@ func TestAgentGoneMidRequest(t *testing.T) {
 	}))
 	go func() {
 		<-entered
-		d.cut()
+		d.Cut()
 	}()
 	status, hdr, body := get(t, newClient(t), ln.URL()+"/x")
 	wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
@@ -305,7 +258,7 @@ func TestCloseWithContextLetsRequestsFinish(t *testing.T) {
 		closed <- ln.CloseWithContext(ctx)
 	}()
 	// The gateway learns of the drain: the tunnel goes away for new requests.
-	next(t, ev.connected, "connect")
+	next(t, ev.Connected, "connect")
 	for {
 		status, _, _ := get(t, c, ln.URL()+"/fast")
 		if status == http.StatusNotFound {
@@ -319,92 +272,9 @@ func TestCloseWithContextLetsRequestsFinish(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatalf("CloseWithContext: %v", err)
 	}
-	next(t, ev.disconnected, "disconnect")
+	next(t, ev.Disconnected, "disconnect")
 }
 
-// rawAgent dials the agent endpoint without the client library.
-func rawAgent(t *testing.T, gw *tunneltest.Gateway, subprotocols ...string) *websocket.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	c, _, err := websocket.Dial(ctx, strings.Replace(gw.URL, "http", "ws", 1)+protocol.ConnectPath,
-		&websocket.DialOptions{Subprotocols: subprotocols, HTTPClient: &http.Client{Transport: tr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	return c
-}
-
-func TestMalformedHandshakesAreRefused(t *testing.T) {
-	t.Parallel()
-	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, HandshakeTimeout: 500 * time.Millisecond})
-	mux := protocol.SubprotocolMux
-	cases := []struct {
-		name       string
-		protos     []string
-		send       func(ctx context.Context, c *websocket.Conn) error
-		wantStatus websocket.StatusCode
-		wantCode   string // the error message's code, if one is sent
-	}{
-		{"not JSON", []string{mux}, text("hello"), websocket.StatusProtocolError, "invalid_request"},
-		{"JSON but no type", []string{mux}, text(`{"name":"x"}`), websocket.StatusProtocolError, "invalid_request"},
-		{"wrong first message", []string{mux}, text(`{"type":"ping"}`), websocket.StatusProtocolError, "invalid_request"},
-		{"binary frame", []string{mux}, func(ctx context.Context, c *websocket.Conn) error {
-			return c.Write(ctx, websocket.MessageBinary, []byte(`{"type":"ready"}`))
-		}, websocket.StatusProtocolError, "invalid_request"},
-		{"oversized", []string{mux}, text(`{"type":"ready","name":"` + strings.Repeat("a", protocol.MaxHandshakeBytes) + `"}`), websocket.StatusMessageTooBig, ""},
-		{"invalid name", []string{mux}, text(`{"type":"ready","name":"Not_Valid"}`), websocket.StatusPolicyViolation, "invalid_request"},
-		{"resume without id", []string{mux}, text(`{"type":"ready","resume_token":"x"}`), websocket.StatusPolicyViolation, "invalid_request"},
-		{"no subprotocol", nil, text(`{"type":"ready"}`), websocket.StatusProtocolError, "invalid_request"},
-		{"silence", []string{mux}, func(context.Context, *websocket.Conn) error { return nil }, -1, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			c := rawAgent(t, gw, tc.protos...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := tc.send(ctx, c); err != nil {
-				t.Fatalf("send: %v", err)
-			}
-			typ, msg, err := c.Read(ctx)
-			if tc.wantCode != "" {
-				if err != nil {
-					t.Fatalf("want an error message, got %v", err)
-				}
-				m, perr := protocol.Unmarshal(msg, 0)
-				e, ok := m.(*protocol.Error)
-				if typ != websocket.MessageText || perr != nil || !ok || e.Code != tc.wantCode {
-					t.Fatalf("got %s %q, want an error message with code %q", typ, msg, tc.wantCode)
-				}
-				_, _, err = c.Read(ctx)
-			}
-			if err == nil {
-				t.Fatal("connection still open")
-			}
-			if tc.wantStatus >= 0 {
-				if got := websocket.CloseStatus(err); got != tc.wantStatus {
-					t.Fatalf("close status %v (err %v), want %v", got, err, tc.wantStatus)
-				}
-			}
-		})
-	}
-	// After all that, the gateway still serves tunnels.
-	t.Run("still serving", func(t *testing.T) {
-		ln := listen(t, gw)
-		tunneltest.Serve(t, ln, http.HandlerFunc(echo))
-		if status, _, _ := get(t, newClient(t), ln.URL()+"/ok"); status != 200 {
-			t.Fatalf("status %d", status)
-		}
-	})
-}
-
-// TestAgentEndpointRefusesNonUpgrades: an authenticated request that is not
-// a WebSocket opening handshake gets 400 invalid_request in the error model,
-// with the headers RFC 6455 asks for.
 func TestAgentEndpointRefusesNonUpgrades(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Authenticator: tunnel.NewStaticTokens("tok")})
@@ -438,32 +308,19 @@ func TestAgentEndpointRefusesNonUpgrades(t *testing.T) {
 	}
 }
 
-func text(s string) func(ctx context.Context, c *websocket.Conn) error {
-	return func(ctx context.Context, c *websocket.Conn) error {
-		return c.Write(ctx, websocket.MessageText, []byte(s))
-	}
-}
-
-func debugLog(t testing.TB) *slog.Logger {
-	if os.Getenv("TUNNEL_TEST_DEBUG") == "" {
-		return quiet
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 func TestEvents(t *testing.T) {
 	t.Parallel()
 	gw, ev := gateway(t, nil)
 	d := &cuttableDialer{}
 	events := make(chan tunnel.Event, 256)
-	ln := listen(t, gw, tunnel.WithDialer(d.dial), tunnel.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+	ln := listen(t, gw, tunnel.WithDialer(d.Dial), tunnel.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
 		tunnel.WithHeartbeat(20*time.Millisecond), tunnel.WithEvents(func(e tunnel.Event) {
 			select {
 			case events <- e:
 			default: // a slow test must not block the listener
 			}
 		}))
-	next(t, ev.connected, "connect")
+	next(t, ev.Connected, "connect")
 	wait := func(kind tunnel.EventKind) tunnel.Event {
 		t.Helper()
 		timeout := time.After(30 * time.Second)
@@ -484,7 +341,7 @@ func TestEvents(t *testing.T) {
 	if e := wait(tunnel.EventHeartbeat); e.RTT <= 0 {
 		t.Fatalf("heartbeat event %+v", e)
 	}
-	d.cut()
+	d.Cut()
 	if e := wait(tunnel.EventDisconnected); e.Err == nil || e.TunnelID != ln.ID() {
 		t.Fatalf("disconnect event %+v", e)
 	}

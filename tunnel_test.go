@@ -16,27 +16,12 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/e2e"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 // echo answers with what it received, so tests can check every part of a
 // request made it through.
-func echo(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	w.Header().Set("X-Echo-Method", r.Method)
-	w.Header().Set("X-Echo-Path", r.URL.EscapedPath())
-	w.Header().Set("X-Echo-Query", r.URL.RawQuery)
-	w.Header().Set("X-Echo-Host", r.Host)
-	w.Header().Set("X-Echo-Forwarded-For", r.Header.Get("X-Forwarded-For"))
-	w.Header().Set("X-Echo-Forwarded-Proto", r.Header.Get("X-Forwarded-Proto"))
-	w.Header().Set("X-Echo-Forwarded-Host", r.Header.Get("X-Forwarded-Host"))
-	w.Header().Set("X-Echo-Forwarded-Prefix", r.Header.Get("X-Forwarded-Prefix"))
-	w.Header()["X-Echo-Multi"] = r.Header["X-Multi"]
-	w.Header().Set("X-Echo-Hop", r.Header.Get("X-Hop"))
-	w.Header().Add("Set-Cookie", "a=1; Path=/")
-	w.Header().Add("Set-Cookie", "b=2; Path=/")
-	w.Write(body)
-}
 
 func TestListenGetAndPost(t *testing.T) {
 	t.Parallel()
@@ -565,6 +550,6 @@ func TestWebSocketEchoThroughTunnel(t *testing.T) {
 	t.Parallel()
 	gw, _ := gateway(t, nil)
 	ln := listen(t, gw)
-	tunneltest.Serve(t, ln, http.HandlerFunc(wsEcho))
-	testWSEcho(t, ln.URL())
+	tunneltest.Serve(t, ln, http.HandlerFunc(e2e.WSEcho))
+	e2e.CheckWSEcho(t, ln.URL())
 }

@@ -95,6 +95,9 @@ func (e *CloseError) Error() string {
 // with StatusProtocolError.
 var ErrProtocol = errors.New("websocket: protocol error")
 
+// ErrFrameTooBig is returned by reads for a data frame over MaxReadFrame.
+var ErrFrameTooBig = errors.New("websocket: frame too big")
+
 // ErrMessageTooBig is returned by ReadMessage for a message over its limit.
 var ErrMessageTooBig = errors.New("websocket: message too big")
 
@@ -119,6 +122,11 @@ type Conn struct {
 	vectored bool
 	// dl sets deadlines on the connection under rwc; nil if it has none.
 	dl deadliner
+
+	// MaxReadFrame, if positive, caps the payload of each data frame read:
+	// a larger one fails the connection with StatusMessageTooBig, as API
+	// Gateway does past 32 KiB. Set it before the first read.
+	MaxReadFrame int
 
 	// MaxFrame, if positive, caps the payload of each frame written; longer
 	// messages are fragmented. Set it before the first write.
@@ -481,6 +489,10 @@ func (c *Conn) nextDataFrame() (frameHeader, error) {
 			continue
 		default:
 			return h, c.protocolError(fmt.Sprintf("unknown opcode %#x", h.op))
+		}
+		if c.MaxReadFrame > 0 && h.length > int64(c.MaxReadFrame) {
+			c.fail(StatusMessageTooBig, "frame too big")
+			return h, ErrFrameTooBig
 		}
 		c.br.Discard(n)
 		c.inMessage = !h.fin

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -423,4 +424,46 @@ func FuzzCheckUTF8(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A data frame over MaxReadFrame fails the connection with 1009, as API
+// Gateway's 32 KiB frame limit does; frames up to it are read.
+func TestMaxReadFrame(t *testing.T) {
+	t.Parallel()
+	client, server := pipeConns(t)
+	server.MaxReadFrame = 16
+	go func() {
+		client.WriteMessage(OpBinary, []byte("sixteen bytes!!!"))
+		client.WriteMessage(OpBinary, []byte("seventeen bytes!!"))
+	}()
+	if _, msg, err := server.ReadMessage(1 << 10); err != nil || len(msg) != 16 {
+		t.Fatalf("a frame of the limit: %q, %v", msg, err)
+	}
+	// net.Pipe has no buffer: the server's close frame waits for the
+	// client's read.
+	serverErr := make(chan error, 1)
+	go func() {
+		_, _, err := server.ReadMessage(1 << 10)
+		serverErr <- err
+	}()
+	var ce *CloseError
+	if _, _, err := client.ReadMessage(1 << 10); !errors.As(err, &ce) || ce.Code != StatusMessageTooBig {
+		t.Fatalf("the peer got %v, want close 1009", err)
+	}
+	if err := <-serverErr; !errors.Is(err, ErrFrameTooBig) {
+		t.Fatalf("a frame over the limit: %v, want ErrFrameTooBig", err)
+	}
+}
+
+// pipeConns returns the two ends of a WebSocket over net.Pipe, closed when
+// the test ends.
+func pipeConns(t *testing.T) (client, server *Conn) {
+	t.Helper()
+	a, b := net.Pipe()
+	client, server = newConn(a, a, "", false), newConn(b, b, "", true)
+	t.Cleanup(func() {
+		client.CloseNow()
+		server.CloseNow()
+	})
+	return client, server
 }

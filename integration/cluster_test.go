@@ -1,4 +1,4 @@
-package tunnel_test
+package integration
 
 import (
 	"context"
@@ -10,17 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/internal/backendtest"
-	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 	"github.com/http-tunnel/tunnel/store/redisstore"
+	"github.com/http-tunnel/tunnel/store/redisstore/redistest"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
@@ -155,42 +150,17 @@ func testCluster(t *testing.T, st store.Store) {
 
 func TestClusterOnRedis(t *testing.T) {
 	t.Parallel()
-	rdb := redis.NewClient(&redis.Options{Addr: backendtest.RedisAddr(t)})
-	t.Cleanup(func() { rdb.Close() })
-	prefix := "clustertest-" + randid.Hex(4) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, "{"+prefix+"}*", 100).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
-	testCluster(t, redisstore.New(rdb, redisstore.Options{Prefix: prefix}))
+	rdb := redistest.Client(t)
+	testCluster(t, redisstore.New(rdb, redisstore.Options{Prefix: redistest.Prefix(t, rdb)}))
 }
 
 func TestClusterOnDynamoDB(t *testing.T) {
 	t.Parallel()
-	endpoint := backendtest.DynamoEndpoint(t)
-	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:   &http.Client{Transport: tr},
-	})
-	suffix := randid.Hex(6)
-	opts := dynamostore.Options{ConnectionsTable: "cluster-connections-" + suffix, PendingTable: "cluster-pending-" + suffix}
-	ctx := context.Background()
-	if err := dynamostore.CreateTables(ctx, client, opts); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, name := range []string{opts.ConnectionsTable, opts.PendingTable} {
-			client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
-		}
-	})
-	testCluster(t, dynamostore.New(client, opts))
+	client := dynamotest.Client(t)
+	names := dynamotest.Tables(t, client, func(ctx context.Context, n []string) error {
+		return dynamostore.CreateTables(ctx, client, dynamostore.Options{ConnectionsTable: n[0], PendingTable: n[1]})
+	}, "cluster-connections", "cluster-pending")
+	testCluster(t, dynamostore.New(client, dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}))
 }
 
 func TestNodeSecretRequired(t *testing.T) {
