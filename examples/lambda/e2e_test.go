@@ -21,7 +21,7 @@ import (
 	"github.com/http-tunnel/tunnel/internal/leakcheck"
 
 	tunnel "github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/internal/apigw"
+	"github.com/http-tunnel/tunnel/serverless/apigwtest"
 	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/ratelimit"
@@ -37,7 +37,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // gateway is the serverless gateway on the emulated API Gateway, with
 // DynamoDB in dynalite.
 type gateway struct {
-	emu    *apigw.Emulator
+	emu    *apigwtest.Emulator
 	h      *Handler
 	relay  *Relay
 	mgmt   *apigatewaymanagementapi.Client
@@ -84,13 +84,13 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	st := dynamostore.New(ddb, opts)
 
 	g := &gateway{h: &Handler{Store: st, Logger: quiet, Limiter: cfg.agentLimiter}}
-	apiCfg := apigw.Config{WebSocket: g.h.WebSocket, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live"}
+	apiCfg := apigwtest.Config{WebSocket: g.h.WebSocket, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live"}
 	if cfg.v1 {
 		apiCfg.HTTP, apiCfg.HTTPV1 = nil, g.h.HTTPV1
 	}
-	emu, err := apigw.Start(apiCfg)
+	emu, err := apigwtest.Start(apiCfg)
 	if err != nil {
-		t.Fatalf("apigw.Start: %v", err)
+		t.Fatalf("apigwtest.Start: %v", err)
 	}
 	t.Cleanup(func() { emu.Close() })
 	g.emu = emu

@@ -1,4 +1,4 @@
-// Package apigw emulates Amazon API Gateway in-process, on loopback, so
+// Package apigwtest emulates Amazon API Gateway in-process, on loopback, so
 // that tests drive the serverless gateway's real Lambda handlers: a
 // WebSocket API for agents (routes $connect, $default, $disconnect, and
 // the @connections management API the handlers post to), and an HTTP API
@@ -9,7 +9,7 @@
 //
 // # Starting
 //
-//	emu, err := apigw.Start(apigw.Config{WebSocket: ws, HTTP: public, WebSocketStage: "prod"})
+//	emu, err := apigwtest.Start(apigwtest.Config{WebSocket: ws, HTTP: public, WebSocketStage: "prod"})
 //	...
 //	defer emu.Close()
 //	agents dial emu.WebSocketURL(); handlers post through a Management
@@ -146,4 +146,4 @@
 // Lambda. Close cancels every handler context and waits for the handlers
 // to return. Stats counts invocations per route, for tests that assert a
 // cost in Lambda invocations.
-package apigw
+package apigwtest

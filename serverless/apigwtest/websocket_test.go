@@ -1,4 +1,4 @@
-package apigw
+package apigwtest
 
 import (
 	"bytes"

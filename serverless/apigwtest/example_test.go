@@ -1,4 +1,4 @@
-package apigw_test
+package apigwtest_test
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/http-tunnel/tunnel/internal/apigw"
+	"github.com/http-tunnel/tunnel/serverless/apigwtest"
 )
 
 // ExampleStart serves an HTTP API whose Lambda handler echoes what API
 // Gateway tells it about the request.
 func ExampleStart() {
-	emu, err := apigw.Start(apigw.Config{
+	emu, err := apigwtest.Start(apigwtest.Config{
 		HTTPStage: "prod",
 		HTTP: func(_ context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 			return events.APIGatewayV2HTTPResponse{
