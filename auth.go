@@ -2,9 +2,11 @@ package tunnel
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -51,8 +53,12 @@ func TokenFromRequest(r *http.Request) Token {
 }
 
 // StaticTokens authenticates agents against a fixed set of tokens. Each
-// token's Subject is "token:" followed by the first 12 hex digits of its
-// SHA-256, so logs can tell agents apart without showing a secret.
+// token's Subject is "token:" followed by 12 hex digits of an HMAC-SHA-256
+// of the token, keyed with a digest of the whole set: logs and /tunnels can
+// tell agents apart without showing a secret, every node given the same
+// set names an agent alike (resuming a tunnel on another node needs that),
+// and a subject is no oracle for guessing a weak token offline (testing a
+// guess needs every token of the set).
 //
 // Tokens are compared by their SHA-256 digests, so lookup time does not
 // depend on how much of a guess matches a real token. A StaticTokens is
@@ -64,13 +70,20 @@ type StaticTokens struct {
 // NewStaticTokens returns an Authenticator that accepts exactly tokens.
 // Empty strings are ignored; with no tokens it accepts nobody.
 func NewStaticTokens(tokens ...string) *StaticTokens {
-	s := &StaticTokens{subjects: make(map[[sha256.Size]byte]string, len(tokens))}
+	set := make([]string, 0, len(tokens))
 	for _, t := range tokens {
-		if t == "" {
-			continue
+		if t != "" {
+			set = append(set, t)
 		}
-		sum := sha256.Sum256([]byte(t))
-		s.subjects[sum] = "token:" + hex.EncodeToString(sum[:6])
+	}
+	slices.Sort(set)
+	set = slices.Compact(set)
+	key := sha256.Sum256([]byte("http-tunnel static token subjects\x00" + strings.Join(set, "\x00")))
+	s := &StaticTokens{subjects: make(map[[sha256.Size]byte]string, len(set))}
+	for _, t := range set {
+		mac := hmac.New(sha256.New, key[:])
+		mac.Write([]byte(t))
+		s.subjects[sha256.Sum256([]byte(t))] = "token:" + hex.EncodeToString(mac.Sum(nil)[:6])
 	}
 	return s
 }

@@ -70,6 +70,13 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// net/http names the URL in its error, and the URL may carry a
+		// secret in its query: the caller, who knows the URL, names it
+		// as it sees fit.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, nil, fmt.Errorf("websocket dial: %w", err)
 	}
 	fail := func(err error) (*Conn, *http.Response, error) {
