@@ -292,7 +292,7 @@ func (s *Session) Close() error {
 	s.streamLock.Lock()
 	defer s.streamLock.Unlock()
 	for _, stream := range s.streams {
-		stream.forceClose()
+		stream.forceClose(ErrSessionShutdown)
 	}
 	<-s.sendDoneCh
 	return nil

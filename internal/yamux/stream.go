@@ -33,6 +33,13 @@ type Stream struct {
 
 	state     streamState
 	stateLock sync.Mutex
+	// readErr and writeErr are what Read (once the buffer is empty) and
+	// Write return after forceClose closed the stream while it was open
+	// in that direction: ErrSessionShutdown when the session ended, where
+	// upstream returned io.EOF and ErrStreamClosed (a stream cut off has
+	// not ended cleanly), or nil for upstream's errors. Guarded by
+	// stateLock.
+	readErr, writeErr error
 
 	recvBuf  *bytes.Buffer
 	recvLock sync.Mutex
@@ -104,7 +111,10 @@ func (s *Stream) StreamID() uint32 {
 	return s.id
 }
 
-// Read is used to read from the stream
+// Read is used to read from the stream. Once the peer has closed the
+// stream, Read returns what arrived, then io.EOF. Once the session has
+// ended, a Read of a stream the peer had not closed returns what arrived,
+// then ErrSessionShutdown, at once.
 func (s *Stream) Read(b []byte) (n int, err error) {
 	defer asyncNotify(s.recvNotifyCh)
 	var waiting bool
@@ -121,7 +131,11 @@ START:
 		s.recvLock.Lock()
 		if s.recvBuf == nil || s.recvBuf.Len() == 0 {
 			s.recvLock.Unlock()
+			err := s.readErr
 			s.stateLock.Unlock()
+			if err != nil {
+				return 0, err
+			}
 			return 0, io.EOF
 		}
 		s.recvLock.Unlock()
@@ -134,6 +148,15 @@ START:
 	// If there is no data available, block
 	s.recvLock.Lock()
 	if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+		// Unless the session has ended: nothing more will arrive. Its
+		// force-close of the stream may not have come yet (it closes the
+		// streams one by one); waiting for it, as upstream does, woke
+		// this reader on the closed shutdownCh again and again, and
+		// thousands of such readers starved the force-close of CPU.
+		if s.session.IsClosed() {
+			s.recvLock.Unlock()
+			return 0, ErrSessionShutdown
+		}
 		if s.readWait == nil && len(b) > 0 {
 			s.readWait, s.readN = b, 0
 			waiting = true
@@ -207,7 +230,8 @@ func (s *Stream) afterRead() error {
 	return nil
 }
 
-// Write is used to write to the stream
+// Write is used to write to the stream. Once the session has ended, it
+// returns ErrSessionShutdown, at once.
 func (s *Stream) Write(b []byte) (n int, err error) {
 	s.sendLock.Lock()
 	defer s.sendLock.Unlock()
@@ -234,7 +258,11 @@ START:
 	case streamLocalClose:
 		fallthrough
 	case streamClosed:
+		err := s.writeErr
 		s.stateLock.Unlock()
+		if err != nil {
+			return 0, err
+		}
 		return 0, ErrStreamClosed
 	case streamReset:
 		s.stateLock.Unlock()
@@ -280,8 +308,13 @@ WAIT:
 		timer = time.NewTimer(delay)
 		timeout = timer.C
 	}
+	var shutdown bool
 	select {
 	case <-s.session.shutdownCh:
+		// No window update will come. Upstream went back to START,
+		// found the window still empty (the stream not yet
+		// force-closed) and woke on the closed channel again: a spin.
+		shutdown = true
 	case <-s.sendNotifyCh:
 	case <-timeout:
 		return 0, ErrTimeout
@@ -290,6 +323,9 @@ WAIT:
 		if !timer.Stop() {
 			<-timeout
 		}
+	}
+	if shutdown {
+		return 0, ErrSessionShutdown
 	}
 	goto START
 }
@@ -414,8 +450,10 @@ SEND_CLOSE:
 	// This prevents memory leaks if one side (this side) closes and the
 	// remote side poorly behaves and never responds with a FIN to complete
 	// the close. After the specified timeout, we clean our resources up no
-	// matter what.
-	if !closeStream && s.session.config.StreamCloseTimeout > 0 {
+	// matter what. Not once the session has ended: it has closed, or is
+	// closing, every stream (upstream left a timer per stream closed after
+	// the session's end).
+	if !closeStream && s.session.config.StreamCloseTimeout > 0 && !s.session.IsClosed() {
 		s.closeTimer = time.AfterFunc(
 			s.session.config.StreamCloseTimeout, s.closeTimeout)
 	}
@@ -433,7 +471,7 @@ SEND_CLOSE:
 // close this stream.
 func (s *Stream) closeTimeout() {
 	// Close our side forcibly
-	s.forceClose()
+	s.forceClose(nil)
 
 	// Free the stream from the session map
 	s.session.closeStream(s.id)
@@ -446,10 +484,27 @@ func (s *Stream) closeTimeout() {
 	_ = s.session.sendNoWait(hdr)
 }
 
-// forceClose is used for when the session is exiting
-func (s *Stream) forceClose() {
+// forceClose closes the stream without telling the peer: the session is
+// exiting (err is ErrSessionShutdown), or the peer did not answer a close
+// (err is nil). Read then returns what was buffered and, if the peer had
+// not closed the stream, err; Write returns err if this side had not
+// closed it. A nil err means io.EOF and ErrStreamClosed, as upstream. A
+// reset stream stays reset (upstream made it closed, which turned
+// ErrConnectionReset into io.EOF).
+func (s *Stream) forceClose(err error) {
 	s.stateLock.Lock()
-	s.state = streamClosed
+	switch s.state {
+	case streamReset, streamClosed:
+	case streamLocalClose:
+		s.readErr = err
+	case streamRemoteClose:
+		s.writeErr = err
+	default:
+		s.readErr, s.writeErr = err, err
+	}
+	if s.state != streamReset {
+		s.state = streamClosed
+	}
 	s.stateLock.Unlock()
 	s.notifyWaiting()
 }
