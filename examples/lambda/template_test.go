@@ -53,6 +53,9 @@ var adminOps = map[string]bool{
 	"UpdateTimeToLive":   true,
 }
 
+// serverlessDir holds package serverless, the adapter this command runs.
+var serverlessDir = filepath.Join("..", "..", "serverless")
+
 // cfnTemplate is template.yaml, parsed.
 type cfnTemplate struct {
 	root *yaml.Node // the top-level mapping
@@ -203,7 +206,7 @@ func stringLit(e ast.Expr) (string, bool) {
 func envReads(t *testing.T) map[string]bool {
 	t.Helper()
 	vars := make(map[string]bool)
-	for _, f := range parseGo(t, ".") {
+	for _, f := range append(parseGo(t, "."), parseGo(t, serverlessDir)...) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok || len(call.Args) != 1 {
@@ -515,7 +518,7 @@ func TestTemplatePermissions(t *testing.T) {
 	}
 
 	// Only PostToConnection is used, which the POST in the resource covers.
-	for _, f := range parseGo(t, ".") {
+	for _, f := range parseGo(t, serverlessDir) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			if sel, ok := n.(*ast.SelectorExpr); ok && (sel.Sel.Name == "DeleteConnection" || sel.Sel.Name == "GetConnection") {
 				t.Errorf("the package calls %s; grant ManageConnections beyond POST", sel.Sel.Name)
@@ -632,7 +635,7 @@ func TestTemplateSchedule(t *testing.T) {
 
 	// Invoke must still recognise the scheduled event by its source.
 	recognised := false
-	for _, f := range parseGo(t, ".") {
+	for _, f := range parseGo(t, serverlessDir) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			if s, ok := stringLit(asExpr(n)); ok && s == "aws.events" {
 				recognised = true

@@ -1,4 +1,4 @@
-package main
+package serverless
 
 import (
 	"context"
@@ -117,12 +117,12 @@ func TestXRayIDGenerator(t *testing.T) {
 
 func TestTracerProviderFromEnv(t *testing.T) {
 	t.Parallel()
-	tp, err := tracerProviderFromEnv(t.Context(), func(string) string { return "" })
+	tp, err := TracerProviderFromEnv(t.Context(), func(string) string { return "" })
 	if err != nil || tp != nil {
 		t.Fatalf("without TUNNEL_XRAY: %v, %v; want no provider", tp, err)
 	}
 	env := map[string]string{"TUNNEL_XRAY": "1"}
-	tp, err = tracerProviderFromEnv(t.Context(), func(k string) string { return env[k] })
+	tp, err = TracerProviderFromEnv(t.Context(), func(k string) string { return env[k] })
 	if err != nil || tp == nil {
 		t.Fatalf("TUNNEL_XRAY=1: %v, %v", tp, err)
 	}
@@ -139,14 +139,14 @@ func TestTracerProviderFromEnv(t *testing.T) {
 	// gateway's span, through the propagator main installs.
 	h := http.Header{}
 	h.Set("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
-	ctx := xrayPropagator.Extract(t.Context(), propagation.HeaderCarrier(h))
+	ctx := NewPropagator().Extract(t.Context(), propagation.HeaderCarrier(h))
 	_, child := tp.Tracer("test").Start(ctx, "child")
 	child.End()
 	if got := child.SpanContext().TraceID().String(); got != "5759e988bd862e3fe1be46a994272793" {
 		t.Errorf("child of the X-Ray parent has trace ID %s", got)
 	}
 	out := http.Header{}
-	xrayPropagator.Inject(trace.ContextWithSpanContext(t.Context(), child.SpanContext()), propagation.HeaderCarrier(out))
+	NewPropagator().Inject(trace.ContextWithSpanContext(t.Context(), child.SpanContext()), propagation.HeaderCarrier(out))
 	if !xrayHeaderFormat.MatchString(out.Get(XRayHeader)) || out.Get("Traceparent") == "" {
 		t.Errorf("injected %v, want X-Amzn-Trace-Id and traceparent", out)
 	}

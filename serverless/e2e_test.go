@@ -1,4 +1,4 @@
-package main
+package serverless
 
 import (
 	"bytes"
@@ -21,10 +21,10 @@ import (
 	"github.com/http-tunnel/tunnel/internal/leakcheck"
 
 	tunnel "github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/serverless/apigwtest"
 	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/ratelimit"
+	"github.com/http-tunnel/tunnel/serverless/apigwtest"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 	"github.com/http-tunnel/tunnel/tunneltest"

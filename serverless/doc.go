@@ -1,4 +1,4 @@
-// Command lambda is the serverless gateway: the reference adapter that
+// Package serverless is the serverless gateway: the adapter that
 // runs tunnel.Server as one AWS Lambda function behind an API Gateway
 // WebSocket API (agents, json mode), an HTTP API (public requests) and an
 // EventBridge schedule (cleanup), with its state in DynamoDB
@@ -160,4 +160,4 @@
 // The function needs dynamodb:GetItem, PutItem, UpdateItem, DeleteItem,
 // BatchGetItem, BatchWriteItem and Scan (cleanup) on both tables, and
 // execute-api:ManageConnections on the WebSocket API.
-package main
+package serverless

@@ -1,4 +1,4 @@
-package main
+package serverless
 
 import (
 	"bufio"
@@ -208,7 +208,7 @@ func TestFlushAfterInvocation(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	mp, in := emfInstruments(t, &buf)
-	invoke := flushAfter(func(ctx context.Context, raw json.RawMessage) (any, error) {
+	invoke := FlushAfter(func(ctx context.Context, raw json.RawMessage) (any, error) {
 		in.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String("rate_limited")))
 		return "ok", nil
 	}, mp.ForceFlush, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -285,7 +285,7 @@ func TestEMFSingleValueExact(t *testing.T) {
 // whose EMF exporter writes to w, shut down when the test ends.
 func emfInstruments(t *testing.T, w io.Writer) (*sdkmetric.MeterProvider, *observability.Instruments) {
 	t.Helper()
-	mp := newMeterProvider(w)
+	mp := NewMeterProvider(w)
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
 	in, err := observability.NewInstruments(mp)
 	if err != nil {

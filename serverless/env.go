@@ -1,0 +1,82 @@
+package serverless
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/ratelimit"
+	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
+)
+
+// The limits FromEnv applies when TUNNEL_RATELIMIT_TABLE is set.
+var (
+	// RequestLimit is per tunnel: 100 public requests a second, in bursts
+	// of up to 200.
+	RequestLimit = ratelimit.Limit{Events: 100, Period: time.Second, Burst: 200}
+	// AgentLimit is per source IP address: 10 agent connections a minute.
+	AgentLimit = ratelimit.Limit{Events: 10, Period: time.Minute}
+)
+
+// FromEnv builds a Handler from the environment variables listed in the
+// package doc, read through getenv (os.Getenv in a function): a
+// dynamostore.Store on the configured tables, a Relay posting through the
+// Management API at TUNNEL_MANAGEMENT_ENDPOINT, a tunnel.Server with
+// NoCache, static agent tokens from TUNNEL_TOKENS (none: every agent is
+// admitted) and, with TUNNEL_RATELIMIT_TABLE, dynamolimit limiters of
+// RequestLimit and AgentLimit. logger receives the logs of the Server and
+// the Handler; nil means slog.Default().
+//
+// It makes no network call: a wrong endpoint or missing permission shows
+// at the first invocation. It fails only when AWS_REGION,
+// TUNNEL_MANAGEMENT_ENDPOINT or TUNNEL_BASE_URL is empty. Telemetry is
+// not configured here: see NewMeterProvider and TracerProviderFromEnv.
+func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) {
+	region := getenv("AWS_REGION")
+	mgmtEndpoint := getenv("TUNNEL_MANAGEMENT_ENDPOINT")
+	base := getenv("TUNNEL_BASE_URL")
+	if region == "" || mgmtEndpoint == "" || base == "" {
+		return nil, errors.New("AWS_REGION, TUNNEL_MANAGEMENT_ENDPOINT and TUNNEL_BASE_URL are required")
+	}
+	creds := credentials.NewStaticCredentialsProvider(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"))
+	ddbOpts := dynamodb.Options{Region: region, Credentials: creds}
+	if ep := getenv("TUNNEL_DYNAMODB_ENDPOINT"); ep != "" {
+		ddbOpts.BaseEndpoint = aws.String(ep)
+	}
+	st := dynamostore.New(dynamodb.New(ddbOpts), dynamostore.Options{
+		ConnectionsTable: getenv("TUNNEL_CONNECTIONS_TABLE"),
+		PendingTable:     getenv("TUNNEL_PENDING_TABLE"),
+		TunnelIndex:      getenv("TUNNEL_TUNNEL_INDEX"),
+	})
+	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
+		Region:       region,
+		Credentials:  creds,
+		BaseEndpoint: aws.String(mgmtEndpoint),
+	})
+	srv := &tunnel.Server{
+		BaseURL: base,
+		Domain:  getenv("TUNNEL_DOMAIN"),
+		Store:   st,
+		Cache:   NoCache{},
+		Logger:  logger,
+		Relay:   &Relay{Store: st, Mgmt: mgmt},
+	}
+	if tokens := getenv("TUNNEL_TOKENS"); tokens != "" {
+		srv.Authenticator = tunnel.NewStaticTokens(strings.Split(tokens, ",")...)
+	}
+	if table := getenv("TUNNEL_RATELIMIT_TABLE"); table != "" {
+		client := dynamodb.New(ddbOpts)
+		srv.RequestLimiter = dynamolimit.New(client, table, RequestLimit, &dynamolimit.Options{Prefix: "request:"})
+		agents := dynamolimit.New(client, table, AgentLimit, &dynamolimit.Options{Prefix: "connect:"})
+		return &Handler{Server: srv, Store: st, Mgmt: mgmt, Limiter: agents, Logger: logger}, nil
+	}
+	return &Handler{Server: srv, Store: st, Mgmt: mgmt, Logger: logger}, nil
+}
