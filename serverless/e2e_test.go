@@ -14,23 +14,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/http-tunnel/tunnel/internal/leakcheck"
 
 	tunnel "github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/internal/backendtest"
 	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/serverless/apigwtest"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
-
-func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -42,6 +39,11 @@ type gateway struct {
 	relay  *Relay
 	mgmt   *apigatewaymanagementapi.Client
 	client *http.Client
+
+	// disconnected receives the connection ID of every $disconnect
+	// invocation once the handler has returned, that is once the
+	// connection's record is gone.
+	disconnected chan string
 }
 
 type gatewayConfig struct {
@@ -52,39 +54,37 @@ type gatewayConfig struct {
 	agentLimiter    ratelimit.Limiter
 }
 
+// newTables gives t a connections table and a pending table of its own in
+// dynalite, and returns the store on them.
+func newTables(t *testing.T) *dynamostore.Store {
+	t.Helper()
+	ddb := dynamotest.Client(t)
+	var opts dynamostore.Options
+	dynamotest.Tables(t, ddb, func(ctx context.Context, names []string) error {
+		opts = dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
+		return dynamostore.CreateTables(ctx, ddb, opts)
+	}, "lambda-connections", "lambda-pending")
+	return dynamostore.New(ddb, opts)
+}
+
 func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
-	endpoint := backendtest.DynamoEndpoint(t)
-	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	t.Cleanup(tr.CloseIdleConnections)
-	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
-	ddb := dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  creds,
-		HTTPClient:   &http.Client{Transport: tr},
-	})
-	suffix := randid.Hex(6)
-	opts := dynamostore.Options{
-		ConnectionsTable: "lambda-connections-" + suffix,
-		PendingTable:     "lambda-pending-" + suffix,
+	st := newTables(t)
+	g := &gateway{
+		h:            &Handler{Store: st, Logger: quiet, Limiter: cfg.agentLimiter},
+		disconnected: make(chan string, 64),
 	}
-	if err := dynamostore.CreateTables(t.Context(), ddb, opts); err != nil {
-		t.Fatalf("CreateTables: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, name := range []string{opts.ConnectionsTable, opts.PendingTable} {
-			if _, err := ddb.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)}); err != nil {
-				t.Errorf("DeleteTable(%s): %v", name, err)
+	ws := func(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+		resp, err := g.h.WebSocket(ctx, ev)
+		if ev.RequestContext.RouteKey == "$disconnect" {
+			select {
+			case g.disconnected <- ev.RequestContext.ConnectionID:
+			default:
 			}
 		}
-	})
-	st := dynamostore.New(ddb, opts)
-
-	g := &gateway{h: &Handler{Store: st, Logger: quiet, Limiter: cfg.agentLimiter}}
-	apiCfg := apigwtest.Config{WebSocket: g.h.WebSocket, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live"}
+		return resp, err
+	}
+	apiCfg := apigwtest.Config{WebSocket: ws, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live"}
 	if cfg.v1 {
 		apiCfg.HTTP, apiCfg.HTTPV1 = nil, g.h.HTTPV1
 	}
@@ -98,8 +98,8 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	mtr := &http.Transport{}
 	t.Cleanup(mtr.CloseIdleConnections)
 	g.mgmt = apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
-		Region:       "us-east-1",
-		Credentials:  creds,
+		Region:       dynamotest.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(dynamotest.AccessKeyID, dynamotest.SecretAccessKey, ""),
 		BaseEndpoint: aws.String(emu.ManagementURL()),
 		HTTPClient:   &http.Client{Transport: mtr},
 	})
@@ -121,6 +121,23 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Cleanup(ctr.CloseIdleConnections)
 	g.client = &http.Client{Transport: ctr}
 	return g
+}
+
+// waitDisconnect waits until the $disconnect invocation of connection
+// connID has returned; other connections' are skipped.
+func (g *gateway) waitDisconnect(t *testing.T, connID string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case id := <-g.disconnected:
+			if id == connID {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no $disconnect of connection %s in 10s", connID)
+		}
+	}
 }
 
 // agent connects an agent serving h and returns its listener and its
@@ -317,13 +334,17 @@ func TestPublicErrors(t *testing.T) {
 	t.Run("agent closed", func(t *testing.T) {
 		ln, _ := g.agent(t, echo)
 		id := ln.ID()
+		rec, err := g.h.Store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ln.Close()
 		// $disconnect deletes the record; from then on the tunnel is
 		// unknown (before, the request would meet a gone connection: 502).
-		waitFor(t, func() bool {
-			_, err := g.h.Store.Get(t.Context(), id)
-			return errors.Is(err, store.ErrNotFound)
-		})
+		g.waitDisconnect(t, rec.ConnectionID)
+		if _, err := g.h.Store.Get(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("record after $disconnect: Get = %v, want ErrNotFound", err)
+		}
 		resp, body := g.do(t, http.MethodGet, g.emu.HTTPURL()+"/"+id+"/x", nil, nil)
 		wantError(t, resp, body, http.StatusNotFound, tunnel.CodeTunnelNotFound)
 	})
@@ -417,7 +438,7 @@ func TestReconnectKeepsURL(t *testing.T) {
 	}
 	// The old connection's $disconnect may run after the new ready; it
 	// must not take the tunnel down.
-	waitFor(t, func() bool { return g.emu.Stats().DisconnectInvocations >= 1 })
+	g.waitDisconnect(t, rec.ConnectionID)
 	resp, body := g.do(t, http.MethodGet, url+"/again", nil, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("after reconnect: status %d, body %q", resp.StatusCode, body)
@@ -440,19 +461,5 @@ func wantError(t *testing.T, resp *http.Response, body []byte, status int, code 
 	}
 	if err := json.Unmarshal(body, &e); err != nil || e.Error != string(code) {
 		t.Fatalf("body %q: want JSON error %q (%v)", body, code, err)
-	}
-}
-
-// waitFor waits up to 10 seconds for cond, checking it every 20 ms: the
-// conditions are state in DynamoDB or the emulator, which offer no
-// notification.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(fmt.Errorf("condition not met in 10s"))
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
