@@ -110,6 +110,15 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 		if generated {
 			rec.TunnelID = randid.TunnelID()
 		}
+		// A live session of this node is the truth even when the store
+		// has lost its record (a Redis that restarted empty): its name is
+		// not another identity's to take.
+		if held := s.tunnelSession(rec.TunnelID); held != nil && !store.Replaces(rec, held.rec) {
+			if generated && attempt < 3 {
+				continue
+			}
+			return store.Record{}, nil, &Error{Code: CodeNameInUse, Message: "tunnel name " + rec.TunnelID + " is in use", Err: store.ErrConflict}
+		}
 		rec.PublicURL = s.publicURL(base, rec.TunnelID)
 		err = s.storeOp(ctx, "Put", func(ctx context.Context) error { return s.store.Put(ctx, rec) })
 		if err == nil {

@@ -149,6 +149,7 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 
 	sess := &session{
 		srv:     s,
+		rec:     rec,
 		version: rec.Version,
 		host:    hostOf(rec.PublicURL),
 		info: Tunnel{
@@ -189,13 +190,20 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	// request waits in openStream until the multiplexer runs.
 	s.mu.Lock()
 	s.sessions[rec.ConnectionID] = sess
+	s.byTunnel[rec.TunnelID] = sess
+	s.startLeasesLocked()
 	s.mu.Unlock()
 	failed := func(err error) (*session, error) {
 		s.mu.Lock()
 		delete(s.sessions, rec.ConnectionID)
+		if s.byTunnel[rec.TunnelID] == sess {
+			delete(s.byTunnel, rec.TunnelID)
+		}
 		s.mu.Unlock()
 		close(sess.ready)
-		s.store.Delete(context.WithoutCancel(ctx), rec.TunnelID, rec.ConnectionID)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallTimeout)
+		s.store.Delete(dctx, rec.TunnelID, rec.ConnectionID)
+		cancel()
 		ws.CloseNow()
 		return nil, err
 	}

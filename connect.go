@@ -271,14 +271,16 @@ func refusal(resp *http.Response) *Error {
 }
 
 // permanent reports whether a reconnect failure will not go away by
-// retrying: the gateway refused this agent or its tunnel.
+// retrying: the gateway refused this agent. name_in_use is not: a gateway
+// whose store lost the tunnel's record may have handed the name to another
+// agent for a moment, and the agent keeps asking for it, with backoff.
 func permanent(err error) bool {
 	var e *Error
 	if !errors.As(err, &e) {
 		return false
 	}
 	switch e.Code {
-	case CodeUnauthorized, CodeForbidden, CodeNameInUse, CodeInvalidRequest:
+	case CodeUnauthorized, CodeForbidden, CodeInvalidRequest:
 		return true
 	}
 	return false

@@ -76,7 +76,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, sess := range sessions {
 		go sess.goAway()
 	}
-	if err := s.agents.wait(ctx); err != nil {
+	err := s.agents.wait(ctx)
+	s.stopLeases()
+	if err != nil {
 		for _, sess := range sessions {
 			sess.close()
 		}

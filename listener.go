@@ -14,11 +14,12 @@ import (
 //
 // A Listener reconnects by itself when its connection to the gateway
 // drops, with jittered exponential backoff, and keeps its ID and URL
-// across reconnects; Accept keeps working throughout. It stops for good
-// only on Close, or when the gateway refuses to resume the tunnel (an
-// authentication failure, or ErrNameInUse because another agent took the
-// name after this one was away longer than the gateway's lease): then
-// Done is closed and Accept returns that error.
+// across reconnects; Accept keeps working throughout. If another agent
+// holds the name when it comes back (it was away longer than the gateway's
+// lease), it keeps asking for it, with backoff, and logs a warning. It
+// stops for good only on Close, or when the gateway refuses the agent
+// itself (ErrUnauthorized, ErrForbidden, ErrInvalidRequest): then Done is
+// closed and Accept returns that error.
 //
 // A Listener is safe for concurrent use.
 type Listener struct {

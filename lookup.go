@@ -69,6 +69,14 @@ func (s *Server) record(ctx context.Context, id string, fresh bool) (rec store.R
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
+		// A tunnel this node serves that the store has lost: write its
+		// record again now rather than answer 404 until the next renewal.
+		if sess := s.tunnelSession(id); sess != nil {
+			s.reassert(sess, orDefault(s.LeaseTTL, DefaultLeaseTTL))
+			if !sess.lost.Load() {
+				return sess.rec, false, nil
+			}
+		}
 		return rec, false, &Error{Code: CodeTunnelNotFound, Message: ErrTunnelNotFound.Message}
 	}
 	if err != nil {

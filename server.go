@@ -231,6 +231,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session // by connection ID
+	byTunnel map[string]*session // the newest session of each tunnel ID
+	leases   *leaseKeeper        // nil until the first session
 	servers  map[*http.Server]struct{}
 
 	shutdown bool     // Shutdown has begun; guarded by mu
@@ -290,6 +292,7 @@ func (s *Server) init() {
 		}
 		s.inst = inst
 		s.sessions = make(map[string]*session)
+		s.byTunnel = make(map[string]*session)
 		s.servers = make(map[*http.Server]struct{})
 		if err := s.check(); err != nil {
 			// Serve refuses to start; a Server mounted elsewhere can only say so.

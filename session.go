@@ -31,7 +31,8 @@ type session struct {
 	srv     *Server
 	info    Tunnel
 	log     *slog.Logger
-	version int    // the protocol version agreed at the handshake
+	rec     store.Record // as admitted; written again if the store loses it
+	version int          // the protocol version agreed at the handshake
 	host    string // the host of the tunnel's public URL
 
 	ws *websocket.Conn
@@ -48,6 +49,9 @@ type session struct {
 	draining atomic.Bool
 	// goingAway is set when the gateway told the agent to leave.
 	goingAway atomic.Bool
+	// lost is set when the tunnel turned out to belong to another
+	// connection (loseTunnel): the record is not this session's to touch.
+	lost atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -112,34 +116,13 @@ func (sess *session) run() {
 
 	go sess.acceptControl()
 
-	ttl := orDefault(s.LeaseTTL, DefaultLeaseTTL)
-	renew := time.NewTicker(ttl / 3)
-	defer renew.Stop()
-loop:
-	for {
-		select {
-		case <-sess.mux.CloseChan():
-			break loop
-		case <-renew.C:
-			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-			err := s.storeOp(ctx, "Renew", func(ctx context.Context) error {
-				return s.store.Renew(ctx, sess.info.ID, sess.info.ConnectionID, time.Now().Add(ttl))
-			})
-			cancel()
-			if errors.Is(err, store.ErrNotFound) {
-				sess.log.Warn("tunnel lease lost; closing the agent session")
-				sess.ws.Close(websocket.StatusPolicyViolation, "tunnel lease lost", closeWait)
-				sess.close()
-				break loop
-			}
-			if err != nil {
-				sess.log.Warn("tunnel lease renewal failed", slog.Any("err", err))
-			}
-		}
-	}
+	<-sess.mux.CloseChan()
 
 	s.mu.Lock()
 	delete(s.sessions, sess.info.ConnectionID)
+	if s.byTunnel[sess.info.ID] == sess {
+		delete(s.byTunnel, sess.info.ID)
+	}
 	s.mu.Unlock()
 	sess.transport.CloseIdleConnections()
 	s.cache.Remove(ctx, sess.info.ID)
@@ -151,7 +134,7 @@ loop:
 		if err := s.store.Delete(sctx, sess.info.ID, sess.info.ConnectionID); err != nil {
 			sess.log.Warn("deleting the tunnel record failed", slog.Any("err", err))
 		}
-	case !sess.goingAway.Load():
+	case !sess.goingAway.Load() && !sess.lost.Load():
 		// An unclean end: a crash or a cut connection. The record stays
 		// until its lease runs out, so that the agent can resume the tunnel
 		// and no other identity can take its name; released, it lets the

@@ -95,6 +95,10 @@ func (l *Listener) reconnect(lost int) (*agentConn, int, error) {
 		if permanent(err) {
 			return nil, attempt, err
 		}
+		if errors.Is(err, ErrNameInUse) {
+			l.log.Warn("tunnel name held by another agent; still asking for it", slog.String("tunnel_id", l.ID()), slog.Int("attempt", attempt))
+			continue
+		}
 		l.log.Info("tunnel reconnect failed", slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.String("gateway", redact(l.gateways[gw])), slog.Any("err", err))
 	}
 }
