@@ -168,11 +168,12 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 		// One transport per session, so that its streams die with it; in
 		// it one pool per client address (streamHost). Streams are cheap;
 		// keep enough idle ones for a busy tunnel, and a bound on them all.
-		MaxIdleConnsPerHost:   256,
-		MaxIdleConns:          256,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: s.responseTimeout(),
-		ExpectContinueTimeout: time.Second,
+		MaxIdleConnsPerHost:    256,
+		MaxIdleConns:           256,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  s.responseTimeout(),
+		MaxResponseHeaderBytes: s.maxResponseHeaderBytes(),
+		ExpectContinueTimeout:  time.Second,
 		// Bodies pass through as they are: no transparent gzip.
 		DisableCompression: true,
 		WriteBufferSize:    32 << 10,

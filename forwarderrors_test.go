@@ -125,3 +125,17 @@ func TestForwardingFailuresHaveTheRightCode(t *testing.T) {
 		t.Errorf("log lines missing (client %v, agent %v):\n%s", sawClient, sawAgent, logs)
 	}
 }
+
+// An agent cannot make the gateway hold a response header of any size:
+// past MaxResponseHeaderBytes the public client gets 502.
+func TestResponseHeaderIsBounded(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, MaxResponseHeaderBytes: 8 << 10})
+	ln := listen(t, gw)
+	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Big", strings.Repeat("x", 16<<10))
+		io.WriteString(w, "never seen")
+	}))
+	status, hdr, body := get(t, newClient(t), ln.URL()+"/")
+	wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
+}

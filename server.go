@@ -50,16 +50,17 @@ func (m RoutingMode) String() string {
 
 // Defaults of Server's zero-valued fields.
 const (
-	DefaultResponseTimeout   = 30 * time.Second
-	DefaultHandshakeTimeout  = 10 * time.Second
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 2 * time.Minute
-	DefaultStallTimeout      = time.Minute
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultHeartbeat         = 15 * time.Second
-	DefaultLeaseTTL          = time.Minute
-	DefaultMaxURIBytes       = 8 << 10
-	DefaultMaxHeaderCount    = 100
+	DefaultResponseTimeout        = 30 * time.Second
+	DefaultHandshakeTimeout       = 10 * time.Second
+	DefaultReadHeaderTimeout      = 10 * time.Second
+	DefaultIdleTimeout            = 2 * time.Minute
+	DefaultStallTimeout           = time.Minute
+	DefaultMaxHeaderBytes         = 64 << 10
+	DefaultMaxResponseHeaderBytes = 256 << 10
+	DefaultHeartbeat              = 15 * time.Second
+	DefaultLeaseTTL               = time.Minute
+	DefaultMaxURIBytes            = 8 << 10
+	DefaultMaxHeaderCount         = 100
 )
 
 // Server is the gateway: an http.Handler that serves agents at
@@ -190,6 +191,12 @@ type Server struct {
 	// limit: bodies stream through without being held in memory.
 	MaxBodyBytes int64
 
+	// MaxResponseHeaderBytes caps the header block of a response from an
+	// agent (or another node): past it the public client gets 502
+	// agent_unavailable, and the agent cannot make the gateway hold an
+	// unbounded header. Zero means DefaultMaxResponseHeaderBytes (256 KiB).
+	MaxResponseHeaderBytes int64
+
 	// MaxURIBytes caps the request target (path and query) of a public
 	// request; past it the answer is 414. Zero means DefaultMaxURIBytes.
 	MaxURIBytes int
@@ -271,8 +278,9 @@ func (s *Server) init() {
 		s.node = strings.TrimSuffix(s.NodeURL, "/")
 		s.dom = s.domain()
 		s.hop = &httputil.ReverseProxy{
-			Rewrite:      s.rewriteHop,
-			Transport:    &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true, ResponseHeaderTimeout: s.responseTimeout()},
+			Rewrite: s.rewriteHop,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+				ResponseHeaderTimeout: s.responseTimeout(), MaxResponseHeaderBytes: s.maxResponseHeaderBytes()},
 			BufferPool:   proxyBuffers,
 			ErrorHandler: s.hopError,
 			ModifyResponse: func(resp *http.Response) error {
@@ -309,6 +317,13 @@ func (s *Server) responseTimeout() time.Duration {
 		return DefaultResponseTimeout
 	}
 	return s.ResponseTimeout
+}
+
+func (s *Server) maxResponseHeaderBytes() int64 {
+	if s.MaxResponseHeaderBytes <= 0 {
+		return DefaultMaxResponseHeaderBytes
+	}
+	return s.MaxResponseHeaderBytes
 }
 
 // stallTimeout returns StallTimeout with its default; zero means none.
