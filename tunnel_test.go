@@ -1,22 +1,17 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/http-tunnel/tunnel"
-	"github.com/http-tunnel/tunnel/internal/e2e"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
@@ -133,92 +128,6 @@ func TestSubdomainRouting(t *testing.T) {
 	// The path URL works as well in auto mode.
 	if status, hdr, _ := get(t, c, gw.URL+"/"+ln.ID()+"/x"); status != 200 || hdr.Get("X-Echo-Path") != "/x" {
 		t.Errorf("path routing in auto mode: %d %q", status, hdr.Get("X-Echo-Path"))
-	}
-}
-
-func TestForward(t *testing.T) {
-	t.Parallel()
-	gw, _ := gateway(t, nil)
-	local := httptest.NewServer(http.HandlerFunc(echo))
-	t.Cleanup(local.Close)
-	c := newClient(t)
-
-	ctx := context.Background()
-	fw, err := tunnel.Forward(ctx, gw.URL, local.URL, tunnel.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fw.Close() })
-
-	status, hdr, _ := get(t, c, fw.URL()+"/api/items?id=7&id=8")
-	if status != 200 || hdr.Get("X-Echo-Path") != "/api/items" || hdr.Get("X-Echo-Query") != "id=7&id=8" {
-		t.Fatalf("GET via Forward: %d path %q query %q", status, hdr.Get("X-Echo-Path"), hdr.Get("X-Echo-Query"))
-	}
-	if got, want := hdr.Get("X-Echo-Host"), strings.TrimPrefix(gw.URL, "http://"); got != want {
-		t.Errorf("Host = %q, want the public host %q", got, want)
-	}
-	if hdr.Get("X-Echo-Forwarded-For") != "127.0.0.1" || hdr.Get("X-Echo-Forwarded-Proto") != "http" {
-		t.Errorf("X-Forwarded-For/Proto lost on the local hop: %q %q", hdr.Get("X-Echo-Forwarded-For"), hdr.Get("X-Echo-Forwarded-Proto"))
-	}
-	if n := len(hdr.Values("Set-Cookie")); n != 2 {
-		t.Errorf("Set-Cookie count = %d, want 2", n)
-	}
-
-	payload := bytes.Repeat([]byte{0, 1, 2, 255}, 64<<10)
-	resp, err := c.Post(fw.URL()+"/upload", "application/octet-stream", bytes.NewReader(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.Equal(got, payload) {
-		t.Fatalf("POST via Forward: %d, %d bytes back, want %d", resp.StatusCode, len(got), len(payload))
-	}
-
-	// With WithRewriteHost the local service sees its own host.
-	fw2, err := tunnel.Forward(ctx, gw.URL, local.URL, tunnel.WithLogger(quiet), tunnel.WithRewriteHost())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fw2.Close() })
-	_, hdr, _ = get(t, c, fw2.URL()+"/")
-	if got, want := hdr.Get("X-Echo-Host"), strings.TrimPrefix(local.URL, "http://"); got != want {
-		t.Errorf("rewritten Host = %q, want %q", got, want)
-	}
-	if got, want := hdr.Get("X-Echo-Forwarded-Host"), strings.TrimPrefix(gw.URL, "http://"); got != want {
-		t.Errorf("X-Forwarded-Host = %q, want the public host %q", got, want)
-	}
-}
-
-func TestForwardLocalServiceDown(t *testing.T) {
-	t.Parallel()
-	gw, _ := gateway(t, nil)
-	// A port nothing listens on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + l.Addr().String()
-	l.Close()
-
-	fw, err := tunnel.Forward(context.Background(), gw.URL, dead, tunnel.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fw.Close() })
-	status, hdr, body := get(t, newClient(t), fw.URL()+"/x")
-	pe := wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable)
-	if strings.Contains(body, "127.0.0.1") || strings.Contains(body, "refused") {
-		t.Errorf("error body leaks internal detail: %q (%v)", body, pe)
-	}
-}
-
-func TestForwardRejectsBadLocalURL(t *testing.T) {
-	t.Parallel()
-	for _, u := range []string{"", "localhost:3000", "ftp://x", "http://"} {
-		if _, err := tunnel.Forward(context.Background(), "http://127.0.0.1:1", u); err == nil {
-			t.Errorf("Forward(%q) succeeded", u)
-		}
 	}
 }
 
@@ -388,168 +297,4 @@ func TestSlowHandlerTimesOut(t *testing.T) {
 	if elapsed < timeout {
 		t.Errorf("504 after %v, before the %v timeout", elapsed, timeout)
 	}
-}
-
-func TestSSEEventsArriveOneByOne(t *testing.T) {
-	t.Parallel()
-	gw, _ := gateway(t, nil)
-	ln := listen(t, gw)
-	next := make(chan struct{})
-	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; i < 5; i++ {
-			fmt.Fprintf(w, "data: event %d\n\n", i)
-			w.(http.Flusher).Flush()
-			// The next event is sent only after the client has seen this
-			// one: if the tunnel buffered events, the test would hang.
-			select {
-			case <-next:
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}))
-	resp, err := newClient(t).Get(ln.URL() + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	buf := make([]byte, 0, 64)
-	for i := 0; i < 5; i++ {
-		want := fmt.Sprintf("data: event %d\n\n", i)
-		buf = buf[:0]
-		for len(buf) < len(want) {
-			chunk := make([]byte, len(want)-len(buf))
-			n, err := resp.Body.Read(chunk)
-			buf = append(buf, chunk[:n]...)
-			if err != nil {
-				t.Fatalf("event %d: %v after %q", i, err, buf)
-			}
-		}
-		if string(buf) != want {
-			t.Fatalf("event %d = %q, want %q", i, buf, want)
-		}
-		next <- struct{}{}
-	}
-}
-
-func TestConcurrentRequestsOverTenTunnels(t *testing.T) {
-	t.Parallel()
-	gw, _ := gateway(t, nil)
-	const tunnels, requests, workers = 10, 1000, 64
-	urls := make([]string, tunnels)
-	for i := range urls {
-		ln := listen(t, gw)
-		name := fmt.Sprintf("tunnel-%d", i)
-		tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, _ := io.ReadAll(r.Body)
-			fmt.Fprintf(w, "%s|%s|%s", name, r.URL.Query().Get("n"), body)
-		}))
-		urls[i] = ln.URL()
-	}
-	c := newClient(t)
-	jobs := make(chan int)
-	errs := make(chan error, requests)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Go(func() {
-			for n := range jobs {
-				i := n % tunnels
-				payload := fmt.Sprintf("payload-%d", n)
-				resp, err := c.Post(fmt.Sprintf("%s/r?n=%d", urls[i], n), "text/plain", strings.NewReader(payload))
-				if err != nil {
-					errs <- err
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if want := fmt.Sprintf("tunnel-%d|%d|%s", i, n, payload); resp.StatusCode != 200 || string(b) != want {
-					errs <- fmt.Errorf("request %d: %d %q, want %q", n, resp.StatusCode, b, want)
-				}
-			}
-		})
-	}
-	for n := 0; n < requests; n++ {
-		jobs <- n
-	}
-	close(jobs)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-}
-
-func TestLargeTransfersStreamWithFlatMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves 200 MB")
-	}
-	// Not parallel: it measures the heap.
-	gw, _ := gateway(t, nil)
-	ln := listen(t, gw)
-	const size = 100 << 20
-	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/upload":
-			h := sha256.New()
-			n, err := io.Copy(h, r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), 500)
-				return
-			}
-			fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
-		case "/download":
-			w.Header().Set("Content-Length", fmt.Sprint(size))
-			io.Copy(w, io.LimitReader(pattern{}, size))
-		}
-	}))
-	c := newClient(t)
-
-	want := sha256.New()
-	io.Copy(want, io.LimitReader(pattern{}, size))
-	wantSum := fmt.Sprintf("%x", want.Sum(nil))
-
-	peak := watchHeap(t)
-	resp, err := c.Post(ln.URL()+"/upload", "application/octet-stream", io.LimitReader(pattern{}, size))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got := fmt.Sprintf("%d %s", size, wantSum); string(b) != got {
-		t.Fatalf("upload: agent saw %q, want %q", b, got)
-	}
-
-	resp, err = c.Get(ln.URL() + "/download")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
-	resp.Body.Close()
-	if err != nil || n != size || fmt.Sprintf("%x", h.Sum(nil)) != wantSum {
-		t.Fatalf("download: %d bytes, err %v, hash match %v", n, err, fmt.Sprintf("%x", h.Sum(nil)) == wantSum)
-	}
-	// The whole path holds a few windows and buffers, not the body.
-	if grew := peak(); grew > 48<<20 {
-		t.Errorf("heap grew by %d MiB while moving 2 x %d MiB", grew>>20, size>>20)
-	}
-}
-
-// pattern is an endless deterministic byte stream.
-type pattern struct{}
-
-func (pattern) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = byte(i*7 + i>>8)
-	}
-	return len(p), nil
-}
-
-func TestWebSocketEchoThroughTunnel(t *testing.T) {
-	t.Parallel()
-	gw, _ := gateway(t, nil)
-	ln := listen(t, gw)
-	tunneltest.Serve(t, ln, http.HandlerFunc(e2e.WSEcho))
-	e2e.CheckWSEcho(t, ln.URL())
 }

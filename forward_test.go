@@ -1,0 +1,100 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/http-tunnel/tunnel"
+)
+
+func TestForward(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	local := httptest.NewServer(http.HandlerFunc(echo))
+	t.Cleanup(local.Close)
+	c := newClient(t)
+
+	ctx := context.Background()
+	fw, err := tunnel.Forward(ctx, gw.URL, local.URL, tunnel.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw.Close() })
+
+	status, hdr, _ := get(t, c, fw.URL()+"/api/items?id=7&id=8")
+	if status != 200 || hdr.Get("X-Echo-Path") != "/api/items" || hdr.Get("X-Echo-Query") != "id=7&id=8" {
+		t.Fatalf("GET via Forward: %d path %q query %q", status, hdr.Get("X-Echo-Path"), hdr.Get("X-Echo-Query"))
+	}
+	if got, want := hdr.Get("X-Echo-Host"), strings.TrimPrefix(gw.URL, "http://"); got != want {
+		t.Errorf("Host = %q, want the public host %q", got, want)
+	}
+	if hdr.Get("X-Echo-Forwarded-For") != "127.0.0.1" || hdr.Get("X-Echo-Forwarded-Proto") != "http" {
+		t.Errorf("X-Forwarded-For/Proto lost on the local hop: %q %q", hdr.Get("X-Echo-Forwarded-For"), hdr.Get("X-Echo-Forwarded-Proto"))
+	}
+	if n := len(hdr.Values("Set-Cookie")); n != 2 {
+		t.Errorf("Set-Cookie count = %d, want 2", n)
+	}
+
+	payload := bytes.Repeat([]byte{0, 1, 2, 255}, 64<<10)
+	resp, err := c.Post(fw.URL()+"/upload", "application/octet-stream", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, payload) {
+		t.Fatalf("POST via Forward: %d, %d bytes back, want %d", resp.StatusCode, len(got), len(payload))
+	}
+
+	// With WithRewriteHost the local service sees its own host.
+	fw2, err := tunnel.Forward(ctx, gw.URL, local.URL, tunnel.WithLogger(quiet), tunnel.WithRewriteHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw2.Close() })
+	_, hdr, _ = get(t, c, fw2.URL()+"/")
+	if got, want := hdr.Get("X-Echo-Host"), strings.TrimPrefix(local.URL, "http://"); got != want {
+		t.Errorf("rewritten Host = %q, want %q", got, want)
+	}
+	if got, want := hdr.Get("X-Echo-Forwarded-Host"), strings.TrimPrefix(gw.URL, "http://"); got != want {
+		t.Errorf("X-Forwarded-Host = %q, want the public host %q", got, want)
+	}
+}
+
+func TestForwardLocalServiceDown(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	// A port nothing listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+
+	fw, err := tunnel.Forward(context.Background(), gw.URL, dead, tunnel.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw.Close() })
+	status, hdr, body := get(t, newClient(t), fw.URL()+"/x")
+	pe := wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable)
+	if strings.Contains(body, "127.0.0.1") || strings.Contains(body, "refused") {
+		t.Errorf("error body leaks internal detail: %q (%v)", body, pe)
+	}
+}
+
+func TestForwardRejectsBadLocalURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "localhost:3000", "ftp://x", "http://"} {
+		if _, err := tunnel.Forward(context.Background(), "http://127.0.0.1:1", u); err == nil {
+			t.Errorf("Forward(%q) succeeded", u)
+		}
+	}
+}
