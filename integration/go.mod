@@ -3,6 +3,7 @@ module github.com/http-tunnel/tunnel/integration
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/http-tunnel/tunnel v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/store/dynamostore v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/store/redisstore v0.0.0-00010101000000-000000000000

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // acceptServer serves handle on every accepted connection, offering the
@@ -58,63 +56,47 @@ func echo(c *Conn) {
 	}
 }
 
-func dialOther(t *testing.T, url string, subprotocols ...string) (*websocket.Conn, *http.Response) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{Subprotocols: subprotocols})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadLimit(16 << 20)
-	t.Cleanup(func() { c.CloseNow() })
-	return c, resp
-}
-
-// TestAcceptEchoesAnotherImplementation runs the server against a
-// different client: masked frames in, unmasked frames out, of every length
-// class and on both the joined and the vectored write path.
-func TestAcceptEchoesAnotherImplementation(t *testing.T) {
+// TestAcceptEchoes runs the server against a raw client, which masks
+// frames and checks the server's with a loop of its own: masked frames in,
+// unmasked frames out, of every length class and on both the joined and
+// the vectored write path, the subprotocol and headers set before Accept
+// in the answer, and the client's ping answered.
+func TestAcceptEchoes(t *testing.T) {
 	url := acceptServer(t, echo)
-	c, resp := dialOther(t, url, "other", "echo")
-	if c.Subprotocol() != "echo" {
-		t.Fatalf("subprotocol %q", c.Subprotocol())
+	conn, br, resp := rawUpgrade(t, url, nil, "other", "echo")
+	if p := resp.Header.Values("Sec-Websocket-Protocol"); len(p) != 1 || p[0] != "echo" {
+		t.Fatalf("subprotocols selected %q, want echo", p)
 	}
 	if resp.Header.Get("X-Node") != "n1" {
 		t.Errorf("header set before Accept not sent: %v", resp.Header)
 	}
-	ctx := context.Background()
+	peer := newRawPeer(t, conn, br, true)
 	for _, size := range []int{0, 1, 125, 126, smallFrame, smallFrame + 1, 65535, 65536, 3*writeChunk + 5} {
 		msg := make([]byte, size)
 		for i := range msg {
 			msg[i] = byte(i*31 + i>>9)
 		}
-		typ := websocket.MessageBinary
+		op := byte(OpBinary)
 		if size%2 == 1 {
-			typ = websocket.MessageText
+			op = OpText
 			msg = bytes.Repeat([]byte("x"), size)
 		}
-		if err := c.Write(ctx, typ, msg); err != nil {
-			t.Fatal(err)
-		}
-		gotTyp, got, err := c.Read(ctx)
-		if err != nil || gotTyp != typ || !bytes.Equal(got, msg) {
-			t.Fatalf("size %d: type %v err %v, equal %v", size, gotTyp, err, bytes.Equal(got, msg))
+		peer.send(send(wsFrame{op: op, fin: true, payload: msg}))
+		f, ok := peer.next()
+		if !ok || f.op != op || !bytes.Equal(f.payload, msg) {
+			t.Fatalf("size %d: got %s (%v), want the echo", size, describe(f), peer.end)
 		}
 	}
-	// The server answers the client's ping.
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	go c.Read(pctx) // a reader must run for the pong to be seen
-	if err := c.Ping(pctx); err != nil {
-		t.Fatalf("ping: %v", err)
+	peer.send(send(ping("after the echoes")))
+	if f, ok := peer.next(); !ok || f.op != OpPong || string(f.payload) != "after the echoes" {
+		t.Fatalf("got %s (%v), want the pong", describe(f), peer.end)
 	}
 }
 
 func TestAcceptWithoutCommonSubprotocol(t *testing.T) {
 	got := make(chan string, 1)
 	url := acceptServer(t, func(c *Conn) { got <- c.Subprotocol() })
-	c, _ := dialOther(t, url, "other")
+	c := dial(t, url, "other")
 	if p := <-got; p != "" || c.Subprotocol() != "" {
 		t.Fatalf("server selected %q, client saw %q; want none", p, c.Subprotocol())
 	}
@@ -124,9 +106,10 @@ func TestAcceptWithoutCommonSubprotocol(t *testing.T) {
 // stream with buffers of odd sizes, so that reads end at every phase of the
 // masking key and inside frames.
 func TestStreamUnmasksAcrossReads(t *testing.T) {
-	sums := make(chan [32]byte, 1)
+	sums := make(chan [32]byte, 1) // closed without a sum if the read fails
 	const total = 4 << 20
 	url := acceptServer(t, func(c *Conn) {
+		defer close(sums)
 		h := sha256.New()
 		s := c.NetConn()
 		buf := make([]byte, 4093)
@@ -142,17 +125,17 @@ func TestStreamUnmasksAcrossReads(t *testing.T) {
 		}
 		sums <- [32]byte(h.Sum(nil))
 	})
-	c, _ := dialOther(t, url)
-	data := sendRandom(t, c, 1, total, 300_000)
-	if got := <-sums; got != sha256.Sum256(data) {
-		t.Fatal("the server read different bytes")
+	conn, br, _ := rawUpgrade(t, url, nil)
+	data := sendRandom(newRawPeer(t, conn, br, true), 1, total, 300_000)
+	if got, ok := <-sums; !ok || got != sha256.Sum256(data) {
+		t.Fatalf("the server read different bytes (read to the end: %v)", ok)
 	}
 }
 
 // sendRandom sends total random bytes (from seed) in binary messages of
-// random sizes up to maxMessage, and returns them.
-func sendRandom(t *testing.T, c *websocket.Conn, seed uint64, total, maxMessage int) []byte {
-	t.Helper()
+// random sizes up to maxMessage, each with a key of its own, and returns
+// them.
+func sendRandom(p *rawPeer, seed uint64, total, maxMessage int) []byte {
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	data := make([]byte, total)
 	for i := range data {
@@ -160,9 +143,7 @@ func sendRandom(t *testing.T, c *websocket.Conn, seed uint64, total, maxMessage 
 	}
 	for rest := data; len(rest) > 0; {
 		n := min(len(rest), 1+rng.IntN(maxMessage))
-		if err := c.Write(context.Background(), websocket.MessageBinary, rest[:n]); err != nil {
-			t.Fatal(err)
-		}
+		p.send(send(wsFrame{op: OpBinary, fin: true, payload: rest[:n]}))
 		rest = rest[n:]
 	}
 	return data
@@ -211,7 +192,7 @@ func TestStreamBothWays(t *testing.T) {
 		// has gone out.
 		serverDone <- <-sent
 	})
-	c := dial(t, "ws"+strings.TrimPrefix(url, "http"))
+	c := dial(t, url)
 	s := c.NetConn().(*Stream)
 	clientSent := make(chan error, 1)
 	go func() { clientSent <- send(s, 2) }()
@@ -289,9 +270,10 @@ func TestAcceptRefusals(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
-// rawUpgrade opens a TCP connection, sends an upgrade request followed by
-// extra bytes in the same write, and reads the 101 response.
-func rawUpgrade(t *testing.T, url string, extra []byte) (net.Conn, *bufio.Reader) {
+// rawUpgrade opens a TCP connection, sends an upgrade request that offers
+// subprotocols followed by extra bytes in the same write, and reads the 101
+// response.
+func rawUpgrade(t *testing.T, url string, extra []byte, subprotocols ...string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
@@ -299,7 +281,11 @@ func rawUpgrade(t *testing.T, url string, extra []byte) (net.Conn, *bufio.Reader
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	req := "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	if len(subprotocols) > 0 {
+		req += "Sec-WebSocket-Protocol: " + strings.Join(subprotocols, ", ") + "\r\n"
+	}
+	req += "\r\n"
 	if _, err := conn.Write(append([]byte(req), extra...)); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +297,7 @@ func rawUpgrade(t *testing.T, url string, extra []byte) (net.Conn, *bufio.Reader
 	if resp.StatusCode != 101 || resp.Header.Get("Sec-Websocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("upgrade answer %d %v", resp.StatusCode, resp.Header)
 	}
-	return conn, br
+	return conn, br, resp
 }
 
 // readFrame reads one unmasked frame (as a server sends them).
@@ -337,7 +323,7 @@ func readFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
 func TestFramesBehindTheRequest(t *testing.T) {
 	url := acceptServer(t, echo)
 	frame := []byte{0x81, 0x83, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'y' ^ 3}
-	_, br := rawUpgrade(t, url, frame)
+	_, br, _ := rawUpgrade(t, url, frame)
 	if op, p := readFrame(t, br); op != OpText || string(p) != "hey" {
 		t.Fatalf("echo: op %d %q", op, p)
 	}
@@ -351,7 +337,7 @@ func TestUnmaskedClientFrameIsRefused(t *testing.T) {
 		_, _, err := c.ReadMessage(1 << 10)
 		errs <- err
 	})
-	_, br := rawUpgrade(t, url, []byte{0x81, 0x02, 'h', 'i'})
+	_, br, _ := rawUpgrade(t, url, []byte{0x81, 0x02, 'h', 'i'})
 	op, p := readFrame(t, br)
 	if op != OpClose || len(p) < 2 || binary.BigEndian.Uint16(p) != StatusProtocolError {
 		t.Fatalf("answer: op %d % x, want close 1002", op, p)
@@ -370,14 +356,13 @@ func TestCloseAndDrainDeliversTheLastMessage(t *testing.T) {
 		c.WriteMessage(OpText, []byte(`{"type":"error"}`))
 		done <- c.CloseAndDrain(StatusPolicyViolation, "go away", 5*time.Second)
 	})
-	c, _ := dialOther(t, url)
-	ctx := context.Background()
-	_, msg, err := c.Read(ctx)
-	if err != nil || string(msg) != `{"type":"error"}` {
-		t.Fatalf("message %q %v", msg, err)
+	c := dial(t, url)
+	op, msg, err := c.ReadMessage(1 << 10)
+	if err != nil || op != OpText || string(msg) != `{"type":"error"}` {
+		t.Fatalf("message %d %q %v", op, msg, err)
 	}
-	_, _, err = c.Read(ctx)
-	var ce websocket.CloseError
+	_, _, err = c.ReadMessage(1 << 10)
+	var ce *CloseError
 	if !errors.As(err, &ce) || ce.Code != StatusPolicyViolation || ce.Reason != "go away" {
 		t.Fatalf("read after the message: %v, want close 1008", err)
 	}
@@ -409,15 +394,15 @@ func TestTextMessageInStreamIsUnsupportedData(t *testing.T) {
 		_, err := c.NetConn().Read(make([]byte, 10))
 		errs <- err
 	})
-	c, _ := dialOther(t, url)
-	ctx := context.Background()
-	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+	c := dial(t, url)
+	if err := c.WriteMessage(OpText, []byte(`{"type":"ping"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errs; !errors.Is(err, ErrProtocol) {
 		t.Fatalf("stream read: %v, want ErrProtocol", err)
 	}
-	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != StatusUnsupportedData {
+	var ce *CloseError
+	if _, _, err := c.ReadMessage(1 << 10); !errors.As(err, &ce) || ce.Code != StatusUnsupportedData {
 		t.Fatalf("client read: %v, want close 1003", err)
 	}
 }
@@ -502,7 +487,7 @@ func TestInvalidCloseFramesAreProtocolErrors(t *testing.T) {
 			errs <- err
 		})
 		frame := []byte{0x88, 0x80 | byte(len(payload)), 0, 0, 0, 0}
-		_, br := rawUpgrade(t, url, append(frame, payload...))
+		_, br, _ := rawUpgrade(t, url, append(frame, payload...))
 		op, p := readFrame(t, br)
 		if op != OpClose || len(p) < 2 || binary.BigEndian.Uint16(p) != StatusProtocolError {
 			t.Fatalf("close % x: answer op %d % x, want close 1002", payload, op, p)

@@ -615,7 +615,7 @@ func rawClientOfAccept(t *testing.T) (*rawPeer, <-chan echoResult) {
 		impl <- echoResult{c, echoUntilError(c)}
 	}))
 	t.Cleanup(srv.Close)
-	conn, br := rawUpgrade(t, srv.URL, nil)
+	conn, br, _ := rawUpgrade(t, srv.URL, nil)
 	return newRawPeer(t, conn, br, true), impl
 }
 
@@ -623,24 +623,36 @@ func rawClientOfAccept(t *testing.T) (*rawPeer, <-chan echoResult) {
 // echoes.
 func rawServerOfDial(t *testing.T) (*rawPeer, <-chan echoResult) {
 	t.Helper()
+	c, p := rawServer(t)
+	impl := make(chan echoResult, 1)
+	go func() { impl <- echoResult{c, echoUntilError(c)} }()
+	return p, impl
+}
+
+// rawServer starts a raw server and dials it with Dial: it returns the
+// client's Conn, closed when the test ends, and the server's end, which
+// reads the client's frames with a masking of its own and writes frames
+// as the test builds them.
+func rawServer(t *testing.T) (*Conn, *rawPeer) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
-	impl := make(chan echoResult, 1)
+	type dialed struct {
+		c   *Conn
+		err error
+	}
+	dials := make(chan dialed, 1)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		c, _, err := Dial(ctx, &http.Client{Transport: tr}, "ws://"+ln.Addr().String()+"/", nil, nil)
-		if err != nil {
-			impl <- echoResult{err: err}
-			return
-		}
-		impl <- echoResult{c, echoUntilError(c)}
+		dials <- dialed{c, err}
 	}()
 	conn, err := ln.Accept()
 	if err != nil {
@@ -657,7 +669,12 @@ func rawServerOfDial(t *testing.T) (*rawPeer, <-chan echoResult) {
 		t.Errorf("the client offered extensions: %q", req.Header.Get("Sec-WebSocket-Extensions"))
 	}
 	fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptKey(req.Header.Get("Sec-WebSocket-Key")))
-	return newRawPeer(t, conn, br, false), impl
+	d := <-dials
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	t.Cleanup(func() { d.c.CloseNow() })
+	return d.c, newRawPeer(t, conn, br, false)
 }
 
 // rawPeer is the test's end of a connection: it writes frames as they come

@@ -32,7 +32,7 @@ func streamPair(t *testing.T) (server, client *Stream) {
 		<-release
 	})
 	t.Cleanup(func() { close(release) })
-	c := dial(t, "ws"+strings.TrimPrefix(url, "http"))
+	c := dial(t, url)
 	return (<-conns).NetConn().(*Stream), c.NetConn().(*Stream)
 }
 

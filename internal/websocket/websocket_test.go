@@ -17,66 +17,20 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/coder/websocket"
-	"go.uber.org/goleak"
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
-// echoServer is a WebSocket server (a different implementation) that
-// echoes messages, records the frame sizes it saw, and pings on request.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"echo"}})
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		c.SetReadLimit(16 << 20)
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if string(msg) == "ping me" {
-				// The pong is read by this loop, so ping from another
-				// goroutine.
-				go func() {
-					ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-					defer cancel()
-					err := c.Ping(ctx)
-					c.Write(ctx, websocket.MessageText, []byte("pinged: "+errString(err)))
-				}()
-				continue
-			}
-			if string(msg) == "close me" {
-				c.Close(websocket.StatusGoingAway, "bye")
-				return
-			}
-			if err := c.Write(r.Context(), typ, msg); err != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return "ws" + strings.TrimPrefix(srv.URL, "http")
-}
-
-func errString(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	return err.Error()
-}
-
-func dial(t *testing.T, url string) *Conn {
+// dial opens a WebSocket with Dial to url (the http:// URL of a test
+// server), offering subprotocols, and closes it when the test ends.
+func dial(t *testing.T, url string, subprotocols ...string) *Conn {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := Dial(ctx, &http.Client{Transport: tr}, url, nil, []string{"other", "echo"})
+	c, _, err := Dial(ctx, &http.Client{Transport: tr}, "ws"+strings.TrimPrefix(url, "http"), nil, subprotocols)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +38,13 @@ func dial(t *testing.T, url string) *Conn {
 	return c
 }
 
-func TestEchoAgainstAnotherImplementation(t *testing.T) {
-	url := echoServer(t)
+// TestEcho runs the client against this package's server: messages of
+// every length class, whole and in frames of MaxFrame bytes, come back
+// whole, with the subprotocol the server selected.
+func TestEcho(t *testing.T) {
+	url := acceptServer(t, echo)
 	for _, maxFrame := range []int{0, 32 << 10, 7} {
-		c := dial(t, url)
+		c := dial(t, url, "other", "echo")
 		if c.Subprotocol() != "echo" {
 			t.Fatalf("subprotocol %q", c.Subprotocol())
 		}
@@ -112,8 +69,38 @@ func TestEchoAgainstAnotherImplementation(t *testing.T) {
 	}
 }
 
+// TestMaxFrameFragments: a client with MaxFrame sends a message as frames
+// of at most that many bytes, the first with the message's opcode, the
+// others continuations, only the last with FIN.
+func TestMaxFrameFragments(t *testing.T) {
+	c, peer := rawServer(t)
+	c.MaxFrame = 7
+	msg := []byte("sixteen bytes!!!")
+	if err := c.WriteMessage(OpText, msg); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for i, want := range []int{7, 7, 2} {
+		f, ok := <-peer.frames
+		op := byte(OpContinuation)
+		if i == 0 {
+			op = OpText
+		}
+		if !ok || f.op != op || len(f.payload) != want || f.fin != (i == 2) {
+			t.Fatalf("frame %d: %s (%v), want %d bytes, op %d", i, describe(f), peer.end, want, op)
+		}
+		got = append(got, f.payload...)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("fragments %q, want %q", got, msg)
+	}
+}
+
+// TestTwoPartFramesMaskAcrossTheBoundary: WriteParts sends its parts as
+// one frame, masked as one payload; the raw server unmasks with a loop of
+// its own.
 func TestTwoPartFramesMaskAcrossTheBoundary(t *testing.T) {
-	c := dial(t, echoServer(t))
+	c, peer := rawServer(t)
 	// Frames over writeChunk go out in several writes; the key phase must
 	// carry over both the part boundary and the write boundaries.
 	big := make([]byte, 3*writeChunk+7)
@@ -139,60 +126,76 @@ func TestTwoPartFramesMaskAcrossTheBoundary(t *testing.T) {
 		if err := c.NetConn().(*Stream).WriteParts([][]byte{msg[:split], msg[split:]}); err != nil {
 			t.Fatal(err)
 		}
-		_, got, err := c.ReadMessage(1 << 20)
-		if err != nil || !bytes.Equal(got, msg) {
-			t.Fatalf("size %d split %d: %d bytes back, %v", len(msg), split, len(got), err)
+		f, ok := <-peer.frames
+		if !ok || f.op != OpBinary || !f.fin || !bytes.Equal(f.payload, msg) {
+			t.Fatalf("size %d split %d: got %s (%v), want the parts as one frame", len(msg), split, describe(f), peer.end)
 		}
 	}
 }
 
 func TestStreamFrames(t *testing.T) {
-	c := dial(t, echoServer(t))
+	c, peer := rawServer(t)
 	s := c.NetConn()
 	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5} // data frame, length 5
 	if err := s.(*Stream).WriteParts([][]byte{hdr, []byte("hello")}); err != nil {
 		t.Fatal(err)
 	}
-	// One message came back: the header and body were one frame.
-	_, got, err := c.ReadMessage(1 << 10)
-	if err != nil || !bytes.Equal(got, append(hdr, "hello"...)) {
-		t.Fatalf("got %q %v", got, err)
+	// The header and body were one frame.
+	if f, ok := <-peer.frames; !ok || f.op != OpBinary || !f.fin || !bytes.Equal(f.payload, append(hdr, "hello"...)) {
+		t.Fatalf("got %s (%v)", describe(f), peer.end)
 	}
-	// A Write is a message of its own.
+	// A Write is a frame of its own.
 	wu := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}
-	s.Write(wu)
-	if _, got, _ := c.ReadMessage(1 << 10); !bytes.Equal(got, wu) {
-		t.Fatalf("window update: %q", got)
+	if _, err := s.Write(wu); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := <-peer.frames; !ok || f.op != OpBinary || !f.fin || !bytes.Equal(f.payload, wu) {
+		t.Fatalf("window update: %s (%v)", describe(f), peer.end)
 	}
 	// Reading the stream crosses message boundaries.
-	s.Write([]byte("abc"))
-	s.Write([]byte("def"))
+	peer.send(send(binMsg("abc"), binMsg("def")))
 	buf := make([]byte, 6)
 	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "abcdef" {
 		t.Fatalf("stream read %q %v", buf, err)
 	}
 }
 
+// TestPingIsAnsweredAndCloseEndsTheStream: the client answers the
+// server's ping while it reads, and a going-away close ends its stream
+// with io.EOF, the close echoed.
 func TestPingIsAnsweredAndCloseEndsTheStream(t *testing.T) {
-	c := dial(t, echoServer(t))
-	c.WriteMessage(OpText, []byte("ping me"))
-	// The server's ping arrives before its answer; ReadMessage answers it.
-	_, got, err := c.ReadMessage(1 << 10)
-	if err != nil || string(got) != "pinged: ok" {
+	c, peer := rawServer(t)
+	// The server's ping arrives before its message; ReadMessage answers it.
+	peer.send(send(ping("are you there"), text("pinged")))
+	if _, got, err := c.ReadMessage(1 << 10); err != nil || string(got) != "pinged" {
 		t.Fatalf("got %q %v", got, err)
 	}
-	c.WriteMessage(OpText, []byte("close me"))
+	if f, ok := peer.next(); !ok || f.op != OpPong || string(f.payload) != "are you there" {
+		t.Fatalf("got %s (%v), want the pong", describe(f), peer.end)
+	}
+	peer.send(send(closeWith(StatusGoingAway, "bye")))
 	buf := make([]byte, 10)
 	if _, err := c.NetConn().Read(buf); !errors.Is(err, io.EOF) {
 		t.Fatalf("read after the server's going-away close: %v, want EOF", err)
 	}
+	if f, ok := peer.next(); !ok || f.op != OpClose || len(f.payload) < 2 || binary.BigEndian.Uint16(f.payload) != StatusGoingAway {
+		t.Fatalf("got %s (%v), want the close echoed", describe(f), peer.end)
+	}
 }
 
+// TestReadLimit: a message over ReadMessage's limit fails the read with
+// ErrMessageTooBig and closes the connection with 1009.
 func TestReadLimit(t *testing.T) {
-	c := dial(t, echoServer(t))
+	serverErr := make(chan error, 1)
+	url := acceptServer(t, func(c *Conn) { serverErr <- echoUntilError(c) })
+	c := dial(t, url)
 	c.WriteMessage(OpText, make([]byte, 2000))
 	if _, _, err := c.ReadMessage(1000); !errors.Is(err, ErrMessageTooBig) {
 		t.Fatalf("err %v, want ErrMessageTooBig", err)
+	}
+	var ce *CloseError
+	if err := <-serverErr; !errors.As(err, &ce) || ce.Code != StatusMessageTooBig {
+		t.Fatalf("the server read %v, want close 1009", err)
 	}
 }
 
@@ -332,7 +335,7 @@ func TestCloseReasonIsCutAtARuneBoundary(t *testing.T) {
 
 	// End to end: the client sees the server's close, not a broken frame.
 	url := acceptServer(t, func(c *Conn) { c.CloseAndDrain(StatusGoingAway, strings.Repeat("é", 70), 5*time.Second) })
-	c := dial(t, "ws"+strings.TrimPrefix(url, "http"))
+	c := dial(t, url)
 	var ce *CloseError
 	if _, _, err := c.ReadMessage(1 << 10); !errors.As(err, &ce) || ce.Code != StatusGoingAway || ce.Reason != strings.Repeat("é", 61) {
 		t.Fatalf("client read: %v, want the server's close", err)
