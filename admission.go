@@ -79,6 +79,19 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 	if err != nil {
 		return store.Record{}, nil, &Error{Code: CodeInvalidRequest, Message: err.Error()}
 	}
+	if id != "" {
+		if err := s.authorizeName(ctx, a.Identity, id); err != nil {
+			return store.Record{}, nil, err
+		}
+	}
+	asked, err := accessFromWire(a.Ready.Access)
+	if err != nil {
+		return store.Record{}, nil, &Error{Code: CodeInvalidRequest, Message: "invalid access: " + err.Error()}
+	}
+	policy, err := encodeAccess(asked, a.Identity.Access)
+	if err != nil {
+		return store.Record{}, nil, &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("encode access: %w", err)}
+	}
 	base := strings.TrimSuffix(s.BaseURL, "/")
 	if base == "" {
 		base = strings.TrimSuffix(a.BaseURL, "/")
@@ -98,6 +111,7 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 		Node:         s.node,
 		Subject:      a.Identity.Subject,
 		Version:      version,
+		Access:       policy,
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(orDefault(a.TTL, orDefault(s.LeaseTTL, DefaultLeaseTTL))),
 	}
@@ -204,4 +218,28 @@ func hostOf(rawURL string) string {
 		return ""
 	}
 	return u.Host
+}
+
+// authorizeName decides whether identity id may take tunnel name, which
+// it asked for by name or by resuming a tunnel: AuthorizeName if set, else
+// the identity's Names, else UnlistedNames. A name of the generated form
+// (randid.TunnelIDLen characters of [a-z0-9]) is a generated name, which
+// anyone may take: it is what a resumed tunnel with a generated name asks
+// for, and it has no value to squat.
+func (s *Server) authorizeName(ctx context.Context, id Identity, name string) error {
+	if s.AuthorizeName != nil {
+		err := s.AuthorizeName(ctx, id, name)
+		if err == nil {
+			return nil
+		}
+		var e *Error
+		if errors.As(err, &e) {
+			return e
+		}
+		return &Error{Code: CodeForbidden, Message: "tunnel name " + name + " is not allowed for this agent", Err: err}
+	}
+	if randid.IsTunnelID(name) || id.MayTake(name) || (len(id.Names) == 0 && s.UnlistedNames == AnyName) {
+		return nil
+	}
+	return &Error{Code: CodeForbidden, Message: "tunnel name " + name + " is not allowed for this agent"}
 }

@@ -2,11 +2,7 @@ package tunnel
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
-	"slices"
 	"strings"
 )
 
@@ -14,12 +10,50 @@ import (
 // Authenticator.
 const anonymousSubject = "anonymous"
 
-// Identity is who an authenticated agent is.
+// Identity is who an authenticated agent is, and what it may do.
 type Identity struct {
 	// Subject names the agent's owner, for logs and for binding resume
 	// tokens: a tunnel resumed under another Subject is refused. It must
 	// not be a secret.
 	Subject string
+
+	// Names lists the tunnel names the identity may take: exact names, and
+	// patterns that end in "*" and match any name with that prefix
+	// ("alice-*"). A generated name is always allowed. Empty: the Server's
+	// UnlistedNames rule decides.
+	Names []string
+
+	// Access is what the gateway requires of the public clients of every
+	// tunnel of this identity, on top of what its agent asks for: IP lists
+	// of both apply, and the identity's credentials, when it has any,
+	// replace the agent's (the operator's word wins). Nil: only what the
+	// agent asks for.
+	Access *Access
+}
+
+// NameRule says which names an identity without a name list may take.
+type NameRule int
+
+const (
+	// AnyName, the zero value: any free name.
+	AnyName NameRule = iota
+	// GeneratedNamesOnly: only a name the gateway generates.
+	GeneratedNamesOnly
+)
+
+// MayTake reports whether the identity's name list allows name; a list
+// that is empty reports false (the caller applies its rule).
+func (id Identity) MayTake(name string) bool {
+	for _, n := range id.Names {
+		if p, ok := strings.CutSuffix(n, "*"); ok {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		} else if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Authenticator decides whether an agent may open a tunnel. The gateway
@@ -50,53 +84,4 @@ func TokenFromRequest(r *http.Request) Token {
 		return ""
 	}
 	return Token(r.URL.Query().Get("token"))
-}
-
-// StaticTokens authenticates agents against a fixed set of tokens. Each
-// token's Subject is "token:" followed by 12 hex digits of an HMAC-SHA-256
-// of the token, keyed with a digest of the whole set: logs and /tunnels can
-// tell agents apart without showing a secret, every node given the same
-// set names an agent alike (resuming a tunnel on another node needs that),
-// and a subject is no oracle for guessing a weak token offline (testing a
-// guess needs every token of the set).
-//
-// Tokens are compared by their SHA-256 digests, so lookup time does not
-// depend on how much of a guess matches a real token. A StaticTokens is
-// immutable and safe for concurrent use.
-type StaticTokens struct {
-	subjects map[[sha256.Size]byte]string
-}
-
-// NewStaticTokens returns an Authenticator that accepts exactly tokens.
-// Empty strings are ignored; with no tokens it accepts nobody.
-func NewStaticTokens(tokens ...string) *StaticTokens {
-	set := make([]string, 0, len(tokens))
-	for _, t := range tokens {
-		if t != "" {
-			set = append(set, t)
-		}
-	}
-	slices.Sort(set)
-	set = slices.Compact(set)
-	key := sha256.Sum256([]byte("http-tunnel static token subjects\x00" + strings.Join(set, "\x00")))
-	s := &StaticTokens{subjects: make(map[[sha256.Size]byte]string, len(set))}
-	for _, t := range set {
-		mac := hmac.New(sha256.New, key[:])
-		mac.Write([]byte(t))
-		s.subjects[sha256.Sum256([]byte(t))] = "token:" + hex.EncodeToString(mac.Sum(nil)[:6])
-	}
-	return s
-}
-
-// Authenticate implements Authenticator.
-func (s *StaticTokens) Authenticate(_ context.Context, r *http.Request) (Identity, error) {
-	tok := TokenFromRequest(r)
-	if tok == "" {
-		return Identity{}, &Error{Code: CodeUnauthorized, Message: "missing agent token"}
-	}
-	subject, ok := s.subjects[sha256.Sum256([]byte(tok))]
-	if !ok {
-		return Identity{}, &Error{Code: CodeUnauthorized, Message: "invalid agent token"}
-	}
-	return Identity{Subject: subject}, nil
 }

@@ -1,10 +1,14 @@
 package tunnel
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 )
 
 // An agent of protocol version 1 reads HTTP from the first byte of every
@@ -36,5 +40,17 @@ func TestVersionOneAgentGetsNoProxyHeader(t *testing.T) {
 		if _, _, err := net.SplitHostPort(string(b)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// An agent that asks for a protected URL refuses a gateway too old to
+// protect it (below version 3), rather than serve an open URL.
+func TestProtectedURLNeedsVersionThree(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Listen(ctx, startGateway(t, nil), WithLogger(quietLog), withVersion(2), WithBasicAuth("u", "p"))
+	if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "version 2") {
+		t.Fatalf("Listen with access against version 2: %v, want a refusal naming the version", err)
 	}
 }

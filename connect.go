@@ -58,6 +58,9 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	if o.heartbeat < 0 {
 		o.heartbeat = 0 // zero: the mode's default
 	}
+	if o.accessErr != nil {
+		return nil, &Error{Code: CodeInvalidRequest, Message: "tunnel access: " + o.accessErr.Error()}
+	}
 	if o.name != "" && !claim.ValidID(o.name) {
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
 	}
@@ -168,7 +171,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	}
 
 	l.mu.Lock()
-	ready := &protocol.Ready{Version: orDefault(l.opts.version, protocol.Version), Name: l.opts.name}
+	ready := &protocol.Ready{Version: orDefault(l.opts.version, protocol.Version), Name: l.opts.name, Access: l.opts.access.wire()}
 	if l.resume != "" {
 		ready.TunnelID, ready.ResumeToken = l.id, l.resume
 	}
@@ -178,6 +181,11 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	if err != nil {
 		ws.CloseNow()
 		return nil, err
+	}
+	if ready.Access != nil && est.Version < 3 {
+		// An older gateway ignores access: the URL would be open.
+		ws.Close(websocket.StatusPolicyViolation, "protected URL not supported", 0)
+		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("the gateway speaks protocol version %d, which cannot protect the tunnel's URL (version 3 can)", est.Version)}
 	}
 	c := &agentConn{est: est, gateway: gw}
 	if sub == protocol.SubprotocolMux {

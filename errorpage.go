@@ -51,7 +51,7 @@ func writeError(ctx context.Context, w http.ResponseWriter, html bool, log *slog
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(ErrorIDHeader, e.ID)
-	if e.Code == CodeUnauthorized {
+	if e.Code == CodeUnauthorized && h.Get("WWW-Authenticate") == "" {
 		h.Set("WWW-Authenticate", `Bearer realm="tunnel"`)
 	}
 	if html {

@@ -23,15 +23,16 @@ import (
 // context, where the proxies' rewrite and error hooks (which see copies of
 // the request) find it.
 type reqState struct {
-	id        string         // request ID: X-Request-Id, or generated
-	tunnelID  string         // once resolved
-	routing   string         // "subdomain" or "path"
-	prefix    string         // path routing: the stripped "/<id>"
-	bare      bool           // path routing: the path was "/<id>" alone
-	html      bool           // the client is a browser: errors as a page
-	client    netip.AddrPort // the public client, as the gateway determined it
-	body      *countedBody   // the request body, counted and limited, if any
-	forwarded bool           // reached an agent or another node
+	id            string         // request ID: X-Request-Id, or generated
+	tunnelID      string         // once resolved
+	routing       string         // "subdomain" or "path"
+	prefix        string         // path routing: the stripped "/<id>"
+	bare          bool           // path routing: the path was "/<id>" alone
+	html          bool           // the client is a browser: errors as a page
+	accessChecked bool           // admitClient ran
+	client        netip.AddrPort // the public client, as the gateway determined it
+	body          *countedBody   // the request body, counted and limited, if any
+	forwarded     bool           // reached an agent or another node
 }
 
 type reqStateKey struct{}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/http-tunnel/tunnel/observability"
@@ -20,19 +22,19 @@ import (
 // more store read, not a failed request. So does, for a request hopped
 // here by another node (hop), a cached record naming another node: the
 // sender read the store more recently than this node's cache may have.
-func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (*session, string, error) {
+func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (store.Record, *session, string, error) {
 	rec, cached, err := s.record(ctx, id, fresh)
 	for attempt := 0; err == nil && attempt < 2; attempt++ {
 		if rec.Node != s.node {
 			if !hop || !cached {
-				return nil, rec.Node, nil
+				return rec, nil, rec.Node, nil
 			}
 			s.cache.Remove(ctx, id)
 			rec, cached, err = s.record(ctx, id, true)
 			continue
 		}
 		if sess := s.session(rec.ConnectionID); sess != nil && !sess.draining.Load() {
-			return sess, "", nil
+			return rec, sess, "", nil
 		}
 		if !cached {
 			break
@@ -41,9 +43,27 @@ func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (*sessi
 		rec, cached, err = s.record(ctx, id, true)
 	}
 	if err != nil {
-		return nil, "", err
+		return rec, nil, "", err
 	}
-	return nil, "", &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+	return rec, nil, "", &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message}
+}
+
+// admitClient checks a public request against its tunnel's access policy,
+// once per request (a request routed again after a failed hop has been
+// checked, and its credentials removed, already), and not for a request
+// from another node, which checked it. It answers the refusal itself and
+// reports false.
+func (s *Server) admitClient(w http.ResponseWriter, r *http.Request, rec store.Record, hop bool) bool {
+	st := stateOf(r.Context())
+	if hop || st.accessChecked {
+		return true
+	}
+	st.accessChecked = true
+	if e := checkAccess(w, r, rec.Access, st.client); e != nil {
+		s.fail(r.Context(), w, e, slog.String("client", st.client.String()))
+		return false
+	}
+	return true
 }
 
 // record returns tunnel id's record, from the cache unless fresh is set or

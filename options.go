@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -32,6 +33,8 @@ type options struct {
 	tlsConfig        *tls.Config
 	localTLS         *tls.Config
 	proxy            func(*http.Request) (*url.URL, error)
+	access           Access // what public clients must satisfy; see WithBasicAuth
+	accessErr        error  // an invalid WithAllowIPs/WithDenyIPs entry
 	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost      bool
 	fallbacks        []string
@@ -139,3 +142,42 @@ func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
 // say), or InsecureSkipVerify for a self-signed one. Default: the system
 // roots. Listen ignores it.
 func WithLocalTLSConfig(c *tls.Config) Option { return func(o *options) { o.localTLS = c } }
+
+// WithBasicAuth protects the tunnel's public URL with HTTP Basic
+// authentication: the gateway lets a public request through only with one
+// of the credentials given (this option may be repeated), removes them
+// before the request reaches the agent, and answers 401 otherwise. The
+// gateway keeps only a salted hash of the password. See Access. Default:
+// no authentication.
+func WithBasicAuth(user, password string) Option {
+	return func(o *options) {
+		o.access.BasicAuth = append(o.access.BasicAuth, BasicCredential{User: user, Password: Token(password)})
+	}
+}
+
+// WithBearerAuth protects the tunnel's public URL with a bearer token
+// ("Authorization: Bearer <token>"), as WithBasicAuth does with a password.
+func WithBearerAuth(token string) Option {
+	return func(o *options) { o.access.BearerTokens = append(o.access.BearerTokens, Token(token)) }
+}
+
+// WithAllowIPs admits public clients from these addresses only: IP
+// addresses or CIDR prefixes ("203.0.113.0/24", "2001:db8::/32"). Others
+// get 403. Default: every address.
+func WithAllowIPs(prefixes ...string) Option {
+	return func(o *options) {
+		p, err := parsePrefixes(prefixes)
+		o.access.AllowIPs = append(o.access.AllowIPs, p...)
+		o.accessErr = cmp.Or(o.accessErr, err)
+	}
+}
+
+// WithDenyIPs refuses public clients from these addresses (403), in the
+// forms WithAllowIPs takes. Default: none.
+func WithDenyIPs(prefixes ...string) Option {
+	return func(o *options) {
+		p, err := parsePrefixes(prefixes)
+		o.access.DenyIPs = append(o.access.DenyIPs, p...)
+		o.accessErr = cmp.Or(o.accessErr, err)
+	}
+}

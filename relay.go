@@ -30,6 +30,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, id string) {
 		s.fail(ctx, w, asError(err))
 		return
 	}
+	if !s.admitClient(w, r, rec, false) {
+		return
+	}
 	stateOf(ctx).forwarded = true
 	ctx, span := s.tracer.Start(ctx, observability.SpanForward, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(observability.AttrTunnelID.String(id)))

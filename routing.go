@@ -21,7 +21,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 		s.relay(w, r, id)
 		return
 	}
-	sess, node, err := s.lookup(ctx, id, retried, hop)
+	rec, sess, node, err := s.lookup(ctx, id, retried, hop)
+	if err == nil && (sess != nil || node != "") && !s.admitClient(w, r, rec, hop) {
+		return
+	}
 	if err == nil && (sess != nil || (!hop && s.node != "")) {
 		stateOf(ctx).forwarded = true
 		if s.tracing() {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +101,18 @@ type Server struct {
 	// Authenticator admits agents. Nil admits every agent: right for tests
 	// and loopback, wrong for a gateway on a network.
 	Authenticator Authenticator
+
+	// UnlistedNames says which names an identity without a name list
+	// (Identity.Names) may take. The zero value, AnyName, lets it take any
+	// free name; GeneratedNamesOnly, only names the gateway generates.
+	UnlistedNames NameRule
+
+	// AuthorizeName, if set, decides instead of Identity.Names and
+	// UnlistedNames whether an identity may take a tunnel name it asks for
+	// (by name, or by resuming a tunnel): nil allows it, an error refuses
+	// it (an *Error's code if it is one, else forbidden). It runs at every
+	// admission, on every gateway kind; generated names do not ask it.
+	AuthorizeName func(ctx context.Context, id Identity, name string) error
 
 	// Logger receives the gateway's logs. Nil means slog.Default, but only
 	// its warnings and errors (INFO lines such as "agent connected" need

@@ -7,8 +7,9 @@ package protocol
 // mode nor chunked bodies. Version 1 adds mux mode and chunking; version 2
 // tells the agent each public client's address: a PROXY header at the start
 // of every mux-mode HTTP stream (see [AppendProxyHeader]) and
-// [HTTPRequest.RemoteAddr] in json mode.
-const Version = 2
+// [HTTPRequest.RemoteAddr] in json mode. Version 3 adds protected public
+// URLs: [Ready.Access].
+const Version = 3
 
 // WebSocket subprotocols, offered by the agent in Sec-WebSocket-Protocol
 // (mux first, then json) and echoed by the gateway for the one it picks.

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -84,7 +85,13 @@ func appendReady(b []byte, m *Ready) []byte {
 	b = appendIntOmitZero(b, "version", int64(m.Version))
 	b = appendStringOmitEmpty(b, "name", m.Name)
 	b = appendStringOmitEmpty(b, "tunnel_id", m.TunnelID)
-	return appendStringOmitEmpty(b, "resume_token", m.ResumeToken)
+	b = appendStringOmitEmpty(b, "resume_token", m.ResumeToken)
+	if m.Access != nil {
+		// Rare and small: encoding/json is simplest here.
+		a, _ := json.Marshal(m.Access)
+		b = append(appendKey(b, "access"), a...)
+	}
+	return b
 }
 
 func connectionEstablishedSize(m *ConnectionEstablished) int {

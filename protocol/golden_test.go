@@ -33,6 +33,16 @@ func goldens() []golden {
 			`{"type":"ready","version":1,"tunnel_id":"k3j5h2g7f8d9s0a1","resume_token":"rt_secret"}`,
 		},
 		{
+			"ready/protected",
+			&protocol.Ready{Version: 3, Name: "docs", Access: &protocol.Access{
+				Basic:    []protocol.BasicCredential{{User: "alice", Password: "pw"}},
+				Bearer:   []string{"tok"},
+				AllowIPs: []string{"203.0.113.0/24"},
+				DenyIPs:  []string{"2001:db8::1"},
+			}},
+			`{"type":"ready","version":3,"name":"docs","access":{"basic":[{"user":"alice","password":"pw"}],"bearer":["tok"],"allow_ips":["203.0.113.0/24"],"deny_ips":["2001:db8::1"]}}`,
+		},
+		{
 			"connection_established/original",
 			&protocol.ConnectionEstablished{
 				ConnectionID: "conn_123",

@@ -54,6 +54,34 @@ type Ready struct {
 	// [ConnectionEstablished] for TunnelID; it proves that this connection
 	// belongs to the agent that held the tunnel before. Never log it.
 	ResumeToken string `json:"resume_token,omitempty"`
+
+	// Access is what the agent asks the gateway to require of public
+	// clients before anything reaches the tunnel (version 3). Nil: an open
+	// URL. It carries secrets: never log it.
+	Access *Access `json:"access,omitempty"`
+}
+
+// Access is a protected tunnel's requirements on its public clients, as an
+// agent asks for them in [Ready] (version 3). A client must come from an
+// allowed address and not a denied one, and, when credentials are listed,
+// present one of them; the gateway checks it before anything reaches the
+// agent, and keeps only hashes of the credentials.
+type Access struct {
+	// Basic lists user/password pairs for HTTP Basic authentication.
+	Basic []BasicCredential `json:"basic,omitempty"`
+	// Bearer lists tokens for "Authorization: Bearer".
+	Bearer []string `json:"bearer,omitempty"`
+	// AllowIPs, if not empty, are the only client addresses admitted, as
+	// IP addresses or CIDR prefixes ("203.0.113.0/24", "2001:db8::/32").
+	AllowIPs []string `json:"allow_ips,omitempty"`
+	// DenyIPs are client addresses refused, in the same forms.
+	DenyIPs []string `json:"deny_ips,omitempty"`
+}
+
+// BasicCredential is one user and password of HTTP Basic authentication.
+type BasicCredential struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
 }
 
 // Limits are the gateway's limits for one connection, announced in

@@ -57,6 +57,12 @@ type Record struct {
 	// and what the gateway speaks. Zero for records written by a release
 	// that did not record it, which is also version 0's value.
 	Version int
+	// Access is the tunnel's access policy, opaque to the store: who may
+	// reach its public URL (credentials hashed, IP lists), as the gateway
+	// encoded it when it admitted the agent, checked by whichever node or
+	// function receives a public request. Empty means none: the URL is
+	// open. Stores keep it as they got it.
+	Access string
 	// Released is set by Release: the connection named by ConnectionID was
 	// seen to end without the agent leaving on purpose (a crash, a cut
 	// connection). The record stays live until it expires, so that other

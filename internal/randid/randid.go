@@ -49,3 +49,16 @@ func Secret() string {
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
+
+// IsTunnelID reports whether s has the form of an ID TunnelID generates.
+func IsTunnelID(s string) bool {
+	if len(s) != TunnelIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
