@@ -96,11 +96,11 @@
 //
 // Traces are off unless TUNNEL_XRAY=1. Then Server.TracerProvider is an
 // OpenTelemetry SDK provider whose trace IDs X-Ray accepts (their first 4
-// bytes are the Unix time in seconds: XRayIDGenerator), and the
+// bytes are the Unix time in seconds: TracerProviderFromEnv), and the
 // propagator, global and observability.Propagator alike, reads and writes
-// the X-Amzn-Trace-Id header (XRayPropagator) as well as W3C trace context
-// and baggage, so a request's span joins the trace API Gateway or a caller
-// started. The function links no X-Ray exporter: spans leave through OTLP
+// the X-Amzn-Trace-Id header as well as W3C trace context and baggage
+// (NewPropagator), so a request's span joins the trace API Gateway or a
+// caller started. The function links no X-Ray exporter: spans leave through OTLP
 // over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, typically to the collector
 // of the ADOT Lambda layer (http://localhost:4318), which sends them on to

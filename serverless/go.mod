@@ -12,6 +12,7 @@ require (
 	github.com/http-tunnel/tunnel v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/ratelimit/dynamolimit v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/store/dynamostore v0.0.0-00010101000000-000000000000
+	go.opentelemetry.io/contrib/propagators/aws v1.47.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0

@@ -7,26 +7,39 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/contrib/propagators/aws/xray"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
+// The X-Ray propagator and ID generator come from
+// go.opentelemetry.io/contrib/propagators/aws/xray. Upstream marks that
+// module deprecated for want of an owner; it is pinned, and uses only the
+// stable trace API, so a release that stays on the module proxy keeps
+// working. Its parser differs from AWS SDKs' in that spaces around a
+// field other than the last are not trimmed, and an empty field makes
+// the header invalid; API Gateway and Lambda send neither.
+
 // NewPropagator returns the propagator of a function that traces with
-// X-Ray: it reads and writes X-Amzn-Trace-Id, W3C trace context and
-// baggage. On extraction a traceparent header, when present, wins over
-// X-Amzn-Trace-Id. A program installs it as observability.Propagator (the
-// library extracts and injects with it) and as the global propagator
-// (otel.SetTextMapPropagator, for other instrumentation).
+// X-Ray: it reads and writes X-Amzn-Trace-Id (Root, Parent and Sampled;
+// other fields are ignored, and Sampled other than 1 reads as not
+// sampled), W3C trace context and baggage. On extraction a valid
+// traceparent header wins over X-Amzn-Trace-Id: the propagators run in
+// that order and the last valid span context stays. A program installs it
+// as observability.Propagator (the library extracts and injects with it)
+// and as the global propagator (otel.SetTextMapPropagator, for other
+// instrumentation).
 func NewPropagator() propagation.TextMapPropagator {
 	return propagation.NewCompositeTextMapPropagator(
-		XRayPropagator{}, propagation.TraceContext{}, propagation.Baggage{})
+		xray.Propagator{}, propagation.TraceContext{}, propagation.Baggage{})
 }
 
 // TracerProviderFromEnv returns an X-Ray-compatible tracer provider when
 // getenv("TUNNEL_XRAY") is "1", and nil, nil otherwise. Its trace IDs are
-// XRayIDGenerator's. Spans are exported with OTLP over HTTP when
+// those X-Ray accepts: their first 4 bytes are the Unix time in seconds
+// (xray.IDGenerator). Spans are exported with OTLP over HTTP when
 // OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set
 // (the ADOT Lambda layer's collector listens on localhost:4318 and
 // forwards to X-Ray); the exporter reads its other settings from the
@@ -38,7 +51,7 @@ func TracerProviderFromEnv(ctx context.Context, getenv func(string) string) (*sd
 	if getenv("TUNNEL_XRAY") != "1" {
 		return nil, nil
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithIDGenerator(XRayIDGenerator{})}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithIDGenerator(xray.NewIDGenerator())}
 	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
 		exp, err := otlptracehttp.New(ctx)
 		if err != nil {
