@@ -2,6 +2,7 @@ package yamux
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -76,6 +77,31 @@ var (
 
 	// ErrKeepAliveTimeout is sent if a missed keepalive caused the stream close
 	ErrKeepAliveTimeout = fmt.Errorf("keepalive timeout")
+
+	// ErrTooManyStreams ends a session whose peer opened more streams
+	// than Config.MaxIncomingStreams allows at once.
+	ErrTooManyStreams = errors.New("peer opened more streams than allowed")
+
+	// ErrStreamLimit is returned by OpenStream when this side has
+	// Config.MaxOutgoingStreams streams open. The session goes on.
+	ErrStreamLimit = errors.New("too many open streams")
+
+	// ErrInvalidStreamID ends a session whose peer opened a stream with
+	// an ID that is this side's to allocate (odd for the client, even for
+	// the server), or 0.
+	ErrInvalidStreamID = errors.New("peer opened a stream with an invalid ID")
+
+	// ErrWindowOverflow ends a session whose peer granted a send window
+	// past 4 GiB (2^32-1 bytes): the windows of the wire format are 32
+	// bits, and no peer grants more than its window.
+	ErrWindowOverflow = errors.New("peer overflowed a send window")
+
+	// ErrRemoteProtocolError, ErrRemoteInternalError and
+	// ErrUnexpectedGoAway end a session whose peer sent a GoAway with a
+	// protocol error, an internal error, or an unknown code.
+	ErrRemoteProtocolError = errors.New("yamux protocol error")
+	ErrRemoteInternalError = errors.New("remote yamux internal error")
+	ErrUnexpectedGoAway    = errors.New("unexpected go away received")
 )
 
 const (

@@ -68,7 +68,7 @@ func TestSendData_Large(t *testing.T) {
 			return
 		}
 
-		t.Logf("cap=%d, n=%d\n", stream.recvBuf.Cap(), sz)
+		t.Logf("cap=%d, n=%d\n", cap(stream.recvBuf.buf), sz)
 		errCh <- nil
 	}()
 

@@ -37,6 +37,23 @@ type Config struct {
 	// blocking on OpenStream calls.
 	StreamOpenTimeout time.Duration
 
+	// MaxIncomingStreams is the most streams the remote side may have open
+	// at once: streams it opened that are not yet closed both ways,
+	// accepted or waiting in the accept backlog. A peer that opens one
+	// more is hostile or broken (each stream costs memory, and most
+	// servers give each a goroutine): the session sends a GoAway with a
+	// protocol error and ends, with ErrTooManyStreams (Session.Err).
+	// Zero means DefaultMaxIncomingStreams; negative is invalid.
+	MaxIncomingStreams int
+
+	// MaxOutgoingStreams is the most streams this side may have open at
+	// once; OpenStream fails with ErrStreamLimit beyond it. Set it to at
+	// most the peer's MaxIncomingStreams: frames leave in order, so a peer
+	// never counts more of this side's streams than this side does, and a
+	// busy session does not exceed the peer's limit and end. Zero means no
+	// limit, as upstream; negative is invalid.
+	MaxOutgoingStreams int
+
 	// StreamCloseTimeout is the maximum time that a stream will allowed to
 	// be in a half-closed state when `Close` is called before forcibly
 	// closing the connection. Forcibly closed connections will empty the
@@ -72,10 +89,17 @@ func DefaultConfig() *Config {
 	}
 }
 
+// DefaultMaxIncomingStreams is the MaxIncomingStreams of a Config that
+// leaves it zero.
+const DefaultMaxIncomingStreams = 4096
+
 // VerifyConfig is used to verify the sanity of configuration
 func VerifyConfig(config *Config) error {
 	if config.AcceptBacklog <= 0 {
 		return fmt.Errorf("backlog must be positive")
+	}
+	if config.MaxIncomingStreams < 0 || config.MaxOutgoingStreams < 0 {
+		return fmt.Errorf("stream limits must not be negative")
 	}
 	if config.KeepAliveInterval == 0 {
 		return fmt.Errorf("keep-alive interval must be positive")

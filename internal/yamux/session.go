@@ -30,6 +30,10 @@ type Session struct {
 	// send. This depends if we are a client/server.
 	nextStreamID uint32
 
+	// client is whether this is the client's side: its streams have odd
+	// IDs, the server's even ones.
+	client bool
+
 	// config holds our configuration
 	config *Config
 
@@ -48,12 +52,23 @@ type Session struct {
 	pingID   uint32
 	pingLock sync.Mutex
 
+	// pongs holds the answers to the peer's pings until the send loop
+	// writes them.
+	pongs *pongQueue
+
 	// streams maps a stream id to a stream, and inflight has an entry
 	// for any outgoing stream that has not yet been established. Both are
 	// protected by streamLock.
 	streams    map[uint32]*Stream
 	inflight   map[uint32]struct{}
 	streamLock sync.Mutex
+
+	// numIncoming counts the streams in streams that the peer opened, and
+	// numOutgoing those this side opened or is opening; maxIncoming is the
+	// bound of the first (Config.MaxIncomingStreams or its default).
+	// Protected by streamLock.
+	numIncoming, numOutgoing int
+	maxIncoming              int
 
 	// synCh acts like a semaphore. It is sized to the AcceptBacklog which
 	// is assumed to be symmetric between the client and server. This allows
@@ -101,7 +116,9 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		logger:     logger,
 		conn:       conn,
 		bufRead:    recvReader(conn),
+		client:     client,
 		pings:      make(map[uint32]chan struct{}),
+		pongs:      newPongQueue(),
 		streams:    make(map[uint32]*Stream),
 		inflight:   make(map[uint32]struct{}),
 		synCh:      make(chan struct{}, config.AcceptBacklog),
@@ -110,6 +127,11 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		recvDoneCh: make(chan struct{}),
 		sendDoneCh: make(chan struct{}),
 		shutdownCh: make(chan struct{}),
+
+		maxIncoming: config.MaxIncomingStreams,
+	}
+	if s.maxIncoming == 0 {
+		s.maxIncoming = DefaultMaxIncomingStreams
 	}
 	if client {
 		s.nextStreamID = 1
@@ -140,6 +162,22 @@ func (s *Session) CloseChan() <-chan struct{} {
 	return s.shutdownCh
 }
 
+// Err returns nil while the session is open, and once it has ended, why:
+// ErrSessionShutdown if Close ended it, else the error that did, such as
+// ErrTooManyStreams or ErrInvalidStreamID (the peer misbehaved),
+// ErrKeepAliveTimeout, or the connection's error (io.EOF when the peer
+// closed it). Match it with errors.Is.
+func (s *Session) Err() error {
+	select {
+	case <-s.shutdownCh:
+	default:
+		return nil
+	}
+	s.shutdownErrLock.Lock()
+	defer s.shutdownErrLock.Unlock()
+	return s.shutdownErr
+}
+
 // NumStreams returns the number of currently open streams
 func (s *Session) NumStreams() int {
 	s.streamLock.Lock()
@@ -166,10 +204,25 @@ func (s *Session) OpenStream() (*Stream, error) {
 		return nil, ErrRemoteGoAway
 	}
 
+	// Take a place among this side's streams: closeStream gives it back.
+	s.streamLock.Lock()
+	if max := s.config.MaxOutgoingStreams; max > 0 && s.numOutgoing >= max {
+		s.streamLock.Unlock()
+		return nil, ErrStreamLimit
+	}
+	s.numOutgoing++
+	s.streamLock.Unlock()
+	unreserve := func() {
+		s.streamLock.Lock()
+		s.numOutgoing--
+		s.streamLock.Unlock()
+	}
+
 	// Block if we have too many inflight SYNs
 	select {
 	case s.synCh <- struct{}{}:
 	case <-s.shutdownCh:
+		unreserve()
 		return nil, ErrSessionShutdown
 	}
 
@@ -177,6 +230,8 @@ GET_ID:
 	// Get an ID, and check for stream exhaustion
 	id := atomic.LoadUint32(&s.nextStreamID)
 	if id >= math.MaxUint32-1 {
+		<-s.synCh
+		unreserve()
 		return nil, ErrStreamsExhausted
 	}
 	if !atomic.CompareAndSwapUint32(&s.nextStreamID, id, id+2) {
@@ -196,10 +251,15 @@ GET_ID:
 
 	// Send the window update to create
 	if err := stream.sendWindowUpdate(); err != nil {
-		select {
-		case <-s.synCh:
-		default:
-			s.logger.Printf("[ERR] yamux: aborted stream open without inflight syn semaphore")
+		// Forget the stream, which gives back its SYN semaphore and its
+		// place among this side's streams; upstream gave back the
+		// semaphore and left the stream registered. If the SYN may
+		// still go out (it waited past the write timeout), a RST
+		// follows it.
+		if s.IsClosed() {
+			s.closeStream(id)
+		} else {
+			stream.closeTimeout()
 		}
 		return nil, err
 	}
@@ -489,6 +549,7 @@ func (s *Session) sendLoop() error {
 		batch []*sendReady
 		parts [][]byte
 		held  *sendReady // taken from sendCh but too big for the last batch
+		pongs = make([]byte, 0, maxPendingPongs*headerSize)
 	)
 	for {
 		ready := held
@@ -496,6 +557,7 @@ func (s *Session) sendLoop() error {
 		if ready == nil {
 			select {
 			case ready = <-s.sendCh:
+			case <-s.pongs.notify:
 			case <-s.shutdownCh:
 				return nil
 			}
@@ -505,8 +567,12 @@ func (s *Session) sendLoop() error {
 		// WebSocket message) for many small frames. Nothing waits
 		// for a batch to fill, and a batch stays under batchBytes
 		// unless its first frame alone is larger.
-		batch = append(batch[:0], ready)
-		size := len(ready.Hdr) + len(ready.Body)
+		batch = batch[:0]
+		size := 0
+		if ready != nil {
+			batch = append(batch, ready)
+			size = len(ready.Hdr) + len(ready.Body)
+		}
 	gather:
 		for size < batchBytes && len(batch) < cap(s.sendCh) {
 			select {
@@ -523,12 +589,21 @@ func (s *Session) sendLoop() error {
 			}
 		}
 
+		// Answers to pings go first: a keepalive is answered however
+		// full the send queue.
+		parts = parts[:0]
+		if pongs = s.pongs.take(pongs[:0]); len(pongs) > 0 {
+			parts = append(parts, pongs)
+		}
+		if len(parts) == 0 && len(batch) == 0 {
+			continue // woken for answers another batch took
+		}
+
 		// Bodies are written straight from the senders' slices, under
 		// each sendReady's mu: a sender that gives up waiting (write
 		// timeout or shutdown) takes that lock to copy its body, so
 		// it cannot return, and reuse its buffer, while the body is
 		// being written. Upstream yamux copies every body instead.
-		parts = parts[:0]
 		for _, r := range batch {
 			r.mu.Lock()
 			if r.Hdr != nil {
@@ -631,6 +706,18 @@ func (s *Session) recvLoop() error {
 
 // handleStreamMessage handles either a data or window update frame
 func (s *Session) handleStreamMessage(hdr header) error {
+	// No stream's window exceeds MaxStreamWindowSize, so neither does a
+	// data frame of a peer that keeps to the windows, even one for a
+	// stream this side has forgotten. Upstream read and discarded
+	// frames of any length for unknown streams.
+	if hdr.MsgType() == typeData && hdr.Length() > s.config.MaxStreamWindowSize {
+		s.logger.Printf("[ERR] yamux: data frame of %d bytes exceeds any window (stream: %d)", hdr.Length(), hdr.StreamID())
+		if sendErr := s.sendNoWait(s.goAway(goAwayProtoErr)); sendErr != nil {
+			s.logger.Printf("[WARN] yamux: failed to send go away: %v", sendErr)
+		}
+		return ErrRecvWindowExceeded
+	}
+
 	// Check for a new stream creation
 	id := hdr.StreamID()
 	flags := hdr.Flags()
@@ -686,16 +773,10 @@ func (s *Session) handlePing(hdr header) error {
 	flags := hdr.Flags()
 	pingID := hdr.Length()
 
-	// Check if this is a query, respond back in a separate context so we
-	// don't interfere with the receiving thread blocking for the write.
+	// Check if this is a query: queue the answer for the send loop,
+	// without blocking this loop on the write or starting a goroutine.
 	if flags&flagSYN == flagSYN {
-		go func() {
-			hdr := header(make([]byte, headerSize))
-			hdr.encode(typePing, flagACK, 0, pingID)
-			if err := s.sendNoWait(hdr); err != nil {
-				s.logger.Printf("[WARN] yamux: failed to send ping reply: %v", err)
-			}
-		}()
+		s.pongs.add(pingID)
 		return nil
 	}
 
@@ -718,19 +799,27 @@ func (s *Session) handleGoAway(hdr header) error {
 		atomic.SwapInt32(&s.remoteGoAway, 1)
 	case goAwayProtoErr:
 		s.logger.Printf("[ERR] yamux: received protocol error go away")
-		return fmt.Errorf("yamux protocol error")
+		return ErrRemoteProtocolError
 	case goAwayInternalErr:
 		s.logger.Printf("[ERR] yamux: received internal error go away")
-		return fmt.Errorf("remote yamux internal error")
+		return ErrRemoteInternalError
 	default:
 		s.logger.Printf("[ERR] yamux: received unexpected go away")
-		return fmt.Errorf("unexpected go away received")
+		return ErrUnexpectedGoAway
 	}
 	return nil
 }
 
 // incomingStream is used to create a new incoming stream
 func (s *Session) incomingStream(id uint32) error {
+	// The peer allocates IDs of the other parity than ours. One of ours
+	// could collide with a stream this side opens, and would escape the
+	// count of the peer's streams.
+	if id == 0 || s.localID(id) {
+		s.logger.Printf("[ERR] yamux: peer opened stream %d, an ID it does not allocate", id)
+		return s.protocolError(ErrInvalidStreamID)
+	}
+
 	// Reject immediately if we are doing a go away
 	if atomic.LoadInt32(&s.localGoAway) == 1 {
 		hdr := header(make([]byte, headerSize))
@@ -738,36 +827,72 @@ func (s *Session) incomingStream(id uint32) error {
 		return s.sendNoWait(hdr)
 	}
 
-	// Allocate a new stream
-	stream := newStream(s, id, streamSYNReceived)
-
 	s.streamLock.Lock()
-	defer s.streamLock.Unlock()
-
 	// Check if stream already exists
 	if _, ok := s.streams[id]; ok {
+		s.streamLock.Unlock()
 		s.logger.Printf("[ERR] yamux: duplicate stream declared")
-		if sendErr := s.sendNoWait(s.goAway(goAwayProtoErr)); sendErr != nil {
-			s.logger.Printf("[WARN] yamux: failed to send go away: %v", sendErr)
-		}
-		return ErrDuplicateStream
+		return s.protocolError(ErrDuplicateStream)
+	}
+	if s.numIncoming >= s.maxIncoming {
+		s.streamLock.Unlock()
+		s.logger.Printf("[ERR] yamux: peer opened more than %d streams", s.maxIncoming)
+		return s.protocolError(fmt.Errorf("%w (%d)", ErrTooManyStreams, s.maxIncoming))
 	}
 
-	// Register the stream
-	s.streams[id] = stream
-
-	// Check if we've exceeded the backlog
+	// Register the stream, if the backlog has room for it
+	stream := newStream(s, id, streamSYNReceived)
 	select {
 	case s.acceptCh <- stream:
+		s.streams[id] = stream
+		s.numIncoming++
+		s.streamLock.Unlock()
 		return nil
 	default:
-		// Backlog exceeded! RST the stream
-		s.logger.Printf("[WARN] yamux: backlog exceeded, forcing connection reset")
-		delete(s.streams, id)
-		hdr := header(make([]byte, headerSize))
-		hdr.encode(typeWindowUpdate, flagRST, id, 0)
-		return s.sendNoWait(hdr)
+		s.streamLock.Unlock()
 	}
+	// Backlog exceeded! RST the stream
+	s.logger.Printf("[WARN] yamux: backlog exceeded, forcing connection reset")
+	hdr := header(make([]byte, headerSize))
+	hdr.encode(typeWindowUpdate, flagRST, id, 0)
+	return s.sendNoWait(hdr)
+}
+
+// protocolError tells the peer it broke the protocol, with a GoAway, and
+// returns err, which ends the session.
+func (s *Session) protocolError(err error) error {
+	if sendErr := s.sendNoWait(s.goAway(goAwayProtoErr)); sendErr != nil {
+		s.logger.Printf("[WARN] yamux: failed to send go away: %v", sendErr)
+	}
+	return err
+}
+
+// localID reports whether id is of the parity this side allocates.
+func (s *Session) localID(id uint32) bool {
+	return id%2 == 1 == s.client
+}
+
+// forget tells a stream's last frame (FIN or RST) and its removal from
+// the session which comes first.
+type forget bool
+
+const (
+	forgetFirst forget = true
+	forgetLast  forget = false
+)
+
+// forgetOrder returns when to remove stream id, which is closing, from the
+// streams, relative to queueing its last frame. The stream limits hold
+// only if neither side counts fewer of its own streams than the peer
+// counts of them: this side removes a stream it opened after its last
+// frame is queued (an open that follows is queued behind, so the peer
+// processes the close first), and one the peer opened before its last
+// frame is sent (the peer may open another as soon as it has the frame).
+func (s *Session) forgetOrder(id uint32) forget {
+	if s.localID(id) {
+		return forgetLast
+	}
+	return forgetFirst
 }
 
 // closeStream is used to close a stream once both sides have
@@ -776,13 +901,23 @@ func (s *Session) incomingStream(id uint32) error {
 func (s *Session) closeStream(id uint32) {
 	s.streamLock.Lock()
 	if _, ok := s.inflight[id]; ok {
+		// Forgotten too: an ACK that comes later must not give back
+		// another stream's semaphore (upstream kept the entry).
+		delete(s.inflight, id)
 		select {
 		case <-s.synCh:
 		default:
 			s.logger.Printf("[ERR] yamux: SYN tracking out of sync")
 		}
 	}
-	delete(s.streams, id)
+	if _, ok := s.streams[id]; ok {
+		delete(s.streams, id)
+		if s.localID(id) {
+			s.numOutgoing--
+		} else {
+			s.numIncoming--
+		}
+	}
 	s.streamLock.Unlock()
 }
 
@@ -790,17 +925,19 @@ func (s *Session) closeStream(id uint32) {
 // SYN Sent state as established.
 func (s *Session) establishStream(id uint32) {
 	s.streamLock.Lock()
-	if _, ok := s.inflight[id]; ok {
-		delete(s.inflight, id)
-	} else {
-		s.logger.Printf("[ERR] yamux: established stream without inflight SYN (no tracking entry)")
+	defer s.streamLock.Unlock()
+	// Only an ACK of an open in flight gives back a semaphore: upstream
+	// gave one back for any ACK (logging each), so a peer repeating ACKs
+	// lifted the bound on this side's opens in flight.
+	if _, ok := s.inflight[id]; !ok {
+		return
 	}
+	delete(s.inflight, id)
 	select {
 	case <-s.synCh:
 	default:
 		s.logger.Printf("[ERR] yamux: established stream without inflight SYN (didn't have semaphore)")
 	}
-	s.streamLock.Unlock()
 }
 
 // connEnded reports whether err, from reading the connection, is the

@@ -57,6 +57,7 @@ func testSessionEndReleasesBlockedStreams(t *testing.T, end func(client, server 
 	)
 	conf := testConfNoKeepAlive()
 	conf.AcceptBacklog = readers
+	conf.MaxIncomingStreams = readers
 	conf.LogOutput = io.Discard
 	clientConn, serverConn := testConnTCP(t)
 	client, server := testClientServerConfig(t, clientConn, serverConn, conf, conf.Clone())

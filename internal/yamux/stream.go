@@ -1,7 +1,6 @@
 package yamux
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -41,7 +40,7 @@ type Stream struct {
 	// stateLock.
 	readErr, writeErr error
 
-	recvBuf  *bytes.Buffer
+	recvBuf  *recvBuffer
 	recvLock sync.Mutex
 
 	// readWait is the buffer of a Read blocked on an empty stream, and
@@ -166,7 +165,7 @@ START:
 	}
 
 	// Read any bytes
-	n, _ = s.recvBuf.Read(b)
+	n = s.recvBuf.Read(b)
 	s.recvLock.Unlock()
 	return n, s.afterRead()
 
@@ -459,9 +458,13 @@ SEND_CLOSE:
 	}
 
 	s.stateLock.Unlock()
+	forget := s.session.forgetOrder(s.id)
+	if closeStream && forget == forgetFirst {
+		s.session.closeStream(s.id)
+	}
 	s.sendClose()
 	s.notifyWaiting()
-	if closeStream {
+	if closeStream && forget == forgetLast {
 		s.session.closeStream(s.id)
 	}
 	return nil
@@ -473,15 +476,20 @@ func (s *Stream) closeTimeout() {
 	// Close our side forcibly
 	s.forceClose(nil)
 
-	// Free the stream from the session map
-	s.session.closeStream(s.id)
-
-	// Send a RST so the remote side closes too.
+	// Free the stream from the session map, and send a RST so the remote
+	// side closes too.
+	forget := s.session.forgetOrder(s.id)
+	if forget == forgetFirst {
+		s.session.closeStream(s.id)
+	}
 	s.sendLock.Lock()
 	defer s.sendLock.Unlock()
 	hdr := header(make([]byte, headerSize))
 	hdr.encode(typeWindowUpdate, flagRST, s.id, 0)
 	_ = s.session.sendNoWait(hdr)
+	if forget == forgetLast {
+		s.session.closeStream(s.id)
+	}
 }
 
 // forceClose closes the stream without telling the peer: the session is
@@ -574,8 +582,18 @@ func (s *Stream) incrSendWindow(hdr header, flags uint16) error {
 		return err
 	}
 
-	// Increase window, unblock a sender
-	atomic.AddUint32(&s.sendWindow, hdr.Length())
+	// Increase window, unblock a sender. A window past 2^32-1 bytes is
+	// no window a peer grants: upstream let it wrap around.
+	delta := hdr.Length()
+	for {
+		w := atomic.LoadUint32(&s.sendWindow)
+		if w+delta < w {
+			return ErrWindowOverflow
+		}
+		if atomic.CompareAndSwapUint32(&s.sendWindow, w, w+delta) {
+			break
+		}
+	}
 	asyncNotify(s.sendNotifyCh)
 	return nil
 }
@@ -592,10 +610,8 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		return nil
 	}
 
-	// Wrap in a limited reader
-	conn = &io.LimitedReader{R: conn, N: int64(length)}
-
-	// Copy into buffer
+	// Copy into buffer: both reads below take exactly the frame's bytes,
+	// so conn needs no io.LimitedReader (one allocation a frame, upstream).
 	s.recvLock.Lock()
 
 	if length > s.recvWindow {
@@ -608,7 +624,7 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	// buffer; what does not fit goes to recvBuf.
 	var (
 		direct int
-		copied int64
+		copied int
 		err    error
 	)
 	if s.readWait != nil && s.readN == 0 && (s.recvBuf == nil || s.recvBuf.Len() == 0) {
@@ -621,11 +637,9 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	}
 	if rest := int(length) - direct; err == nil && rest > 0 {
 		if s.recvBuf == nil {
-			// Allocate the receive buffer just-in-time to fit the full data frame.
-			// This way we can read in the whole packet without further allocations.
-			s.recvBuf = bytes.NewBuffer(make([]byte, 0, rest))
+			s.recvBuf = new(recvBuffer)
 		}
-		copied, err = io.Copy(s.recvBuf, conn)
+		copied, err = s.recvBuf.readFrom(conn, rest, int(s.session.config.MaxStreamWindowSize))
 	}
 	if err != nil {
 		// The session ends; its shutdown wakes the reader.

@@ -40,11 +40,3 @@ func asyncNotify(ch chan struct{}) {
 	default:
 	}
 }
-
-// min computes the minimum of two values
-func min(a, b uint32) uint32 {
-	if a < b {
-		return a
-	}
-	return b
-}

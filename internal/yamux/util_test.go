@@ -39,12 +39,3 @@ func TestAsyncNotify(t *testing.T) {
 		t.Fatalf("should get")
 	}
 }
-
-func TestMin(t *testing.T) {
-	if min(1, 2) != 1 {
-		t.Fatalf("bad")
-	}
-	if min(2, 1) != 1 {
-		t.Fatalf("bad")
-	}
-}
