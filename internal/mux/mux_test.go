@@ -3,6 +3,7 @@ package mux
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -136,10 +137,156 @@ func TestMaskedDataWaitsInTheReceiveBuffer(t *testing.T) {
 	}
 }
 
+// TestAgentOpeningTooManyStreamsEndsTheSession: an agent (here a yamux
+// server without the agent's own limit) that opens more than
+// MaxControlStreams streams, and keeps them open, ends the gateway's
+// session, and the gateway can tell why.
+func TestAgentOpeningTooManyStreamsEndsTheSession(t *testing.T) {
+	gwConn, agentConn := wsPair(t)
+	conf := yamux.DefaultConfig()
+	conf.LogOutput = io.Discard
+	hostile, err := yamux.Server(agentConn, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostile.Close() })
+	gw, err := Client(gwConn, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+
+	// The gateway holds every stream the agent opens, as its control
+	// loop does.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := gw.AcceptStream()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, st)
+			}()
+		}
+	}()
+	for i := 0; i <= MaxControlStreams; i++ {
+		st, err := hostile.OpenStream()
+		if err != nil {
+			break // the gateway has ended the session
+		}
+		st.Write([]byte("x")) // the SYN leaves with the first write
+	}
+	select {
+	case <-gw.CloseChan():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway's session outlived the agent's excess stream")
+	}
+	if err := gw.Err(); !errors.Is(err, yamux.ErrTooManyStreams) {
+		t.Fatalf("the gateway's session ended with %v, want yamux.ErrTooManyStreams", err)
+	}
+	wg.Wait()
+}
+
+// TestStreamLimits: each side opens up to its peer's limit and no further;
+// an open past it fails with yamux.ErrStreamLimit and the session goes on.
+func TestStreamLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		agent bool // whether the agent opens the streams
+		limit int
+	}{
+		{"the agent's control streams", true, MaxControlStreams},
+		{"the gateway's tunnel streams", false, MaxTunnelStreams},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			open, accept := sessionPair(t)
+			if tc.agent {
+				open, accept = accept, open
+			}
+			accepted := make(chan *yamux.Stream, tc.limit+1)
+			go func() {
+				defer close(accepted)
+				for {
+					st, err := accept.AcceptStream()
+					if err != nil {
+						return
+					}
+					accepted <- st
+				}
+			}()
+			var opened []*yamux.Stream
+			for range tc.limit {
+				st, err := open.OpenStream()
+				if err != nil {
+					t.Fatalf("open %d: %v", len(opened)+1, err)
+				}
+				opened = append(opened, st)
+			}
+			if _, err := open.OpenStream(); !errors.Is(err, yamux.ErrStreamLimit) {
+				t.Fatalf("open past the limit: %v, want yamux.ErrStreamLimit", err)
+			}
+			for range tc.limit {
+				(<-accepted).Close()
+			}
+			for _, st := range opened {
+				st.Close()
+			}
+			// Closed both ways, the streams make room for others, and
+			// the session has gone on.
+			waitStreams(t, open, 0)
+			st, err := open.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if st := <-accepted; st == nil {
+				t.Fatalf("the session ended: %v", accept.Err())
+			}
+		})
+	}
+}
+
+// waitStreams polls until s has n streams open.
+func waitStreams(t *testing.T, s *yamux.Session, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for s.NumStreams() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams open, want %d", s.NumStreams(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // sessionPair returns the two ends of a session as a tunnel runs it: the
 // gateway's Client over the WebSocket it accepted, the agent's Server over
 // the one it dialed, on loopback. Both are closed when the test ends.
 func sessionPair(t *testing.T) (gw, agent *yamux.Session) {
+	t.Helper()
+	gwConn, agentConn := wsPair(t)
+	agent, err := Server(agentConn, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Close() })
+	gw, err = Client(gwConn, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	return gw, agent
+}
+
+// wsPair returns the two ends of a WebSocket on loopback: the gateway's,
+// which it accepted, and the agent's, which it dialed.
+func wsPair(t *testing.T) (gw, agent net.Conn) {
 	t.Helper()
 	gateway := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -160,19 +307,11 @@ func sessionPair(t *testing.T) (gw, agent *yamux.Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent, err = Server(agentWS.NetConn(), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Close() })
+	t.Cleanup(func() { agentWS.CloseNow() })
 	gwWS := <-gateway
 	if gwWS == nil {
 		t.FailNow()
 	}
-	gw, err = Client(gwWS.NetConn(), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	return gw, agent
+	t.Cleanup(func() { gwWS.CloseNow() })
+	return gwWS.NetConn(), agentWS.NetConn()
 }
