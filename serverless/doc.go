@@ -1,9 +1,25 @@
-// Package serverless is the serverless gateway: the adapter that
-// runs tunnel.Server as one AWS Lambda function behind an API Gateway
+// Package serverless is the serverless gateway as a library: the adapter
+// that runs tunnel.Server as AWS Lambda handlers behind an API Gateway
 // WebSocket API (agents, json mode), an HTTP API (public requests) and an
 // EventBridge schedule (cleanup), with its state in DynamoDB
 // (store/dynamostore). It is the system of the original http-tunnel,
 // rebuilt on this module's pieces.
+//
+// A program builds a Handler, either from a function's environment with
+// FromEnv or field by field with its own tunnel.Authenticator, limiters,
+// logger and telemetry providers, and hands Handler.Invoke (or the route
+// methods, one function per route) to lambda.Start. The command
+// examples/lambda of this repository does the former, and its
+// template.yaml deploys it with AWS SAM. The telemetry of a function is
+// chosen by the program too: NewMeterProvider writes the library's
+// metrics as CloudWatch EMF, TracerProviderFromEnv and NewPropagator turn
+// on X-Ray tracing, and FlushAfter flushes both before Lambda freezes the
+// instance.
+//
+// Without AWS, package apigwtest emulates API Gateway in-process, and the
+// command cmd/tunnel-lambda-local serves this package behind it on
+// loopback, with DynamoDB in dynalite. docs/serverless.md covers
+// deployment, agents, limits and cost.
 //
 // # Architecture
 //
@@ -129,7 +145,7 @@
 //
 // # Configuration
 //
-// Environment variables:
+// Environment variables of FromEnv and TracerProviderFromEnv:
 //
 //	AWS_REGION                  required: region of DynamoDB and API Gateway
 //	AWS_ACCESS_KEY_ID,

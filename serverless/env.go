@@ -19,11 +19,10 @@ import (
 
 // The limits FromEnv applies when TUNNEL_RATELIMIT_TABLE is set.
 var (
-	// RequestLimit is per tunnel: 100 public requests a second, in bursts
-	// of up to 200.
-	RequestLimit = ratelimit.Limit{Events: 100, Period: time.Second, Burst: 200}
-	// AgentLimit is per source IP address: 10 agent connections a minute.
-	AgentLimit = ratelimit.Limit{Events: 10, Period: time.Minute}
+	// requestLimit is per tunnel: 100 public requests a second.
+	requestLimit = ratelimit.Limit{Events: 100, Period: time.Second, Burst: 200}
+	// agentLimit is per source IP: 10 agent connections a minute.
+	agentLimit = ratelimit.Limit{Events: 10, Period: time.Minute}
 )
 
 // FromEnv builds a Handler from the environment variables listed in the
@@ -31,12 +30,14 @@ var (
 // dynamostore.Store on the configured tables, a Relay posting through the
 // Management API at TUNNEL_MANAGEMENT_ENDPOINT, a tunnel.Server with
 // NoCache, static agent tokens from TUNNEL_TOKENS (none: every agent is
-// admitted) and, with TUNNEL_RATELIMIT_TABLE, dynamolimit limiters of
-// RequestLimit and AgentLimit. logger receives the logs of the Server and
-// the Handler; nil means slog.Default().
+// admitted) and, with TUNNEL_RATELIMIT_TABLE, dynamolimit limiters on that
+// table: 100 public requests a second per tunnel (in bursts of up to 200)
+// and 10 agent connections a minute per source IP address. logger
+// receives the logs of the Server and the Handler; nil means their
+// defaults (warnings and errors to slog.Default()).
 //
-// It makes no network call: a wrong endpoint or missing permission shows
-// at the first invocation. It fails only when AWS_REGION,
+// It makes no network call: a wrong endpoint or a missing permission
+// shows at the first invocation. It fails only when AWS_REGION,
 // TUNNEL_MANAGEMENT_ENDPOINT or TUNNEL_BASE_URL is empty. Telemetry is
 // not configured here: see NewMeterProvider and TracerProviderFromEnv.
 func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) {
@@ -74,8 +75,8 @@ func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) 
 	}
 	if table := getenv("TUNNEL_RATELIMIT_TABLE"); table != "" {
 		client := dynamodb.New(ddbOpts)
-		srv.RequestLimiter = dynamolimit.New(client, table, RequestLimit, &dynamolimit.Options{Prefix: "request:"})
-		agents := dynamolimit.New(client, table, AgentLimit, &dynamolimit.Options{Prefix: "connect:"})
+		srv.RequestLimiter = dynamolimit.New(client, table, requestLimit, &dynamolimit.Options{Prefix: "request:"})
+		agents := dynamolimit.New(client, table, agentLimit, &dynamolimit.Options{Prefix: "connect:"})
 		return &Handler{Server: srv, Store: st, Mgmt: mgmt, Limiter: agents, Logger: logger}, nil
 	}
 	return &Handler{Server: srv, Store: st, Mgmt: mgmt, Logger: logger}, nil

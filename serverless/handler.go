@@ -37,25 +37,39 @@ const (
 	DefaultHeartbeat = 5 * time.Minute
 )
 
-// Handler holds the Lambda handlers of every route. Server, Store and Mgmt
-// are required; Server.Relay must be a *Relay on the same Store and Mgmt,
-// and Server.BaseURL must be set (a WebSocket event does not tell the
-// public URL). A Handler is safe for concurrent use.
+// Handler is the adapter's Lambda handlers: WebSocket for the WebSocket
+// API's routes, HTTP and HTTPV1 for the HTTP API's two payload formats,
+// Cleanup for the scheduled event, and Invoke, which tells them apart, for
+// a function that serves every route.
+//
+// Server, Store and Mgmt are required: the zero Handler is not usable.
+// Server.Relay must be a *Relay on the same Store and Mgmt, Server.Cache
+// should be NoCache (see there), and Server.BaseURL must be set, since a
+// WebSocket event does not tell the public URL. FromEnv builds such a
+// Handler from a function's environment; a program that brings its own
+// Authenticator, limiters or logger sets the fields itself. Fields must not
+// change after the first invocation. A Handler is safe for concurrent use.
 type Handler struct {
 	// Server serves public requests (routing, validation, rate limiting,
-	// the error model) and authenticates agents with its Authenticator.
+	// the error model) and authenticates agents at $connect with its
+	// Authenticator (nil admits every agent). Its MeterProvider and
+	// TracerProvider are the adapter's telemetry.
 	Server *tunnel.Server
 	// Store holds tunnel records and pending requests.
 	Store *dynamostore.Store
-	// Mgmt posts to agent connections.
+	// Mgmt posts to agent connections; its BaseEndpoint is the WebSocket
+	// API's management endpoint.
 	Mgmt *apigatewaymanagementapi.Client
-	// Limiter, if set, limits agent connections per source IP address;
-	// nil means no limit.
+	// Limiter, if set, limits agent connections per source IP address at
+	// $connect (429 past it); nil means no limit.
 	Limiter ratelimit.Limiter
 	// ConnectionTTL is the lifetime of a tunnel record. Zero means
 	// DefaultConnectionTTL.
 	ConnectionTTL time.Duration
-	// Logger receives the handlers' logs. Nil means slog.Default().
+	// Logger receives the handlers' logs (the Server logs to its own
+	// Logger). Nil means slog.Default(), but only its warnings and errors,
+	// as for tunnel.Server: INFO lines such as "tunnel connected" need a
+	// Logger of your own.
 	Logger *slog.Logger
 }
 
@@ -63,7 +77,7 @@ func (h *Handler) log() *slog.Logger {
 	if h.Logger != nil {
 		return h.Logger
 	}
-	return slog.Default()
+	return quietLogger
 }
 
 // WebSocket handles the WebSocket API's $connect, $default and $disconnect
@@ -467,13 +481,3 @@ func (b *responseBuffer) Write(p []byte) (int, error) {
 	b.WriteHeader(http.StatusOK)
 	return b.body.Write(p)
 }
-
-// NoCache is a store.Cache that caches nothing. Lambda runs many
-// short-lived instances that share no memory: a record cached in one goes
-// stale when its agent reconnects through another, so every request reads
-// the record from DynamoDB (one GetItem).
-type NoCache struct{}
-
-func (NoCache) Get(context.Context, string) (store.Record, bool) { return store.Record{}, false }
-func (NoCache) Add(context.Context, store.Record)                {}
-func (NoCache) Remove(context.Context, string)                   {}

@@ -36,8 +36,10 @@ const (
 // table, where the $default invocations that receive the agent's messages
 // store it (see the package doc for the storage format).
 //
-// Store and Mgmt are required; the other fields have defaults. Fields must
-// not change after the first request. A Relay is safe for concurrent use.
+// Store and Mgmt are required, so the zero Relay is not usable; the other
+// fields have defaults. A Relay goes in Server.Relay, and the Handler's
+// $default invocations must write to the same Store. Fields must not
+// change after the first request. A Relay is safe for concurrent use.
 type Relay struct {
 	// Store holds tunnel records and pending requests.
 	Store *dynamostore.Store

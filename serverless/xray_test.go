@@ -175,7 +175,7 @@ func TestTracerProviderFromEnv(t *testing.T) {
 	}
 
 	// An X-Ray parent from API Gateway becomes the parent of the
-	// gateway's span, through the propagator main installs.
+	// gateway's span, through the propagator examples/lambda installs.
 	h := http.Header{}
 	h.Set(xrayHeader, "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
 	ctx := NewPropagator().Extract(t.Context(), propagation.HeaderCarrier(h))

@@ -13,23 +13,27 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/ratelimit/dynamolimit"
+	"github.com/http-tunnel/tunnel/serverless"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 )
 
 // The tests below check template.yaml, the SAM template of the function,
-// against the code: the environment variables main.go reads, the tables,
-// keys and index of dynamostore and dynamolimit, the DynamoDB calls they
-// make, the scheduled event Invoke recognises and the metric names of
-// package observability.
+// against the code: the environment variables that serverless.FromEnv and
+// serverless.TracerProviderFromEnv read, the timeouts of package
+// serverless, the tables, keys and index of dynamostore and dynamolimit,
+// the DynamoDB calls they make, the scheduled event Handler.Invoke
+// recognises, and the metric names of package observability in the
+// namespace of serverless.EMFNamespace.
 
-// envNotInTemplate are the variables main.go reads that the template must
-// not set: Lambda sets the first four itself (they are reserved), and the
-// endpoint override is for local development only.
+// envNotInTemplate are the variables the function reads that the template
+// must not set: Lambda sets the first four itself (they are reserved), and
+// the endpoint override is for local development only.
 var envNotInTemplate = []string{
 	"AWS_REGION",
 	"AWS_ACCESS_KEY_ID",
@@ -39,7 +43,7 @@ var envNotInTemplate = []string{
 }
 
 // envOptionalPrefix starts the OpenTelemetry SDK's own variables, which
-// main.go may read and which belong to the collector layer that a
+// the function may read and which belong to the collector layer that a
 // deployment adds for tracing, not to the template.
 const envOptionalPrefix = "OTEL_"
 
@@ -200,35 +204,35 @@ func stringLit(e ast.Expr) (string, bool) {
 	return s, err == nil
 }
 
-// envReads lists the variables the package reads: the literal arguments
-// of its getenv(...) and os.Getenv(...) calls (main.go's handlerFromEnv and
-// whatever else takes a getenv function).
+// envReads lists the variables the function reads: those that
+// serverless.FromEnv and serverless.TracerProviderFromEnv, which main
+// calls with os.Getenv, ask for when every optional part is turned on
+// (every variable has a value, and TUNNEL_XRAY is 1). Neither makes a
+// network call.
 func envReads(t *testing.T) map[string]bool {
 	t.Helper()
 	vars := make(map[string]bool)
-	for _, f := range append(parseGo(t, "."), parseGo(t, serverlessDir)...) {
-		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok || len(call.Args) != 1 {
-				return true
-			}
-			name := ""
-			switch fn := call.Fun.(type) {
-			case *ast.Ident:
-				name = fn.Name
-			case *ast.SelectorExpr:
-				name = fn.Sel.Name
-			}
-			if name == "getenv" || name == "Getenv" {
-				if s, ok := stringLit(call.Args[0]); ok {
-					vars[s] = true
-				}
-			}
-			return true
-		})
+	getenv := func(name string) string {
+		vars[name] = true
+		switch name {
+		case "TUNNEL_XRAY":
+			return "1"
+		case "AWS_REGION":
+			return "eu-west-1"
+		case "TUNNEL_MANAGEMENT_ENDPOINT", "TUNNEL_BASE_URL", "TUNNEL_DYNAMODB_ENDPOINT":
+			return "https://example.com"
+		}
+		return "set"
 	}
-	if len(vars) == 0 {
-		t.Fatal("found no environment variables in the package")
+	if _, err := serverless.FromEnv(getenv, nil); err != nil {
+		t.Fatalf("FromEnv: %v", err)
+	}
+	tp, err := serverless.TracerProviderFromEnv(t.Context(), getenv)
+	if err != nil || tp == nil {
+		t.Fatalf("TracerProviderFromEnv: %v, %v", tp, err)
+	}
+	if err := tp.Shutdown(t.Context()); err != nil {
+		t.Fatalf("tracer provider shutdown: %v", err)
 	}
 	return vars
 }
@@ -314,6 +318,19 @@ func TestTemplateFunction(t *testing.T) {
 	}
 	if text(get(fn, "CodeUri")) == "" {
 		t.Error("function has no CodeUri")
+	}
+
+	// The function gives up on an agent after Relay's response timeout,
+	// which must end before API Gateway's integration timeout and the
+	// function's own: the client gets the 504 of the error model, not API
+	// Gateway's.
+	wait := serverless.DefaultResponseTimeout
+	if s, err := strconv.Atoi(text(get(fn, "Timeout"))); err != nil || time.Duration(s)*time.Second <= wait {
+		t.Errorf("function Timeout %q s, want more than the response timeout %v", text(get(fn, "Timeout")), wait)
+	}
+	integ := c.resource(t, "HttpIntegration", "AWS::ApiGatewayV2::Integration")
+	if ms, err := strconv.Atoi(text(get(integ, "TimeoutInMillis"))); err != nil || time.Duration(ms)*time.Millisecond <= wait {
+		t.Errorf("HTTP integration TimeoutInMillis %q, want more than the response timeout %v", text(get(integ, "TimeoutInMillis")), wait)
 	}
 }
 
@@ -745,12 +762,12 @@ func TestTemplateDashboard(t *testing.T) {
 		observability.MetricCacheHits,
 		observability.MetricCacheMisses,
 	} {
-		if !charted["HttpTunnel "+name] {
-			t.Errorf("dashboard does not chart HttpTunnel %s", name)
+		if !charted[serverless.EMFNamespace+" "+name] {
+			t.Errorf("dashboard does not chart %s %s", serverless.EMFNamespace, name)
 		}
 	}
 	searches := strings.Join(exprs, "\n")
-	if !strings.Contains(searches, `MetricName="`+observability.MetricErrorOccurred+`"`) || !strings.Contains(searches, `"error.code"`) {
+	if !strings.Contains(searches, `MetricName="`+observability.MetricErrorOccurred+`"`) || !strings.Contains(searches, "{"+serverless.EMFNamespace+`,"error.code"}`) {
 		t.Errorf("dashboard does not chart %s by error.code", observability.MetricErrorOccurred)
 	}
 	if !strings.Contains(searches, `MetricName="ThrottledRequests"`) {
@@ -780,7 +797,7 @@ func TestTemplateAlarms(t *testing.T) {
 			if len(dims) != 1 || text(get(dims[0], "Name")) != "FunctionName" || text(get(dims[0], "Value")) != "!Ref TunnelFunction" {
 				t.Errorf("alarm %s is not on TunnelFunction", name)
 			}
-		case "HttpTunnel " + observability.MetricRequestLatency:
+		case serverless.EMFNamespace + " " + observability.MetricRequestLatency:
 			if text(get(a, "ExtendedStatistic")) != "p95" {
 				t.Errorf("alarm %s is not on p95", name)
 			}
@@ -797,7 +814,7 @@ func TestTemplateAlarms(t *testing.T) {
 	for _, want := range []string{
 		"AWS/Lambda Errors",
 		"AWS/Lambda Throttles",
-		"HttpTunnel " + observability.MetricRequestLatency,
+		serverless.EMFNamespace + " " + observability.MetricRequestLatency,
 		"AWS/DynamoDB throttling",
 	} {
 		if !found[want] {
