@@ -29,7 +29,8 @@ var (
 // package doc, read through getenv (os.Getenv in a function): a
 // dynamostore.Store on the configured tables, a Relay posting through the
 // Management API at TUNNEL_MANAGEMENT_ENDPOINT, a tunnel.Server with
-// NoCache, static agent tokens from TUNNEL_TOKENS (none: every agent is
+// NoCache (routing by subdomain of TUNNEL_DOMAIN and by path, or by path
+// alone without TUNNEL_DOMAIN), static agent tokens from TUNNEL_TOKENS (none: every agent is
 // admitted) and, with TUNNEL_RATELIMIT_TABLE, dynamolimit limiters on that
 // table: 100 public requests a second per tunnel (in bursts of up to 200)
 // and 10 agent connections a minute per source IP address. logger
@@ -69,6 +70,12 @@ func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) 
 		Cache:   NoCache{},
 		Logger:  logger,
 		Relay:   &Relay{Store: st, Mgmt: mgmt},
+	}
+	if srv.Domain == "" {
+		// Without a domain of its own the Server would take the base
+		// URL's host, {api-id}.execute-api.{region}.amazonaws.com, whose
+		// subdomains do not resolve: tunnels live at TUNNEL_BASE_URL/<id>.
+		srv.Routing = tunnel.RoutePath
 	}
 	if tokens := getenv("TUNNEL_TOKENS"); tokens != "" {
 		srv.Authenticator = tunnel.NewStaticTokens(strings.Split(tokens, ",")...)

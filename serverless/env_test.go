@@ -10,6 +10,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/protocol"
+	"github.com/http-tunnel/tunnel/store"
 )
 
 // awsRequest is what a fake AWS endpoint saw of one call.
@@ -176,4 +180,43 @@ func TestFromEnv(t *testing.T) {
 			t.Errorf("Authenticator %v, RequestLimiter %v, Limiter %v; want none", h.Server.Authenticator, h.Server.RequestLimiter, h.Limiter)
 		}
 	})
+}
+
+// TestFromEnvTunnelURLs checks the URLs agents are given: under
+// TUNNEL_BASE_URL by path, since an execute-api host has no subdomains,
+// and under TUNNEL_DOMAIN by subdomain when it is set.
+func TestFromEnvTunnelURLs(t *testing.T) {
+	t.Parallel()
+	const base = "https://def456.execute-api.eu-west-1.amazonaws.com"
+	tests := []struct {
+		domain string
+		want   string
+	}{
+		{"", base + "/mytunnel"},
+		{"tunnels.example.com", "https://mytunnel.tunnels.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run("domain "+tt.domain, func(t *testing.T) {
+			env := map[string]string{
+				"AWS_REGION":                 "eu-west-1",
+				"TUNNEL_MANAGEMENT_ENDPOINT": "https://abc123.execute-api.eu-west-1.amazonaws.com/prod",
+				"TUNNEL_BASE_URL":            base,
+				"TUNNEL_DOMAIN":              tt.domain,
+			}
+			h, err := FromEnv(func(k string) string { return env[k] }, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The Server as FromEnv configured it, on a store that needs
+			// no DynamoDB.
+			h.Server.Store = store.NewMemory()
+			_, est, err := h.Server.Admit(t.Context(), tunnel.Admission{Ready: &protocol.Ready{Name: "mytunnel"}, ConnectionID: "c1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if est.PublicURL != tt.want {
+				t.Errorf("public URL %q, want %q", est.PublicURL, tt.want)
+			}
+		})
+	}
 }
