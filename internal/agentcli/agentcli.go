@@ -1,0 +1,224 @@
+// Package agentcli is the agent command: it forwards a local HTTP service
+// through a gateway with tunnel.Forward and tells its user what happens,
+// one line at a time. Two binaries run it: tunnel (cmd/tunnel, as "tunnel
+// agent" and "tunnel http") and tunnel-agent (cmd/tunnel-agent). It
+// imports the standard library and the root module only, so that
+// tunnel-agent installs without the gateway's backends (the AWS SDK,
+// go-redis, Prometheus).
+//
+// The package also holds the command-line conventions that every command
+// of the repository shares (UsageError, NewFlagSet, ParseFlags, Exit).
+package agentcli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/http-tunnel/tunnel"
+)
+
+// closeTimeout bounds how long an interrupted agent lets requests in
+// flight finish.
+const closeTimeout = 5 * time.Second
+
+// Command is the agent command as a process runs it: its name, where its
+// output goes and what environment it reads. The zero value of a field
+// means what its doc says.
+type Command struct {
+	// Name is the command as its user types it, such as "tunnel http",
+	// for the usage text.
+	Name string
+
+	// Stdout receives the forwarding line, the request lines and the
+	// connection's events (only the public URL with --print-url); Stderr
+	// receives logs, usage and everything else.
+	Stdout, Stderr io.Writer
+
+	// Getenv reads the environment. Nil means os.Getenv. The proxy
+	// variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) are read by
+	// http.ProxyFromEnvironment from the process's own environment.
+	Getenv func(string) string
+
+	// Tracing, if set, is called once the command line is checked, and
+	// returns the TracerProvider for the spans of Forward (nil for none)
+	// and the function that flushes it at exit. cmd/tunnel exports traces
+	// over OTLP with it.
+	Tracing func(ctx context.Context) (trace.TracerProvider, func(context.Context) error, error)
+}
+
+// Run runs the agent with args, what follows the command's name, until ctx
+// ends, which is a clean exit (nil), or until the gateway ends the tunnel
+// for good, which is an error. Mistakes in args are a *UsageError;
+// flag.ErrHelp means -h was given and the usage printed.
+func (c Command) Run(ctx context.Context, args []string) (err error) {
+	getenv := c.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg, err := parseFlags(c.Name, args, getenv, c.Stderr)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if cfg.verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	if cfg.json {
+		log = slog.New(slog.NewJSONHandler(c.Stderr, opts))
+	} else {
+		log = slog.New(slog.NewTextHandler(c.Stderr, opts))
+	}
+	out := c.Stdout
+	if cfg.printURL {
+		out = c.Stderr
+	}
+	p := &printer{out: out, json: cfg.json, now: time.Now}
+
+	var base trace.TracerProvider
+	if c.Tracing != nil {
+		tp, flush, err := c.Tracing(ctx)
+		if err != nil {
+			return err
+		}
+		if flush != nil {
+			defer func() {
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+				defer cancel()
+				if err := flush(fctx); err != nil {
+					log.Warn("spans lost at exit", slog.Any("err", err))
+				}
+			}()
+		}
+		base = tp
+	}
+
+	topts, err := cfg.options(log, p, base)
+	if err != nil {
+		return err
+	}
+	log.Debug("connecting", slog.String("gateway", cfg.gateway), slog.Any("fallbacks", cfg.fallbacks), slog.String("local", cfg.local))
+	fw, err := tunnel.Forward(ctx, cfg.gateway, cfg.local, topts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while connecting
+		}
+		return explain(err)
+	}
+	if cfg.printURL {
+		fmt.Fprintln(c.Stdout, fw.URL())
+	}
+	p.forwarding(fw.URL(), fw.ID(), cfg.local)
+
+	select {
+	case <-ctx.Done():
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		if err := fw.CloseWithContext(cctx); err != nil {
+			log.Warn("requests in flight were cut short", slog.Any("err", err))
+		}
+		p.closed(nil)
+		return nil
+	case <-fw.Done():
+		err := fw.Err()
+		fw.Close()
+		if err == nil {
+			err = errors.New("tunnel stopped")
+		} else {
+			err = fmt.Errorf("tunnel stopped: %w", explain(err))
+		}
+		p.closed(err)
+		return err
+	}
+}
+
+// options turns the command line into Forward's options. Requests and
+// connection events go to p; heartbeats to log, at debug level.
+func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider) ([]tunnel.Option, error) {
+	opts := []tunnel.Option{
+		tunnel.WithLogger(log),
+		tunnel.WithTracerProvider(observeRequests(tp, p.request)),
+		tunnel.WithEvents(func(e tunnel.Event) {
+			if e.Kind == tunnel.EventHeartbeat {
+				log.Debug("heartbeat", slog.String("tunnel_id", e.TunnelID), slog.Duration("rtt", e.RTT))
+				return
+			}
+			p.event(e)
+		}),
+	}
+	if cfg.token != "" {
+		opts = append(opts, tunnel.WithToken(cfg.token))
+	}
+	if cfg.name != "" {
+		opts = append(opts, tunnel.WithName(cfg.name))
+	}
+	if cfg.rewriteHost {
+		opts = append(opts, tunnel.WithRewriteHost())
+	}
+	if len(cfg.fallbacks) > 0 {
+		opts = append(opts, tunnel.WithFallbackGateways(cfg.fallbacks...))
+	}
+	switch cfg.proxy {
+	case "":
+		// The library connects directly unless told; a command follows
+		// the conventions of the machine it runs on.
+		opts = append(opts, tunnel.WithProxy(http.ProxyFromEnvironment))
+	case "none":
+	default:
+		u, err := url.Parse(cfg.proxy) // checked by parseFlags
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, tunnel.WithProxy(http.ProxyURL(u)))
+	}
+	switch {
+	case cfg.localInsecure:
+		opts = append(opts, tunnel.WithLocalTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+	case cfg.localCA != "":
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(cfg.localCA)
+		if err != nil {
+			return nil, fmt.Errorf("--local-ca: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--local-ca: no PEM certificate in %s", cfg.localCA)
+		}
+		opts = append(opts, tunnel.WithLocalTLSConfig(&tls.Config{RootCAs: pool}))
+	}
+	return opts, nil
+}
+
+// explain prefixes a gateway's refusal with its code and what to do about
+// it; *tunnel.Error's own text has the gateway's message but not the code.
+func explain(err error) error {
+	var te *tunnel.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	switch te.Code {
+	case tunnel.CodeUnauthorized:
+		return fmt.Errorf("the gateway refused the token; check --token or $%s: %w", EnvToken, err)
+	case tunnel.CodeForbidden:
+		return fmt.Errorf("the gateway does not allow this agent: %w", err)
+	case tunnel.CodeNameInUse:
+		return fmt.Errorf("another agent holds this name; choose another --name: %w", err)
+	case tunnel.CodeRateLimited:
+		return fmt.Errorf("too many connections from this address; try again later: %w", err)
+	}
+	return err
+}

@@ -1,0 +1,150 @@
+package agentcli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/http-tunnel/tunnel"
+)
+
+// printer writes what the agent's user wants to see, one line per thing
+// that happens, as text for people or as JSON lines for scripts. It is
+// safe for concurrent use: requests end on their own goroutines, events
+// arrive on the listener's.
+//
+// Text lines:
+//
+//	Forwarding  https://app.tunnel.example.com -> http://localhost:3000
+//	15:04:05  GET     /hello  200  1.2ms
+//	15:04:07  connection lost: <reason>
+//	15:04:07  reconnecting in 250ms (attempt 1)
+//	15:04:08  reconnected
+//	Tunnel closed. Goodbye.
+//
+// JSON lines carry "time" (RFC 3339) and "event": forwarding (url,
+// tunnel_id, local), request (method, path, status, duration_ms),
+// disconnected (error), reconnecting (attempt, delay_ms, gateway),
+// reconnected (attempt), closed (error, when the gateway ended the tunnel).
+type printer struct {
+	mu   sync.Mutex
+	out  io.Writer
+	json bool
+	now  func() time.Time
+}
+
+// line is one JSON line; the zero fields of an event are left out.
+type line struct {
+	Time       string   `json:"time"`
+	Event      string   `json:"event"`
+	URL        string   `json:"url,omitempty"`
+	TunnelID   string   `json:"tunnel_id,omitempty"`
+	Local      string   `json:"local,omitempty"`
+	Method     string   `json:"method,omitempty"`
+	Path       string   `json:"path,omitempty"`
+	Status     *int     `json:"status,omitempty"`
+	DurationMS *float64 `json:"duration_ms,omitempty"`
+	Attempt    int      `json:"attempt,omitempty"`
+	DelayMS    *float64 `json:"delay_ms,omitempty"`
+	Gateway    string   `json:"gateway,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// emit writes l as JSON, or text as it is, with the time prepended when
+// stamp is set.
+func (p *printer) emit(l line, stamp bool, text string) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		l.Time = now.UTC().Format(time.RFC3339Nano)
+		b, _ := json.Marshal(l) // a struct of strings and numbers
+		p.out.Write(append(b, '\n'))
+		return
+	}
+	if stamp {
+		text = now.Format(time.TimeOnly) + "  " + text
+	}
+	io.WriteString(p.out, text+"\n")
+}
+
+func (p *printer) forwarding(url, id, local string) {
+	p.emit(line{Event: "forwarding", URL: url, TunnelID: id, Local: local}, false,
+		fmt.Sprintf("Forwarding  %s -> %s", url, local))
+}
+
+func (p *printer) request(r request) {
+	status := strconv.Itoa(r.status)
+	if r.status == 0 {
+		status = "-"
+	}
+	ms := float64(r.duration.Microseconds()) / 1000
+	p.emit(line{Event: "request", Method: r.method, Path: r.path, Status: &r.status, DurationMS: &ms}, true,
+		fmt.Sprintf("%-7s %s  %s  %s", printable(r.method), printable(r.path), status, round(r.duration)))
+}
+
+// event prints what the connection to the gateway went through. The
+// first connection is the forwarding line's; heartbeats are for the log.
+func (p *printer) event(e tunnel.Event) {
+	switch e.Kind {
+	case tunnel.EventDisconnected:
+		reason := "closed"
+		if e.Err != nil {
+			reason = e.Err.Error()
+		}
+		p.emit(line{Event: "disconnected", Error: reason}, true, "connection lost: "+printable(reason))
+	case tunnel.EventReconnecting:
+		ms := float64(e.Delay.Microseconds()) / 1000
+		p.emit(line{Event: "reconnecting", Attempt: e.Attempt, DelayMS: &ms, Gateway: e.Gateway}, true,
+			fmt.Sprintf("reconnecting in %s (attempt %d)", round(e.Delay), e.Attempt))
+	case tunnel.EventConnected:
+		if e.Attempt > 0 {
+			p.emit(line{Event: "reconnected", Attempt: e.Attempt}, true, "reconnected")
+		}
+	}
+}
+
+// closed is the last line: a goodbye after an interrupt, or why the
+// gateway ended the tunnel (err, which the command also returns).
+func (p *printer) closed(err error) {
+	if err != nil {
+		p.emit(line{Event: "closed", Error: err.Error()}, true, "tunnel closed: "+printable(err.Error()))
+		return
+	}
+	p.emit(line{Event: "closed"}, false, "Tunnel closed. Goodbye.")
+}
+
+// round shortens d for a request line: three significant digits or so.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
+// printable escapes what a terminal would interpret: a request path is the
+// public's to choose, and %1b in it decodes to an escape character.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+		} else {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}
