@@ -12,36 +12,58 @@
 //
 //	{tunnel:}t:<tunnel ID>      the record: connection ID, owner, node,
 //	                            public URL, subject, protocol version,
-//	                            the released mark, creation and expiry
-//	                            times, in one compact binary string
+//	                            access policy, the released mark,
+//	                            creation and expiry times, in one compact
+//	                            binary string
 //	{tunnel:}c:<connection ID>  the tunnel ID, so that GetByConnection is
 //	                            one lookup rather than a scan
 //
 // The record's layout (record.go has it byte by byte) is a layout version
-// byte (2), ExpiresAt and CreatedAt as 8-byte big-endian Unix milliseconds
+// byte (3), ExpiresAt and CreatedAt as 8-byte big-endian Unix milliseconds
 // (an ExpiresAt of 0 meaning none), a flags byte whose bit 0 is Released,
 // Version as a 2-byte big-endian number, then ConnectionID, Owner, Node,
-// PublicURL and Subject, each as a 2-byte big-endian length and its bytes;
-// so no string field may be longer than 65535 bytes, and Version must be
-// from 0 to 65535. Times are kept to the millisecond, truncated, and come
-// back in UTC. With the default prefix, a record with 16-character IDs, a
-// 48-character owner, a 40-character URL, a 17-character subject and
-// Version 1 takes 264 bytes of server memory and its connection key 104,
-// by MEMORY USAGE on Redis 7.0.
+// PublicURL, Subject and Access, each as a 2-byte big-endian length and
+// its bytes, Access's kept as they are whatever they hold; so no string
+// field, Access included, may be longer than 65535 bytes (Put refuses
+// one), and Version must be from 0 to 65535. Times are kept to the
+// millisecond, truncated, and come back in UTC.
+//
+// With the default prefix, a record with a 16-character tunnel ID, a
+// 17-character connection ID, a 48-character owner, a 6-character node, a
+// 39-character URL, a 17-character subject, Version 1 and no Access takes
+// 264 bytes of server memory, and its connection key 104, by MEMORY USAGE
+// on Redis 7.0. An Access of 200 bytes, the size of a policy with a
+// credential and a few address ranges, brings the record to 456 bytes,
+// and one of 4 KiB to 5192: beyond the fixed part, a record takes its
+// value's length and up to a quarter more for the allocator's size
+// classes. Every lookup reads the whole value, Access included.
 //
 // # Layout versions
 //
 // A later layout gets a new version byte, which nodes that do not know it
-// refuse rather than misread. This release writes version 2 and still
-// reads version 1, the layout of releases before Subject, Version and
-// Released: such a record reads as having Subject "", Version 0 and
-// Released false, Renew and Delete work on it in place, and Release
-// rewrites it in version 2. The reverse does not hold: a node of an older
-// release fails every operation on a version-2 record with an error (not
-// store.ErrNotFound), so while nodes of both releases share a Prefix,
-// requests for tunnels that new nodes registered fail on old ones. Upgrade
-// every node sharing a Prefix together, or give the new release a new
-// Prefix.
+// refuse rather than misread. This release writes version 3 and still
+// reads versions 2 and 1. Version 2, the layout of the release before
+// Access, reads as a record with Access "" (no policy: the URL is open,
+// as it was in that release); Renew and Release work on it in place and
+// leave it in version 2. Version 1, the layout of releases before Subject,
+// Version and Released, also reads as having Subject "", Version 0 and
+// Released false; Renew and Delete work on it in place, and Release
+// rewrites it in version 3. Every Put, a reconnect's included, writes
+// version 3.
+//
+// The reverse does not hold: a node of an older release fails every
+// operation on a record of a later version with an error (not
+// store.ErrNotFound), and that is deliberate, since a node that ignored
+// the policy would serve a protected tunnel openly. While nodes of both
+// releases share a Prefix, requests for tunnels that new nodes registered
+// (agents re-registering through them included) fail on old nodes, and an
+// agent that reconnects through an old node cannot take such a tunnel
+// back: its Put fails too. To upgrade from the release that wrote
+// version 2, either stop every node sharing a Prefix and start them on
+// the new release together, or give the new release a new Prefix and
+// move traffic to it (agents register again when they reconnect; the old
+// Prefix's records expire by their TTL, or can be deleted). Rolling back
+// needs the same: the older release cannot read what this one wrote.
 //
 // # Expiry
 //

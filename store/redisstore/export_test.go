@@ -1,5 +1,9 @@
 package redisstore
 
-// EncodeV1 lets the external tests write records in layout version 1, as
-// an older release would.
-var EncodeV1 = encodeV1
+// Encode, EncodeV2 and EncodeV1 let the external tests write records in
+// layout versions 3, 2 and 1, as this and older releases would.
+var (
+	Encode   = encode
+	EncodeV2 = encodeV2
+	EncodeV1 = encodeV1
+)

@@ -10,11 +10,11 @@ import (
 	"github.com/http-tunnel/tunnel/store"
 )
 
-// The value of a record key is one binary string, layout version 2, all
+// The value of a record key is one binary string, layout version 3, all
 // integers big-endian:
 //
 //	offset  size  field
-//	0       1     layout version (2)
+//	0       1     layout version (3)
 //	1       8     ExpiresAt, Unix milliseconds, signed; 0 means no expiry
 //	9       8     CreatedAt, Unix milliseconds, signed
 //	17      1     flags: bit 0 is Released; the other bits are zero
@@ -24,33 +24,43 @@ import (
 //	...     2+n   Node
 //	...     2+n   PublicURL
 //	...     2+n   Subject
+//	...     2+n   Access, its bytes as they are
 //
-// Layout version 1, written by releases before Subject, Version and
-// Released existed, is version 2 without the flags and Version (its strings
-// start at offset 17) and without Subject. It is still read, as a record
-// with Subject "", Version 0 and Released false, by decode and by the
-// scripts; Renew leaves such a value in version 1, and Release rewrites it
-// in version 2, since version 1 has nowhere to keep the mark. Everything
-// that reads or writes at a fixed offset (the expiry at 1, the flags at 17)
-// therefore finds the expiry where both versions keep it.
+// Layout version 2, written by the release before Access existed, is
+// version 3 without Access. Layout version 1, written by releases before
+// Subject, Version and Released existed, is version 2 without the flags
+// and Version (its strings start at offset 17) and without Subject. Both
+// are still read, as records with Access "" and, for version 1, Subject "",
+// Version 0 and Released false, by decode and by the scripts. Renew leaves
+// such a value in its version, and so does Release a version-2 value; a
+// version-1 value Release rewrites in version 3, since version 1 has
+// nowhere to keep the mark. Everything that reads or writes at a fixed
+// offset (the expiry at 1, the flags at 17) therefore finds the expiry
+// where every version keeps it, and the flags where versions 2 and 3 do.
+// Access comes last so that what the scripts read, which it is not part
+// of, is where versions 2 and 3 both have it.
 //
 // One string rather than a hash because a Redis hash with any value longer
-// than hash-max-listpack-value (64 bytes by default, easily passed by a
-// PublicURL) switches to a table encoding that more than doubles its size.
-// Binary rather than JSON because it is smaller still, decodes without
-// allocating (the fields are substrings of the reply), and lets the scripts
-// read and rewrite the expiry and the flags at fixed offsets with Lua's
-// struct library, without re-encoding numbers. By MEMORY USAGE on Redis
-// 7.0, the record described in the package doc (a 157-byte value) takes
-// 264 bytes in this layout, 296 as JSON or as a hash with one-letter
-// fields, and 910 as that hash once its URL is longer than 64 bytes. Layout
-// version 1 held that record less its Subject and Version in 232 bytes,
-// which is also what version 2 takes without a Subject: the five bytes it
-// adds stay within the allocator's size class. The tunnel ID is not stored: it is
-// in the key. The scripts in scripts.go depend on this layout; change both
-// together, and bump the version.
+// than hash-max-listpack-value (64 bytes by default, passed by a long
+// PublicURL and by almost any Access) switches to a table encoding that
+// more than doubles its size. Binary rather than JSON because it is
+// smaller, keeps Access's bytes without escaping them, decodes without
+// allocating (the fields are substrings of the reply), and lets the
+// scripts read and rewrite the expiry and the flags at fixed offsets with
+// Lua's struct library, without re-encoding numbers. By MEMORY USAGE on
+// Redis 7.0, the record described in the package doc takes 264 bytes in
+// this layout (a 159-byte value), 296 as JSON with one-letter names, 264
+// as a hash with one-letter fields and 704 as that hash once its URL is
+// longer than 64 bytes; with a 200-byte Access, 456 bytes in this layout,
+// 520 as JSON (more once the policy's quotes are escaped) and 1056 as a
+// hash. Layout version 2 held the record without Access in 264 bytes too,
+// and version 1 held it less its Subject and Version in 232, which is
+// also what version 3 takes without a Subject: the bytes each version
+// added stay within the allocator's size class. The tunnel ID is not
+// stored: it is in the key. The scripts in scripts.go depend on this
+// layout; change both together, and bump the version.
 const (
-	layoutVersion = 2
+	layoutVersion = 3
 	// headerLen is the size of the fixed part: layout version, two
 	// times, flags and Version.
 	headerLen = 20
@@ -59,8 +69,10 @@ const (
 	flagsOffset  = 17
 	flagReleased = 1
 
-	// layoutV1 is the version still read, and headerLenV1 its fixed
-	// part: layout version and two times.
+	// layoutV2 and layoutV1 are the versions still read. Version 2 has
+	// version 3's fixed part; headerLenV1 is version 1's: layout version
+	// and two times.
+	layoutV2    = 2
 	layoutV1    = 1
 	headerLenV1 = 17
 
@@ -91,9 +103,9 @@ func fromMillis(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// encode returns r in the record layout, version 2. It fails only if a
-// string field is longer than maxField bytes or Version is outside
-// 0..maxVersion.
+// encode returns r in the record layout, version 3. It fails only if a
+// string field, Access included, is longer than maxField bytes or Version
+// is outside 0..maxVersion.
 func encode(r store.Record) ([]byte, error) {
 	fields := [...]struct {
 		name, val string
@@ -103,6 +115,7 @@ func encode(r store.Record) ([]byte, error) {
 		{"Node", r.Node},
 		{"PublicURL", r.PublicURL},
 		{"Subject", r.Subject},
+		{"Access", r.Access},
 	}
 	if r.Version < 0 || r.Version > maxVersion {
 		return nil, fmt.Errorf("protocol Version %d is outside the 0 to %d a record holds", r.Version, maxVersion)
@@ -131,24 +144,27 @@ func encode(r store.Record) ([]byte, error) {
 	return b, nil
 }
 
-// decode parses a value in layout version 2 or 1 into a record for
+// decode parses a value in layout version 3, 2 or 1 into a record for
 // tunnelID. The string fields of the result share v's memory.
 func decode(tunnelID, v string) (store.Record, error) {
 	r := store.Record{TunnelID: tunnelID}
 	var rest string
-	strs := [...]*string{&r.ConnectionID, &r.Owner, &r.Node, &r.PublicURL, &r.Subject}
+	strs := [...]*string{&r.ConnectionID, &r.Owner, &r.Node, &r.PublicURL, &r.Subject, &r.Access}
 	nstrs := len(strs)
 	switch {
-	case len(v) >= headerLen && v[0] == layoutVersion:
+	case len(v) >= headerLen && (v[0] == layoutVersion || v[0] == layoutV2):
 		flags := v[flagsOffset]
 		if flags&^flagReleased != 0 {
 			return store.Record{}, errCorrupt
 		}
 		r.Released = flags&flagReleased != 0
 		r.Version = int(v[flagsOffset+1])<<8 | int(v[flagsOffset+2])
+		if v[0] == layoutV2 {
+			nstrs-- // no Access
+		}
 		rest = v[headerLen:]
 	case len(v) >= headerLenV1 && v[0] == layoutV1:
-		nstrs-- // no Subject
+		nstrs -= 2 // no Subject, no Access
 		rest = v[headerLenV1:]
 	default:
 		return store.Record{}, errCorrupt

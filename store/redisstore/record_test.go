@@ -23,11 +23,12 @@ func TestEncodeLayout(t *testing.T) {
 		PublicURL:    "https://x",
 		Subject:      "sub",
 		Version:      0x0102,
+		Access:       "{\x00\xff}",
 		Released:     true,
 		CreatedAt:    time.UnixMilli(0x0102030405).Add(999 * time.Microsecond), // truncated
 		ExpiresAt:    time.UnixMilli(0x1112131415),
 	}
-	want := "02" + // layout version
+	want := "03" + // layout version
 		"0000001112131415" + // ExpiresAt ms
 		"0000000102030405" + // CreatedAt ms
 		"01" + // flags: Released
@@ -36,7 +37,8 @@ func TestEncodeLayout(t *testing.T) {
 		"0003" + hex.EncodeToString([]byte("own")) +
 		"0000" +
 		"0009" + hex.EncodeToString([]byte("https://x")) +
-		"0003" + hex.EncodeToString([]byte("sub"))
+		"0003" + hex.EncodeToString([]byte("sub")) +
+		"0004" + "7b00ff7d" // Access, as it is
 	got, err := encode(r)
 	if err != nil {
 		t.Fatal(err)
@@ -46,13 +48,26 @@ func TestEncodeLayout(t *testing.T) {
 	}
 	// The offsets the scripts use.
 	if got[flagsOffset] != flagReleased || got[0] != layoutVersion || headerLen != flagsOffset+3 {
-		t.Errorf("flags at %d = %#x, version %d, header %d bytes; the scripts expect Released (1) at 17, version 2, 20 bytes",
+		t.Errorf("flags at %d = %#x, version %d, header %d bytes; the scripts expect Released (1) at 17, version 3, 20 bytes",
 			flagsOffset, got[flagsOffset], got[0], headerLen)
 	}
 }
 
-// layoutV1Hex is the record of TestEncodeLayout without Subject, Version and
-// Released, as a release before them wrote it.
+// layoutV2Hex is the record of TestEncodeLayout without Access, as the
+// release before Access wrote it.
+const layoutV2Hex = "02" + // layout version
+	"0000001112131415" + // ExpiresAt ms
+	"0000000102030405" + // CreatedAt ms
+	"01" + // flags: Released
+	"0102" + // Version
+	"0002" + "6331" + // "c1"
+	"0003" + "6f776e" + // "own"
+	"0000" +
+	"0009" + "68747470733a2f2f78" + // "https://x"
+	"0003" + "737562" // "sub"
+
+// layoutV1Hex is the record of TestEncodeLayout without Subject, Version,
+// Released and Access, as a release before them wrote it.
 const layoutV1Hex = "01" + // layout version
 	"0000001112131415" + // ExpiresAt ms
 	"0000000102030405" + // CreatedAt ms
@@ -61,34 +76,68 @@ const layoutV1Hex = "01" + // layout version
 	"0000" +
 	"0009" + "68747470733a2f2f78" // "https://x"
 
-// TestDecodeLayoutV1 checks that a value an older release wrote still
-// decodes, as a record with no Subject, Version 0 and not released.
-func TestDecodeLayoutV1(t *testing.T) {
-	v, err := hex.DecodeString(layoutV1Hex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decode("myapp", string(v))
-	if err != nil {
-		t.Fatalf("decode(version 1) = %v", err)
-	}
-	want := store.Record{
+// TestDecodeOlderLayouts checks that values older releases wrote still
+// decode, with the zero values of the fields their layouts lack, and that
+// the encoders the tests use for them write exactly those values.
+func TestDecodeOlderLayouts(t *testing.T) {
+	v1 := store.Record{
 		TunnelID: "myapp", ConnectionID: "c1", Owner: "own", PublicURL: "https://x",
 		CreatedAt: time.UnixMilli(0x0102030405).UTC(), ExpiresAt: time.UnixMilli(0x1112131415).UTC(),
 	}
-	if got != want {
-		t.Errorf("decode(version 1) = %+v, want %+v", got, want)
+	v2 := v1
+	v2.Subject, v2.Version, v2.Released = "sub", 0x0102, true
+	tests := []struct {
+		name   string
+		hex    string
+		want   store.Record
+		encode func(store.Record) ([]byte, error)
+	}{
+		{"V2", layoutV2Hex, v2, encodeV2},
+		{"V1", layoutV1Hex, v1, encodeV1},
 	}
-	if b, err := encodeV1(want); err != nil || hex.EncodeToString(b) != layoutV1Hex {
-		t.Errorf("encodeV1 = %x, %v; want %s", b, err, layoutV1Hex)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v, err := hex.DecodeString(tt.hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decode("myapp", string(v))
+			if err != nil {
+				t.Fatalf("decode = %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("decode = %+v, want %+v", got, tt.want)
+			}
+			// The encoder drops what the layout cannot hold.
+			in := tt.want
+			in.Access = "dropped"
+			if b, err := tt.encode(in); err != nil || hex.EncodeToString(b) != tt.hex {
+				t.Errorf("encode = %x, %v; want %s", b, err, tt.hex)
+			}
+		})
 	}
 }
 
+// encodeV2 returns r in layout version 2, as the release before layout 3
+// wrote it, for tests of what this one reads. It drops Access, which
+// version 2 cannot hold.
+func encodeV2(r store.Record) ([]byte, error) {
+	r.Access = ""
+	b, err := encode(r)
+	if err != nil {
+		return nil, err
+	}
+	// Version 3 of that record is version 2 with an empty Access appended.
+	b[0] = layoutV2
+	return b[:len(b)-2], nil
+}
+
 // encodeV1 returns r in layout version 1, as releases before layout 2
-// wrote it, for tests of what this one reads. It drops Subject, Version
-// and Released, which version 1 cannot hold.
+// wrote it, for tests of what this one reads. It drops Subject, Version,
+// Released and Access, which version 1 cannot hold.
 func encodeV1(r store.Record) ([]byte, error) {
-	b, err := encode(store.Record{
+	b, err := encodeV2(store.Record{
 		ConnectionID: r.ConnectionID, Owner: r.Owner, Node: r.Node, PublicURL: r.PublicURL,
 		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
 	})
@@ -148,6 +197,9 @@ func TestRoundTrip(t *testing.T) {
 		{"BinaryStrings", store.Record{TunnelID: "t", ConnectionID: "\x00\xff", Owner: "\x01\x00\x02", Node: "ü"}},
 		{"LongestField", store.Record{TunnelID: "t", PublicURL: strings.Repeat("u", maxField)}},
 		{"LongestSubject", store.Record{TunnelID: "t", Subject: strings.Repeat("s", maxField)}},
+		{"OnlyAccess", store.Record{TunnelID: "t", Access: `{"allow":["192.0.2.0/24"]}`}},
+		{"BinaryAccess", store.Record{TunnelID: "t", Subject: "s", Access: "\x00\xff\xc0\x80\x00"}},
+		{"LongestAccess", store.Record{TunnelID: "t", Access: strings.Repeat("\x00a\xff", maxField/3)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,6 +256,7 @@ func TestEncodeFieldTooLong(t *testing.T) {
 		{"Node", store.Record{Node: long}},
 		{"PublicURL", store.Record{PublicURL: long}},
 		{"Subject", store.Record{Subject: long}},
+		{"Access", store.Record{Access: long}},
 		{"Version", store.Record{Version: maxVersion + 1}},
 		{"Version", store.Record{Version: -1}},
 	}
@@ -218,16 +271,21 @@ func TestEncodeFieldTooLong(t *testing.T) {
 }
 
 func TestDecodeCorrupt(t *testing.T) {
-	valid, err := encode(store.Record{ConnectionID: "c", Owner: "o", Node: "n", PublicURL: "u", Subject: "s"})
+	r := store.Record{ConnectionID: "c", Owner: "o", Node: "n", PublicURL: "u", Subject: "s", Access: "a"}
+	valid, err := encode(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	validV1, err := encodeV1(store.Record{ConnectionID: "c", Owner: "o", Node: "n", PublicURL: "u"})
+	validV2, err := encodeV2(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	withFlags := func(f byte) string {
-		b := bytes.Clone(valid)
+	validV1, err := encodeV1(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFlags := func(v []byte, f byte) string {
+		b := bytes.Clone(v)
 		b[flagsOffset] = f
 		return string(b)
 	}
@@ -237,20 +295,26 @@ func TestDecodeCorrupt(t *testing.T) {
 	}{
 		{"Empty", ""},
 		{"ShortHeader", string(valid[:headerLen-1])},
-		{"OtherVersion", "\x03" + string(valid[1:])},
+		{"OtherVersion", "\x04" + string(valid[1:])},
 		{"VersionZero", "\x00" + string(valid[1:])},
-		{"UnknownFlag", withFlags(2)},
-		{"UnknownFlagWithReleased", withFlags(0x81)},
+		{"UnknownFlag", withFlags(valid, 2)},
+		{"UnknownFlagWithReleased", withFlags(valid, 0x81)},
 		{"MissingField", string(valid[:headerLen+3])},
-		{"MissingSubject", string(valid[:len(valid)-3])},
+		{"MissingSubject", string(valid[:len(valid)-6])},
+		{"MissingAccess", string(valid[:len(valid)-3])},
 		{"LengthPastEnd", string(valid[:len(valid)-1])},
 		{"TrailingBytes", string(valid) + "x"},
+		{"V2ShortHeader", string(validV2[:headerLen-1])},
+		{"V2UnknownFlag", withFlags(validV2, 2)},
+		{"V2MissingSubject", string(validV2[:len(validV2)-3])},
+		{"V2LengthPastEnd", string(validV2[:len(validV2)-1])},
+		{"V2TrailingBytes", string(validV2) + "x"},
+		{"V2WithAccess", "\x02" + string(valid[1:])},
 		{"V1ShortHeader", string(validV1[:headerLenV1-1])},
 		{"V1MissingField", string(validV1[:headerLenV1+3])},
 		{"V1LengthPastEnd", string(validV1[:len(validV1)-1])},
 		{"V1TrailingBytes", string(validV1) + "x"},
 		{"V1WithSubject", string(validV1) + "\x00\x01s"},
-		{"V2WithoutSubject", "\x02" + string(valid[1:len(valid)-3])},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,18 +328,21 @@ func TestDecodeCorrupt(t *testing.T) {
 
 // FuzzDecode checks that decode never panics, and that what it accepts is
 // exactly what encode writes for the record it returns (a negative expiry
-// is the exception: encode never writes one, and would write 1). A
-// version-1 value it accepts must be what encodeV1 writes, and its record
-// must be what Release's rewrite of it to version 2 holds, less the mark:
-// the flags and Version inserted at 17, an empty Subject appended.
+// is the exception: encode never writes one, and would write 1). A value
+// of an older layout it accepts must be what that layout's encoder writes,
+// its record must lack what that layout cannot hold, and it must be the
+// record of the version-3 value that this release makes of it: a
+// version-2 value with an empty Access appended (any rewrite), a version-1
+// value as Release rewrites it, less the mark (the flags and Version
+// inserted at 17, an empty Subject and an empty Access appended).
 func FuzzDecode(f *testing.F) {
 	for _, r := range []store.Record{
 		{},
 		{ConnectionID: "conn", Owner: "owner", Node: "node", PublicURL: "https://t.example",
-			Subject: "alice@example.com", Version: 1, Released: true,
+			Subject: "alice@example.com", Version: 1, Access: "{\"allow\":[\"192.0.2.0/24\"]}\x00\xff", Released: true,
 			CreatedAt: time.UnixMilli(1_795_681_975_608), ExpiresAt: time.UnixMilli(1_795_685_575_608)},
 	} {
-		for _, enc := range []func(store.Record) ([]byte, error){encode, encodeV1} {
+		for _, enc := range []func(store.Record) ([]byte, error){encode, encodeV2, encodeV1} {
 			b, err := enc(r)
 			if err != nil {
 				f.Fatal(err)
@@ -292,15 +359,25 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		want := v
-		if v[0] == layoutV1 {
-			if r.Subject != "" || r.Version != 0 || r.Released {
-				t.Fatalf("decode(%x), version 1, = %+v; want no Subject, Version or Released", v, r)
+		switch v[0] {
+		case layoutV2:
+			if r.Access != "" {
+				t.Fatalf("decode(%x), version 2, = %+v; want no Access", v, r)
+			}
+			b, err := encodeV2(r)
+			if err != nil || !bytes.Equal(b, []byte(v)) {
+				t.Errorf("encodeV2(decode(%x)) = %x, %v", v, b, err)
+			}
+			want = "\x03" + v[1:] + "\x00\x00"
+		case layoutV1:
+			if r.Subject != "" || r.Version != 0 || r.Released || r.Access != "" {
+				t.Fatalf("decode(%x), version 1, = %+v; want no Subject, Version, Released or Access", v, r)
 			}
 			b, err := encodeV1(r)
 			if err != nil || !bytes.Equal(b, []byte(v)) {
 				t.Errorf("encodeV1(decode(%x)) = %x, %v", v, b, err)
 			}
-			want = "\x02" + v[1:headerLenV1] + "\x00\x00\x00" + v[headerLenV1:] + "\x00\x00"
+			want = "\x03" + v[1:headerLenV1] + "\x00\x00\x00" + v[headerLenV1:] + "\x00\x00\x00\x00"
 		}
 		b, err := encode(r)
 		if err != nil {
@@ -312,8 +389,8 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// benchRecord is a record of typical size: random IDs, an owner hash and a
-// URL under a short domain.
+// benchRecord is the record the package doc measures: random IDs, an
+// owner hash and a URL under a short domain, and no Access.
 var benchRecord = store.Record{
 	TunnelID:     "k3v9q2m8x7w1p4z6",
 	ConnectionID: "c0123456789abcdef",
@@ -326,26 +403,73 @@ var benchRecord = store.Record{
 	ExpiresAt:    time.UnixMilli(1_795_685_575_608),
 }
 
-func BenchmarkEncode(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := encode(benchRecord); err != nil {
-			b.Fatal(err)
+// benchAccess is an Access of the size the package doc measures, 200
+// bytes: a hashed credential and a few address ranges.
+var benchAccess = `{"basic":[{"user":"ci","salt":"q8Zt0wXk2Lp9Ab4","hash":"9b74c9897bac770ffc029102a200c5de9b74c9897bac"}],` +
+	`"allow":["192.0.2.0/24","198.51.100.7/32","203.0.113.128/25","2001:db8::/48","2001:db8:1::/64"]}`
+
+// benchRecords are benchRecord as measured in the docs: without Access
+// and with benchAccess.
+func benchRecords() []struct {
+	name string
+	r    store.Record
+} {
+	withAccess := benchRecord
+	withAccess.Access = benchAccess
+	return []struct {
+		name string
+		r    store.Record
+	}{{"NoAccess", benchRecord}, {"Access200", withAccess}}
+}
+
+// TestDocumentedSizes checks the value lengths that the memory figures in
+// the docs were measured for, so that a layout change that alters them
+// shows the figures need measuring again (MEMORY USAGE of the record key
+// under the default prefix).
+func TestDocumentedSizes(t *testing.T) {
+	if len(benchAccess) != 200 {
+		t.Errorf("benchAccess is %d bytes, want 200", len(benchAccess))
+	}
+	want := map[string]int{"NoAccess": 159, "Access200": 359}
+	for _, br := range benchRecords() {
+		b, err := encode(br.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != want[br.name] {
+			t.Errorf("%s: value of %d bytes, want the %d the docs measured", br.name, len(b), want[br.name])
 		}
 	}
 }
 
-func BenchmarkDecode(b *testing.B) {
-	v, err := encode(benchRecord)
-	if err != nil {
-		b.Fatal(err)
+func BenchmarkEncode(b *testing.B) {
+	for _, br := range benchRecords() {
+		b.Run(br.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := encode(br.r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
-	s := string(v)
-	b.SetBytes(int64(len(s)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := decode(benchRecord.TunnelID, s); err != nil {
-			b.Fatal(err)
-		}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for _, br := range benchRecords() {
+		b.Run(br.name, func(b *testing.B) {
+			v, err := encode(br.r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := string(v)
+			b.SetBytes(int64(len(s)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decode(br.r.TunnelID, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -75,9 +75,10 @@ func (s *Store) connKey(connectionID string) string { return s.connPrefix + conn
 
 // Put implements store.Store.Put in one round trip. A record whose
 // ExpiresAt has passed by the Redis server's clock replaces what it may
-// replace but is not kept. A string field longer than 65535 bytes, or a
-// Version outside 0 to 65535, is an error. A conflict returns
-// store.ErrConflict.
+// replace but is not kept. A string field longer than 65535 bytes, Access
+// included, or a Version outside 0 to 65535, is an error. A conflict
+// returns store.ErrConflict. The record is written in layout version 3
+// (see the package doc), which nodes of older releases cannot read.
 func (s *Store) Put(ctx context.Context, r store.Record) error {
 	r.Released = false // the contract, and what the script's rule relies on
 	v, err := encode(r)
@@ -165,8 +166,8 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 }
 
 // Release implements store.Store.Release in one round trip. The record
-// keeps its TTL. A record in layout version 1 (see the package doc) is
-// rewritten in version 2. A connection that has lost the tunnel gets
+// keeps its TTL, and its Access. A record in layout version 1 (see the
+// package doc) is rewritten in version 3. A connection that has lost the tunnel gets
 // store.ErrNotFound.
 func (s *Store) Release(ctx context.Context, tunnelID, connectionID string) error {
 	n, err := releaseScript.Run(ctx, s.client, []string{s.recordKey(tunnelID)}, connectionID).Int64()

@@ -43,6 +43,7 @@ func newRecord() store.Record {
 		PublicURL:    "https://" + id + ".tunnel.example",
 		Subject:      "agent-" + randid.Hex(4),
 		Version:      1,
+		Access:       `{"allow":["192.0.2.0/24"]}`,
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(time.Hour),
 	}
@@ -318,99 +319,37 @@ func TestExpiryCheckedByScripts(t *testing.T) {
 	}
 }
 
-// TestLayoutV1 checks that records an older release wrote, in layout
-// version 1, work with every method: they read as records without
-// Subject, Version or Released; Renew keeps them in version 1; Release
-// rewrites them in version 2, keeping the TTL; Put applies the rules to
-// them.
-func TestLayoutV1(t *testing.T) {
+// layoutCase is a test of a record that an older release wrote.
+type layoutCase struct {
+	name string
+	// act works on r, stored in the older layout, and returns the record
+	// that must then hold the tunnel (TunnelID "" for none).
+	act func(t *testing.T, s store.Store, r store.Record) store.Record
+	// wantLayout is the layout version the record key must then hold,
+	// with exactly the returned record in it (0: no record key).
+	wantLayout byte
+}
+
+// encoders write a record in each layout version, as the release that
+// wrote that version did.
+var encoders = map[byte]func(store.Record) ([]byte, error){
+	1: redisstore.EncodeV1,
+	2: redisstore.EncodeV2,
+	3: redisstore.Encode,
+}
+
+// testOlderLayout runs tests on records stored in layout version layout,
+// after holds has cleared the fields of newRecord that the layout cannot
+// hold. Every case then checks the raw value and both lookups.
+func testOlderLayout(t *testing.T, layout byte, holds func(r *store.Record), tests []layoutCase) {
 	client := redistest.Client(t)
-	tests := []struct {
-		name string
-		// act works on r, stored in version 1, and returns the record
-		// that must then hold the tunnel (TunnelID "" for none).
-		act func(t *testing.T, s store.Store, r store.Record) store.Record
-		// wantLayout is the layout version the record key must then hold
-		// (0: no record key).
-		wantLayout byte
-	}{
-		{"Read", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			return r
-		}, 1},
-		{"Renew", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			r.ExpiresAt = time.Now().Add(2 * time.Hour)
-			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
-				t.Fatalf("Renew = %v", err)
-			}
-			return r
-		}, 1},
-		{"Release", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
-				t.Fatalf("Release = %v", err)
-			}
-			r.Released = true
-			return r
-		}, 2},
-		{"ReleaseThenRenew", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
-				t.Fatalf("Release = %v", err)
-			}
-			if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
-				t.Fatalf("Renew = %v", err)
-			}
-			return r
-		}, 2},
-		{"ReleaseByOtherConnection", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			if err := s.Release(t.Context(), r.TunnelID, "c"+randid.Hex(8)); !errors.Is(err, store.ErrNotFound) {
-				t.Fatalf("Release by another connection = %v, want ErrNotFound", err)
-			}
-			return r
-		}, 1},
-		{"PutByOtherOwner", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			other := r
-			other.Owner += "-other"
-			other.ConnectionID = "c" + randid.Hex(8)
-			if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
-				t.Fatalf("Put by another owner = %v, want ErrConflict", err)
-			}
-			return r
-		}, 1},
-		{"PutByOtherOwnerAfterRelease", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			// A version-1 record has no Subject, so its release lets
-			// nobody but its owner in early, however the Put is signed.
-			if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
-				t.Fatalf("Release = %v", err)
-			}
-			other := r
-			other.Owner += "-other"
-			other.ConnectionID = "c" + randid.Hex(8)
-			if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
-				t.Fatalf("Put by another owner = %v, want ErrConflict", err)
-			}
-			r.Released = true
-			return r
-		}, 2},
-		{"PutBySameOwner", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			r.ConnectionID = "c" + randid.Hex(8)
-			r.Subject = "alice@example.com"
-			r.Version = 1
-			mustPut(t, s, r)
-			return r
-		}, 2},
-		{"Delete", func(t *testing.T, s store.Store, r store.Record) store.Record {
-			if err := s.Delete(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
-				t.Fatalf("Delete = %v", err)
-			}
-			return store.Record{}
-		}, 0},
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			s, prefix := newStore(t, client)
 			r := newRecord()
-			v, err := redisstore.EncodeV1(r)
+			v, err := encoders[layout](r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -421,28 +360,27 @@ func TestLayoutV1(t *testing.T) {
 			if err := client.Set(ctx, ck, r.TunnelID, time.Hour).Err(); err != nil {
 				t.Fatal(err)
 			}
-			// What version 1 holds of r.
-			r.Subject, r.Version = "", 0
+			holds(&r)
 
 			want := tt.act(t, s, r)
 
 			raw, err := client.Get(ctx, rk).Result()
-			switch {
-			case tt.wantLayout == 0:
+			if tt.wantLayout == 0 {
 				if !errors.Is(err, redis.Nil) {
 					t.Errorf("GET %s = %x, %v; want no key", rk, raw, err)
 				}
-			case err != nil || raw == "" || raw[0] != tt.wantLayout:
-				t.Errorf("GET %s = %x, %v; want layout version %d", rk, raw, err, tt.wantLayout)
-			}
-			if ttl, err := client.PTTL(ctx, rk).Result(); tt.wantLayout != 0 && (err != nil || ttl <= 0) {
-				t.Errorf("PTTL %s = %v, %v; want the TTL kept", rk, ttl, err)
-			}
-			if want.TunnelID == "" {
 				if got, err := s.Get(ctx, r.TunnelID); !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("Get = %+v, %v; want ErrNotFound", got, err)
 				}
 				return
+			}
+			// The scripts rewrote the value in place, or the store wrote
+			// it whole: either way it is want, byte for byte.
+			if wantRaw, err := encoders[tt.wantLayout](want); err != nil || raw != string(wantRaw) {
+				t.Errorf("GET %s =\n%x\nwant, layout version %d,\n%x (%v)", rk, raw, tt.wantLayout, wantRaw, err)
+			}
+			if ttl, err := client.PTTL(ctx, rk).Result(); err != nil || ttl <= 0 {
+				t.Errorf("PTTL %s = %v, %v; want the TTL kept", rk, ttl, err)
 			}
 			want.CreatedAt = want.CreatedAt.Truncate(time.Millisecond)
 			want.ExpiresAt = want.ExpiresAt.Truncate(time.Millisecond)
@@ -468,6 +406,130 @@ func TestLayoutV1(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Cases that work on a record of any older layout.
+var (
+	layoutRead = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		return r
+	}
+	layoutRenew = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		r.ExpiresAt = time.Now().Add(2 * time.Hour)
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+			t.Fatalf("Renew = %v", err)
+		}
+		return r
+	}
+	layoutRelease = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		if err := s.Release(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+			t.Fatalf("Release = %v", err)
+		}
+		r.Released = true
+		return r
+	}
+	layoutReleaseThenRenew = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		r = layoutRelease(t, s, r)
+		r.Released = false
+		if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt); err != nil {
+			t.Fatalf("Renew = %v", err)
+		}
+		return r
+	}
+	layoutReleaseByOtherConnection = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		if err := s.Release(t.Context(), r.TunnelID, "c"+randid.Hex(8)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Release by another connection = %v, want ErrNotFound", err)
+		}
+		return r
+	}
+	layoutPutByOtherOwner = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		other := r
+		other.Owner += "-other"
+		other.ConnectionID = "c" + randid.Hex(8)
+		other.Access = "other's policy"
+		if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("Put by another owner = %v, want ErrConflict", err)
+		}
+		return r
+	}
+	layoutPutBySameOwner = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		r.ConnectionID = "c" + randid.Hex(8)
+		r.Subject = "alice@example.com"
+		r.Version = 1
+		r.Access = "{\"allow\":[\"192.0.2.0/24\"]}\x00\xff"
+		mustPut(t, s, r)
+		return r
+	}
+	layoutDelete = func(t *testing.T, s store.Store, r store.Record) store.Record {
+		if err := s.Delete(t.Context(), r.TunnelID, r.ConnectionID); err != nil {
+			t.Fatalf("Delete = %v", err)
+		}
+		return store.Record{}
+	}
+)
+
+// TestLayoutV1 checks that records a release before Subject, Version,
+// Released and Access wrote, in layout version 1, work with every method:
+// they read as records without those; Renew keeps them in version 1;
+// Release rewrites them in version 3, keeping the TTL; Put applies the
+// rules to them and writes version 3.
+func TestLayoutV1(t *testing.T) {
+	testOlderLayout(t, 1, func(r *store.Record) {
+		r.Subject, r.Version, r.Access = "", 0, ""
+	}, []layoutCase{
+		{"Read", layoutRead, 1},
+		{"Renew", layoutRenew, 1},
+		{"Release", layoutRelease, 3},
+		{"ReleaseThenRenew", layoutReleaseThenRenew, 3},
+		{"ReleaseByOtherConnection", layoutReleaseByOtherConnection, 1},
+		{"PutByOtherOwner", layoutPutByOtherOwner, 1},
+		{"PutByOtherOwnerAfterRelease", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			// A version-1 record has no Subject, so its release lets
+			// nobody but its owner in early, however the Put is signed.
+			r = layoutRelease(t, s, r)
+			for _, subject := range []string{"", "agent-of-someone"} {
+				other := r
+				other.Owner += "-other"
+				other.Subject = subject
+				other.ConnectionID = "c" + randid.Hex(8)
+				if err := s.Put(t.Context(), other); !errors.Is(err, store.ErrConflict) {
+					t.Fatalf("Put by another owner, Subject %q = %v, want ErrConflict", subject, err)
+				}
+			}
+			return r
+		}, 3},
+		{"PutBySameOwner", layoutPutBySameOwner, 3},
+		{"Delete", layoutDelete, 0},
+	})
+}
+
+// TestLayoutV2 checks that records the release before Access wrote, in
+// layout version 2, work with every method: they read as records without
+// Access; Renew and Release change them in place and keep them in
+// version 2 (the offsets they write at are version 3's too); Put applies
+// the rules to them, by Subject included, and writes version 3.
+func TestLayoutV2(t *testing.T) {
+	testOlderLayout(t, 2, func(r *store.Record) {
+		r.Access = ""
+	}, []layoutCase{
+		{"Read", layoutRead, 2},
+		{"Renew", layoutRenew, 2},
+		{"Release", layoutRelease, 2},
+		{"ReleaseThenRenew", layoutReleaseThenRenew, 2},
+		{"ReleaseByOtherConnection", layoutReleaseByOtherConnection, 2},
+		{"PutByOtherOwner", layoutPutByOtherOwner, 2},
+		{"PutBySubjectAfterRelease", func(t *testing.T, s store.Store, r store.Record) store.Record {
+			r = layoutRelease(t, s, r)
+			next := r
+			next.Owner += "-restarted"
+			next.ConnectionID = "c" + randid.Hex(8)
+			next.Released = false
+			next.Access = "the restarted agent's policy"
+			mustPut(t, s, next)
+			return next
+		}, 3},
+		{"PutBySameOwner", layoutPutBySameOwner, 3},
+		{"Delete", layoutDelete, 0},
+	})
 }
 
 // TestSharedConnection covers one connection put for two tunnels. The
@@ -584,10 +646,13 @@ func TestForeignValue(t *testing.T) {
 		write func(ctx context.Context, key string) error
 	}{
 		{"OtherLayoutVersion", func(ctx context.Context, key string) error {
-			return client.Set(ctx, key, "\x03"+strings.Repeat("\x00", 40), 0).Err()
+			return client.Set(ctx, key, "\x04"+strings.Repeat("\x00", 40), 0).Err()
 		}},
 		{"Truncated", func(ctx context.Context, key string) error {
 			return client.Set(ctx, key, "\x02\x00", 0).Err()
+		}},
+		{"TruncatedV3", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x03\x00", 0).Err()
 		}},
 		{"TruncatedV1", func(ctx context.Context, key string) error {
 			return client.Set(ctx, key, "\x01\x00", 0).Err()

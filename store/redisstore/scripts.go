@@ -18,9 +18,12 @@ import "github.com/redis/go-redis/v9"
 // Lua turns numbers into strings with 14 significant digits, which would
 // garble a far-future millisecond time.
 //
-// The scripts read record values of layout versions 2 and 1 (see
-// record.go) and write fields only at offsets the two share, except Release,
-// which rewrites a version-1 value in version 2 to give it a flags byte.
+// The scripts read record values of layout versions 3, 2 and 1 (see
+// record.go) and write fields only at offsets where every version that has
+// the field keeps it (the expiry at 1 in all three, the flags at 17 in 3
+// and 2), except Release, which rewrites a version-1 value in version 3 to
+// give it a flags byte. Put writes the value Store.Put encoded, always in
+// version 3.
 //
 // Two scripts reach a key that is not in KEYS, because its name is read
 // from a value (the previous holder's connection key in put, the record
@@ -35,11 +38,14 @@ local function now()
 	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 -- parse returns the expiry (0: none), connection ID, owner, flags and
--- subject of a record value in layout version 2 or 1 (see record.go). A
--- version-1 value has flags 0 and subject ''.
+-- subject of a record value in layout version 3, 2 or 1 (see record.go). A
+-- version-1 value has flags 0 and subject ''. Version 3 is version 2 with
+-- Access appended, and no script needs Access, so one format reads both:
+-- struct.unpack stops after Subject and leaves Access, up to 64 KiB,
+-- uncopied on every lookup.
 local function parse(v)
 	local version = string.byte(v, 1)
-	if version == 2 then
+	if version == 3 or version == 2 then
 		local _, e, _, f, _, c, o, _, _, s = struct.unpack('>Bi8i8BHHc0Hc0Hc0Hc0Hc0', v)
 		return e, c, o, f, s
 	end
@@ -47,7 +53,7 @@ local function parse(v)
 		local _, e, _, c, o = struct.unpack('>Bi8i8Hc0Hc0', v)
 		return e, c, o, 0, ''
 	end
-	error(redis.error_reply('ERR redisstore: record layout version ' .. tostring(version) .. ', want 2 or 1'))
+	error(redis.error_reply('ERR redisstore: record layout version ' .. tostring(version) .. ', want 3, 2 or 1'))
 end
 local function live(e, t)
 	return e == 0 or t < e
@@ -129,8 +135,10 @@ if not live(ne, t) then
 	end
 	return 1
 end
--- Offset 1 is the expiry field and 17 the flags (version 2 only; a
--- version-1 value has flags 0); SETRANGE keeps the key's TTL, set next.
+-- Offset 1 is the expiry field in every version, and 17 the flags in
+-- versions 3 and 2 (a version-1 value has flags 0, so is never written
+-- there); SETRANGE keeps the key's TTL, set next, and the bytes after
+-- the range, Access's included.
 redis.call('SETRANGE', KEYS[1], 1, struct.pack('>i8', ne))
 if released(f) then
 	redis.call('SETRANGE', KEYS[1], 17, string.char(f - 1))
@@ -165,9 +173,9 @@ if c ~= ARGV[1] or not live(e, now()) then
 	return 0
 end
 if string.byte(v, 1) == 1 then
-	-- Version 1 has no flags: the same value in version 2, with Released
-	-- set, Version 0 and an empty Subject appended.
-	redis.call('SET', KEYS[1], '\2' .. string.sub(v, 2, 17) .. '\1\0\0' .. string.sub(v, 18) .. '\0\0', 'KEEPTTL')
+	-- Version 1 has no flags: the same value in version 3, with Released
+	-- set, Version 0, and an empty Subject and an empty Access appended.
+	redis.call('SET', KEYS[1], '\3' .. string.sub(v, 2, 17) .. '\1\0\0' .. string.sub(v, 18) .. '\0\0\0\0', 'KEEPTTL')
 elseif not released(f) then
 	redis.call('SETRANGE', KEYS[1], 17, string.char(f + 1))
 end
