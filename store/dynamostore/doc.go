@@ -26,15 +26,17 @@
 //     the record: holder (S, the connection ID that serves the tunnel),
 //     owner, node, publicUrl, subject, protocolVersion, createdAt,
 //     createdAtMs, expiresAt and ttl as above, released (BOOL, true while
-//     the record is Released, absent otherwise), and no tunnelId.
-//     Connection IDs never contain '#' (Put refuses one that does), so the
-//     two kinds of keys never meet.
+//     the record is Released, absent otherwise), access (B, the Record's
+//     Access, its bytes as they are; absent when it is empty), and no
+//     tunnelId. Connection IDs never contain '#' (Put refuses one that
+//     does), so the two kinds of keys never meet.
 //
-// Rows written by releases before subject, protocolVersion and released
-// lack them, and read as a Record with Subject "", Version 0 and Released
-// false; every method works on them as they are. The released mark is on
-// the claim row only: the connection row's copy of the record never has
-// it, and lookups read it from the claim.
+// Rows written by releases before subject, protocolVersion, released and
+// access lack them, and read as a Record with Subject "", Version 0,
+// Released false and Access "" (no policy, as in those releases); every
+// method works on them as they are. The released mark and the access
+// policy are on the claim row only: the connection row's copy of the
+// record never has them, and lookups read them from the claim.
 //
 // The global secondary index tunnel-id-index (DefaultTunnelIndex, key
 // tunnelId, projection ALL) is the original's. Claim rows lack tunnelId,
@@ -42,6 +44,26 @@
 // (Query tunnelId = :id) finds connection IDs as before. Its answers are
 // eventually consistent and may include a connection row that a takeover
 // has not yet removed (see below); this package's lookups never use it.
+// Since connection rows have no access attribute, the index holds no copy
+// of any policy's credential hashes.
+//
+// access is binary rather than a string because a Record's Access is
+// opaque bytes and a DynamoDB string must be valid UTF-8: the SDK's
+// encoder replaces every invalid byte of an S with U+FFFD, silently. A B
+// attribute keeps any bytes as they are and counts at their length
+// toward the item's size, where base64 in an S would add a third. That
+// size matters: a read is charged for the whole item, whatever it
+// projects, so every lookup of a claim row pays for its policy (a strongly
+// consistent read costs a unit per 4 KB of item; a claim with a policy of
+// a few hundred bytes stays within one).
+//
+// Nodes and functions of a release before access do not know the
+// attribute: they read such a claim as a record without a policy and
+// serve its tunnel to anyone; their Renew and Release keep the attribute,
+// and their Put (a reconnect through them) writes a claim without one.
+// Until every node and function sharing the tables runs a release that
+// knows access, policies hold only on the requests that new ones receive:
+// upgrade them together, or give the new release tables of its own.
 //
 // The pending-requests table (DefaultPendingTable) has the partition key
 // requestId (S) and the attributes connectionId (S), status (S, "pending"

@@ -28,8 +28,8 @@ func newStore(tb testing.TB, client *dynamodb.Client) (*Store, Options) {
 }
 
 // testRecord returns a record for a fresh tunnel and connection, with a
-// Subject of owner's own, expiring at the given offset from now, or never
-// for 0.
+// Subject of owner's own and testAccess, expiring at the given offset from
+// now, or never for 0.
 func testRecord(owner string, expiresIn time.Duration) store.Record {
 	now := time.Now()
 	id := randid.TunnelID()
@@ -41,6 +41,7 @@ func testRecord(owner string, expiresIn time.Duration) store.Record {
 		PublicURL:    "https://" + id + ".tunnel.example",
 		Subject:      "agent-of-" + owner,
 		Version:      1,
+		Access:       testAccess,
 		CreatedAt:    now,
 	}
 	if expiresIn != 0 {
@@ -48,6 +49,11 @@ func testRecord(owner string, expiresIn time.Duration) store.Record {
 	}
 	return r
 }
+
+// testAccess is the Access of testRecord: a policy that is not valid
+// UTF-8, as an opaque Access may be, so a row that kept it as a string
+// would fail to hold it.
+const testAccess = "{\"allow\":[\"192.0.2.0/24\"]}\x00\xff"
 
 func mustPut(tb testing.TB, s *Store, r store.Record) {
 	tb.Helper()

@@ -41,6 +41,7 @@ const (
 	attrSubject     = "subject"         // S; absent in rows of older releases = ""
 	attrVersion     = "protocolVersion" // N; absent in rows of older releases = 0
 	attrReleased    = "released"        // claim rows only: BOOL true, or absent = not released
+	attrAccess      = "access"          // claim rows only: B, the Access bytes; absent = ""
 )
 
 // claimPrefix starts the partition key of every claim row. Connection IDs
@@ -129,7 +130,8 @@ func setTimes(it item, r store.Record) {
 
 // claimItem is the claim row for r: the authoritative record, as Put
 // writes it, so never released whatever r.Released says (Release marks a
-// row that exists).
+// row that exists). An empty Access is left out, as older releases' rows
+// lack it.
 func claimItem(r store.Record) item {
 	it := item{
 		attrConnectionID: str(claimPrefix + r.TunnelID),
@@ -140,13 +142,16 @@ func claimItem(r store.Record) item {
 		attrSubject:      str(r.Subject),
 		attrVersion:      num(int64(r.Version)),
 	}
+	if r.Access != "" {
+		it[attrAccess] = &types.AttributeValueMemberB{Value: []byte(r.Access)}
+	}
 	setTimes(it, r)
 	return it
 }
 
 // connItem is the connection row for r, in the original's shape plus this
-// package's attributes. It has no released attribute: that mark is the
-// claim's alone.
+// package's attributes. It has no released and no access attribute: those
+// are the claim's alone.
 func connItem(r store.Record) item {
 	it := item{
 		attrConnectionID: str(r.ConnectionID),
@@ -162,9 +167,10 @@ func connItem(r store.Record) item {
 }
 
 // claimRecord decodes a claim row (or the projection of one that Get reads)
-// for tunnelID. A row written by a release before Subject, Version and
-// Released has none of their attributes, and decodes with their zero
-// values.
+// for tunnelID. A row written by a release before Subject, Version,
+// Released and Access has none of their attributes, and decodes with their
+// zero values. An access attribute that is not binary is an error rather
+// than "", which would open the tunnel to anyone.
 func claimRecord(tunnelID string, it item) (store.Record, error) {
 	r := store.Record{
 		TunnelID:     tunnelID,
@@ -176,6 +182,13 @@ func claimRecord(tunnelID string, it item) (store.Record, error) {
 	}
 	if v, ok := it[attrReleased].(*types.AttributeValueMemberBOOL); ok {
 		r.Released = v.Value
+	}
+	switch v := it[attrAccess].(type) {
+	case nil:
+	case *types.AttributeValueMemberB:
+		r.Access = string(v.Value)
+	default:
+		return store.Record{}, fmt.Errorf("attribute %s is not binary", attrAccess)
 	}
 	var err error
 	if r.Version, err = getInt(it, attrVersion); err != nil {

@@ -69,11 +69,12 @@ func New(client *dynamodb.Client, opts Options) *Store {
 var (
 	// getProjection lists what a Record needs from a claim row, so that a
 	// lookup reads neither key nor ttl nor createdAt again.
-	getProjection = "#h, #o, #n, #u, #c, #e, #s, #v, #r"
+	getProjection = "#h, #o, #n, #u, #c, #e, #s, #v, #r, #a"
 	getNames      = map[string]string{
 		"#h": attrHolder, "#o": attrOwner, "#n": attrNode,
 		"#u": attrPublicURL, "#c": attrCreatedAtMs, "#e": attrExpiresAt,
 		"#s": attrSubject, "#v": attrVersion, "#r": attrReleased,
+		"#a": attrAccess,
 	}
 	connProjection = "#t"
 	connNames      = map[string]string{"#t": attrTunnelID}

@@ -2,6 +2,7 @@ package dynamostore
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"maps"
 	"slices"
@@ -43,8 +44,9 @@ func rawItem(t *testing.T, client *dynamodb.Client, table, key string) item {
 	return out.Item
 }
 
-// plain renders an item as attribute name -> "S:value", "N:value" or
-// "BOOL:value", for comparison.
+// plain renders an item as attribute name -> "S:value", "N:value",
+// "BOOL:value" or "B:" and the value in base64, as the console shows it,
+// for comparison.
 func plain(it item) map[string]string {
 	m := make(map[string]string, len(it))
 	for k, v := range it {
@@ -55,6 +57,8 @@ func plain(it item) map[string]string {
 			m[k] = "N:" + v.Value
 		case *types.AttributeValueMemberBOOL:
 			m[k] = "BOOL:" + strconv.FormatBool(v.Value)
+		case *types.AttributeValueMemberB:
+			m[k] = "B:" + base64.StdEncoding.EncodeToString(v.Value)
 		default:
 			m[k] = "?"
 		}
@@ -64,8 +68,10 @@ func plain(it item) map[string]string {
 
 // TestSchema pins the rows as other readers see them: the original's
 // attribute names and units on connection rows, claim rows that the
-// tunnel-id-index does not see, the released mark that Release sets on the
-// claim row alone and Renew removes, and the key schemas of both tables.
+// tunnel-id-index does not see, the access policy on the claim row alone,
+// as binary, kept by Release and Renew and left out when empty, the
+// released mark that Release sets on the claim row alone and Renew
+// removes, and the key schemas of both tables.
 func TestSchema(t *testing.T) {
 	t.Parallel()
 	client := dynamotest.Client(t)
@@ -95,6 +101,7 @@ func TestSchema(t *testing.T) {
 	wantClaim := maps.Clone(common)
 	wantClaim["connectionId"] = "S:tunnel#" + r.TunnelID
 	wantClaim["holder"] = "S:" + r.ConnectionID
+	wantClaim["access"] = "B:" + base64.StdEncoding.EncodeToString([]byte(testAccess))
 
 	rows := []struct {
 		name, key string
@@ -151,9 +158,14 @@ func TestSchema(t *testing.T) {
 	}
 	next := r
 	next.ConnectionID = "c-next"
+	next.Access = ""
 	mustPut(t, s, next)
 	if got := queryIndex(); !slices.Equal(got, []string{next.ConnectionID}) {
 		t.Errorf("index query after takeover = %q, want [%q]", got, next.ConnectionID)
+	}
+	// A record without Access has no access attribute, not an empty one.
+	if claim := plain(rawItem(t, client, opts.ConnectionsTable, "tunnel#"+r.TunnelID)); claim["holder"] != "S:c-next" || claim["access"] != "" {
+		t.Errorf("claim row after a takeover without Access = %v, want holder c-next and no access", claim)
 	}
 
 	tables := []struct {
@@ -256,7 +268,7 @@ func TestLookupsUseProjection(t *testing.T) {
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
 
-	claim := []string{"createdAtMs", "expiresAt", "holder", "node", "owner", "protocolVersion", "publicUrl", "released", "subject"}
+	claim := []string{"access", "createdAtMs", "expiresAt", "holder", "node", "owner", "protocolVersion", "publicUrl", "released", "subject"}
 	tests := []struct {
 		name   string
 		lookup func(ctx context.Context) (store.Record, error)
@@ -274,7 +286,7 @@ func TestLookupsUseProjection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rec.take()
 			got, err := tt.lookup(t.Context())
-			if err != nil || got.ConnectionID != r.ConnectionID || !got.ExpiresAt.Equal(r.ExpiresAt.Truncate(time.Millisecond)) {
+			if err != nil || got.ConnectionID != r.ConnectionID || got.Access != r.Access || !got.ExpiresAt.Equal(r.ExpiresAt.Truncate(time.Millisecond)) {
 				t.Fatalf("%s = %+v, %v; want %+v", tt.name, got, err, r)
 			}
 			var reads [][]string
@@ -381,8 +393,8 @@ func TestInvalidIDs(t *testing.T) {
 	}
 }
 
-// TestOlderRows checks rows as a release before Subject, Version and
-// Released wrote them, without those attributes: they read with the zero
+// TestOlderRows checks rows as a release before Subject, Version, Released
+// and Access wrote them, without those attributes: they read with the zero
 // values, Release and Renew work on them, and a released one lets nobody
 // in but its owner, since it has no subject.
 func TestOlderRows(t *testing.T) {
@@ -395,10 +407,11 @@ func TestOlderRows(t *testing.T) {
 	for _, it := range []item{claim, conn} {
 		delete(it, attrSubject)
 		delete(it, attrVersion)
+		delete(it, attrAccess)
 		putRaw(t, client, opts.ConnectionsTable, it)
 	}
 	want := r
-	want.Subject, want.Version = "", 0
+	want.Subject, want.Version, want.Access = "", 0, ""
 	want.CreatedAt = want.CreatedAt.Truncate(time.Millisecond).UTC()
 	want.ExpiresAt = want.ExpiresAt.Truncate(time.Millisecond).UTC()
 	check := func(t *testing.T, want store.Record) {
@@ -432,6 +445,47 @@ func TestOlderRows(t *testing.T) {
 	}
 	want.Released = false
 	check(t, want)
+}
+
+// TestForeignAccess checks that a claim row whose access attribute is not
+// binary, which this package never writes, makes lookups fail rather than
+// return the record with no policy, which would open its URL to anyone.
+func TestForeignAccess(t *testing.T) {
+	t.Parallel()
+	client := dynamotest.Client(t)
+	tests := []struct {
+		name string
+		v    types.AttributeValue
+	}{
+		{"String", str(testAccess)},
+		{"EmptyString", str("")},
+		{"Number", num(1)},
+		{"Null", &types.AttributeValueMemberNULL{Value: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, opts := newStore(t, client)
+			r := testRecord("owner", time.Hour)
+			mustPut(t, s, r)
+			claim := claimItem(r)
+			claim[attrAccess] = tt.v
+			putRaw(t, client, opts.ConnectionsTable, claim)
+			lookups := []struct {
+				name string
+				call func() (store.Record, error)
+			}{
+				{"Get", func() (store.Record, error) { return s.Get(t.Context(), r.TunnelID) }},
+				{"GetByConnection", func() (store.Record, error) { return s.GetByConnection(t.Context(), r.ConnectionID) }},
+			}
+			for _, l := range lookups {
+				got, err := l.call()
+				if err == nil || errors.Is(err, store.ErrNotFound) || !strings.HasPrefix(err.Error(), "dynamostore: ") {
+					t.Errorf("%s = %+v, %v; want a dynamostore error", l.name, got, err)
+				}
+			}
+		})
+	}
 }
 
 // TestRenewRepairsConnectionRow checks the repair of the window a Put can
