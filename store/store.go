@@ -61,7 +61,10 @@ type Record struct {
 	// reach its public URL (credentials hashed, IP lists), as the gateway
 	// encoded it when it admitted the agent, checked by whichever node or
 	// function receives a public request. Empty means none: the URL is
-	// open. Stores keep it as they got it.
+	// open. Stores keep it as they got it, byte for byte, whatever the
+	// bytes; every Store keeps one of storetest.LargeAccess (16 KiB), and
+	// a backend may refuse a longer one with an error from Put
+	// (redisstore refuses more than 65535 bytes).
 	Access string
 	// Released is set by Release: the connection named by ConnectionID was
 	// seen to end without the agent leaving on purpose (a crash, a cut

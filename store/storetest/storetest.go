@@ -35,6 +35,10 @@
 //     context.Canceled or lets it complete as if ctx were live; both pass.
 //   - Record.Version round-trips from 0 to 65535; Subject round-trips like
 //     the other strings, empty included.
+//   - Record.Access round-trips byte for byte, whatever the bytes (NUL,
+//     invalid UTF-8) and up to LargeAccess bytes long; empty stays empty.
+//     Release and Renew leave it as it is, and a Put that replaces a
+//     record replaces it too, with empty when the new record has none.
 package storetest
 
 import (
@@ -59,9 +63,9 @@ import (
 // t.Cleanup, never with defer.
 //
 // The subtests are PutGet, NotFound, Takeover, Conflict, Expiry, Renew,
-// Delete, Release, ReleasedTakeover, RacingClaims, RacingReleasedClaims,
-// ConcurrentTunnels and CanceledContext; run one with
-// go test -run 'TestName/Takeover'.
+// Delete, Release, ReleasedTakeover, Access, RacingClaims,
+// RacingReleasedClaims, ConcurrentTunnels and CanceledContext; run one
+// with go test -run 'TestName/Takeover'.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
 	subtests := []struct {
@@ -77,6 +81,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Delete", testDelete},
 		{"Release", testRelease},
 		{"ReleasedTakeover", testReleasedTakeover},
+		{"Access", testAccess},
 		{"RacingClaims", testRacingClaims},
 		{"RacingReleasedClaims", testRacingReleasedClaims},
 		{"ConcurrentTunnels", testConcurrentTunnels},
@@ -89,6 +94,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		})
 	}
 }
+
+// LargeAccess is the length of the largest Record.Access the suite puts:
+// 16 KiB, several times the policy of a tunnel with many credentials and
+// address ranges. Every Store must keep one this long.
+const LargeAccess = 16 << 10
 
 const (
 	// past is far enough back that a backend whose clock is a little off
@@ -108,6 +118,33 @@ func randomID(prefix string) string {
 	return fmt.Sprintf("%s%x", prefix, b)
 }
 
+// accessPolicy returns an Access of typical shape and size (about 200
+// bytes, JSON as the gateway writes it) that differs for every tag.
+func accessPolicy(tag string) string {
+	return `{"basic":[{"user":"ci","salt":"` + tag + `","hash":"9b74c9897bac770ffc029102a200c5de"}],` +
+		`"allow":["192.0.2.0/24","198.51.100.7/32","203.0.113.128/25","2001:db8::/48","2001:db8:1::/64"]}`
+}
+
+// binaryAccess returns an Access that a store keeping text would mangle:
+// every byte value, NUL first, so the invalid UTF-8 of 0x80 to 0xff too,
+// then an overlong NUL, an encoded surrogate, a lone continuation byte and
+// a trailing NUL that a C string would drop.
+func binaryAccess() string {
+	b := make([]byte, 0, 256+8)
+	for i := range 256 {
+		b = append(b, byte(i))
+	}
+	return string(append(b, "\xc0\x80\xed\xa0\x80\x80\x00"...))
+}
+
+// largeAccess returns an Access of LargeAccess bytes: binaryAccess over and
+// over, then the tag, so that a store that truncates it or returns another
+// record's fails.
+func largeAccess(tag string) string {
+	s := strings.Repeat(binaryAccess(), LargeAccess/len(binaryAccess())+1)
+	return s[:LargeAccess-len(tag)] + tag
+}
+
 // newRecord returns a live record with every field set, for a fresh tunnel
 // and connection, claimed by owner. Its Subject is owner's own, so records
 // of different owners never share one unless a test sets it.
@@ -122,15 +159,19 @@ func newRecord(owner string) store.Record {
 		PublicURL:    "https://" + id + ".tunnel.example",
 		Subject:      "agent-of-" + owner,
 		Version:      3,
+		Access:       accessPolicy(id),
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(future),
 	}
 }
 
-// reconnect returns r as the same owner's next connection would put it.
+// reconnect returns r as the same owner's next connection would put it,
+// with a policy of its own: a Put that replaces r must replace its Access
+// too, and a refused one must leave r's.
 func reconnect(r store.Record) store.Record {
 	r.ConnectionID = randomID("c")
 	r.Node = "node-b"
+	r.Access = accessPolicy(r.ConnectionID)
 	r.ExpiresAt = time.Now().Add(future)
 	return r
 }
@@ -155,6 +196,9 @@ func diff(got, want store.Record) string {
 	str("Node", got.Node, want.Node)
 	str("PublicURL", got.PublicURL, want.PublicURL)
 	str("Subject", got.Subject, want.Subject)
+	if got.Access != want.Access {
+		fmt.Fprintf(&b, "\n\tAccess = %s, want %s", brief(got.Access), brief(want.Access))
+	}
 	if got.Version != want.Version {
 		fmt.Fprintf(&b, "\n\tVersion = %d, want %d", got.Version, want.Version)
 	}
@@ -164,6 +208,15 @@ func diff(got, want store.Record) string {
 	tm("CreatedAt", got.CreatedAt, want.CreatedAt)
 	tm("ExpiresAt", got.ExpiresAt, want.ExpiresAt)
 	return b.String()
+}
+
+// brief quotes s, or, when it is long, says how long it is and quotes its
+// ends, so that a failure with a LargeAccess stays readable.
+func brief(s string) string {
+	if len(s) <= 80 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%d bytes %q...%q", len(s), s[:16], s[len(s)-16:])
 }
 
 func mustPut(t *testing.T, s store.Store, r store.Record) {
@@ -217,8 +270,11 @@ func testPutGet(t *testing.T, s store.Store) {
 			r.PublicURL = ""
 			r.Subject = ""
 			r.Version = 0
+			r.Access = ""
 		}},
 		{"LargeVersion", func(r *store.Record) { r.Version = 65535 }},
+		{"BinaryAccess", func(r *store.Record) { r.Access = binaryAccess() }},
+		{"LargeAccess", func(r *store.Record) { r.Access = largeAccess(r.TunnelID) }},
 		{"NoExpiry", func(r *store.Record) { r.ExpiresAt = time.Time{} }},
 		{"ZeroCreatedAt", func(r *store.Record) { r.CreatedAt = time.Time{} }},
 		{"SubMillisecondTimes", func(r *store.Record) {
@@ -745,6 +801,83 @@ func testReleasedTakeover(t *testing.T, s store.Store) {
 		mustPut(t, s, other)
 		wantRecord(t, s, other)
 	})
+}
+
+// testAccess checks that a record's Access is its own: kept by Release
+// and Renew whatever its bytes and length, and replaced, by empty too, by
+// every Put that replaces the record. (The other subtests check it as
+// well, through the policies of newRecord and reconnect.)
+func testAccess(t *testing.T, s store.Store) {
+	kept := []struct {
+		name   string
+		access func(tag string) string
+	}{
+		{"Typical", accessPolicy},
+		{"Binary", func(string) string { return binaryAccess() }},
+		{"Large", largeAccess},
+	}
+	for _, tt := range kept {
+		t.Run("Kept"+tt.name, func(t *testing.T) {
+			// Release and Renew change a stored record in place.
+			t.Parallel()
+			r := newRecord(randomID("owner-"))
+			r.Access = tt.access(r.TunnelID)
+			mustPut(t, s, r)
+			r = mustRelease(t, s, r)
+			wantRecord(t, s, r)
+			r.Released = false
+			for _, exp := range []time.Time{time.Now().Add(2 * future), {}} {
+				r.ExpiresAt = exp
+				if err := s.Renew(t.Context(), r.TunnelID, r.ConnectionID, exp); err != nil {
+					t.Fatalf("Renew(%v) = %v, want nil", exp, err)
+				}
+				wantRecord(t, s, r)
+			}
+		})
+	}
+
+	// Ways for next, the same owner's reconnect by default, to replace
+	// held: prepare readies held and edits next.
+	sameOwner := func(t *testing.T, held store.Record, next *store.Record) {}
+	bySubject := func(t *testing.T, held store.Record, next *store.Record) {
+		mustRelease(t, s, held)
+		next.Owner = "owner-b"
+	}
+	afterExpiry := func(t *testing.T, held store.Record, next *store.Record) {
+		if err := s.Renew(t.Context(), held.TunnelID, held.ConnectionID, time.Now().Add(past)); err != nil {
+			t.Fatalf("Renew(past) = %v, want nil", err)
+		}
+		next.Owner = "owner-b"
+		next.Subject = "agent-of-owner-b"
+	}
+	replaced := []struct {
+		name       string
+		held, next string
+		prepare    func(t *testing.T, held store.Record, next *store.Record)
+	}{
+		{"BySameOwner", accessPolicy("held"), accessPolicy("next"), sameOwner},
+		{"BySameOwnerWithNone", accessPolicy("held"), "", sameOwner},
+		{"BySameOwnerFromNone", "", accessPolicy("next"), sameOwner},
+		{"BySameOwnerLargeWithShort", largeAccess("held"), accessPolicy("next"), sameOwner},
+		{"BySameOwnerLargeWithNone", largeAccess("held"), "", sameOwner},
+		{"BySameOwnerShortWithLarge", accessPolicy("held"), largeAccess("next"), sameOwner},
+		{"BySubjectOfReleased", accessPolicy("held"), accessPolicy("next"), bySubject},
+		{"BySubjectOfReleasedWithNone", accessPolicy("held"), "", bySubject},
+		{"ByOtherOwnerAfterExpiry", largeAccess("held"), "", afterExpiry},
+	}
+	for _, tt := range replaced {
+		t.Run("Replaced"+tt.name, func(t *testing.T) {
+			t.Parallel()
+			held := newRecord("owner-a")
+			held.Access = tt.held
+			mustPut(t, s, held)
+			next := reconnect(held)
+			next.Access = tt.next
+			tt.prepare(t, held, &next)
+			mustPut(t, s, next)
+			wantRecord(t, s, next)
+		})
+	}
 }
 
 // testRacingClaims checks that of many owners claiming one free tunnel at
