@@ -69,10 +69,24 @@ func (a *Access) wire() *protocol.Access {
 	return w
 }
 
+// Bounds on what an agent may ask for, so that the policy the gateway
+// keeps in the record (a salted hash of each credential, the prefixes)
+// stays a few KiB, within what every store keeps (storetest.LargeAccess).
+const (
+	maxAccessCredentials = 16 // of each kind
+	maxAccessPrefixes    = 64 // in each list
+)
+
 // accessFromWire parses what an agent asked for.
 func accessFromWire(w *protocol.Access) (*Access, error) {
 	if w == nil {
 		return nil, nil
+	}
+	if len(w.Basic) > maxAccessCredentials || len(w.Bearer) > maxAccessCredentials {
+		return nil, fmt.Errorf("at most %d credentials of each kind", maxAccessCredentials)
+	}
+	if len(w.AllowIPs) > maxAccessPrefixes || len(w.DenyIPs) > maxAccessPrefixes {
+		return nil, fmt.Errorf("at most %d addresses or prefixes in each list", maxAccessPrefixes)
 	}
 	a := &Access{}
 	for _, c := range w.Basic {

@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -198,5 +199,22 @@ func TestParseStaticTokensRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "line 1") || strings.Contains(err.Error(), "tok ") {
 			t.Errorf("ParseStaticTokens(%q) = %v, want an error naming the line, not the token", in, err)
 		}
+	}
+}
+
+// What an agent may ask for is bounded, so that the policy the stores keep
+// stays small.
+func TestAccessRequestIsBounded(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	var opts []tunnel.Option
+	for i := range 17 {
+		opts = append(opts, tunnel.WithBearerAuth(fmt.Sprint("token-", i)))
+	}
+	if _, err := listenAs(t, gw.URL, "", "", opts...); !errors.Is(err, tunnel.ErrInvalidRequest) {
+		t.Errorf("17 bearer tokens: %v, want invalid_request", err)
+	}
+	if _, err := listenAs(t, gw.URL, "", "", opts[:16]...); err != nil {
+		t.Errorf("16 bearer tokens: %v", err)
 	}
 }
