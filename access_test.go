@@ -218,3 +218,24 @@ func TestAccessRequestIsBounded(t *testing.T) {
 		t.Errorf("16 bearer tokens: %v", err)
 	}
 }
+
+// Authenticators admits an agent as the first authenticator that accepts
+// it, and an empty (not nil) name list means generated names only.
+func TestAuthenticatorsAndEmptyNameList(t *testing.T) {
+	t.Parallel()
+	named := tunnel.NewStaticTokenSet(tunnel.StaticToken{Token: "gen-only", Identity: tunnel.Identity{Subject: "g", Names: []string{}}})
+	other := tunnel.NewStaticTokens("plain")
+	gw, _ := gateway(t, &tunnel.Server{Routing: tunnel.RoutePath, Authenticator: tunnel.Authenticators(named, other)})
+	if _, err := listenAs(t, gw.URL, "plain", "any-name"); err != nil {
+		t.Errorf("the second authenticator's token: %v", err)
+	}
+	if _, err := listenAs(t, gw.URL, "gen-only", ""); err != nil {
+		t.Errorf("an empty list, a generated name: %v", err)
+	}
+	if _, err := listenAs(t, gw.URL, "gen-only", "chosen"); !errors.Is(err, tunnel.ErrForbidden) {
+		t.Errorf("an empty list, a chosen name: %v, want forbidden", err)
+	}
+	if _, err := listenAs(t, gw.URL, "neither", ""); !errors.Is(err, tunnel.ErrUnauthorized) {
+		t.Errorf("an unknown token: %v, want unauthorized", err)
+	}
+}

@@ -238,7 +238,7 @@ func (s *Server) authorizeName(ctx context.Context, id Identity, name string) er
 		}
 		return &Error{Code: CodeForbidden, Message: "tunnel name " + name + " is not allowed for this agent", Err: err}
 	}
-	if randid.IsTunnelID(name) || id.MayTake(name) || (len(id.Names) == 0 && s.UnlistedNames == AnyName) {
+	if randid.IsTunnelID(name) || id.MayTake(name) || (id.Names == nil && s.UnlistedNames == AnyName) {
 		return nil
 	}
 	return &Error{Code: CodeForbidden, Message: "tunnel name " + name + " is not allowed for this agent"}

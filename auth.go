@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -19,8 +20,8 @@ type Identity struct {
 
 	// Names lists the tunnel names the identity may take: exact names, and
 	// patterns that end in "*" and match any name with that prefix
-	// ("alice-*"). A generated name is always allowed. Empty: the Server's
-	// UnlistedNames rule decides.
+	// ("alice-*"). A generated name is always allowed. Nil: the Server's
+	// UnlistedNames rule decides; empty but not nil: generated names only.
 	Names []string
 
 	// Access is what the gateway requires of the public clients of every
@@ -84,4 +85,30 @@ func TokenFromRequest(r *http.Request) Token {
 		return ""
 	}
 	return Token(r.URL.Query().Get("token"))
+}
+
+// Authenticators returns an Authenticator that asks each of auths in turn
+// and admits the agent as the first one that accepts it: static tokens and
+// JWTs side by side, say. An agent refused by all of them gets the first
+// refusal that is not ErrUnauthorized (a forbidden, say), or else the last
+// one; a failure that is neither (a key server down) is returned at once.
+func Authenticators(auths ...Authenticator) Authenticator {
+	return AuthenticatorFunc(func(ctx context.Context, r *http.Request) (Identity, error) {
+		var refusal error = &Error{Code: CodeUnauthorized, Message: "missing agent token"}
+		for _, a := range auths {
+			id, err := a.Authenticate(ctx, r)
+			if err == nil {
+				return id, nil
+			}
+			var e *Error
+			switch {
+			case !errors.As(err, &e) || (e.Code != CodeUnauthorized && e.Code != CodeForbidden):
+				return Identity{}, err
+			case e.Code == CodeForbidden:
+				return Identity{}, err
+			}
+			refusal = err
+		}
+		return Identity{}, refusal
+	})
 }

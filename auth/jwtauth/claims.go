@@ -53,8 +53,11 @@ func listClaim(claims jwt.MapClaims, name string) ([]string, error) {
 	switch v := claims[name].(type) {
 	case nil:
 	case string:
-		list = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+		// A claim present but empty is an empty list, not none: for the
+		// names claim, that means generated names only.
+		list = append([]string{}, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })...)
 	case []any:
+		list = []string{}
 		for i, e := range v {
 			s, ok := e.(string)
 			if !ok {

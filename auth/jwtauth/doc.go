@@ -38,7 +38,8 @@
 //   - Names: the names claim ("tunnel_names", Config.NamesClaim), an array
 //     of strings or one string of names separated by spaces or commas. A
 //     name ending in "*" matches every name with that prefix. A token
-//     without one may take what tunnel.Server.UnlistedNames allows.
+//     without one may take what tunnel.Server.UnlistedNames allows; one
+//     with an empty claim, generated names only.
 //   - Access: the IP lists of the "tunnel_allow_ips" and "tunnel_deny_ips"
 //     claims (Config.AllowIPsClaim, Config.DenyIPsClaim), in the same two
 //     forms, become the Access the gateway imposes on the public side of
