@@ -3,7 +3,7 @@
 // WebSocket API (agents, json mode), an HTTP API (public requests) and an
 // EventBridge schedule (cleanup), with its state in DynamoDB
 // (store/dynamostore). It is the system of the original http-tunnel,
-// rebuilt on this module's pieces.
+// rebuilt on this repository's pieces.
 //
 // A program builds a Handler, either from a function's environment with
 // FromEnv or field by field with its own tunnel.Authenticator, limiters,
@@ -23,8 +23,8 @@
 //
 // # Architecture
 //
-// One function serves every route; Handler.Invoke tells the events apart
-// by their shape:
+// One function serves every route (template.yaml's deployment);
+// Handler.Invoke tells the events apart by their shape:
 //
 //	WebSocket $connect     rate limit per source IP (429), authentication
 //	                       with Server.Authenticator (401/403), selection of
@@ -96,13 +96,14 @@
 //
 // # Telemetry
 //
-// Logs are JSON lines (slog.JSONHandler) on stdout, which Lambda sends to
-// CloudWatch Logs.
+// Telemetry is chosen by the program; this package provides the parts, and
+// examples/lambda uses them as follows. Logs are JSON lines
+// (slog.JSONHandler) on stdout, which Lambda sends to CloudWatch Logs.
 //
 // Metrics are the library's (observability's instruments, through
-// Server.MeterProvider), written to stdout in CloudWatch Embedded Metric
-// Format by EMFExporter at the end of every invocation, under the
-// namespace HttpTunnel. CloudWatch extracts them from the log lines; no
+// Server.MeterProvider of NewMeterProvider), written to stdout in
+// CloudWatch Embedded Metric Format by EMFExporter at the end of every
+// invocation (FlushAfter), under the namespace EMFNamespace, HttpTunnel. CloudWatch extracts them from the log lines; no
 // PutMetricData permission or agent is needed. ErrorOccurred has the
 // dimension error.code; every other metric is published without
 // dimensions, its attributes (method, status code, ...) summed. Counters
@@ -116,8 +117,8 @@
 // propagator, global and observability.Propagator alike, reads and writes
 // the X-Amzn-Trace-Id header as well as W3C trace context and baggage
 // (NewPropagator), so a request's span joins the trace API Gateway or a
-// caller started. The function links no X-Ray exporter: spans leave through OTLP
-// over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
+// caller started. The function links no X-Ray exporter: spans leave
+// through OTLP over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, typically to the collector
 // of the ADOT Lambda layer (http://localhost:4318), which sends them on to
 // X-Ray; the batch is flushed at the end of every invocation. Without an

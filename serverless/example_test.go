@@ -68,6 +68,7 @@ func ExampleHandler() {
 	h := &serverless.Handler{
 		Server: &tunnel.Server{
 			BaseURL:        os.Getenv("PUBLIC_BASE_URL"),
+			Routing:        tunnel.RoutePath, // no domain of its own
 			Store:          st,
 			Cache:          serverless.NoCache{},
 			Relay:          &serverless.Relay{Store: st, Mgmt: mgmt, ResponseTimeout: 20 * time.Second},

@@ -45,7 +45,10 @@ const (
 // Server, Store and Mgmt are required: the zero Handler is not usable.
 // Server.Relay must be a *Relay on the same Store and Mgmt, Server.Cache
 // should be NoCache (see there), and Server.BaseURL must be set, since a
-// WebSocket event does not tell the public URL. FromEnv builds such a
+// WebSocket event does not tell the public URL. Unless Server.Domain names
+// a domain whose subdomains reach the HTTP API, Server.Routing should be
+// tunnel.RoutePath: the Server would otherwise announce tunnels under
+// subdomains of BaseURL's host, which an execute-api host does not have. FromEnv builds such a
 // Handler from a function's environment; a program that brings its own
 // Authenticator, limiters or logger sets the fields itself. Fields must not
 // change after the first invocation. A Handler is safe for concurrent use.
