@@ -44,13 +44,16 @@ func TestGatewayAdmin(t *testing.T) {
 	// The public requests share one connection, which the server reads a
 	// request at a time: once the last answer is in, the handlers of all
 	// the requests before it have returned, and recorded their metrics.
+	// They go to the tunnel's path URL: its subdomain URL would be a
+	// connection of its own.
 	pub := newSequentialClient(t)
+	pathURL := "http://" + addr + "/" + name
 	const gets = 3
 	for range gets {
-		pub.expect(t, http.MethodGet, publicURL+"/hello", "", http.StatusOK)
+		pub.expect(t, http.MethodGet, pathURL+"/hello", "", http.StatusOK)
 	}
 	const payload = "posted body"
-	pub.expect(t, http.MethodPost, publicURL+"/upload", payload, http.StatusOK)
+	pub.expect(t, http.MethodPost, pathURL+"/upload", payload, http.StatusOK)
 	pub.expect(t, http.MethodGet, "http://"+addr+"/no-such-tunnel/x", "", http.StatusNotFound)
 	pub.expect(t, http.MethodGet, "http://"+addr+"/no-such-tunnel/y", "", http.StatusNotFound)
 

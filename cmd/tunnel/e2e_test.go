@@ -11,21 +11,20 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/internal/backendtest"
-	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
+	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 	"github.com/http-tunnel/tunnel/store/redisstore"
+	"github.com/http-tunnel/tunnel/store/redisstore/redistest"
 )
 
 // localService starts the service an agent forwards to: it answers with
@@ -49,6 +48,23 @@ func checkForwarded(t *testing.T, publicURL string) {
 	}
 }
 
+// tunnelID returns the ID of a tunnel from its URL: the subdomain of
+// http://<id>.localhost:PORT, or the path segment of http://host/<id>.
+func tunnelID(t *testing.T, publicURL string) string {
+	t.Helper()
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := strings.CutSuffix(u.Hostname(), ".localhost"); ok {
+		return id
+	}
+	return strings.Trim(u.Path, "/")
+}
+
+// TestGatewayAndAgent runs a gateway with no domain and an agent in front
+// of a local service: the tunnel gets a subdomain of localhost, which the
+// gateway announces and the agent prints, and answers at its path URL too.
 func TestGatewayAndAgent(t *testing.T) {
 	t.Parallel()
 	const token = "e2e-token-3c9f1a"
@@ -58,12 +74,19 @@ func TestGatewayAndAgent(t *testing.T) {
 		"--limiter", "local", "--agent-rate", "100/m", "--request-rate", "100/s",
 		"--max-body-bytes", "1048576", "--shutdown-timeout", "5s")
 	local := localService(t)
+	_, port, _ := strings.Cut(addr, ":")
 
 	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, "--token", token, "--name", "e2e-app", local.URL)
-	if want := "http://" + addr + "/e2e-app"; publicURL != want {
+	if want := "http://e2e-app.localhost:" + port; publicURL != want {
 		t.Errorf("agent printed %q; want %q", publicURL, want)
 	}
 	checkForwarded(t, publicURL)
+	checkForwarded(t, "http://"+addr+"/e2e-app")
+	// The request lines come as the requests end, and the test has read
+	// both responses: wait for the second.
+	if _, ok := ag.stdout.line("/hello  200", ag.done); !ok {
+		t.Errorf("agent printed no request line; stdout:\n%s", ag.stdout)
+	}
 
 	if err := ag.stop(t); err != nil {
 		t.Errorf("agent returned %v after interrupt; want nil", err)
@@ -77,8 +100,17 @@ func TestGatewayAndAgent(t *testing.T) {
 	} else if !strings.Contains(line, "base URL") {
 		t.Errorf("start line %q does not give the base URL", line)
 	}
-	if out := ag.stdout.String(); out != publicURL+"\n" {
-		t.Errorf("agent stdout = %q; want the public URL alone", out)
+	wantURLs := "tunnels at http://<id>.localhost:" + port + " (this machine) and http://" + addr + "/<id>/"
+	if _, ok := gw.stdout.find(wantURLs); !ok {
+		t.Errorf("gateway stdout lacks %q:\n%s", wantURLs, gw.stdout)
+	}
+	// The agent's stdout: the forwarding line, a line per request, the
+	// goodbye.
+	lines := strings.Split(strings.TrimSuffix(ag.stdout.String(), "\n"), "\n")
+	request := regexp.MustCompile(`^\d\d:\d\d:\d\d  GET +/hello  200  [0-9.]+(µs|ms|s)$`)
+	if len(lines) != 4 || lines[0] != "Forwarding  "+publicURL+" -> "+local.URL ||
+		!request.MatchString(lines[1]) || !request.MatchString(lines[2]) || lines[3] != "Tunnel closed. Goodbye." {
+		t.Errorf("agent stdout:\n%s\nwant the forwarding line, two request lines and the goodbye", ag.stdout)
 	}
 	for line := range strings.Lines(gw.stderr.String()) {
 		if !json.Valid([]byte(line)) {
@@ -95,15 +127,51 @@ func TestGatewayAndAgent(t *testing.T) {
 	}
 }
 
+// TestHTTPCommand runs the agent as "tunnel http" with the original
+// agent's flag and variables: -p for the port, TTF_ENDPOINT and TTF_TOKEN.
+func TestHTTPCommand(t *testing.T) {
+	t.Parallel()
+	const token = "ttf-token-77e0b2"
+	gw, addr := startGateway(t, nil, "--listen", "127.0.0.1:0", "--tokens-file", writeFile(t, token+"\n"), "--routing", "path")
+	local := localService(t)
+	_, port, _ := strings.Cut(strings.TrimPrefix(local.URL, "http://"), ":")
+
+	env := map[string]string{"TTF_ENDPOINT": "http://" + addr, "TTF_TOKEN": token}
+	ag := start(t, func(c command, ctx context.Context, args []string) error {
+		if code := run(ctx, args, c); code != 0 {
+			return fmt.Errorf("exit status %d", code)
+		}
+		return nil
+	}, env, command{}, "http", "-p", port, "--host", "127.0.0.1", "--print-url", "--name", "ttf-app")
+	url, ok := ag.stdout.line("http", ag.done)
+	if want := "http://" + addr + "/ttf-app"; !ok || url != want {
+		t.Fatalf("tunnel http printed %q; want %q alone; stderr:\n%s", url, want, ag.stderr)
+	}
+	checkForwarded(t, url)
+	if err := ag.stop(t); err != nil {
+		t.Errorf("tunnel http: %v; stderr:\n%s", err, ag.stderr)
+	}
+	if got := ag.stdout.String(); got != url+"\n" {
+		t.Errorf("stdout with --print-url = %q; want the URL alone", got)
+	}
+	if _, ok := ag.stderr.find("Forwarding  " + url + " -> http://127.0.0.1:" + port); !ok {
+		t.Errorf("with --print-url, the forwarding line is not on stderr:\n%s", ag.stderr)
+	}
+	if err := gw.stop(t); err != nil {
+		t.Errorf("gateway: %v", err)
+	}
+}
+
 func TestAgentBadToken(t *testing.T) {
 	t.Parallel()
 	const wrong = "wrong-token-81d2e7"
 	gw, addr := startGateway(t, nil, "--listen", "127.0.0.1:0", "--tokens-file", writeFile(t, "right-token\n"))
 
 	var stdout, stderr output
-	err := runAgent(t.Context(), []string{"--gateway", "http://" + addr, "--token", wrong, "3000"}, &stdout, &stderr)
+	c := command{stdout: &stdout, stderr: &stderr, getenv: envMap(nil)}
+	err := runAgent(c, t.Context(), []string{"--gateway", "http://" + addr, "--token", wrong, "3000"})
 	if !errors.Is(err, tunnel.ErrUnauthorized) || !strings.Contains(err.Error(), "unauthorized") {
-		t.Errorf("runAgent with a wrong token: %v; want an error mentioning unauthorized", err)
+		t.Errorf("agent with a wrong token: %v; want an error mentioning unauthorized", err)
 	}
 	if err != nil && strings.Contains(err.Error(), wrong) {
 		t.Errorf("error shows the token: %v", err)
@@ -123,7 +191,8 @@ func TestAgentBadToken(t *testing.T) {
 
 // TestAgentExitsWhenRefused replaces the gateway with one that no longer
 // accepts the agent's token: the agent's reconnect is refused for good,
-// and it must exit with an error instead of retrying forever.
+// and it must exit with an error instead of retrying forever, after
+// printing the reconnect attempt and why it ended.
 func TestAgentExitsWhenRefused(t *testing.T) {
 	t.Parallel()
 	gw1, addr := startGateway(t, nil, "--listen", "127.0.0.1:0", "--tokens-file", writeFile(t, "old-token\n"))
@@ -138,8 +207,10 @@ func TestAgentExitsWhenRefused(t *testing.T) {
 	if !errors.Is(err, tunnel.ErrUnauthorized) || !strings.Contains(err.Error(), "tunnel stopped") {
 		t.Errorf("agent returned %v; want a tunnel stopped error for an unauthorized reconnect", err)
 	}
-	if line, ok := ag.stderr.find(`msg="reconnecting to the gateway"`); !ok || !strings.Contains(line, "attempt=1 ") || !strings.Contains(line, "delay=") {
-		t.Errorf("agent did not log its first reconnect attempt and delay; stderr:\n%s", ag.stderr)
+	for _, want := range []string{"connection lost: ", "reconnecting in ", "(attempt 1)", "tunnel closed: tunnel stopped: "} {
+		if _, ok := ag.stdout.find(want); !ok {
+			t.Errorf("agent stdout lacks %q:\n%s", want, ag.stdout)
+		}
 	}
 	if err := gw2.stop(t); err != nil {
 		t.Errorf("second gateway: %v", err)
@@ -148,11 +219,11 @@ func TestAgentExitsWhenRefused(t *testing.T) {
 
 func TestGatewayRedis(t *testing.T) {
 	t.Parallel()
-	redisAddr := backendtest.RedisAddr(t)
-	prefix := "standalone-test-" + randid.Hex(6) + ":"
+	client := redistest.Client(t)
+	prefix := redistest.Prefix(t, client)
 	gw, addr := startGateway(t, nil,
 		"--listen", "127.0.0.1:0", "--insecure-no-auth",
-		"--store", "redis", "--redis-addr", redisAddr, "--redis-prefix", prefix,
+		"--store", "redis", "--redis-addr", client.Options().Addr, "--redis-prefix", prefix,
 		"--limiter", "redis", "--agent-rate", "100/m", "--request-rate", "1000/s")
 	if _, ok := gw.stderr.find("every agent is admitted"); !ok {
 		t.Errorf("no warning about --insecure-no-auth in:\n%s", gw.stderr)
@@ -162,9 +233,7 @@ func TestGatewayRedis(t *testing.T) {
 	checkForwarded(t, publicURL)
 
 	// The tunnel's record is in Redis, under the gateway's prefix.
-	client := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer client.Close()
-	rec, err := redisstore.New(client, redisstore.Options{Prefix: prefix}).Get(t.Context(), path.Base(publicURL))
+	rec, err := redisstore.New(client, redisstore.Options{Prefix: prefix}).Get(t.Context(), tunnelID(t, publicURL))
 	if err != nil || rec.PublicURL != publicURL {
 		t.Errorf("record in Redis: %+v, %v; want one for %s", rec, err, publicURL)
 	}
@@ -180,34 +249,29 @@ func TestGatewayRedis(t *testing.T) {
 func TestGatewayDynamoDB(t *testing.T) {
 	t.Parallel()
 	endpoint := backendtest.DynamoEndpoint(t)
-	suffix := randid.Hex(6)
-	opts := dynamostore.Options{
-		ConnectionsTable: "standalone-connections-" + suffix,
-		PendingTable:     "standalone-pending-" + suffix,
-	}
-	limits := "standalone-limits-" + suffix
-	client := testDynamoClient(t, endpoint)
-	dropTablesAtCleanup(t, client, opts.ConnectionsTable, opts.PendingTable, limits)
+	client := dynamotest.Client(t)
+	names := dynamotest.Names(t, client, "connections", "pending", "limits")
+	opts := dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
 
 	env := map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 	gw, addr := startGateway(t, env,
 		"--listen", "127.0.0.1:0", "--insecure-no-auth", "--verbose",
 		"--store", "dynamodb", "--dynamodb-endpoint", endpoint, "--dynamodb-create-tables",
 		"--dynamodb-connections-table", opts.ConnectionsTable, "--dynamodb-pending-table", opts.PendingTable,
-		"--limiter", "dynamodb", "--dynamodb-ratelimit-table", limits, "--agent-rate", "100/m",
+		"--limiter", "dynamodb", "--dynamodb-ratelimit-table", names[2], "--agent-rate", "100/m",
 		"--cleanup-interval", "50ms")
 
 	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, localService(t).URL)
 	checkForwarded(t, publicURL)
 
-	rec, err := dynamostore.New(client, opts).Get(t.Context(), path.Base(publicURL))
+	rec, err := dynamostore.New(client, opts).Get(t.Context(), tunnelID(t, publicURL))
 	if err != nil || rec.PublicURL != publicURL {
 		t.Errorf("record in DynamoDB: %+v, %v; want one for %s", rec, err, publicURL)
 	}
 	if _, ok := gw.stderr.line(`msg="dynamodb cleanup"`, gw.done); !ok {
 		t.Errorf("the cleanup loop did not run; stderr:\n%s", gw.stderr)
 	}
-	if _, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(limits)}); err != nil {
+	if _, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(names[2])}); err != nil {
 		t.Errorf("rate-limit table not created: %v", err)
 	}
 
@@ -252,10 +316,9 @@ func TestGatewayDynamoDBNeedsCredentials(t *testing.T) {
 func TestGatewayDynamoDBProfileCredentials(t *testing.T) {
 	t.Parallel()
 	endpoint := backendtest.DynamoEndpoint(t)
-	suffix := randid.Hex(6)
-	opts := dynamostore.Options{ConnectionsTable: "standalone-connections-" + suffix, PendingTable: "standalone-pending-" + suffix}
-	client := testDynamoClient(t, endpoint)
-	dropTablesAtCleanup(t, client, opts.ConnectionsTable, opts.PendingTable)
+	client := dynamotest.Client(t)
+	names := dynamotest.Names(t, client, "connections", "pending")
+	opts := dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
 	env := noAWSEnv(t)
 	creds := "[tunnel-test]\naws_access_key_id = profilekey\naws_secret_access_key = profilesecret\n"
 	if err := os.WriteFile(env["AWS_SHARED_CREDENTIALS_FILE"], []byte(creds), 0o600); err != nil {
@@ -283,6 +346,7 @@ func TestGatewayDynamoDBProfileCredentials(t *testing.T) {
 // endpoint at startup; with a file that holds no certificate it says so.
 func TestGatewayDynamoDBCABundle(t *testing.T) {
 	t.Parallel()
+	client := dynamotest.Client(t)
 	target, err := url.Parse(backendtest.DynamoEndpoint(t))
 	if err != nil {
 		t.Fatal(err)
@@ -294,10 +358,8 @@ func TestGatewayDynamoDBCABundle(t *testing.T) {
 	tlsEndpoint := httptest.NewTLSServer(proxy)
 	t.Cleanup(tlsEndpoint.Close)
 
-	suffix := randid.Hex(6)
-	opts := dynamostore.Options{ConnectionsTable: "standalone-connections-" + suffix, PendingTable: "standalone-pending-" + suffix}
-	client := testDynamoClient(t, target.String())
-	dropTablesAtCleanup(t, client, opts.ConnectionsTable, opts.PendingTable)
+	names := dynamotest.Names(t, client, "connections", "pending")
+	opts := dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
 	args := []string{"--listen", "127.0.0.1:0", "--insecure-no-auth",
 		"--store", "dynamodb", "--dynamodb-endpoint", tlsEndpoint.URL, "--dynamodb-create-tables",
 		"--dynamodb-connections-table", opts.ConnectionsTable, "--dynamodb-pending-table", opts.PendingTable,
@@ -337,7 +399,7 @@ func checkDynamoGateway(t *testing.T, env map[string]string, client *dynamodb.Cl
 	gw, addr := startGateway(t, env, args...)
 	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, localService(t).URL)
 	checkForwarded(t, publicURL)
-	if rec, err := dynamostore.New(client, opts).Get(t.Context(), path.Base(publicURL)); err != nil || rec.PublicURL != publicURL {
+	if rec, err := dynamostore.New(client, opts).Get(t.Context(), tunnelID(t, publicURL)); err != nil || rec.PublicURL != publicURL {
 		t.Errorf("record in DynamoDB: %+v, %v; want one for %s", rec, err, publicURL)
 	}
 	if err := ag.stop(t); err != nil {
@@ -346,31 +408,4 @@ func checkDynamoGateway(t *testing.T, env map[string]string, client *dynamodb.Cl
 	if err := gw.stop(t); err != nil {
 		t.Errorf("gateway: %v", err)
 	}
-}
-
-// dropTablesAtCleanup deletes tables when the test ends. Call it before
-// starting a gateway: cleanups run last-registered first, so the tables go
-// after the gateway has stopped.
-func dropTablesAtCleanup(t *testing.T, client *dynamodb.Client, tables ...string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		for _, table := range tables {
-			client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-		}
-	})
-}
-
-// testDynamoClient returns a client of the test DynamoDB whose connections
-// close with the test.
-func testDynamoClient(t *testing.T, endpoint string) *dynamodb.Client {
-	t.Helper()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	return dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:   &http.Client{Transport: tr},
-	})
 }

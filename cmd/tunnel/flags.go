@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,32 +96,6 @@ func (c *choiceFlag) Set(s string) error {
 	return nil
 }
 
-// usageError is a mistake in the command line: main exits with status 2
-// for it. printed says the flag package has already shown it, with the
-// usage, so that main does not repeat it.
-type usageError struct {
-	err     error
-	printed bool
-}
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-// usagef returns a usageError for a problem found after parsing.
-func usagef(format string, args ...any) error {
-	return &usageError{err: fmt.Errorf(format, args...)}
-}
-
-// parseFlags parses args into fs. It returns flag.ErrHelp for -h, and a
-// usageError, already printed by fs, for any other parse failure.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return &usageError{err: err, printed: true}
-}
-
 // envOr returns the environment variable name through getenv, or def when
 // it is unset or empty.
 func envOr(getenv func(string) string, name, def string) string {
@@ -144,16 +115,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// newFlagSet returns a flag set for a subcommand that reports errors
-// (instead of exiting) and prints usage, then the flags, to output.
-func newFlagSet(name, usage string, output io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(output)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
-	return fs
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"log/slog"
 	"slices"
 	"strings"
@@ -68,43 +66,6 @@ func TestRateFlagRoundTrip(t *testing.T) {
 	}
 	if r.String() != "3/s" {
 		t.Errorf("after a failed Set, String() = %q; want 3/s", r.String())
-	}
-}
-
-func TestParseLocal(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in, want string // want "" means an error
-	}{
-		{"3000", "http://127.0.0.1:3000"},
-		{"1", "http://127.0.0.1:1"},
-		{"65535", "http://127.0.0.1:65535"},
-		{":3000", "http://127.0.0.1:3000"},
-		{"localhost:3000", "http://localhost:3000"},
-		{"10.0.0.7:8080", "http://10.0.0.7:8080"},
-		{"[::1]:3000", "http://[::1]:3000"},
-		{"http://localhost:3000", "http://localhost:3000"},
-		{"https://app.internal/base?x=1", "https://app.internal/base?x=1"},
-		{"0", ""},
-		{"65536", ""},
-		{"localhost", ""},
-		{"localhost:http", ""},
-		{"::1:3000", ""},
-		{"ftp://localhost:21", ""},
-		{"http://", ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		got, err := parseLocal(tt.in)
-		if tt.want == "" {
-			if err == nil {
-				t.Errorf("parseLocal(%q) = %q; want an error", tt.in, got)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("parseLocal(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
 	}
 }
 
@@ -288,6 +249,76 @@ func TestGatewayFlags(t *testing.T) {
 		args:    []string{"--tokens-file", tokens, "--cleanup-interval", "-1s"},
 		wantErr: "--cleanup-interval",
 	}, {
+		name: "no domain: subdomains of localhost",
+		args: []string{"--insecure-no-auth"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.domain != "localhost" || !c.localhostDomain || c.tls.on() || c.tls.httpListen != "" {
+				t.Errorf("domain = %q, localhostDomain = %v, tls = %+v; want localhost, true, off", c.domain, c.localhostDomain, c.tls)
+			}
+		},
+	}, {
+		name: "no domain and path routing: no subdomains",
+		args: []string{"--insecure-no-auth", "--routing", "path"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.domain != "" || c.localhostDomain {
+				t.Errorf("domain = %q, localhostDomain = %v; want none", c.domain, c.localhostDomain)
+			}
+		},
+	}, {
+		name: "a base URL's domain",
+		args: []string{"--insecure-no-auth", "--base-url", "https://Tunnel.Example.com:8443/"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.domain != "" || c.localhostDomain || c.publicDomain() != "tunnel.example.com" {
+				t.Errorf("domain = %q, publicDomain = %q; want the base URL's host", c.domain, c.publicDomain())
+			}
+		},
+	}, {
+		name: "acme defaults",
+		args: []string{"--insecure-no-auth", "--domain", "tunnel.example.com", "--acme", "--acme-cache", "/var/cache/acme"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if !c.tls.acme || c.tls.httpListen != ":80" || c.tls.acmeCache != "/var/cache/acme" ||
+				c.tls.acmeDirectory != "https://acme-v02.api.letsencrypt.org/directory" ||
+				c.tls.acmeRate.limit != (ratelimit.Limit{Events: 10, Period: time.Hour}) || c.tls.hsts != 0 {
+				t.Errorf("tls = %+v", c.tls)
+			}
+		},
+	}, {
+		name: "acme without the HTTP listener, with HSTS",
+		args: []string{"--insecure-no-auth", "--base-url", "https://tunnel.example.com", "--acme", "--http-listen", "", "--hsts", "8760h", "--acme-rate", "3/m"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if c.tls.httpListen != "" || c.tls.hsts != 8760*time.Hour || c.tls.acmeRate.limit != (ratelimit.Limit{Events: 3, Period: time.Minute}) {
+				t.Errorf("tls = %+v", c.tls)
+			}
+		},
+	}, {
+		name:    "acme without a domain",
+		args:    []string{"--insecure-no-auth", "--acme"},
+		wantErr: "--acme needs --domain",
+	}, {
+		name:    "acme and a certificate",
+		args:    []string{"--insecure-no-auth", "--domain", "tunnel.example.com", "--acme", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+		wantErr: "not both",
+	}, {
+		name:    "certificate without key",
+		args:    []string{"--insecure-no-auth", "--tls-cert", "c.pem"},
+		wantErr: "--tls-cert and --tls-key go together",
+	}, {
+		name:    "HSTS without TLS",
+		args:    []string{"--insecure-no-auth", "--hsts", "1h"},
+		wantErr: "need --tls-cert or --acme",
+	}, {
+		name:    "ACME flag without acme",
+		args:    []string{"--insecure-no-auth", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--acme-email", "ops@example.com"},
+		wantErr: "--acme-email needs --acme",
+	}, {
+		name: "certificate: no HTTP listener by default",
+		args: []string{"--insecure-no-auth", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if !c.tls.on() || c.tls.httpListen != "" || !c.localhostDomain {
+				t.Errorf("tls = %+v, localhostDomain = %v", c.tls, c.localhostDomain)
+			}
+		},
+	}, {
 		name:    "positional argument",
 		args:    []string{"--tokens-file", tokens, "extra"},
 		wantErr: "unexpected argument",
@@ -314,108 +345,28 @@ func TestGatewayFlags(t *testing.T) {
 	}
 }
 
-func TestAgentFlags(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		want    agentConfig // compared when wantErr is ""
-		wantErr string
-	}{{
-		name: "port only",
-		args: []string{"3000"},
-		want: agentConfig{gateway: defaultGateway, local: "http://127.0.0.1:3000"},
-	}, {
-		name: "environment",
-		args: []string{"localhost:5173"},
-		env:  map[string]string{envGateway: "https://gw.example.com", envToken: "env-token"},
-		want: agentConfig{gateway: "https://gw.example.com", token: "env-token", local: "http://localhost:5173"},
-	}, {
-		name: "flags over environment",
-		args: []string{"--gateway", "http://a:8080", "--token", "flag-token", "3000"},
-		env:  map[string]string{envGateway: "https://gw.example.com", envToken: "env-token"},
-		want: agentConfig{gateway: "http://a:8080", token: "flag-token", local: "http://127.0.0.1:3000"},
-	}, {
-		name: "fallback gateways",
-		args: []string{"--gateway", "http://a:8080, http://b:8080,,http://c:8080", "3000"},
-		want: agentConfig{gateway: "http://a:8080", fallbacks: []string{"http://b:8080", "http://c:8080"}, local: "http://127.0.0.1:3000"},
-	}, {
-		name: "flags after the local service",
-		args: []string{"--verbose", "https://localhost:8443", "--name", "web", "--rewrite-host"},
-		want: agentConfig{gateway: defaultGateway, name: "web", rewriteHost: true, verbose: true, local: "https://localhost:8443"},
-	}, {
-		name:    "no local service",
-		args:    []string{"--name", "web"},
-		wantErr: "missing the local service",
-	}, {
-		name:    "two local services",
-		args:    []string{"3000", "4000"},
-		wantErr: "more than one",
-	}, {
-		name:    "bad local service",
-		args:    []string{"localhost"},
-		wantErr: "want a port",
-	}, {
-		name:    "token in the gateway URL",
-		args:    []string{"--gateway", "https://gw.example.com/?token=url-token", "3000"},
-		wantErr: "not in the URL",
-	}, {
-		name:    "empty gateway list",
-		args:    []string{"--gateway", " , ", "3000"},
-		wantErr: "names no gateway",
-	}, {
-		name:    "unknown flag",
-		args:    []string{"--port", "3000"},
-		wantErr: "flag provided but not defined",
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var out strings.Builder
-			cfg, err := parseAgentFlags(tt.args, envMap(tt.env), &out)
-			if tt.wantErr != "" {
-				var ue *usageError
-				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v; want a usage error containing %q", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error()+out.String(), "url-token") {
-					t.Errorf("error or usage repeats the token: %v\n%s", err, out.String())
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("error: %v\n%s", err, out.String())
-			}
-			if cfg.gateway != tt.want.gateway || !slices.Equal(cfg.fallbacks, tt.want.fallbacks) || cfg.token != tt.want.token ||
-				cfg.name != tt.want.name || cfg.rewriteHost != tt.want.rewriteHost || cfg.verbose != tt.want.verbose || cfg.local != tt.want.local {
-				t.Errorf("got  %+v\nwant %+v", *cfg, tt.want)
-			}
-		})
-	}
-}
-
 // TestHelpHidesSecrets checks that -h shows where secrets come from, never
 // their values.
 func TestHelpHidesSecrets(t *testing.T) {
 	t.Parallel()
 	env := envMap(map[string]string{
-		envToken:      "agent-secret-value",
-		envTokens:     "gateway-secret-value",
-		envNodeSecret: "node-secret-value",
+		"TUNNEL_TOKEN": "agent-secret-value",
+		envTokens:      "gateway-secret-value",
+		envNodeSecret:  "node-secret-value",
 	})
 	var out strings.Builder
-	if _, err := parseAgentFlags([]string{"-h"}, env, &out); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("agent -h: %v; want flag.ErrHelp", err)
-	}
-	if _, err := parseGatewayFlags([]string{"-h"}, env, &out); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("gateway -h: %v; want flag.ErrHelp", err)
+	for _, sub := range []string{"gateway", "agent", "http"} {
+		c := command{stdout: &out, stderr: &out, getenv: env}
+		if code := run(t.Context(), []string{sub, "-h"}, c); code != 0 {
+			t.Errorf("%s -h: exit status %d; want 0", sub, code)
+		}
 	}
 	help := out.String()
 	if strings.Contains(help, "secret-value") {
 		t.Errorf("help shows a secret:\n%s", help)
 	}
-	for _, want := range []string{"$" + envToken, "$" + envTokens, "$" + envNodeSecret, "-agent-rate N/unit", "-gateway URL"} {
+	for _, want := range []string{"$TUNNEL_TOKEN", "$" + envTokens, "$" + envNodeSecret, "-agent-rate N/unit", "-gateway URL", "-acme-rate N/unit",
+		"Usage: tunnel gateway", "Usage: tunnel agent", "Usage: tunnel http"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -430,13 +381,15 @@ func TestRun(t *testing.T) {
 		wantOutput string // in stdout or stderr
 	}{
 		{nil, 2, "Usage:"},
-		{[]string{"help"}, 0, "standalone agent [flags]"},
+		{[]string{"help"}, 0, "tunnel http [flags]"},
 		{[]string{"serve"}, 2, `unknown command "serve"`},
 		{[]string{"gateway", "-h"}, 0, "-tokens-file file"},
 		{[]string{"agent", "--help"}, 0, "-rewrite-host"},
+		{[]string{"http", "--help"}, 0, "-local-ca file"},
 		{[]string{"gateway", "--bogus"}, 2, "flag provided but not defined: -bogus"},
-		{[]string{"gateway"}, 2, "standalone gateway: no agent tokens"},
-		{[]string{"agent"}, 2, "standalone agent: missing the local service"},
+		{[]string{"gateway"}, 2, "tunnel gateway: no agent tokens"},
+		{[]string{"agent"}, 2, "tunnel agent: missing the local service"},
+		{[]string{"http", "3000", "4000"}, 2, "tunnel http: more than one local service"},
 		{[]string{"agent", "--gateway", "ftp://gw.example.com", "3000"}, 1, "scheme must be"},
 	}
 	for _, tt := range tests {

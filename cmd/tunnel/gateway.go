@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/agentcli"
+	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 	"github.com/http-tunnel/tunnel/store/redisstore"
 )
@@ -53,6 +59,12 @@ type gatewayConfig struct {
 	adminListen      string // "" for no admin listener
 	metricsPerTunnel bool
 
+	tls tlsOptions
+	// localhostDomain says that domain is "localhost" because the command
+	// line named none: tunnels get <id>.localhost:PORT, which resolves to
+	// this machine only.
+	localhostDomain bool
+
 	logJSON  bool
 	logLevel slog.Level
 }
@@ -72,12 +84,18 @@ type dynamoConfig struct {
 // table, in the style of dynamostore's default table names.
 const defaultRateLimitTable = "http-tunnel-rate-limits"
 
-const gatewayUsage = `Usage: standalone gateway [flags]
+const gatewayUsage = `Usage: tunnel gateway [flags]
 
 Runs a tunnel gateway: agents connect to it, and public requests reach
 their local services through it. Tokens come from --tokens-file and
 $TUNNEL_TOKENS; without any, the gateway refuses to start unless
 --insecure-no-auth is given.
+
+Without --domain or --base-url, tunnels get subdomains of localhost
+(http://<id>.localhost:8080, for this machine) and paths
+(http://host:8080/<id>/). --acme serves HTTPS with certificates from
+Let's Encrypt for --domain and each live tunnel's subdomain; --tls-cert and
+--tls-key with a certificate of your own.
 
 Traces are exported over OTLP/HTTP when $OTEL_EXPORTER_OTLP_ENDPOINT or
 $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, or $OTEL_TRACES_EXPORTER=otlp;
@@ -90,7 +108,7 @@ Flags:
 // supplies the environment; output receives usage and flag errors.
 func parseGatewayFlags(args []string, getenv func(string) string, output io.Writer) (*gatewayConfig, error) {
 	cfg := &gatewayConfig{}
-	fs := newFlagSet("gateway", gatewayUsage, output)
+	fs := agentcli.NewFlagSet("gateway", gatewayUsage, output)
 
 	fs.StringVar(&cfg.listen, "listen", ":8080", "`address` to listen on")
 	fs.StringVar(&cfg.baseURL, "base-url", "", "public base `URL` of the gateway, such as https://tunnel.example.com; tunnel URLs are built from it (default: from each agent's gateway URL)")
@@ -133,16 +151,18 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	fs.StringVar(&cfg.adminListen, "admin-listen", "", "`address` of a separate listener for operators, such as 127.0.0.1:9090: Prometheus /metrics, /healthz and /tunnels (default: none). Keep it off the public network: /tunnels lists every tunnel")
 	fs.BoolVar(&cfg.metricsPerTunnel, "metrics-per-tunnel", false, "label request metrics with tunnel_id: one time series per tunnel, for gateways with few, long-lived tunnels")
 
-	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
+	cfg.tls.register(fs)
+
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown (on SIGINT, SIGTERM or SIGHUP) waits for requests in flight")
 	verbose := fs.Bool("verbose", false, "log debug messages")
 	logFormat := newChoice("text", "text", "json")
 	fs.Var(logFormat, "log-format", "log `format`: text or json")
 
-	if err := parseFlags(fs, args); err != nil {
+	if err := agentcli.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, usagef("unexpected argument %q: the gateway takes flags only", fs.Arg(0))
+		return nil, agentcli.Usagef("unexpected argument %q: the gateway takes flags only", fs.Arg(0))
 	}
 
 	cfg.routing = map[string]tunnel.RoutingMode{
@@ -163,10 +183,20 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	}
 
 	if cfg.baseURL != "" && !httpURL(cfg.baseURL) {
-		return nil, usagef("--base-url %q: want an absolute http or https URL, such as https://tunnel.example.com", cfg.baseURL)
+		return nil, agentcli.Usagef("--base-url %q: want an absolute http or https URL, such as https://tunnel.example.com", cfg.baseURL)
 	}
 	if cfg.routing == tunnel.RouteSubdomain && cfg.domain == "" && cfg.baseURL == "" {
-		return nil, usagef("--routing subdomain needs --domain or --base-url")
+		return nil, agentcli.Usagef("--routing subdomain needs --domain or --base-url")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := cfg.tls.check(cfg.publicDomain(), set); err != nil {
+		return nil, err
+	}
+	if cfg.domain == "" && cfg.baseURL == "" && cfg.routing != tunnel.RoutePath {
+		// Browsers and curl resolve every name under localhost to this
+		// machine: subdomain routing works here without DNS.
+		cfg.domain, cfg.localhostDomain = "localhost", true
 	}
 
 	tokens, err := loadTokens(*tokensFile, getenv(envTokens))
@@ -174,49 +204,61 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 		return nil, err
 	}
 	if len(tokens) == 0 && !*insecure {
-		return nil, usagef("no agent tokens: give --tokens-file or $%s, or --insecure-no-auth to admit every agent", envTokens)
+		return nil, agentcli.Usagef("no agent tokens: give --tokens-file or $%s, or --insecure-no-auth to admit every agent", envTokens)
 	}
 	cfg.tokens, cfg.insecureNoAuth = tokens, len(tokens) == 0
 
 	if cfg.nodeURL != "" {
 		if !httpURL(cfg.nodeURL) {
-			return nil, usagef("--node-url %q: want an absolute http or https URL, such as http://10.0.0.5:8080", cfg.nodeURL)
+			return nil, agentcli.Usagef("--node-url %q: want an absolute http or https URL, such as http://10.0.0.5:8080", cfg.nodeURL)
 		}
 		if cfg.store == "memory" {
-			return nil, usagef("--node-url needs a shared --store, redis or dynamodb: nodes find each other's tunnels there")
+			return nil, agentcli.Usagef("--node-url needs a shared --store, redis or dynamodb: nodes find each other's tunnels there")
 		}
 		if cfg.nodeSecret == "" {
-			return nil, usagef("--node-url needs --node-secret or $%s", envNodeSecret)
+			return nil, agentcli.Usagef("--node-url needs --node-secret or $%s", envNodeSecret)
 		}
 	}
 
 	if cfg.metricsPerTunnel && cfg.adminListen == "" {
-		return nil, usagef("--metrics-per-tunnel needs --admin-listen, which serves the metrics")
+		return nil, agentcli.Usagef("--metrics-per-tunnel needs --admin-listen, which serves the metrics")
 	}
 
 	limited := !cfg.agentRate.limit.Unlimited() || !cfg.requestRate.limit.Unlimited()
 	switch {
 	case cfg.limiter == "none" && limited:
-		return nil, usagef("--agent-rate and --request-rate need --limiter local, redis or dynamodb")
+		return nil, agentcli.Usagef("--agent-rate and --request-rate need --limiter local, redis or dynamodb")
 	case cfg.limiter != "none" && !limited:
-		return nil, usagef("--limiter %s needs --agent-rate or --request-rate", cfg.limiter)
+		return nil, agentcli.Usagef("--limiter %s needs --agent-rate or --request-rate", cfg.limiter)
 	}
 
 	switch {
 	case cfg.cleanupInterval < 0:
-		return nil, usagef("--cleanup-interval must not be negative")
+		return nil, agentcli.Usagef("--cleanup-interval must not be negative")
 	case cfg.shutdownTimeout <= 0:
-		return nil, usagef("--shutdown-timeout must be positive")
+		return nil, agentcli.Usagef("--shutdown-timeout must be positive")
 	case cfg.leaseTTL <= 0:
-		return nil, usagef("--lease-ttl must be positive")
+		return nil, agentcli.Usagef("--lease-ttl must be positive")
 	case cfg.readHeaderTimeout <= 0:
-		return nil, usagef("--read-header-timeout must be positive")
+		return nil, agentcli.Usagef("--read-header-timeout must be positive")
 	case cfg.maxBodyBytes < 0:
-		return nil, usagef("--max-body-bytes must not be negative")
+		return nil, agentcli.Usagef("--max-body-bytes must not be negative")
 	case cfg.maxURIBytes <= 0 || cfg.maxHeaderCount <= 0:
-		return nil, usagef("--max-uri-bytes and --max-header-count must be positive")
+		return nil, agentcli.Usagef("--max-uri-bytes and --max-header-count must be positive")
 	}
 	return cfg, nil
+}
+
+// publicDomain returns the domain tunnels get subdomains of, normalized:
+// --domain, else the host name of --base-url, else "".
+func (cfg *gatewayConfig) publicDomain() string {
+	d := cfg.domain
+	if d == "" && cfg.baseURL != "" {
+		if u, err := url.Parse(cfg.baseURL); err == nil {
+			d = u.Hostname()
+		}
+	}
+	return strings.TrimSuffix(strings.ToLower(d), ".")
 }
 
 // httpURL reports whether s is an absolute http or https URL with a host.
@@ -283,6 +325,16 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		// would not be the "use the global" nil.
 		srv.TracerProvider = tp
 	}
+	// The ACME host policy asks whether a tunnel is live: the shared store
+	// knows every node's tunnels; with the memory store, this node's are
+	// all there are.
+	exists := storeHas(b.store)
+	if b.store == nil {
+		live := &liveTunnels{}
+		srv.OnConnect = func(t tunnel.Tunnel) { live.add(t.ID) }
+		srv.OnDisconnect = func(t tunnel.Tunnel) { live.remove(t.ID) }
+		exists = live.exists
+	}
 
 	var adm *adminListener
 	if cfg.adminListen != "" {
@@ -311,8 +363,55 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ln.Close() // Serve does not close it if Shutdown came first.
+	scheme := "http"
+	var plain *plainListener
+	if cfg.tls.on() {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		if cfg.baseURL != "" {
+			if u, err := url.Parse(cfg.baseURL); err == nil {
+				port = u.Port()
+			}
+		}
+		pt, err := newPublicTLS(&cfg.tls, cfg.publicDomain(), cfg.routing != tunnel.RoutePath, exists, port, log)
+		if err != nil {
+			return err
+		}
+		defer pt.close()
+		ln = tls.NewListener(ln, pt.config)
+		scheme = "https"
+		if cfg.tls.httpListen != "" {
+			plain, err = listenPlain(cfg.tls.httpListen, pt.http, log)
+			if err != nil {
+				return err
+			}
+			defer plain.stop(ctx)
+		}
+	}
+
+	// With --hsts the gateway is mounted in an http.Server of this
+	// command's, which adds the header; Serve's own http.Server takes no
+	// wrapper. The settings are those Serve applies.
+	var hs *http.Server
+	if cfg.tls.hsts > 0 {
+		hs = &http.Server{
+			Handler:           withHSTS(srv, cfg.tls.hsts),
+			ReadHeaderTimeout: cfg.readHeaderTimeout,
+			IdleTimeout:       tunnel.DefaultIdleTimeout,
+			MaxHeaderBytes:    tunnel.DefaultMaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			Protocols:         new(http.Protocols),
+		}
+		hs.Protocols.SetHTTP1(true)
+		hs.Protocols.SetHTTP2(true)
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if hs != nil {
+			served <- hs.Serve(ln)
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 
 	base := cfg.baseURL
 	if base == "" {
@@ -324,15 +423,26 @@ func (c command) gateway(ctx context.Context, args []string) error {
 	}
 	log.Info("gateway started",
 		slog.String("addr", ln.Addr().String()),
+		slog.String("scheme", scheme),
 		slog.String("admin_addr", adminAddr),
 		slog.String("base_url", cfg.baseURL),
+		slog.String("domain", cfg.domain),
 		slog.String("routing", cfg.routing.String()),
 		slog.String("store", cfg.store),
 		slog.String("limiter", cfg.limiter),
 		slog.Int("tokens", len(cfg.tokens)),
 		slog.String("node_url", cfg.nodeURL),
 		slog.Bool("metrics_per_tunnel", cfg.metricsPerTunnel))
-	fmt.Fprintf(c.stdout, "gateway listening on %s, base URL %s\n", ln.Addr(), base)
+	fmt.Fprintf(c.stdout, "gateway listening on %s (%s), base URL %s\n", ln.Addr(), scheme, base)
+	if urls := tunnelURLs(cfg, scheme, ln.Addr()); urls != "" {
+		fmt.Fprintf(c.stdout, "tunnels at %s\n", urls)
+	}
+	if plain != nil {
+		fmt.Fprintf(c.stdout, "http listening on %s: ACME challenges, redirects to https\n", plain.addr())
+		if c.httpListening != nil {
+			c.httpListening(plain.addr())
+		}
+	}
 	if adm != nil {
 		fmt.Fprintf(c.stdout, "admin listening on %s: /metrics, /healthz, /tunnels\n", adminAddr)
 		if c.adminListening != nil {
@@ -372,9 +482,18 @@ func (c command) gateway(ctx context.Context, args []string) error {
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
 	defer cancel()
+	var wg sync.WaitGroup
+	if hs != nil {
+		wg.Go(func() {
+			if err := hs.Shutdown(sctx); err != nil {
+				hs.Close()
+			}
+		})
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown cut short; open connections were closed", slog.Any("err", err))
 	}
+	wg.Wait()
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
 		runErr = fmt.Errorf("serve: %w", err)
 	}
@@ -382,4 +501,99 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		log.Info("gateway stopped")
 	}
 	return runErr
+}
+
+// storeHas returns whether a tunnel is live according to s; nil for the
+// memory store, which the gateway does not hold.
+func storeHas(s store.Store) func(context.Context, string) (bool, error) {
+	if s == nil {
+		return nil
+	}
+	return func(ctx context.Context, id string) (bool, error) {
+		_, err := s.Get(ctx, id)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, store.ErrNotFound):
+			return false, nil
+		}
+		return false, err
+	}
+}
+
+// tunnelURLs describes the URLs tunnels get, with <id> for the tunnel's
+// ID, for the gateway's start line; "" when they depend on each agent's
+// gateway URL.
+func tunnelURLs(cfg *gatewayConfig, scheme string, addr net.Addr) string {
+	var forms []string
+	switch {
+	case cfg.localhostDomain:
+		_, port, _ := net.SplitHostPort(addr.String())
+		host := addr.String()
+		if ip := net.ParseIP(strings.Trim(strings.TrimSuffix(host, ":"+port), "[]")); ip == nil || ip.IsUnspecified() {
+			host = net.JoinHostPort("localhost", port)
+		}
+		forms = append(forms,
+			fmt.Sprintf("%s://<id>.localhost:%s (this machine)", scheme, port),
+			fmt.Sprintf("%s://%s/<id>/", scheme, host))
+	case cfg.baseURL != "":
+		base := strings.TrimSuffix(cfg.baseURL, "/")
+		if d := cfg.publicDomain(); d != "" && cfg.routing != tunnel.RoutePath {
+			u, _ := url.Parse(base)
+			port := ""
+			if u.Port() != "" {
+				port = ":" + u.Port()
+			}
+			forms = append(forms, u.Scheme+"://<id>."+d+port)
+		}
+		if cfg.routing != tunnel.RouteSubdomain {
+			forms = append(forms, base+"/<id>/")
+		}
+	}
+	return strings.Join(forms, " and ")
+}
+
+// plainListener is the gateway's plain-HTTP listener (--http-listen): ACME
+// challenges and the redirect to https.
+type plainListener struct {
+	ln     net.Listener
+	srv    *http.Server
+	served chan struct{}
+}
+
+// listenPlain starts serving h on addr.
+func listenPlain(addr string, h http.Handler, log *slog.Logger) (*plainListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http-listen: %w", err)
+	}
+	p := &plainListener{
+		ln: ln,
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: tunnel.DefaultReadHeaderTimeout,
+			IdleTimeout:       tunnel.DefaultIdleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		},
+		served: make(chan struct{}),
+	}
+	go func() {
+		defer close(p.served)
+		if err := p.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http listener failed", slog.Any("err", err))
+		}
+	}()
+	return p, nil
+}
+
+func (p *plainListener) addr() net.Addr { return p.ln.Addr() }
+
+// stop closes the listener and its connections; nothing on it is long.
+func (p *plainListener) stop(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminStopTimeout)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); err != nil {
+		p.srv.Close()
+	}
+	<-p.served
 }

@@ -1,25 +1,47 @@
-// Command standalone is a tunnel gateway for production and the agent
-// that goes with it, in one binary with two subcommands.
+// Command tunnel runs a tunnel gateway, or an agent that forwards a local
+// HTTP service through one.
 //
-//	standalone gateway [flags]
-//	standalone agent [flags] <port|host:port|URL>
+//	go install github.com/http-tunnel/tunnel/cmd/tunnel@latest
 //
-// Build it with go build ./examples/standalone, or try it with go run
-// ./examples/standalone gateway ...; run either subcommand with -h for its
-// flags.
+//	tunnel gateway [flags]
+//	tunnel agent [flags] <port|host:port|URL>
+//	tunnel http [flags] <port|host:port|URL>    (the same as agent)
 //
-// # A gateway on one machine
+// Run a subcommand with -h for its flags. docs/configuration.md lists them
+// all, docs/operations.md shows how to run the gateway, on one machine or
+// on several (deploy/ has a Dockerfile and Kubernetes manifests). The
+// agent alone, without the gateway's backends, is cmd/tunnel-agent.
 //
-// Records in memory, path-routed tunnel URLs (http://host:8080/<id>/),
-// agent tokens from the environment:
+// # Try it on one machine
 //
-//	TUNNEL_TOKENS=s3cret standalone gateway
+//	tunnel gateway --insecure-no-auth &
+//	tunnel http 3000
+//
+// The gateway, started without --domain or --base-url, gives tunnels URLs
+// under localhost, http://<id>.localhost:8080, which browsers and curl
+// resolve to this machine; path URLs, http://127.0.0.1:8080/<id>/, work
+// too.
+//
+// # A gateway with its own certificates
+//
+// With --acme the gateway gets certificates from Let's Encrypt (or another
+// ACME CA, --acme-directory) for its domain and for each tunnel's
+// subdomain when it is first visited, for names of live tunnels only, at
+// most --acme-rate new ones; it answers the ACME HTTP-01 challenge on
+// --http-listen (:80) and redirects everything else there to https:
+//
+//	TUNNEL_TOKENS=s3cret tunnel gateway --domain tunnel.example.com \
+//	    --listen :443 --acme --acme-email ops@example.com \
+//	    --acme-cache /var/lib/tunnel/acme
+//
+// --tls-cert and --tls-key serve a certificate of your own instead (a
+// wildcard one for *.tunnel.example.com, say).
 //
 // Behind a TLS-terminating proxy that sends tunnel.example.com and
 // *.tunnel.example.com to it, with tokens in a file (one per line, # for
 // comments) and JSON logs:
 //
-//	standalone gateway --base-url https://tunnel.example.com \
+//	tunnel gateway --base-url https://tunnel.example.com \
 //	    --tokens-file /etc/tunnel/tokens --log-format json
 //
 // # Three nodes sharing Redis
@@ -30,7 +52,7 @@
 // tunnel. Limits are shared through Redis too:
 //
 //	export TUNNEL_TOKENS=... TUNNEL_NODE_SECRET=...
-//	standalone gateway --base-url https://tunnel.example.com \
+//	tunnel gateway --base-url https://tunnel.example.com \
 //	    --store redis --redis-addr redis.internal:6379 \
 //	    --limiter redis --agent-rate 100/h --request-rate 600/m \
 //	    --node-url http://10.0.0.1:8080      # on 10.0.0.1
@@ -39,7 +61,7 @@
 // Agents list the nodes, so that they come back on a live one with the
 // same URL when theirs goes away:
 //
-//	standalone agent --gateway http://10.0.0.1:8080,http://10.0.0.2:8080,http://10.0.0.3:8080 3000
+//	tunnel agent --gateway http://10.0.0.1:8080,http://10.0.0.2:8080,http://10.0.0.3:8080 3000
 //
 // # DynamoDB
 //
@@ -52,7 +74,7 @@
 // --cleanup-interval; set it to 0 on all nodes but one.
 //
 //	AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \
-//	standalone gateway --store dynamodb \
+//	tunnel gateway --store dynamodb \
 //	    --dynamodb-connections-table prod-http-tunnel-connections \
 //	    --dynamodb-pending-table prod-http-tunnel-pending-requests \
 //	    --limiter dynamodb --dynamodb-ratelimit-table prod-http-tunnel-rate-limits \
@@ -75,27 +97,30 @@
 // http-tunnel-gateway) and by the agent (http-tunnel-agent):
 //
 //	OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318 \
-//	standalone gateway --admin-listen 127.0.0.1:9090
+//	tunnel gateway --admin-listen 127.0.0.1:9090
 //
 // docs/observability.md lists the metrics, spans and log fields.
 //
 // # The agent
 //
-// The agent forwards a local HTTP service and prints its public URL on
-// stdout; logs go to stderr. It reconnects by itself, and exits 0 when
-// interrupted, non-zero when the gateway refuses it for good.
+// The agent forwards a local HTTP service and prints a forwarding line
+// (public URL -> local URL), then one line per request and what happens
+// to its connection; --json prints the same as JSON lines, --print-url the
+// public URL alone on stdout. It reconnects by itself, and exits 0 when
+// interrupted, non-zero when the gateway refuses it for good. It also
+// takes the original agent's -p/--port, -e/--endpoint, $TTF_ENDPOINT and
+// $TTF_TOKEN.
 //
-//	TUNNEL_TOKEN=s3cret standalone agent --gateway https://tunnel.example.com 3000
-//	standalone agent --name myapp --rewrite-host localhost:5173
+//	TUNNEL_TOKEN=s3cret tunnel http --gateway https://tunnel.example.com 3000
+//	tunnel agent --name myapp --rewrite-host localhost:5173
+//	tunnel http --local-ca "$(mkcert -CAROOT)/rootCA.pem" https://localhost:8443
 //
-// Exit status: 0 on success, on -h, or after SIGINT or SIGTERM; 1 on an
-// error; 2 on a mistake in the command line.
+// Exit status: 0 on success, on -h, or after SIGINT, SIGTERM or SIGHUP; 1
+// on an error; 2 on a mistake in the command line.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,25 +128,28 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/http-tunnel/tunnel/internal/agentcli"
 )
 
-// Environment variables the subcommands read.
+// Environment variables the gateway reads; the agent's are agentcli's.
 const (
-	envTokens     = "TUNNEL_TOKENS"      // gateway: agent tokens, comma-separated
-	envNodeSecret = "TUNNEL_NODE_SECRET" // gateway: default of --node-secret
-	envGateway    = "TUNNEL_GATEWAY"     // agent: default of --gateway
-	envToken      = "TUNNEL_TOKEN"       // agent: default of --token
+	envTokens     = "TUNNEL_TOKENS"      // agent tokens, comma-separated
+	envNodeSecret = "TUNNEL_NODE_SECRET" // default of --node-secret
 )
 
 const usage = `Usage:
-  standalone gateway [flags]                       run a tunnel gateway
-  standalone agent [flags] <port|host:port|URL>    forward a local service through a gateway
+  tunnel gateway [flags]                       run a tunnel gateway
+  tunnel http [flags] <port|host:port|URL>     forward a local service through a gateway
+  tunnel agent [flags] <port|host:port|URL>    the same as http
 
-Run "standalone <command> -h" for the flags of a command.
+Run "tunnel <command> -h" for the flags of a command.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args[1:], command{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	os.Exit(code)
@@ -135,16 +163,11 @@ type command struct {
 	// listening, if set, is called with the gateway's address once it
 	// accepts connections.
 	listening func(net.Addr)
-	// adminListening, if set, is called with the address of the gateway's
-	// admin listener (--admin-listen) once it accepts connections, before
-	// listening is called.
-	adminListening func(net.Addr)
-}
-
-// runAgent runs the agent with args (what follows "agent") until ctx ends
-// or the tunnel stops for good.
-func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return command{stdout: stdout, stderr: stderr, getenv: os.Getenv}.agent(ctx, args)
+	// adminListening and httpListening, if set, are called with the
+	// address of the gateway's admin listener (--admin-listen) and of its
+	// plain-HTTP listener (--http-listen, with TLS) once they accept
+	// connections, before listening is called.
+	adminListening, httpListening func(net.Addr)
 }
 
 // run dispatches args to a subcommand and returns the exit status.
@@ -158,29 +181,34 @@ func run(ctx context.Context, args []string, c command) int {
 	switch name {
 	case "gateway":
 		err = c.gateway(ctx, args[1:])
-	case "agent":
-		err = c.agent(ctx, args[1:])
+	case "agent", "http":
+		err = c.agent(ctx, "tunnel "+name, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(c.stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(c.stderr, "standalone: unknown command %q\n\n%s", name, usage)
+		fmt.Fprintf(c.stderr, "tunnel: unknown command %q\n\n%s", name, usage)
 		return 2
 	}
+	return agentcli.Exit(c.stderr, "tunnel "+name, err)
+}
 
-	var ue *usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		if !ue.printed {
-			fmt.Fprintf(c.stderr, "standalone %s: %v\nRun \"standalone %s -h\" for the flags.\n", name, err, name)
-		}
-		return 2
-	default:
-		fmt.Fprintf(c.stderr, "standalone %s: %v\n", name, err)
-		return 1
-	}
+// agent runs the agent subcommand, named name in its usage, with traces
+// exported over OTLP when the environment asks for them.
+func (c command) agent(ctx context.Context, name string, args []string) error {
+	return agentcli.Command{
+		Name:   name,
+		Stdout: c.stdout,
+		Stderr: c.stderr,
+		Getenv: c.getenv,
+		Tracing: func(ctx context.Context) (trace.TracerProvider, func(context.Context) error, error) {
+			tp, err := newTracerProvider(ctx, c.getenv, agentService)
+			if err != nil || tp == nil {
+				return nil, nil, err
+			}
+			return tp, tp.Shutdown, nil
+		},
+	}.Run(ctx, args)
 }
 
 // newLogger returns a logger writing text, or JSON, to w at level and

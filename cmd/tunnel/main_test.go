@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +20,13 @@ import (
 // TestMain fails the package if a test leaves a goroutine running: every
 // subcommand a test starts must have returned, and every client it used
 // closed its connections.
+//
+// Run with pebbleEnv set, the binary is instead the ACME server of
+// TestGatewayACME (see runPebble).
 func TestMain(m *testing.M) {
+	if os.Getenv(pebbleEnv) != "" {
+		os.Exit(runPebble())
+	}
 	leakcheck.Main(m)
 }
 
@@ -179,16 +187,22 @@ func startGateway(t *testing.T, env map[string]string, args ...string) (*running
 	return nil, ""
 }
 
+// runAgent runs "tunnel agent" as command.agent does for run.
+func runAgent(c command, ctx context.Context, args []string) error {
+	return c.agent(ctx, "tunnel agent", args)
+}
+
 // startAgent starts an agent with args and returns it with the public URL
-// it printed.
+// of its forwarding line.
 func startAgent(t *testing.T, env map[string]string, args ...string) (*running, string) {
 	t.Helper()
-	ag := start(t, command.agent, env, command{}, args...)
-	url, ok := ag.stdout.line("http", ag.done)
-	if !ok {
-		t.Fatalf("agent %q printed no URL (returned: %v); stderr:\n%s", ag.name, ag.err, ag.stderr)
+	ag := start(t, runAgent, env, command{}, args...)
+	line, ok := ag.stdout.line("Forwarding ", ag.done)
+	fields := strings.Fields(line)
+	if !ok || len(fields) != 4 || fields[2] != "->" {
+		t.Fatalf("agent %q printed no forwarding line (returned: %v); stdout:\n%s\nstderr:\n%s", ag.name, ag.err, ag.stdout, ag.stderr)
 	}
-	return ag, url
+	return ag, fields[1]
 }
 
 // writeFile writes content to a new file in the test's directory and
@@ -202,14 +216,39 @@ func writeFile(t *testing.T, content string) string {
 	return path
 }
 
-// get fetches url with a client whose connections close with the test,
-// and returns the status and body.
+// testClient returns a client whose connections close with the test and
+// whose dialer sends every name under localhost and example.test to
+// 127.0.0.1, as browsers do for localhost and as DNS would for a gateway's
+// domain. roots, if set, verify HTTPS servers instead of the system's.
+func testClient(t *testing.T, roots *x509.CertPool) *http.Client {
+	tr := &http.Transport{DialContext: loopbackDial, TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{
+		Transport: tr,
+		Timeout:   waitTimeout,
+		// The tests look at redirects themselves.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// loopbackDial dials 127.0.0.1 for hosts under localhost and example.test,
+// and addr itself for others.
+func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		for _, d := range []string{"localhost", "example.test"} {
+			if host == d || strings.HasSuffix(host, "."+d) {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
+		}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// get fetches url with a testClient, and returns the status and body.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr, Timeout: waitTimeout}
-	resp, err := client.Get(url)
+	resp, err := testClient(t, nil).Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

@@ -370,9 +370,7 @@ func TestTracesThroughTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Traceparent", "00-"+traceID+"-"+clientSpan+"-01")
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	resp, err := (&http.Client{Transport: tr, Timeout: waitTimeout}).Do(req)
+	resp, err := testClient(t, nil).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
