@@ -14,6 +14,7 @@ import (
 
 	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/mux"
+	"github.com/http-tunnel/tunnel/internal/quietlog"
 	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/protocol"
 )
@@ -44,7 +45,7 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 		opt(&o)
 	}
 	if o.log == nil {
-		o.log = defaultLogger()
+		o.log = quietlog.New()
 	}
 	if o.minBackoff <= 0 {
 		o.minBackoff = DefaultMinBackoff

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/http-tunnel/tunnel/internal/quietlog"
 	"github.com/http-tunnel/tunnel/observability"
 
 	"github.com/http-tunnel/tunnel/protocol"
@@ -286,7 +287,7 @@ func (s *Server) init() {
 		}
 		s.log = s.Logger
 		if s.log == nil {
-			s.log = defaultLogger()
+			s.log = quietlog.New()
 		}
 		s.node = strings.TrimSuffix(s.NodeURL, "/")
 		s.dom = s.domain()

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/quietlog"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/store"
@@ -80,7 +81,7 @@ func (h *Handler) log() *slog.Logger {
 	if h.Logger != nil {
 		return h.Logger
 	}
-	return quietLogger
+	return quietlog.New()
 }
 
 // WebSocket handles the WebSocket API's $connect, $default and $disconnect

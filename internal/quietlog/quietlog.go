@@ -1,18 +1,19 @@
-package tunnel
+// Package quietlog is the default logger of this repository's libraries: a
+// library says nothing below WARN in its host program's log unless it is
+// given a logger. The root package and the serverless adapter use it.
+package quietlog
 
 import (
 	"context"
 	"log/slog"
 )
 
-// defaultLogger is the logger of a Listener, Forwarder or Server given
-// none: the program's default logger (slog.Default, looked up at each
-// record, so that a later slog.SetDefault applies), passing on warnings and
-// errors only. A library says nothing below WARN in its host program's log
-// unless asked; WithLogger and Server.Logger turn on more.
-func defaultLogger() *slog.Logger { return slog.New(warnOnly{}) }
+// New returns the logger of a library given none: the program's default
+// logger (slog.Default, looked up at each record, so that a later
+// slog.SetDefault applies), passing on warnings and errors only.
+func New() *slog.Logger { return slog.New(warnOnly{}) }
 
-// warnOnly is defaultLogger's handler. It keeps the attributes and groups
+// warnOnly is New's handler. It keeps the attributes and groups
 // added to it and applies them to the default handler of the moment.
 type warnOnly struct {
 	ops []func(slog.Handler) slog.Handler
