@@ -1,6 +1,6 @@
 // Package claim holds the rules by which an agent claims a tunnel ID, shared
 // by the gateway (tunnel.Server) and the serverless adapter
-// (examples/lambda): which IDs are valid, what a ready message may ask for,
+// (package serverless): which IDs are valid, what a ready message may ask for,
 // and who owns a claim.
 package claim
 
