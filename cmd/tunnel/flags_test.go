@@ -139,7 +139,7 @@ func TestGatewayFlags(t *testing.T) {
 			if c.listen != ":8080" || c.store != "memory" || c.limiter != "none" || c.routing != tunnel.RouteAuto ||
 				c.redisAddr != "127.0.0.1:6379" || c.cleanupInterval != 5*time.Minute || c.shutdownTimeout != 30*time.Second ||
 				c.dynamo.region != "us-east-1" || c.logJSON || c.logLevel != slog.LevelInfo ||
-				c.adminListen != "" || c.metricsPerTunnel {
+				c.adminListen != "" || c.metricsPerTunnel || c.trustProxy {
 				t.Errorf("defaults: %+v", c)
 			}
 		},
@@ -170,10 +170,10 @@ func TestGatewayFlags(t *testing.T) {
 			}
 		},
 	}, {
-		name: "admin listener and per-tunnel metrics",
-		args: []string{"--insecure-no-auth", "--admin-listen", "127.0.0.1:9090", "--metrics-per-tunnel"},
+		name: "admin listener, per-tunnel metrics, a proxy in front",
+		args: []string{"--insecure-no-auth", "--admin-listen", "127.0.0.1:9090", "--metrics-per-tunnel", "--trust-proxy"},
 		check: func(t *testing.T, c *gatewayConfig) {
-			if c.adminListen != "127.0.0.1:9090" || !c.metricsPerTunnel {
+			if c.adminListen != "127.0.0.1:9090" || !c.metricsPerTunnel || !c.trustProxy {
 				t.Errorf("adminListen = %q, metricsPerTunnel = %v; want 127.0.0.1:9090, true", c.adminListen, c.metricsPerTunnel)
 			}
 		},

@@ -55,6 +55,7 @@ type gatewayConfig struct {
 
 	nodeURL    string
 	nodeSecret string // secret: never logged
+	trustProxy bool
 
 	adminListen      string // "" for no admin listener
 	metricsPerTunnel bool
@@ -147,6 +148,8 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 
 	fs.StringVar(&cfg.nodeURL, "node-url", "", "`URL` at which the other gateway nodes reach this one, such as http://10.0.0.5:8080, for several nodes on a shared --store")
 	fs.StringVar(&cfg.nodeSecret, "node-secret", "", "`secret` the nodes of a cluster authenticate each other with, the same on every node; required with --node-url (default $"+envNodeSecret+", which keeps it out of the process list)")
+
+	fs.BoolVar(&cfg.trustProxy, "trust-proxy", false, "the gateway runs behind a proxy or load balancer (such as a Kubernetes ingress) that sets X-Forwarded-For, -Proto and -Host: client addresses and the public scheme come from them. Never set it when clients reach the gateway directly")
 
 	fs.StringVar(&cfg.adminListen, "admin-listen", "", "`address` of a separate listener for operators, such as 127.0.0.1:9090: Prometheus /metrics, /healthz and /tunnels (default: none). Keep it off the public network: /tunnels lists every tunnel")
 	fs.BoolVar(&cfg.metricsPerTunnel, "metrics-per-tunnel", false, "label request metrics with tunnel_id: one time series per tunnel, for gateways with few, long-lived tunnels")
@@ -312,6 +315,7 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		MaxHeaderCount:    cfg.maxHeaderCount,
 		NodeURL:           cfg.nodeURL,
 		NodeSecret:        cfg.nodeSecret,
+		TrustProxy:        cfg.trustProxy,
 		AgentLimiter:      b.agentLimiter,
 		RequestLimiter:    b.requestLimiter,
 		LimiterFailClosed: cfg.limiterFailClosed,
