@@ -5,7 +5,7 @@
 
 const state = {
   rows: new Map(),   // id -> summary
-  fresh: new Set(),  // ids that arrived while the page was open
+  fresh: new Map(),  // id -> when it arrived, for rows that arrived while the page was open
   selected: 0,
   snapshotSeen: false,
 };
@@ -68,12 +68,18 @@ function scheduleRender() {
 function renderList() {
   const f = filters();
   const list = [...state.rows.values()].filter((s) => matches(s, f)).sort((a, b) => b.id - a.id);
+  const now = performance.now();
+  for (const [id, at] of state.fresh) if (now - at > highlightMS) state.fresh.delete(id);
   $('#rows').replaceChildren(...list.map(row));
   $('#empty').hidden = list.length > 0;
   if (state.rows.size > 0 && list.length === 0) $('#empty').textContent = 'No request matches the filters.';
   else $('#empty').textContent = 'No requests yet. They appear here as they arrive.';
   if (list.length === 0) $('#empty').hidden = false;
 }
+
+// highlightMS is how long a new row stays highlighted (the fresh
+// animation in style.css).
+const highlightMS = 1200;
 
 function row(s) {
   const badges = [];
@@ -90,6 +96,10 @@ function row(s) {
   el('td', { class: `status ${statusClass(s.status)}` }, s.status ? String(s.status) : '…'),
   el('td', { class: 'num' }, duration(s)),
   el('td', { class: 'num' }, bytes(s.response_size)));
+  if (state.fresh.has(s.id)) {
+    // Rows are rebuilt on each change: the highlight goes on where it was.
+    tr.style.animationDelay = `-${Math.round(performance.now() - state.fresh.get(s.id))}ms`;
+  }
   return tr;
 }
 
@@ -109,7 +119,7 @@ function connect() {
   });
   es.addEventListener('exchange', (e) => {
     const s = JSON.parse(e.data);
-    if (!state.rows.has(s.id) && state.snapshotSeen) state.fresh.add(s.id);
+    if (!state.rows.has(s.id) && state.snapshotSeen) state.fresh.set(s.id, performance.now());
     state.rows.set(s.id, s);
     scheduleRender();
     if (s.id === state.selected) refreshDetail(s.id);
