@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/http-tunnel/tunnel/inspector"
 	"github.com/http-tunnel/tunnel/observability"
 )
 
@@ -28,7 +29,8 @@ type Forwarder struct {
 	srv       *http.Server
 	done      chan struct{}
 	local     *url.URL
-	transport *http.Transport // to the local service
+	transport *http.Transport     // to the local service
+	rec       *inspector.Recorder // with WithInspector
 }
 
 // Forward opens a tunnel like Listen and proxies every request that arrives
@@ -74,8 +76,17 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
 	f := &Forwarder{ln: ln, done: make(chan struct{}), local: local, transport: tr}
+	handler := f.proxy()
+	if o := ln.opts.inspect; o != nil {
+		opts := *o
+		if opts.Replay == nil {
+			opts.Replay = handler // replays go to the local service
+		}
+		f.rec = inspector.New(&opts)
+		handler = f.rec.Middleware(handler)
+	}
 	f.srv = &http.Server{
-		Handler:  f.traced(f.proxy()),
+		Handler:  f.traced(handler),
 		ErrorLog: slog.NewLogLogger(ln.log.Handler(), slog.LevelDebug),
 	}
 	go func() {
@@ -239,3 +250,8 @@ func (f *Forwarder) CloseWithContext(ctx context.Context) error {
 	f.transport.CloseIdleConnections()
 	return err
 }
+
+// Inspector returns the recorder of the exchanges the Forwarder has
+// forwarded (WithInspector): serve its Handler to see them live and replay
+// them; nil without WithInspector.
+func (f *Forwarder) Inspector() *inspector.Recorder { return f.rec }

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/http-tunnel/tunnel"
 )
@@ -96,5 +98,38 @@ func TestForwardRejectsBadLocalURL(t *testing.T) {
 		if _, err := tunnel.Forward(context.Background(), "http://127.0.0.1:1", u); err == nil {
 			t.Errorf("Forward(%q) succeeded", u)
 		}
+	}
+}
+
+// Forward with WithInspector records what it forwards, and a replay goes
+// to the local service.
+func TestForwardRecords(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	var hits atomic.Int32
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, "local "+r.URL.Path)
+	}))
+	t.Cleanup(local.Close)
+	fw, err := tunnel.Forward(t.Context(), gw.URL, local.URL, tunnel.WithLogger(quiet), tunnel.WithInspector(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw.Close() })
+	if status, _, _ := get(t, newClient(t), fw.URL()+"/hook"); status != 200 {
+		t.Fatal(status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, err := fw.Inspector().Next(ctx)
+	if err != nil || e.URL != "/hook" || string(e.ResponseBody.Data) != "local /hook" {
+		t.Fatalf("recorded %+v, %v", e, err)
+	}
+	if _, err := fw.Inspector().Replay(ctx, e.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Errorf("the local service got %d requests, want 2 (the replay too)", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/http-tunnel/tunnel/inspector"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -34,7 +35,8 @@ type options struct {
 	localTLS         *tls.Config
 	proxy            func(*http.Request) (*url.URL, error)
 	access           Access // what public clients must satisfy; see WithBasicAuth
-	accessErr        error  // an invalid WithAllowIPs/WithDenyIPs entry
+	inspect          *inspector.Options
+	accessErr        error // an invalid WithAllowIPs/WithDenyIPs entry
 	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost      bool
 	fallbacks        []string
@@ -179,5 +181,19 @@ func WithDenyIPs(prefixes ...string) Option {
 		p, err := parsePrefixes(prefixes)
 		o.access.DenyIPs = append(o.access.DenyIPs, p...)
 		o.accessErr = cmp.Or(o.accessErr, err)
+	}
+}
+
+// WithInspector makes Forward record the exchanges it forwards in an
+// inspector.Recorder with opts (nil: its defaults), replaying to the local
+// service unless opts names another target; Forwarder.Inspector returns
+// it. Under Listen, wrap your handler in a Recorder's Middleware instead.
+// Default: no recording.
+func WithInspector(opts *inspector.Options) Option {
+	return func(o *options) {
+		if opts == nil {
+			opts = &inspector.Options{}
+		}
+		o.inspect = opts
 	}
 }
