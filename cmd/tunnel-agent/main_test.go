@@ -151,11 +151,16 @@ func TestSignals(t *testing.T) {
 			if l := p.next(t); l != "Forwarding  "+url+" -> "+local.URL {
 				t.Fatalf("first line %q; want the forwarding line", l)
 			}
+			// The inspector, on 127.0.0.1:4040 or, for all but one of
+			// these agents, a free port.
+			if l := p.next(t); !strings.HasPrefix(l, "Inspector   http://127.0.0.1:") {
+				t.Errorf("second line %q; want the inspector's address", l)
+			}
 			if status, body := get(t, url+"/x"); status != http.StatusOK || body != "local answered /x" {
 				t.Fatalf("GET = %d %q", status, body)
 			}
 			if l := p.next(t); !strings.Contains(l, "GET     /x  200  ") {
-				t.Errorf("second line %q; want the request line", l)
+				t.Errorf("third line %q; want the request line", l)
 			}
 			if err := p.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)

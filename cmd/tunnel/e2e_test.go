@@ -76,7 +76,7 @@ func TestGatewayAndAgent(t *testing.T) {
 	local := localService(t)
 	_, port, _ := strings.Cut(addr, ":")
 
-	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, "--token", token, "--name", "e2e-app", local.URL)
+	ag, publicURL := startAgent(t, nil, "--gateway", "http://"+addr, "--token", token, "--name", "e2e-app", "--inspect", "127.0.0.1:0", local.URL)
 	if want := "http://e2e-app.localhost:" + port; publicURL != want {
 		t.Errorf("agent printed %q; want %q", publicURL, want)
 	}
@@ -104,13 +104,13 @@ func TestGatewayAndAgent(t *testing.T) {
 	if _, ok := gw.stdout.find(wantURLs); !ok {
 		t.Errorf("gateway stdout lacks %q:\n%s", wantURLs, gw.stdout)
 	}
-	// The agent's stdout: the forwarding line, a line per request, the
-	// goodbye.
+	// The agent's stdout: the forwarding line, the inspector's address, a
+	// line per request, the goodbye.
 	lines := strings.Split(strings.TrimSuffix(ag.stdout.String(), "\n"), "\n")
 	request := regexp.MustCompile(`^\d\d:\d\d:\d\d  GET +/hello  200  [0-9.]+(µs|ms|s)$`)
-	if len(lines) != 4 || lines[0] != "Forwarding  "+publicURL+" -> "+local.URL ||
-		!request.MatchString(lines[1]) || !request.MatchString(lines[2]) || lines[3] != "Tunnel closed. Goodbye." {
-		t.Errorf("agent stdout:\n%s\nwant the forwarding line, two request lines and the goodbye", ag.stdout)
+	if len(lines) != 5 || lines[0] != "Forwarding  "+publicURL+" -> "+local.URL || !strings.HasPrefix(lines[1], "Inspector   http://127.0.0.1:") ||
+		!request.MatchString(lines[2]) || !request.MatchString(lines[3]) || lines[4] != "Tunnel closed. Goodbye." {
+		t.Errorf("agent stdout:\n%s\nwant the forwarding line, the inspector, two request lines and the goodbye", ag.stdout)
 	}
 	for line := range strings.Lines(gw.stderr.String()) {
 		if !json.Valid([]byte(line)) {

@@ -106,7 +106,8 @@
 // The agent forwards a local HTTP service and prints a forwarding line
 // (public URL -> local URL), then one line per request and what happens
 // to its connection; --json prints the same as JSON lines, --print-url the
-// public URL alone on stdout. It reconnects by itself, and exits 0 when
+// public URL alone on stdout. The inspector, on http://127.0.0.1:4040,
+// shows every request and replays it (--inspect). It reconnects by itself, and exits 0 when
 // interrupted, non-zero when the gateway refuses it for good. It also
 // takes the original agent's -p/--port, -e/--endpoint, $TTF_ENDPOINT and
 // $TTF_TOKEN.

@@ -1,6 +1,7 @@
 // Package agentcli is the agent command: it forwards a local HTTP service
 // through a gateway with tunnel.Forward and tells its user what happens,
-// one line at a time. Two binaries run it: tunnel (cmd/tunnel, as "tunnel
+// one line at a time, and serves the inspector's page (package inspector)
+// on which the requests can be seen and replayed. Two binaries run it: tunnel (cmd/tunnel, as "tunnel
 // agent" and "tunnel http") and tunnel-agent (cmd/tunnel-agent). It
 // imports the standard library and the root module only, so that
 // tunnel-agent installs without the gateway's backends (the AWS SDK,
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/inspector"
 )
 
 // closeTimeout bounds how long an interrupted agent lets requests in
@@ -40,9 +43,9 @@ type Command struct {
 	// for the usage text.
 	Name string
 
-	// Stdout receives the forwarding line, the request lines and the
-	// connection's events (only the public URL with --print-url); Stderr
-	// receives logs, usage and everything else.
+	// Stdout receives the forwarding line, the inspector's address, the
+	// request lines and the connection's events (only the public URL with
+	// --print-url); Stderr receives logs, usage and everything else.
 	Stdout, Stderr io.Writer
 
 	// Getenv reads the environment. Nil means os.Getenv. The proxy
@@ -87,9 +90,10 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 	}
 	p := &printer{out: out, json: cfg.json, now: time.Now}
 
-	var base trace.TracerProvider
+	var tp trace.TracerProvider
 	if c.Tracing != nil {
-		tp, flush, err := c.Tracing(ctx)
+		var flush func(context.Context) error
+		tp, flush, err = c.Tracing(ctx)
 		if err != nil {
 			return err
 		}
@@ -102,10 +106,19 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 				}
 			}()
 		}
-		base = tp
 	}
 
-	topts, err := cfg.options(log, p, base)
+	// The inspector's listener comes first: an address given that cannot
+	// be had is a mistake to report before connecting.
+	var pageLn net.Listener
+	if cfg.inspect != "off" {
+		if pageLn, err = listenInspector(cfg.inspect); err != nil {
+			return err
+		}
+		defer pageLn.Close()
+	}
+
+	topts, err := cfg.options(log, p, tp)
 	if err != nil {
 		return err
 	}
@@ -122,6 +135,51 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 	}
 	p.forwarding(fw.URL(), fw.ID(), cfg.local)
 
+	// The request lines are the inspector's exchanges, as each ends.
+	rec := fw.Inspector()
+	linesCtx, stopLines := context.WithCancel(context.WithoutCancel(ctx))
+	linesDone := make(chan struct{})
+	go func() {
+		defer close(linesDone)
+		for {
+			ex, err := rec.Next(linesCtx)
+			if err != nil {
+				return // stopped, and every exchange that had ended printed
+			}
+			p.request(requestOf(ex))
+		}
+	}()
+	var page *http.Server
+	pageDone := make(chan struct{})
+	if pageLn != nil {
+		page = &http.Server{
+			Handler:           rec.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		go func() {
+			defer close(pageDone)
+			page.Serve(pageLn)
+		}()
+		p.inspector(pageURL(pageLn.Addr()))
+	} else {
+		close(pageDone)
+	}
+	// stop ends the page (its live streams too) and prints the lines of
+	// the requests that ended before.
+	stop := func() {
+		if page != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			if page.Shutdown(sctx) != nil {
+				page.Close()
+			}
+			cancel()
+		}
+		<-pageDone
+		stopLines()
+		<-linesDone
+	}
+
 	select {
 	case <-ctx.Done():
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
@@ -129,11 +187,13 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 		if err := fw.CloseWithContext(cctx); err != nil {
 			log.Warn("requests in flight were cut short", slog.Any("err", err))
 		}
+		stop()
 		p.closed(nil)
 		return nil
 	case <-fw.Done():
 		err := fw.Err()
 		fw.Close()
+		stop()
 		if err == nil {
 			err = errors.New("tunnel stopped")
 		} else {
@@ -144,12 +204,43 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 	}
 }
 
-// options turns the command line into Forward's options. Requests and
-// connection events go to p; heartbeats to log, at debug level.
+// listenInspector listens for the inspector's page on addr. When addr is
+// DefaultInspect and that port is taken (another agent has it), it takes
+// a free port on 127.0.0.1 instead.
+func listenInspector(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && addr == DefaultInspect {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--inspect: %w", err)
+	}
+	return ln, nil
+}
+
+// pageURL is the inspector's URL for a person on this machine: the page
+// answers loopback names only, so an address on every interface is shown
+// as localhost.
+func pageURL(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// options turns the command line into Forward's options: tp, if set,
+// receives the spans; connection events go to p, heartbeats to log, at
+// debug level. Forward records every exchange in an inspector (kept
+// whole for the page, only as far as the request lines need without it).
 func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider) ([]tunnel.Option, error) {
+	record := &inspector.Options{}
+	if cfg.inspect == "off" {
+		record = &inspector.Options{MaxExchanges: 100, MaxBodyBytes: -1}
+	}
 	opts := []tunnel.Option{
 		tunnel.WithLogger(log),
-		tunnel.WithTracerProvider(observeRequests(tp, p.request)),
+		tunnel.WithInspector(record),
 		tunnel.WithEvents(func(e tunnel.Event) {
 			if e.Kind == tunnel.EventHeartbeat {
 				log.Debug("heartbeat", slog.String("tunnel_id", e.TunnelID), slog.Duration("rtt", e.RTT))
@@ -157,6 +248,9 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 			}
 			p.event(e)
 		}),
+	}
+	if tp != nil {
+		opts = append(opts, tunnel.WithTracerProvider(tp))
 	}
 	if cfg.token != "" {
 		opts = append(opts, tunnel.WithToken(cfg.token))

@@ -20,6 +20,11 @@ const (
 	EnvTTFToken   = "TTF_TOKEN"      // the original agent's token
 )
 
+// DefaultInspect is where the agent serves the inspector's page unless
+// --inspect says otherwise; when it is taken (another agent), the agent
+// takes a free port instead.
+const DefaultInspect = "127.0.0.1:4040"
+
 // DefaultGateway is the gateway an agent connects to when neither a flag
 // nor the environment names one: a gateway on this machine with the
 // gateway's default --listen.
@@ -39,6 +44,7 @@ type config struct {
 	localCA       string // PEM file of CAs for an https local service
 	localInsecure bool
 	proxy         string // "" for the environment, "none", or a proxy URL
+	inspect       string // the inspector page's address, or "off"
 }
 
 const usageText = `Usage: %[1]s [flags] <port|host:port|URL>
@@ -49,7 +55,8 @@ is a port on localhost (3000), a host and port (127.0.0.1:3000), or an
 http, https or h2c URL (h2c://localhost:50051 for HTTP/2 without TLS, such
 as a gRPC server). The agent reconnects by itself until interrupted
 (SIGINT, SIGTERM or SIGHUP: requests in flight get 5 s to finish), or until
-the gateway refuses it for good.
+the gateway refuses it for good. The inspector, on http://127.0.0.1:4040,
+shows every request and replays it.
 
 The original agent's flags and variables work too: -p/--port and --host
 for the local service, -e/--endpoint or $TTF_ENDPOINT for the gateway,
@@ -82,6 +89,7 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 	fs.StringVar(&cfg.localCA, "local-ca", "", "PEM `file` of CA certificates that verify an https local service, in addition to the system's (a development CA such as mkcert's)")
 	fs.BoolVar(&cfg.localInsecure, "local-insecure", false, "do not verify the certificate of an https local service")
 	fs.StringVar(&cfg.proxy, "proxy", "", "HTTP or SOCKS5 proxy `URL` for the connection to the gateway, or none (default $HTTPS_PROXY, $HTTP_PROXY and $NO_PROXY)")
+	fs.StringVar(&cfg.inspect, "inspect", DefaultInspect, "`address` of the inspector, a page on which the requests through the tunnel can be seen and replayed (a free port when the default is taken), or off")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON lines instead of text, for scripts")
 	fs.BoolVar(&cfg.printURL, "print-url", false, "print the public URL alone on stdout, once; everything else goes to stderr")
 	fs.BoolVar(&cfg.verbose, "verbose", false, "log debug messages")
@@ -141,6 +149,12 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 		case "http", "https", "socks5", "socks5h":
 		default:
 			return nil, Usagef("--proxy: scheme %q is not http, https, socks5 or socks5h", u.Scheme)
+		}
+	}
+
+	if cfg.inspect != "off" {
+		if _, _, err := net.SplitHostPort(cfg.inspect); err != nil {
+			return nil, Usagef("--inspect %q: want host:port, such as 127.0.0.1:4040, or off", cfg.inspect)
 		}
 	}
 

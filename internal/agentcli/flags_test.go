@@ -63,51 +63,51 @@ func TestParseFlags(t *testing.T) {
 	}{{
 		name: "port only",
 		args: []string{"3000"},
-		want: config{gateway: DefaultGateway, local: "http://localhost:3000"},
+		want: config{gateway: DefaultGateway, local: "http://localhost:3000", inspect: DefaultInspect},
 	}, {
 		name: "environment",
 		args: []string{"localhost:5173"},
 		env:  map[string]string{EnvGateway: "https://gw.example.com", EnvToken: "env-token"},
-		want: config{gateway: "https://gw.example.com", token: "env-token", local: "http://localhost:5173"},
+		want: config{gateway: "https://gw.example.com", token: "env-token", local: "http://localhost:5173", inspect: DefaultInspect},
 	}, {
 		name: "the original agent's environment",
 		args: []string{"3000"},
 		env:  map[string]string{EnvTTFGateway: "wss://abc.execute-api.eu-west-1.amazonaws.com/dev", EnvTTFToken: "ttf-token"},
-		want: config{gateway: "wss://abc.execute-api.eu-west-1.amazonaws.com/dev", token: "ttf-token", local: "http://localhost:3000"},
+		want: config{gateway: "wss://abc.execute-api.eu-west-1.amazonaws.com/dev", token: "ttf-token", local: "http://localhost:3000", inspect: DefaultInspect},
 	}, {
 		name: "TUNNEL_ variables over TTF_ ones",
 		args: []string{"3000"},
 		env:  map[string]string{EnvGateway: "https://a.example.com", EnvTTFGateway: "https://b.example.com", EnvToken: "a", EnvTTFToken: "b"},
-		want: config{gateway: "https://a.example.com", token: "a", local: "http://localhost:3000"},
+		want: config{gateway: "https://a.example.com", token: "a", local: "http://localhost:3000", inspect: DefaultInspect},
 	}, {
 		name: "flags over environment",
 		args: []string{"--gateway", "http://a:8080", "--token", "flag-token", "3000"},
 		env:  map[string]string{EnvGateway: "https://gw.example.com", EnvToken: "env-token"},
-		want: config{gateway: "http://a:8080", token: "flag-token", local: "http://localhost:3000"},
+		want: config{gateway: "http://a:8080", token: "flag-token", local: "http://localhost:3000", inspect: DefaultInspect},
 	}, {
 		name: "the original agent's flags",
 		args: []string{"--port", "8000", "--host", "127.0.0.1", "--endpoint", "wss://gw.example.com/dev", "-t", "tok", "-v"},
-		want: config{gateway: "wss://gw.example.com/dev", token: "tok", verbose: true, local: "http://127.0.0.1:8000"},
+		want: config{gateway: "wss://gw.example.com/dev", token: "tok", verbose: true, local: "http://127.0.0.1:8000", inspect: DefaultInspect},
 	}, {
 		name: "the original agent's short flags",
-		args: []string{"-p", "8000", "-e", "https://gw.example.com"},
-		want: config{gateway: "https://gw.example.com", local: "http://localhost:8000"},
+		args: []string{"-p", "8000", "-e", "https://gw.example.com", "--inspect", "off"},
+		want: config{gateway: "https://gw.example.com", local: "http://localhost:8000", inspect: "off"},
 	}, {
 		name: "fallback gateways",
 		args: []string{"--gateway", "http://a:8080, http://b:8080,,http://c:8080", "3000"},
-		want: config{gateway: "http://a:8080", fallbacks: []string{"http://b:8080", "http://c:8080"}, local: "http://localhost:3000"},
+		want: config{gateway: "http://a:8080", fallbacks: []string{"http://b:8080", "http://c:8080"}, local: "http://localhost:3000", inspect: DefaultInspect},
 	}, {
 		name: "flags after the local service",
 		args: []string{"--verbose", "https://localhost:8443", "--name", "web", "--rewrite-host", "--local-insecure", "--json", "--print-url"},
-		want: config{gateway: DefaultGateway, name: "web", rewriteHost: true, verbose: true, local: "https://localhost:8443", localInsecure: true, json: true, printURL: true},
+		want: config{gateway: DefaultGateway, name: "web", rewriteHost: true, verbose: true, local: "https://localhost:8443", localInsecure: true, json: true, printURL: true, inspect: DefaultInspect},
 	}, {
 		name: "local CA and a proxy",
-		args: []string{"--local-ca", "ca.pem", "--proxy", "socks5://127.0.0.1:1080", "https://localhost:8443"},
-		want: config{gateway: DefaultGateway, local: "https://localhost:8443", localCA: "ca.pem", proxy: "socks5://127.0.0.1:1080"},
+		args: []string{"--local-ca", "ca.pem", "--proxy", "socks5://127.0.0.1:1080", "--inspect", ":4041", "https://localhost:8443"},
+		want: config{gateway: DefaultGateway, local: "https://localhost:8443", localCA: "ca.pem", proxy: "socks5://127.0.0.1:1080", inspect: ":4041"},
 	}, {
 		name: "no proxy",
 		args: []string{"--proxy", "none", "h2c://localhost:50051"},
-		want: config{gateway: DefaultGateway, local: "h2c://localhost:50051", proxy: "none"},
+		want: config{gateway: DefaultGateway, local: "h2c://localhost:50051", proxy: "none", inspect: DefaultInspect},
 	}, {
 		name:    "no local service",
 		args:    []string{"--name", "web"},
@@ -149,6 +149,10 @@ func TestParseFlags(t *testing.T) {
 		args:    []string{"--proxy", "ftp://proxy.internal:21", "3000"},
 		wantErr: "is not http, https",
 	}, {
+		name:    "inspector address without a port",
+		args:    []string{"--inspect", "localhost", "3000"},
+		wantErr: "--inspect",
+	}, {
 		name:    "token in the gateway URL",
 		args:    []string{"--gateway", "https://gw.example.com/?token=url-token", "3000"},
 		wantErr: "not in the URL",
@@ -182,7 +186,7 @@ func TestParseFlags(t *testing.T) {
 			if cfg.gateway != tt.want.gateway || !slices.Equal(cfg.fallbacks, tt.want.fallbacks) || cfg.token != tt.want.token ||
 				cfg.name != tt.want.name || cfg.rewriteHost != tt.want.rewriteHost || cfg.verbose != tt.want.verbose ||
 				cfg.local != tt.want.local || cfg.localCA != tt.want.localCA || cfg.localInsecure != tt.want.localInsecure ||
-				cfg.proxy != tt.want.proxy || cfg.json != tt.want.json || cfg.printURL != tt.want.printURL {
+				cfg.proxy != tt.want.proxy || cfg.json != tt.want.json || cfg.printURL != tt.want.printURL || cfg.inspect != tt.want.inspect {
 				t.Errorf("got  %+v\nwant %+v", *cfg, tt.want)
 			}
 		})
@@ -202,7 +206,7 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if strings.Contains(help, "secret-value") {
 		t.Errorf("help shows a secret:\n%s", help)
 	}
-	for _, want := range []string{"Usage: tunnel-agent [flags]", "$" + EnvToken, "$" + EnvTTFToken, "$" + EnvTTFGateway, "-gateway URL", "-port port", "-local-ca file", "-proxy URL"} {
+	for _, want := range []string{"Usage: tunnel-agent [flags]", "$" + EnvToken, "$" + EnvTTFToken, "$" + EnvTTFGateway, "-gateway URL", "-port port", "-local-ca file", "-proxy URL", "-inspect address"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)
 		}

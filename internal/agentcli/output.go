@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/inspector"
 )
 
 // printer writes what the agent's user wants to see, one line per thing
@@ -21,6 +22,7 @@ import (
 // Text lines:
 //
 //	Forwarding  https://app.tunnel.example.com -> http://localhost:3000
+//	Inspector   http://127.0.0.1:4040
 //	15:04:05  GET     /hello  200  1.2ms
 //	15:04:07  connection lost: <reason>
 //	15:04:07  reconnecting in 250ms (attempt 1)
@@ -28,7 +30,8 @@ import (
 //	Tunnel closed. Goodbye.
 //
 // JSON lines carry "time" (RFC 3339) and "event": forwarding (url,
-// tunnel_id, local), request (method, path, status, duration_ms),
+// tunnel_id, local), inspector (url), request (id, method, path, status,
+// duration_ms, replay_of),
 // disconnected (error), reconnecting (attempt, delay_ms, gateway),
 // reconnected (attempt), closed (error, when the gateway ended the tunnel).
 type printer struct {
@@ -45,6 +48,8 @@ type line struct {
 	URL        string   `json:"url,omitempty"`
 	TunnelID   string   `json:"tunnel_id,omitempty"`
 	Local      string   `json:"local,omitempty"`
+	ID         uint64   `json:"id,omitempty"`
+	ReplayOf   uint64   `json:"replay_of,omitempty"`
 	Method     string   `json:"method,omitempty"`
 	Path       string   `json:"path,omitempty"`
 	Status     *int     `json:"status,omitempty"`
@@ -78,14 +83,39 @@ func (p *printer) forwarding(url, id, local string) {
 		fmt.Sprintf("Forwarding  %s -> %s", url, local))
 }
 
+// request is one request that went through the tunnel to the local
+// service, as its line shows it.
+type request struct {
+	id       uint64 // the inspector's
+	replayOf uint64 // the inspector's ID of the request this one replays; 0 for none
+	method   string
+	path     string // without the query, which may hold secrets
+	status   int    // 0 when no status was written (a client gone)
+	duration time.Duration
+}
+
+// requestOf returns the request line of an exchange that has ended.
+func requestOf(ex inspector.Exchange) request {
+	path, _, _ := strings.Cut(ex.URL, "?")
+	return request{id: ex.ID, replayOf: ex.ReplayOf, method: ex.Method, path: path, status: ex.Status, duration: ex.Duration}
+}
+
 func (p *printer) request(r request) {
 	status := strconv.Itoa(r.status)
 	if r.status == 0 {
 		status = "-"
 	}
+	text := fmt.Sprintf("%-7s %s  %s  %s", printable(r.method), printable(r.path), status, round(r.duration))
+	if r.replayOf != 0 {
+		text += fmt.Sprintf("  (replay of #%d)", r.replayOf)
+	}
 	ms := float64(r.duration.Microseconds()) / 1000
-	p.emit(line{Event: "request", Method: r.method, Path: r.path, Status: &r.status, DurationMS: &ms}, true,
-		fmt.Sprintf("%-7s %s  %s  %s", printable(r.method), printable(r.path), status, round(r.duration)))
+	p.emit(line{Event: "request", ID: r.id, ReplayOf: r.replayOf, Method: r.method, Path: r.path, Status: &r.status, DurationMS: &ms}, true, text)
+}
+
+// inspector announces the inspector's page.
+func (p *printer) inspector(url string) {
+	p.emit(line{Event: "inspector", URL: url}, false, "Inspector   "+url)
 }
 
 // event prints what the connection to the gateway went through. The

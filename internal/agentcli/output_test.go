@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/inspector"
 )
 
 // TestPrinter checks every line the agent prints, as text and as JSON.
@@ -15,9 +16,11 @@ func TestPrinter(t *testing.T) {
 	at := time.Date(2026, 5, 4, 15, 4, 5, 120000000, time.FixedZone("CEST", 2*3600))
 	print := func(p *printer) {
 		p.forwarding("https://app.gw.example.com", "app", "http://localhost:3000")
-		p.request(request{method: "GET", path: "/hello", status: 200, duration: 1234567 * time.Nanosecond})
-		p.request(request{method: "GET", path: "/ws", status: 0, duration: 12*time.Second + 345*time.Millisecond})
-		p.request(request{method: "POST", path: "/\x1b[31mred", status: 502, duration: 42 * time.Microsecond})
+		p.inspector("http://127.0.0.1:4040")
+		p.request(request{id: 1, method: "GET", path: "/hello", status: 200, duration: 1234567 * time.Nanosecond})
+		p.request(request{id: 2, method: "GET", path: "/ws", status: 101, duration: 12*time.Second + 345*time.Millisecond})
+		p.request(request{id: 3, method: "POST", path: "/\x1b[31mred", status: 502, duration: 42 * time.Microsecond})
+		p.request(request{id: 4, replayOf: 1, method: "GET", path: "/hello", status: 0, duration: time.Millisecond})
 		p.event(tunnel.Event{Kind: tunnel.EventConnected, Attempt: 0})
 		p.event(tunnel.Event{Kind: tunnel.EventHeartbeat, RTT: time.Millisecond})
 		p.event(tunnel.Event{Kind: tunnel.EventDisconnected, Err: errors.New("connection to the gateway lost")})
@@ -30,9 +33,11 @@ func TestPrinter(t *testing.T) {
 	var text strings.Builder
 	print(&printer{out: &text, now: func() time.Time { return at }})
 	wantText := `Forwarding  https://app.gw.example.com -> http://localhost:3000
+Inspector   http://127.0.0.1:4040
 15:04:05  GET     /hello  200  1.235ms
-15:04:05  GET     /ws  -  12.3s
+15:04:05  GET     /ws  101  12.3s
 15:04:05  POST    /\x1b[31mred  502  42µs
+15:04:05  GET     /hello  -  1ms  (replay of #1)
 15:04:05  connection lost: connection to the gateway lost
 15:04:05  reconnecting in 250ms (attempt 1)
 15:04:05  reconnected
@@ -47,9 +52,11 @@ Tunnel closed. Goodbye.
 	print(&printer{out: &js, json: true, now: func() time.Time { return at }})
 	const ts = `{"time":"2026-05-04T13:04:05.12Z",`
 	wantJSON := ts + `"event":"forwarding","url":"https://app.gw.example.com","tunnel_id":"app","local":"http://localhost:3000"}
-` + ts + `"event":"request","method":"GET","path":"/hello","status":200,"duration_ms":1.234}
-` + ts + `"event":"request","method":"GET","path":"/ws","status":0,"duration_ms":12345}
-` + ts + `"event":"request","method":"POST","path":"/\u001b[31mred","status":502,"duration_ms":0.042}
+` + ts + `"event":"inspector","url":"http://127.0.0.1:4040"}
+` + ts + `"event":"request","id":1,"method":"GET","path":"/hello","status":200,"duration_ms":1.234}
+` + ts + `"event":"request","id":2,"method":"GET","path":"/ws","status":101,"duration_ms":12345}
+` + ts + `"event":"request","id":3,"method":"POST","path":"/\u001b[31mred","status":502,"duration_ms":0.042}
+` + ts + `"event":"request","id":4,"replay_of":1,"method":"GET","path":"/hello","status":0,"duration_ms":1}
 ` + ts + `"event":"disconnected","error":"connection to the gateway lost"}
 ` + ts + `"event":"reconnecting","attempt":1,"delay_ms":250,"gateway":"wss://gw.example.com/_tunnel/connect"}
 ` + ts + `"event":"reconnected","attempt":1}
@@ -58,6 +65,17 @@ Tunnel closed. Goodbye.
 `
 	if js.String() != wantJSON {
 		t.Errorf("JSON:\n%s\nwant:\n%s", js.String(), wantJSON)
+	}
+}
+
+// TestRequestOf checks the request line of an exchange: the path without
+// the query, which may hold secrets.
+func TestRequestOf(t *testing.T) {
+	t.Parallel()
+	ex := inspector.Exchange{ID: 7, ReplayOf: 2, Method: "POST", URL: "/hook/a%20b?token=secret&x=1", Status: 201, Duration: time.Second, Done: true}
+	want := request{id: 7, replayOf: 2, method: "POST", path: "/hook/a%20b", status: 201, duration: time.Second}
+	if got := requestOf(ex); got != want {
+		t.Errorf("requestOf = %+v; want %+v", got, want)
 	}
 }
 

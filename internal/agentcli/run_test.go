@@ -154,6 +154,8 @@ type event struct {
 	Status     *int      `json:"status"`
 	DurationMS *float64  `json:"duration_ms"`
 	Error      string    `json:"error"`
+	ID         uint64    `json:"id"`
+	ReplayOf   uint64    `json:"replay_of"`
 }
 
 // waitEvent waits for a JSON line that match accepts and returns it.
@@ -208,20 +210,39 @@ func TestRunJSON(t *testing.T) {
 	local := httptest.NewServer(echo)
 	t.Cleanup(local.Close)
 
-	a := startAgent(t, nil, "--gateway", gw.URL, "--name", "json-app", "--json", local.URL)
+	a := startAgent(t, nil, "--gateway", gw.URL, "--name", "json-app", "--json", "--inspect", "127.0.0.1:0", local.URL)
 	fwd := a.waitEvent(t, func(e event) bool { return e.Event == "forwarding" })
 	if want := gw.URL + "/json-app"; fwd.URL != want || fwd.TunnelID != "json-app" || fwd.Local != local.URL || fwd.Time.IsZero() {
 		t.Errorf("forwarding line %+v; want url %s, tunnel_id json-app, local %s", fwd, want, local.URL)
 	}
+	page := a.waitEvent(t, func(e event) bool { return e.Event == "inspector" })
 
 	before := time.Now()
-	if status, body := get(t, fwd.URL+"/hello?x=1"); status != http.StatusOK || body != "HTTP/1.1 GET /hello" {
+	if status, body := get(t, fwd.URL+"/hello?token=s3cret"); status != http.StatusOK || body != "HTTP/1.1 GET /hello" {
 		t.Fatalf("GET through the tunnel = %d %q", status, body)
 	}
 	req := a.waitEvent(t, func(e event) bool { return e.Event == "request" })
-	if req.Method != "GET" || req.Path != "/hello" || req.Status == nil || *req.Status != 200 ||
+	if req.ID != 1 || req.Method != "GET" || req.Path != "/hello" || req.Status == nil || *req.Status != 200 ||
 		req.DurationMS == nil || *req.DurationMS <= 0 || req.Time.Before(before.Add(-time.Second)) {
-		t.Errorf("request line %+v; want GET /hello 200 with a duration", req)
+		t.Errorf("request line %+v; want #1 GET /hello 200 with a duration", req)
+	}
+
+	// The inspector's page has it, and replays it to the local service:
+	// the replay has a line of its own.
+	if status, body := get(t, page.URL+"/api/exchanges/1"); status != http.StatusOK || !strings.Contains(body, `"/hello?token=s3cret"`) {
+		t.Errorf("inspector: GET api/exchanges/1 = %d %q; want the request", status, body)
+	}
+	resp, err := client(t).Post(page.URL+"/api/exchanges/1/replay", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("inspector: replay = %d; want 200", resp.StatusCode)
+	}
+	replay := a.waitEvent(t, func(e event) bool { return e.Event == "request" && e.ReplayOf != 0 })
+	if replay.ReplayOf != 1 || replay.Path != "/hello" || *replay.Status != 200 {
+		t.Errorf("replay line %+v; want a replay of #1 answered 200", replay)
 	}
 
 	local.Close()
@@ -242,6 +263,10 @@ func TestRunJSON(t *testing.T) {
 	}
 	// The log, in JSON too, has the failed request's warning and nothing
 	// below WARN.
+	if resp, err := client(t).Get(page.URL + "/api/exchanges"); err == nil {
+		resp.Body.Close()
+		t.Errorf("the inspector answers %d after the agent returned; want it closed", resp.StatusCode)
+	}
 	for _, l := range a.stderr.lines() {
 		var rec struct{ Level, Code string }
 		if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.Level != "WARN" || rec.Code != string(tunnel.CodeLocalServiceUnavailable) {
@@ -256,7 +281,7 @@ func TestRunRefused(t *testing.T) {
 	t.Parallel()
 	gw := tunneltest.NewGateway(t, &tunnel.Server{Authenticator: tunnel.NewStaticTokens("right-token")})
 	const wrong = "wrong-token-5d1c"
-	a := startAgent(t, map[string]string{EnvTTFToken: wrong}, "--gateway", gw.URL, "3000")
+	a := startAgent(t, map[string]string{EnvTTFToken: wrong}, "--gateway", gw.URL, "--inspect", "off", "3000")
 	<-a.done
 	if !errors.Is(a.err, tunnel.ErrUnauthorized) || !strings.Contains(a.err.Error(), "check --token") {
 		t.Errorf("Run = %v; want an unauthorized error that names --token", a.err)
@@ -295,7 +320,7 @@ func TestRunLocalTLS(t *testing.T) {
 		{"--local-insecure", []string{"--local-insecure"}, http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a := startAgent(t, nil, append(append([]string{"--gateway", gw.URL, "--print-url"}, tt.flags...), local.URL)...)
+			a := startAgent(t, nil, append(append([]string{"--gateway", gw.URL, "--print-url", "--inspect", "off"}, tt.flags...), local.URL)...)
 			url := a.stdout.wait(t, a.done, func(string) bool { return true })
 			status, body := get(t, url+"/tls")
 			if status != tt.wantStatus {
@@ -322,7 +347,7 @@ func TestRunH2C(t *testing.T) {
 	local.Start()
 	t.Cleanup(local.Close)
 
-	a := startAgent(t, nil, "--gateway", gw.URL, "--print-url", "h2c://"+local.Listener.Addr().String())
+	a := startAgent(t, nil, "--gateway", gw.URL, "--print-url", "--inspect", "off", "h2c://"+local.Listener.Addr().String())
 	url := a.stdout.wait(t, a.done, func(string) bool { return true })
 	if status, body := get(t, url+"/grpc"); status != http.StatusOK || body != "HTTP/2.0 GET /grpc" {
 		t.Errorf("GET = %d %q; want the local service to see HTTP/2", status, body)
@@ -358,7 +383,7 @@ func TestRunProxy(t *testing.T) {
 	t.Cleanup(local.Close)
 
 	_, port, _ := net.SplitHostPort(gwAddr)
-	a := startAgent(t, nil, "--gateway", "http://gateway.invalid:"+port, "--proxy", proxy.URL, "--print-url", local.URL)
+	a := startAgent(t, nil, "--gateway", "http://gateway.invalid:"+port, "--proxy", proxy.URL, "--print-url", "--inspect", "off", local.URL)
 	url := a.stdout.wait(t, a.done, func(string) bool { return true })
 	if proxied.Load() == 0 {
 		t.Errorf("the agent did not go through the proxy")
@@ -373,7 +398,7 @@ func TestRunProxy(t *testing.T) {
 	}
 
 	// --proxy none connects directly: the name does not resolve.
-	b := startAgent(t, nil, "--gateway", "http://gateway.invalid:"+port, "--proxy", "none", local.URL)
+	b := startAgent(t, nil, "--gateway", "http://gateway.invalid:"+port, "--proxy", "none", "--inspect", "off", local.URL)
 	<-b.done
 	if b.err == nil {
 		t.Errorf("with --proxy none, the agent reached a gateway that does not resolve")
@@ -384,7 +409,7 @@ func TestRunProxy(t *testing.T) {
 // command before it connects.
 func TestRunLocalCAMissing(t *testing.T) {
 	t.Parallel()
-	a := startAgent(t, nil, "--gateway", "http://127.0.0.1:1", "--local-ca", filepath.Join(t.TempDir(), "none.pem"), "https://localhost:8443")
+	a := startAgent(t, nil, "--gateway", "http://127.0.0.1:1", "--inspect", "off", "--local-ca", filepath.Join(t.TempDir(), "none.pem"), "https://localhost:8443")
 	<-a.done
 	if a.err == nil || !strings.Contains(a.err.Error(), "--local-ca") {
 		t.Errorf("Run = %v; want an error naming --local-ca", a.err)
@@ -393,9 +418,44 @@ func TestRunLocalCAMissing(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("no PEM here\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := startAgent(t, nil, "--gateway", "http://127.0.0.1:1", "--local-ca", empty, "https://localhost:8443")
+	b := startAgent(t, nil, "--gateway", "http://127.0.0.1:1", "--inspect", "off", "--local-ca", empty, "https://localhost:8443")
 	<-b.done
 	if b.err == nil || !strings.Contains(b.err.Error(), "no PEM certificate") {
 		t.Errorf("Run = %v; want an error saying the file has no certificate", b.err)
+	}
+}
+
+// TestListenInspector checks where the inspector's page goes: the default
+// address, or a free port when another agent holds it; an address given
+// that is taken is an error.
+func TestListenInspector(t *testing.T) {
+	t.Parallel()
+	first, err := listenInspector(DefaultInspect)
+	if err != nil {
+		t.Fatalf("default address: %v", err)
+	}
+	defer first.Close()
+	second, err := listenInspector(DefaultInspect)
+	if err != nil {
+		t.Fatalf("default address taken: %v; want a free port instead", err)
+	}
+	defer second.Close()
+	if first.Addr().String() == second.Addr().String() {
+		t.Errorf("both pages on %s", first.Addr())
+	}
+	if ln, err := listenInspector(second.Addr().String()); err == nil || !strings.Contains(err.Error(), "--inspect") {
+		if ln != nil {
+			ln.Close()
+		}
+		t.Errorf("an address given that is taken: %v; want an error naming --inspect", err)
+	}
+	for addr, want := range map[string]string{"127.0.0.1:4040": "http://127.0.0.1:4040", "[::]:4041": "http://localhost:4041", "[::1]:4042": "http://[::1]:4042"} {
+		tcp, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pageURL(tcp); got != want {
+			t.Errorf("pageURL(%s) = %q; want %q", addr, got, want)
+		}
 	}
 }
