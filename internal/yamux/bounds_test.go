@@ -217,7 +217,7 @@ func TestPeerStreamLimit(t *testing.T) {
 	goroutines, mem := u.end()
 	<-acceptDone
 	handlers.Wait()
-	t.Logf("%d SYNs written; %d streams accepted; +%d goroutines at the peak, +%d KiB", sent, accepted.Load(), goroutines, mem>>10)
+	t.Logf("the session ended within the first %d SYNs; %d streams accepted; %+d goroutines at the peak, %+d KiB", sent+1000, accepted.Load(), goroutines, mem>>10)
 
 	if !errors.Is(err, ErrTooManyStreams) {
 		t.Errorf("the session ended with %v, want ErrTooManyStreams", err)
@@ -226,7 +226,7 @@ func TestPeerStreamLimit(t *testing.T) {
 		t.Errorf("%d streams accepted, want at most %d", n, limit)
 	}
 	if goroutines > maxAdded || mem > maxMemory {
-		t.Errorf("+%d goroutines, +%d bytes; want at most %d and %d", goroutines, mem, maxAdded, maxMemory)
+		t.Errorf("%+d goroutines, %+d bytes; want at most %d and %d", goroutines, mem, maxAdded, maxMemory)
 	}
 }
 
@@ -367,9 +367,9 @@ func TestPingFlood(t *testing.T) {
 		return q.n > 0 && q.ids[(q.head+q.n-1)%len(q.ids)] == pings-1
 	})
 	goroutines, mem := u.end()
-	t.Logf("+%d goroutines at the peak, +%d KiB", goroutines, mem>>10)
+	t.Logf("%+d goroutines at the peak, %+d KiB", goroutines, mem>>10)
 	if goroutines > maxAdded || mem > maxMemory {
-		t.Errorf("+%d goroutines, +%d bytes; want at most %d and %d", goroutines, mem, maxAdded, maxMemory)
+		t.Errorf("%+d goroutines, %+d bytes; want at most %d and %d", goroutines, mem, maxAdded, maxMemory)
 	}
 
 	// The peer reads at last, and pings once more: that ping is answered.
@@ -505,12 +505,12 @@ func TestAcceptBacklogBound(t *testing.T) {
 	}
 	waitUntil(t, "the resets", func() bool { return resets.Load() == syns-backlog })
 	goroutines, mem := u.end()
-	t.Logf("%d resets; +%d goroutines at the peak, +%d KiB", resets.Load(), goroutines, mem>>10)
+	t.Logf("%d resets; %+d goroutines at the peak, %+d KiB", resets.Load(), goroutines, mem>>10)
 	if n := sess.NumStreams(); n != backlog {
 		t.Errorf("the session holds %d streams, want the backlog, %d", n, backlog)
 	}
 	if goroutines > 2 || mem > maxMemory {
-		t.Errorf("+%d goroutines, +%d bytes; want at most 2 and %d", goroutines, mem, maxMemory)
+		t.Errorf("%+d goroutines, %+d bytes; want at most 2 and %d", goroutines, mem, maxMemory)
 	}
 }
 
@@ -551,9 +551,9 @@ func TestIgnoredFramesFlood(t *testing.T) {
 	}
 	waitUntil(t, "the ping's answer", answered.Load)
 	goroutines, mem := u.end()
-	t.Logf("+%d goroutines at the peak, +%d KiB", goroutines, mem>>10)
+	t.Logf("%+d goroutines at the peak, %+d KiB", goroutines, mem>>10)
 	if goroutines > 2 || mem > maxMemory || sess.NumStreams() != 0 {
-		t.Errorf("+%d goroutines, +%d bytes, %d streams; want at most 2, %d and none", goroutines, mem, sess.NumStreams(), maxMemory)
+		t.Errorf("%+d goroutines, %+d bytes, %d streams; want at most 2, %d and none", goroutines, mem, sess.NumStreams(), maxMemory)
 	}
 }
 

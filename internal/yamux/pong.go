@@ -28,15 +28,18 @@ type pongQueue struct {
 	ids     [maxPendingPongs]uint32 // a ring: ids[head], ... n of them
 	head, n int
 
-	pending atomic.Bool   // n > 0, read by the send loop without mu
-	notify  chan struct{} // wakes the send loop; capacity 1
+	pending atomic.Bool // n > 0, read by the send loop without mu
+
+	// waking is set while a wake-up (pongWake) waits in the send queue,
+	// so that there is at most one.
+	waking atomic.Bool
 }
 
-func newPongQueue() *pongQueue {
-	return &pongQueue{notify: make(chan struct{}, 1)}
-}
+// pongWake, queued for the send loop, only wakes it: a select on a
+// channel of its own would cost every frame's wait a third case.
+var pongWake = &sendReady{}
 
-// add queues the answer to ping id, and wakes the send loop.
+// add queues the answer to ping id. The caller wakes the send loop.
 func (q *pongQueue) add(id uint32) {
 	q.mu.Lock()
 	if q.n == len(q.ids) {
@@ -47,7 +50,6 @@ func (q *pongQueue) add(id uint32) {
 	q.n++
 	q.pending.Store(true)
 	q.mu.Unlock()
-	asyncNotify(q.notify)
 }
 
 // take appends the queued answers, encoded, to buf, and empties the queue.

@@ -118,7 +118,7 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		bufRead:    recvReader(conn),
 		client:     client,
 		pings:      make(map[uint32]chan struct{}),
-		pongs:      newPongQueue(),
+		pongs:      new(pongQueue),
 		streams:    make(map[uint32]*Stream),
 		inflight:   make(map[uint32]struct{}),
 		synCh:      make(chan struct{}, config.AcceptBacklog),
@@ -557,10 +557,13 @@ func (s *Session) sendLoop() error {
 		if ready == nil {
 			select {
 			case ready = <-s.sendCh:
-			case <-s.pongs.notify:
 			case <-s.shutdownCh:
 				return nil
 			}
+		}
+		if ready == pongWake {
+			s.pongs.waking.Store(false) // before take, which follows
+			ready = nil
 		}
 		// Frames already queued behind this one go out with it, in
 		// one write: under load that is one system call (and one
@@ -577,6 +580,10 @@ func (s *Session) sendLoop() error {
 		for size < batchBytes && len(batch) < cap(s.sendCh) {
 			select {
 			case r := <-s.sendCh:
+				if r == pongWake {
+					s.pongs.waking.Store(false)
+					continue
+				}
 				n := len(r.Hdr) + len(r.Body)
 				if size+n > batchBytes {
 					held = r
@@ -777,6 +784,15 @@ func (s *Session) handlePing(hdr header) error {
 	// without blocking this loop on the write or starting a goroutine.
 	if flags&flagSYN == flagSYN {
 		s.pongs.add(pingID)
+		if s.pongs.waking.CompareAndSwap(false, true) {
+			select {
+			case s.sendCh <- pongWake:
+			default:
+				// The queue is full: the send loop takes the
+				// answers with its next batch.
+				s.pongs.waking.Store(false)
+			}
+		}
 		return nil
 	}
 
