@@ -455,6 +455,7 @@ func TestRecvBufferStaysWithinWindow(t *testing.T) {
 		}
 	}
 	buf := make([]byte, 9000)
+	u := measure()
 	for round := range 12 {
 		fill()
 		check(fmt.Sprintf("round %d, full", round))
@@ -477,6 +478,12 @@ func TestRecvBufferStaysWithinWindow(t *testing.T) {
 	peer.send(frame(typeData, 0, 1, 1), []byte{0})
 	if err := waitClosed(t, sess); !errors.Is(err, ErrRecvWindowExceeded) {
 		t.Fatalf("the session ended with %v, want ErrRecvWindowExceeded", err)
+	}
+	// The buffer, at most a window, is all the session kept.
+	goroutines, mem := u.end()
+	t.Logf("%d frames; %+d goroutines at the peak, %+d KiB", frames, goroutines, mem>>10)
+	if maxMemory := int64(window + 256<<10); goroutines > 2 || mem > maxMemory {
+		t.Errorf("%+d goroutines, %+d bytes; want at most 2 and %d", goroutines, mem, maxMemory)
 	}
 }
 
@@ -559,8 +566,10 @@ func TestIgnoredFramesFlood(t *testing.T) {
 
 // TestMalformedFramesEndTheSession: a frame that breaks the protocol ends
 // the session at once with an error that says how, without reading what
-// the frame announces (a length of 4 GiB is a header's worth of work).
+// the frame announces (a length of 4 GiB is a header's worth of work) or
+// keeping more than it had.
 func TestMalformedFramesEndTheSession(t *testing.T) {
+	const maxMemory = 1 << 20                     // the largest case sends a window, 256 KiB
 	syn := frame(typeWindowUpdate, flagSYN, 2, 0) // the session is the client
 	for _, tc := range []struct {
 		name   string
@@ -583,9 +592,20 @@ func TestMalformedFramesEndTheSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sess, peer := newHostilePeer(t, testConfNoKeepAlive(), true)
 			peer.read(func(header) {})
-			go peer.send(tc.frames...) // the session may end before it has read them all
-			if err := waitClosed(t, sess); !errors.Is(err, tc.want) {
+			u := measure()
+			sent := make(chan struct{})
+			go func() { // the session may end before it has read them all
+				defer close(sent)
+				peer.send(tc.frames...)
+			}()
+			err := waitClosed(t, sess)
+			<-sent
+			goroutines, mem := u.end()
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("the session ended with %v, want %v", err, tc.want)
+			}
+			if goroutines > 1 || mem > maxMemory {
+				t.Errorf("%+d goroutines, %+d bytes; want at most 1 (the sender) and %d", goroutines, mem, maxMemory)
 			}
 		})
 	}
