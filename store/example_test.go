@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/http-tunnel/tunnel/store"
@@ -79,6 +80,42 @@ func ExampleMemory_Release() {
 	// bob: true
 	// alice restarted: <nil>
 	// served by: conn-3 released: false
+}
+
+// Three agents of one identity serve "myapp" together as a pool: each
+// connection has a record of its own, and each leaves on its own.
+func ExampleMemory_Members() {
+	ctx := context.Background()
+	s := store.NewMemory()
+	for _, conn := range []string{"conn-1", "conn-2", "conn-3"} {
+		err := s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: conn, Owner: "alice", Pool: true})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	// The name is the pool's: neither another owner nor a plain record
+	// of its own owner can take it.
+	err := s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: "conn-4", Owner: "bob", Pool: true})
+	fmt.Println("bob joins:", errors.Is(err, store.ErrConflict))
+	err = s.Put(ctx, store.Record{TunnelID: "myapp", ConnectionID: "conn-5", Owner: "alice"})
+	fmt.Println("alice, not pooled:", errors.Is(err, store.ErrConflict))
+
+	if err := s.Delete(ctx, "myapp", "conn-2"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	members, _ := s.Members(ctx, "myapp")
+	var conns []string
+	for _, m := range members {
+		conns = append(conns, m.ConnectionID)
+	}
+	slices.Sort(conns) // Members has no order
+	fmt.Println("members:", conns)
+	// Output:
+	// bob joins: true
+	// alice, not pooled: true
+	// members: [conn-1 conn-3]
 }
 
 func ExampleNewLRU() {

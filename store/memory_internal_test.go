@@ -19,21 +19,41 @@ import (
 func (m *Memory) sizes() (records, index, expiries int) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.byTunnel), len(m.byConn), len(m.expiries)
+	return m.records, len(m.byConn), len(m.expiries)
 }
 
-// checkIndex fails t unless byConn and byTunnel agree one to one, which
-// holds whenever no two tunnels were put with one ConnectionID.
+// checkIndex fails t unless the record count, byConn and byTunnel agree,
+// one to one, which holds whenever no two tunnels were put with one
+// ConnectionID, and no pool is kept empty.
 func checkIndex(t *testing.T, m *Memory) {
 	t.Helper()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if len(m.byConn) != len(m.byTunnel) {
-		t.Errorf("index has %d entries, table %d", len(m.byConn), len(m.byTunnel))
+	n := 0
+	for id, tn := range m.byTunnel {
+		switch {
+		case tn.members == nil:
+			n++
+		case len(tn.members) == 0:
+			t.Errorf("tunnel %q is kept as an empty pool", id)
+		default:
+			n += len(tn.members)
+			for conn, r := range tn.members {
+				if r.ConnectionID != conn || r.TunnelID != id || !r.Pool {
+					t.Errorf("pool %q holds %+v under connection %q", id, r, conn)
+				}
+			}
+		}
+	}
+	if n != m.records {
+		t.Errorf("%d records held, counted %d", n, m.records)
+	}
+	if len(m.byConn) != n {
+		t.Errorf("index has %d entries, table %d records", len(m.byConn), n)
 	}
 	for conn, id := range m.byConn {
-		if r, ok := m.byTunnel[id]; !ok || r.ConnectionID != conn {
-			t.Errorf("index %q -> %q points at %+v (present %v)", conn, id, r, ok)
+		if _, ok := m.findLocked(id, conn); !ok {
+			t.Errorf("index %q -> %q points at no record", conn, id)
 		}
 	}
 }
@@ -45,6 +65,14 @@ func testRecord(id string, ttl time.Duration) Record {
 	if ttl != 0 {
 		r.ExpiresAt = time.Now().Add(ttl)
 	}
+	return r
+}
+
+// testMember returns a member of pool id, served by connection conn, that
+// expires ttl after now (never, for ttl 0).
+func testMember(id, conn string, ttl time.Duration) Record {
+	r := testRecord(id, ttl)
+	r.ConnectionID, r.Pool = conn, true
 	return r
 }
 
@@ -222,6 +250,25 @@ func TestMemoryExpiryIndexBounded(t *testing.T) {
 				t.Fatalf("Delete: %v", err)
 			}
 		}},
+		{"PoolRenew", func(t *testing.T, m *Memory, i int) {
+			if i == 0 {
+				for _, c := range []string{"c-0", "c-1", "c-2"} {
+					mustPut(t, m, testMember("a", c, time.Hour))
+				}
+			}
+			if err := m.Renew(ctx, "a", "c-"+strconv.Itoa(i%3), time.Now().Add(time.Hour+time.Duration(i))); err != nil {
+				t.Fatalf("Renew: %v", err)
+			}
+		}},
+		{"PoolChurn", func(t *testing.T, m *Memory, i int) {
+			// Members come and go under new connections; three stay.
+			mustPut(t, m, testMember("a", "c-"+strconv.Itoa(i), time.Hour+time.Duration(i)))
+			if i >= 3 {
+				if err := m.Delete(ctx, "a", "c-"+strconv.Itoa(i-3)); err != nil {
+					t.Fatalf("Delete: %v", err)
+				}
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,5 +349,95 @@ func TestMemorySharedConnectionID(t *testing.T) {
 	}
 	if _, err := m.Get(ctx, second.TunnelID); err != nil {
 		t.Errorf("Get(second): %v", err)
+	}
+}
+
+// TestMemoryFreesExpiredMembers checks that pool members expire one by
+// one without a goroutine: the next write frees exactly the members that
+// have expired, and a pool whose members have all expired is gone.
+func TestMemoryFreesExpiredMembers(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		m := NewMemory()
+		// Pool "a" keeps two of its four members; pool "b" loses both.
+		a := []Record{
+			testMember("a", "a-1", time.Minute),
+			testMember("a", "a-2", time.Hour),
+			testMember("a", "a-3", 0),
+			testMember("a", "a-4", 2*time.Minute),
+		}
+		b := []Record{testMember("b", "b-1", time.Minute), testMember("b", "b-2", time.Minute)}
+		for _, r := range append(a, b...) {
+			mustPut(t, m, r)
+		}
+		checkIndex(t, m)
+
+		time.Sleep(3 * time.Minute)
+		if err := m.Delete(ctx, "missing", "c-missing"); err != nil {
+			t.Fatal(err)
+		}
+		if n, i, _ := m.sizes(); n != 2 || i != 2 {
+			t.Errorf("after expiry and a write, %d records and %d index entries held, want 2", n, i)
+		}
+		checkIndex(t, m)
+		got, err := m.Members(ctx, "a")
+		if err != nil || len(got) != 2 {
+			t.Fatalf("Members(a) = %+v, %v; want a-2 and a-3", got, err)
+		}
+		for _, r := range got {
+			if r.ConnectionID != "a-2" && r.ConnectionID != "a-3" {
+				t.Errorf("Members(a) has %s, which has expired", r.ConnectionID)
+			}
+		}
+		if _, err := m.Members(ctx, "b"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Members(b) = %v, want ErrNotFound", err)
+		}
+		// The name of pool b is free for a plain record of another owner.
+		other := testRecord("b", time.Minute)
+		other.Owner = "other"
+		mustPut(t, m, other)
+	})
+}
+
+// TestMemoryLookupFreesExpiredMembers checks the lazy half of expiry for
+// pools: a lookup that meets an expired member frees the pool's expired
+// members.
+func TestMemoryLookupFreesExpiredMembers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		lookup func(m *Memory) error
+	}{
+		{"Get", func(m *Memory) error {
+			_, err := m.Get(context.Background(), "a")
+			return err
+		}},
+		{"Members", func(m *Memory) error {
+			_, err := m.Members(context.Background(), "a")
+			return err
+		}},
+		{"GetByConnection", func(m *Memory) error {
+			_, err := m.GetByConnection(context.Background(), "a-1")
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				m := NewMemory()
+				mustPut(t, m, testMember("a", "a-1", time.Minute))
+				mustPut(t, m, testMember("a", "a-2", time.Minute))
+				time.Sleep(time.Minute)
+				if err := tt.lookup(m); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("lookup of expired members = %v, want ErrNotFound", err)
+				}
+				if n, i, _ := m.sizes(); n != 0 || i != 0 {
+					t.Errorf("after the lookup, %d records and %d index entries held, want 0", n, i)
+				}
+				checkIndex(t, m)
+			})
+		})
 	}
 }

@@ -39,6 +39,8 @@
 //     invalid UTF-8) and up to LargeAccess bytes long; empty stays empty.
 //     Release and Renew leave it as it is, and a Put that replaces a
 //     record replaces it too, with empty when the new record has none.
+//   - Record.Pool round-trips. Pools are small: the suite's have up to 16
+//     members.
 package storetest
 
 import (
@@ -64,8 +66,10 @@ import (
 //
 // The subtests are PutGet, NotFound, Takeover, Conflict, Expiry, Renew,
 // Delete, Release, ReleasedTakeover, Access, RacingClaims,
-// RacingReleasedClaims, ConcurrentTunnels and CanceledContext; run one
-// with go test -run 'TestName/Takeover'.
+// RacingReleasedClaims, ConcurrentTunnels and CanceledContext for plain
+// records, and PoolJoin, PoolRejoin, PoolRenew, PoolRelease, PoolDelete,
+// PoolExpiry, PoolConflict, RacingPoolJoins and PoolCanceledContext for
+// pools; run one with go test -run 'TestName/Takeover'.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
 	subtests := []struct {
@@ -86,6 +90,15 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RacingReleasedClaims", testRacingReleasedClaims},
 		{"ConcurrentTunnels", testConcurrentTunnels},
 		{"CanceledContext", testCanceledContext},
+		{"PoolJoin", testPoolJoin},
+		{"PoolRejoin", testPoolRejoin},
+		{"PoolRenew", testPoolRenew},
+		{"PoolRelease", testPoolRelease},
+		{"PoolDelete", testPoolDelete},
+		{"PoolExpiry", testPoolExpiry},
+		{"PoolConflict", testPoolConflict},
+		{"RacingPoolJoins", testRacingPoolJoins},
+		{"PoolCanceledContext", testPoolCanceledContext},
 	}
 	for _, st := range subtests {
 		t.Run(st.name, func(t *testing.T) {
@@ -202,6 +215,9 @@ func diff(got, want store.Record) string {
 	if got.Version != want.Version {
 		fmt.Fprintf(&b, "\n\tVersion = %d, want %d", got.Version, want.Version)
 	}
+	if got.Pool != want.Pool {
+		fmt.Fprintf(&b, "\n\tPool = %v, want %v", got.Pool, want.Pool)
+	}
 	if got.Released != want.Released {
 		fmt.Fprintf(&b, "\n\tReleased = %v, want %v", got.Released, want.Released)
 	}
@@ -226,7 +242,8 @@ func mustPut(t *testing.T, s store.Store, r store.Record) {
 	}
 }
 
-// wantRecord checks that both Get and GetByConnection return want.
+// wantRecord checks that Get and GetByConnection return want, a plain
+// record, and Members want alone.
 func wantRecord(t *testing.T, s store.Store, want store.Record) {
 	t.Helper()
 	got, err := s.Get(t.Context(), want.TunnelID)
@@ -243,14 +260,27 @@ func wantRecord(t *testing.T, s store.Store, want store.Record) {
 	if d := diff(got, want); d != "" {
 		t.Errorf("GetByConnection(%s) differs:%s", want.ConnectionID, d)
 	}
+	members, err := s.Members(t.Context(), want.TunnelID)
+	if err != nil {
+		t.Fatalf("Members(%s): %v", want.TunnelID, err)
+	}
+	if len(members) != 1 {
+		t.Fatalf("Members(%s) = %d records, want 1: %+v", want.TunnelID, len(members), members)
+	}
+	if d := diff(members[0], want); d != "" {
+		t.Errorf("Members(%s)[0] differs:%s", want.TunnelID, d)
+	}
 }
 
-// wantGone checks that Get of tunnelID and GetByConnection of connectionID
-// both fail with ErrNotFound.
+// wantGone checks that Get and Members of tunnelID and GetByConnection of
+// connectionID all fail with ErrNotFound.
 func wantGone(t *testing.T, s store.Store, tunnelID, connectionID string) {
 	t.Helper()
 	if r, err := s.Get(t.Context(), tunnelID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get(%s) = %+v, %v; want ErrNotFound", tunnelID, r, err)
+	}
+	if rs, err := s.Members(t.Context(), tunnelID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Members(%s) = %+v, %v; want ErrNotFound", tunnelID, rs, err)
 	}
 	if r, err := s.GetByConnection(t.Context(), connectionID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetByConnection(%s) = %+v, %v; want ErrNotFound", connectionID, r, err)
@@ -320,6 +350,13 @@ func testNotFound(t *testing.T, s store.Store) {
 			}
 		})
 	}
+	t.Run("Members", func(t *testing.T) {
+		t.Parallel()
+		id := randomID("x")
+		if rs, err := s.Members(t.Context(), id); !errors.Is(err, store.ErrNotFound) || len(rs) != 0 {
+			t.Errorf("Members(%s) = %+v, %v; want none and ErrNotFound", id, rs, err)
+		}
+	})
 }
 
 // testTakeover checks a reconnect by the same owner: the new connection
@@ -1046,6 +1083,13 @@ func testCanceledContext(t *testing.T, s store.Store) {
 			got, err := s.GetByConnection(ctx, r.ConnectionID)
 			if err == nil && diff(got, r) != "" {
 				return fmt.Errorf("returned the wrong record:%s", diff(got, r))
+			}
+			return err
+		}, nil},
+		{"Members", func(ctx context.Context) error {
+			got, err := s.Members(ctx, r.TunnelID)
+			if err == nil && (len(got) != 1 || diff(got[0], r) != "") {
+				return fmt.Errorf("returned %+v, want the record alone", got)
 			}
 			return err
 		}, nil},
