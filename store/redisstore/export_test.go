@@ -7,3 +7,7 @@ var (
 	EncodeV2 = encodeV2
 	EncodeV1 = encodeV1
 )
+
+// LuaPrelude lets the external tests run the scripts' helpers, which
+// include the parse that releases before pools share.
+const LuaPrelude = luaPrelude

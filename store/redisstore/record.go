@@ -10,8 +10,10 @@ import (
 	"github.com/http-tunnel/tunnel/store"
 )
 
-// The value of a record key is one binary string, layout version 3, all
-// integers big-endian:
+// The value of a plain tunnel's record key, and of each member in a
+// pool's members hash, is one binary string, layout version 3, all
+// integers big-endian (a pool's record key holds a marker instead, layout
+// version 4: see poolLayout):
 //
 //	offset  size  field
 //	0       1     layout version (3)
@@ -196,4 +198,34 @@ func uint64At(s string, i int) uint64 {
 	_ = s[i+7] // one bounds check for the eight reads
 	return uint64(s[i])<<56 | uint64(s[i+1])<<48 | uint64(s[i+2])<<40 | uint64(s[i+3])<<32 |
 		uint64(s[i+4])<<24 | uint64(s[i+5])<<16 | uint64(s[i+6])<<8 | uint64(s[i+7])
+}
+
+// poolLayout is the layout version of a pool marker: the value of a pool's
+// record key, which says that the tunnel is a pool and whose it is, while
+// the members are in the pool's own keys (see the package doc):
+//
+//	offset  size  field
+//	0       1     layout version (4)
+//	1       2+n   Owner: uint16 length n, then n bytes
+//
+// Releases before pools refuse it as a record of an unknown layout, so
+// they never take a pool's tunnel ID for free or for a record of theirs.
+const poolLayout = 4
+
+// encodePoolMarker returns the pool marker of a pool owned by owner, which
+// encode has checked is at most maxField bytes long.
+func encodePoolMarker(owner string) []byte {
+	b := make([]byte, 0, 3+len(owner))
+	b = append(b, poolLayout)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(owner)))
+	return append(b, owner...)
+}
+
+// decodeAs is decode for a record of tunnelID that the scripts found as a
+// pool's member (pool) or as a plain record: a member's value is a record
+// in layout version 3, and its Pool comes from where it is kept.
+func decodeAs(tunnelID, v string, pool bool) (store.Record, error) {
+	r, err := decode(tunnelID, v)
+	r.Pool = pool && err == nil
+	return r, err
 }

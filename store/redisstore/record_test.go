@@ -53,6 +53,32 @@ func TestEncodeLayout(t *testing.T) {
 	}
 }
 
+// TestEncodePoolMarker pins the pool marker byte for byte, as
+// TestEncodeLayout pins records: the scripts read it, and its version
+// byte is what makes older releases refuse it.
+func TestEncodePoolMarker(t *testing.T) {
+	tests := []struct {
+		owner, want string
+	}{
+		{"own", "04" + "0003" + hex.EncodeToString([]byte("own"))},
+		{"", "04" + "0000"},
+		{"\x00\xff", "04" + "0002" + "00ff"},
+	}
+	for _, tt := range tests {
+		if got := hex.EncodeToString(encodePoolMarker(tt.owner)); got != tt.want {
+			t.Errorf("encodePoolMarker(%q) = %s, want %s", tt.owner, got, tt.want)
+		}
+	}
+	if poolLayout == layoutVersion || poolLayout == layoutV2 || poolLayout == layoutV1 {
+		t.Errorf("the marker's layout version %d is a record's", poolLayout)
+	}
+	// decode refuses a marker: a script that handed one over as a
+	// record would be a bug, not a record with no fields.
+	if r, err := decode("t", string(encodePoolMarker("own"))); !errors.Is(err, errCorrupt) {
+		t.Errorf("decode(marker) = %+v, %v; want errCorrupt", r, err)
+	}
+}
+
 // layoutV2Hex is the record of TestEncodeLayout without Access, as the
 // release before Access wrote it.
 const layoutV2Hex = "02" + // layout version
@@ -429,6 +455,9 @@ func benchRecords() []struct {
 func TestDocumentedSizes(t *testing.T) {
 	if len(benchAccess) != 200 {
 		t.Errorf("benchAccess is %d bytes, want 200", len(benchAccess))
+	}
+	if n := len(encodePoolMarker(benchRecord.Owner)); n != 51 {
+		t.Errorf("the pool marker of benchRecord's owner is %d bytes, want the 51 the docs measured", n)
 	}
 	want := map[string]int{"NoAccess": 159, "Access200": 359}
 	for _, br := range benchRecords() {

@@ -601,6 +601,15 @@ func TestCanceledContext(t *testing.T) {
 			_, err := s.Get(ctx, r.TunnelID)
 			return err
 		}},
+		{"Members", "redisstore: members: ", func(ctx context.Context) error {
+			_, err := s.Members(ctx, r.TunnelID)
+			return err
+		}},
+		{"Join", "redisstore: put: ", func(ctx context.Context) error {
+			m := newRecord()
+			m.Pool = true
+			return s.Put(ctx, m)
+		}},
 		{"GetByConnection", "redisstore: get by connection: ", func(ctx context.Context) error {
 			_, err := s.GetByConnection(ctx, r.ConnectionID)
 			return err
@@ -646,7 +655,16 @@ func TestForeignValue(t *testing.T) {
 		write func(ctx context.Context, key string) error
 	}{
 		{"OtherLayoutVersion", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x05"+strings.Repeat("\x00", 40), 0).Err()
+		}},
+		{"PoolMarkerTrailingBytes", func(ctx context.Context, key string) error {
 			return client.Set(ctx, key, "\x04"+strings.Repeat("\x00", 40), 0).Err()
+		}},
+		{"PoolMarkerTruncated", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x04\x00\x05own", 0).Err()
+		}},
+		{"PoolMarkerNoLength", func(ctx context.Context, key string) error {
+			return client.Set(ctx, key, "\x04\x00", 0).Err()
 		}},
 		{"Truncated", func(ctx context.Context, key string) error {
 			return client.Set(ctx, key, "\x02\x00", 0).Err()
@@ -677,7 +695,9 @@ func TestForeignValue(t *testing.T) {
 				call func() error
 			}{
 				{"Put", func() error { return s.Put(t.Context(), r) }},
+				{"Join", func() error { m := r; m.Pool = true; return s.Put(t.Context(), m) }},
 				{"Get", func() error { _, err := s.Get(t.Context(), r.TunnelID); return err }},
+				{"Members", func() error { _, err := s.Members(t.Context(), r.TunnelID); return err }},
 				{"GetByConnection", func() error { _, err := s.GetByConnection(t.Context(), r.ConnectionID); return err }},
 				{"Renew", func() error { return s.Renew(t.Context(), r.TunnelID, r.ConnectionID, r.ExpiresAt) }},
 				{"Release", func() error { return s.Release(t.Context(), r.TunnelID, r.ConnectionID) }},
