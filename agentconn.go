@@ -23,6 +23,10 @@ type agentSession interface {
 	// lost says why done was closed: errConnectionLost, or
 	// errLifetimeReached for a planned reconnect.
 	lost() error
+	// goingAway returns a channel closed when the gateway says it is going
+	// away: the agent moves, and this connection goes on for what it
+	// carries until the gateway closes it. Nil for a mode without it.
+	goingAway() <-chan struct{}
 	// drain tells the gateway the agent is leaving, so that its name is
 	// free at once; it returns when the gateway acknowledged, or within a
 	// second.

@@ -19,7 +19,7 @@ const (
 	// why. Reconnect attempts follow.
 	EventDisconnected
 	// EventReconnecting: reconnect attempt number Attempt starts after
-	// Delay.
+	// Delay; Err says why attempt Attempt-1 failed (nil for the first).
 	EventReconnecting
 	// EventHeartbeat: a keepalive ping came back after RTT.
 	EventHeartbeat
@@ -51,7 +51,7 @@ type Event struct {
 	Attempt  int           // reconnect attempt number (EventConnected, EventReconnecting)
 	Delay    time.Duration // wait before the attempt (EventReconnecting)
 	RTT      time.Duration // round-trip time (EventHeartbeat)
-	Err      error         // why the connection dropped (EventDisconnected)
+	Err      error         // why the connection dropped (EventDisconnected), or why the previous attempt failed (EventReconnecting; nil for the first)
 }
 
 // emit hands an event to the WithEvents callback, if any, without waiting

@@ -75,6 +75,9 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w, stall: s.stallTimeout()}
+	if isWebSocketUpgrade(r) {
+		sw.srv = s
+	}
 	if sw.stall > 0 {
 		sw.rc = http.NewResponseController(w)
 		defer sw.disarm()

@@ -157,6 +157,10 @@ func (s *jsonSession) lost() error {
 	return errConnectionLost
 }
 
+// goingAway returns nil: a json-mode gateway (API Gateway) says nothing of
+// the kind; connections end at their lifetime (retire) instead.
+func (s *jsonSession) goingAway() <-chan struct{} { return nil }
+
 // drain does nothing: json mode has no control streams, and the close that
 // follows frees the tunnel.
 func (s *jsonSession) drain() {}

@@ -108,7 +108,7 @@ func (s *Server) liveSessions() []*session {
 	defer s.mu.Unlock()
 	out := make([]*session, 0, len(s.sessions))
 	for _, sess := range s.sessions {
-		if !sess.draining.Load() && !sess.lost.Load() {
+		if !sess.draining.Load() && !sess.lost.Load() && !sess.moved.Load() {
 			out = append(out, sess)
 		}
 	}
@@ -143,6 +143,11 @@ func (s *Server) reassert(sess *session, ttl time.Duration) {
 	switch {
 	case err == nil && cur.ConnectionID == sess.rec.ConnectionID:
 		return // renewed meanwhile
+	case err == nil && sess.goingAway.Load():
+		// Told to go away, the agent resumed its tunnel elsewhere: this
+		// connection lives on for what it carries until Shutdown ends it.
+		sess.moved.Store(true)
+		return
 	case err == nil:
 		s.loseTunnel(sess, "the tunnel now belongs to another connection")
 		return
@@ -194,6 +199,18 @@ func (s *Server) tunnelSession(id string) *session {
 	sess := s.byTunnel[id]
 	s.mu.Unlock()
 	if sess == nil || sess.draining.Load() || sess.lost.Load() {
+		return nil
+	}
+	return sess
+}
+
+// openSession returns a session of this node for tunnel id that still
+// carries requests, even one that moved away, or nil.
+func (s *Server) openSession(id string) *session {
+	s.mu.Lock()
+	sess := s.byTunnel[id]
+	s.mu.Unlock()
+	if sess == nil || !sess.started() || sess.draining.Load() || sess.lost.Load() || sess.mux.IsClosed() {
 		return nil
 	}
 	return sess

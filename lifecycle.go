@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // Serve accepts connections on ln and serves s on them with an
@@ -40,42 +41,70 @@ func (s *Server) Serve(ln net.Listener) error {
 	return hs.Serve(ln)
 }
 
-// Shutdown shuts the gateway down gracefully: it stops accepting agents and
-// public requests (answering 503 unavailable), closes the listeners of
-// Serve, waits for in-flight public requests to finish, then tells every
-// agent to go away (WebSocket close 1001) so that it reconnects, here or
-// to another node. If ctx ends first, Shutdown closes what remains at once
-// and returns ctx's error.
+// Shutdown shuts the gateway down gracefully, moving its agents first so
+// that a stop is not an outage:
+//
+//  1. New agents are refused (503 unavailable); public requests and
+//     requests from other nodes are still served.
+//  2. Every agent is told to go away (a yamux go-away): it reconnects to
+//     another gateway of its list at once, or to this one once it is
+//     back, and keeps its connection here for the requests it carries.
+//  3. Shutdown waits, at most ShutdownGrace (5 s by default), until every
+//     agent connection is idle and, with other nodes (NodeURL set), its
+//     tunnel has moved to another node.
+//  4. WebSockets through tunnels get a close frame with 1001 (going away),
+//     and the agent connections are closed with 1001: what still streams
+//     through them (server-sent events, downloads) ends.
+//  5. The listeners of Serve close, and public requests still in flight
+//     (those forwarded to other nodes) finish.
+//
+// If ctx ends first, Shutdown closes what remains at once and returns
+// ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
 	s.shutdown = true
-	s.inflight.close()
 	s.agents.close()
 	servers := make([]*http.Server, 0, len(s.servers))
 	for hs := range s.servers {
 		servers = append(servers, hs)
 	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
 	s.mu.Unlock()
 
+	for _, sess := range sessions {
+		sess.sendGoAway()
+	}
+	gctx, cancel := context.WithTimeout(ctx, s.shutdownGrace())
+	s.waitMoved(gctx, sessions)
+	cancel()
+
+	s.mu.Lock()
+	upgrades := make([]*publicConn, 0, len(s.upgrades))
+	for c := range s.upgrades {
+		upgrades = append(upgrades, c)
+	}
+	s.mu.Unlock()
+	for _, c := range upgrades {
+		c.goingAway()
+	}
+	var closing sync.WaitGroup
+	for _, sess := range sessions {
+		closing.Go(sess.goAway)
+	}
+
+	s.inflight.close()
 	var wg sync.WaitGroup
 	errs := make([]error, len(servers))
 	for i, hs := range servers {
 		wg.Go(func() { errs[i] = hs.Shutdown(ctx) })
 	}
 	wg.Wait()
-
 	waitErr := s.inflight.wait(ctx)
-
-	s.mu.Lock()
-	sessions := make([]*session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	s.mu.Unlock()
-	for _, sess := range sessions {
-		go sess.goAway()
-	}
+	closing.Wait()
 	err := s.agents.wait(ctx)
 	s.stopLeases()
 	if err != nil {
@@ -88,6 +117,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return err
 	}
 	return errors.Join(append(errs, waitErr)...)
+}
+
+// waitMoved waits until every session of sessions has ended, or is idle
+// and, for a node of a cluster, no longer holds its tunnel (its agent has
+// resumed it on another node), or until ctx ends.
+func (s *Server) waitMoved(ctx context.Context, sessions []*session) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := 0
+		for _, sess := range sessions {
+			if !sess.left(ctx) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // publicProtocols are the protocols Serve's http.Server speaks: HTTP/1.1

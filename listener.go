@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -36,12 +37,13 @@ type Listener struct {
 	done      chan struct{} // closed when the supervisor has returned
 	err       error         // why the listener stopped; read after done is closed
 
-	mu      sync.Mutex
-	id      string
-	url     string
-	resume  string
-	current *agentConn
-	drained *agentConn // the connection stop told the gateway about
+	mu       sync.Mutex
+	id       string
+	url      string
+	resume   string
+	current  *agentConn
+	drained  *agentConn   // the connection stop told the gateway about
+	retiring []*agentConn // connections of gateways going away, still carrying streams
 
 	active activity // connections handed out by Accept and not yet closed
 	events eventQueue
@@ -136,6 +138,12 @@ func (l *Listener) finish(c *agentConn) {
 	}()
 	l.active.wait(ctx)
 	c.close()
+	l.mu.Lock()
+	retiring := slices.Clone(l.retiring)
+	l.mu.Unlock()
+	for _, r := range retiring {
+		r.close()
+	}
 }
 
 // Done returns a channel that is closed when the listener has stopped for

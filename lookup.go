@@ -26,6 +26,16 @@ func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (store.
 	rec, cached, err := s.record(ctx, id, fresh)
 	for attempt := 0; err == nil && attempt < 2; attempt++ {
 		if rec.Node != s.node {
+			if hop {
+				// Another node's record of this tunnel is stale, but this
+				// node may still hold the agent's previous connection (it
+				// moved away while this node shuts down): serve it there
+				// rather than answer 421, which only bodyless requests
+				// survive.
+				if sess := s.openSession(id); sess != nil {
+					return rec, sess, "", nil
+				}
+			}
 			if !hop || !cached {
 				return rec, nil, rec.Node, nil
 			}

@@ -32,6 +32,8 @@ func (s *muxSession) done() <-chan struct{} { return s.mux.CloseChan() }
 
 func (s *muxSession) lost() error { return errConnectionLost }
 
+func (s *muxSession) goingAway() <-chan struct{} { return s.mux.RemoteGoAwayChan() }
+
 // heartbeat pings the gateway every heartbeat interval, reporting the
 // round trip, and closes the connection when a ping fails (yamux's own
 // keepalive is off for the agent so that the round trip can be observed).

@@ -57,6 +57,7 @@ const (
 	DefaultReadHeaderTimeout      = 10 * time.Second
 	DefaultIdleTimeout            = 2 * time.Minute
 	DefaultStallTimeout           = time.Minute
+	DefaultShutdownGrace          = 5 * time.Second
 	DefaultMaxHeaderBytes         = 64 << 10
 	DefaultMaxResponseHeaderBytes = 256 << 10
 	DefaultHeartbeat              = 15 * time.Second
@@ -138,6 +139,12 @@ type Server struct {
 	// public client's keep-alive connection may wait for its next request
 	// before the gateway closes it. Zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+
+	// ShutdownGrace bounds how long Shutdown lets its agents move to
+	// other nodes and the requests through them finish (server-sent
+	// events, WebSockets and long downloads included) before it closes
+	// the agents' connections. Zero means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 
 	// StallTimeout bounds how long a public client may stall a request in
 	// flight: send nothing of a request body it has begun, or take nothing
@@ -255,6 +262,7 @@ type Server struct {
 	byTunnel map[string]*session // the newest session of each tunnel ID
 	leases   *leaseKeeper        // nil until the first session
 	servers  map[*http.Server]struct{}
+	upgrades map[*publicConn]struct{} // WebSockets through tunnels, for Shutdown
 
 	shutdown bool     // Shutdown has begun; guarded by mu
 	inflight activity // public requests being forwarded
@@ -316,6 +324,7 @@ func (s *Server) init() {
 		s.sessions = make(map[string]*session)
 		s.byTunnel = make(map[string]*session)
 		s.servers = make(map[*http.Server]struct{})
+		s.upgrades = make(map[*publicConn]struct{})
 		if err := s.check(); err != nil {
 			// Serve refuses to start; a Server mounted elsewhere can only say so.
 			s.log.Error("invalid gateway configuration", slog.Any("err", err))
@@ -338,6 +347,10 @@ func (s *Server) maxResponseHeaderBytes() int64 {
 		return DefaultMaxResponseHeaderBytes
 	}
 	return s.MaxResponseHeaderBytes
+}
+
+func (s *Server) shutdownGrace() time.Duration {
+	return orDefault(s.ShutdownGrace, DefaultShutdownGrace)
 }
 
 // stallTimeout returns StallTimeout with its default; zero means none.

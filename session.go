@@ -33,7 +33,7 @@ type session struct {
 	log     *slog.Logger
 	rec     store.Record // as admitted; written again if the store loses it
 	version int          // the protocol version agreed at the handshake
-	host    string // the host of the tunnel's public URL
+	host    string       // the host of the tunnel's public URL
 
 	ws *websocket.Conn
 	// mux is set before ready is closed, and stays nil if the session
@@ -52,6 +52,11 @@ type session struct {
 	// lost is set when the tunnel turned out to belong to another
 	// connection (loseTunnel): the record is not this session's to touch.
 	lost atomic.Bool
+	// moved is set when, told to go away, the agent resumed its tunnel on
+	// another node: the session lives on only for what it carries.
+	moved atomic.Bool
+	// inflight counts the public requests forwarded through the session.
+	inflight  atomic.Int32
 	closeOnce sync.Once
 }
 
@@ -168,8 +173,48 @@ func (sess *session) drain() {
 	sess.log.Info("agent draining")
 }
 
-// goAway tells the agent to leave (close 1001) so it reconnects elsewhere or
-// later, and ends the session.
+// sendGoAway tells the agent that the gateway is going away (a yamux
+// go-away): it reconnects elsewhere, or here later, and keeps this
+// connection for the requests it carries until the gateway closes it.
+func (sess *session) sendGoAway() {
+	sess.goingAway.Store(true)
+	<-sess.ready
+	if sess.mux != nil {
+		sess.mux.GoAway()
+	}
+}
+
+// left reports whether a session told to go away is done with: ended, or
+// idle and, in a cluster, no longer the holder of its tunnel.
+func (sess *session) left(ctx context.Context) bool {
+	select {
+	case <-sess.ready:
+	default:
+		return false // still in its handshake
+	}
+	if sess.mux == nil || sess.mux.IsClosed() {
+		return true
+	}
+	if sess.inflight.Load() > 0 {
+		return false
+	}
+	s := sess.srv
+	if s.node == "" {
+		return true // nowhere else to move to: idle is enough
+	}
+	if sess.moved.Load() {
+		return true
+	}
+	cur, err := s.store.Get(ctx, sess.info.ID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && cur.ConnectionID != sess.info.ConnectionID) {
+		sess.moved.Store(true)
+		return true
+	}
+	return false
+}
+
+// goAway closes the session with 1001 (going away), as the last step of
+// a shutdown, ending what still streams through it.
 func (sess *session) goAway() {
 	sess.goingAway.Store(true)
 	sess.ws.Close(websocket.StatusGoingAway, "gateway shutting down", closeWait)
@@ -206,6 +251,8 @@ func (sess *session) rewrite(pr *httputil.ProxyRequest) {
 
 // forward sends r through the tunnel and streams the response back.
 func (sess *session) forward(w http.ResponseWriter, r *http.Request) {
+	sess.inflight.Add(1)
+	defer sess.inflight.Add(-1)
 	sess.proxy.ServeHTTP(w, r)
 	if sess.draining.Load() {
 		sess.transport.CloseIdleConnections()
@@ -221,4 +268,15 @@ func (sess *session) proxyError(w http.ResponseWriter, r *http.Request, err erro
 		return
 	}
 	sess.srv.fail(ctx, w, forwardError(r, err), slog.String("connection_id", sess.info.ConnectionID), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+}
+
+// started reports whether the session's multiplexer runs (its handshake
+// is over and did not fail).
+func (sess *session) started() bool {
+	select {
+	case <-sess.ready:
+		return sess.mux != nil
+	default:
+		return false
+	}
 }

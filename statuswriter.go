@@ -16,13 +16,16 @@ import (
 // reading is given up on, instead of holding the response's buffers
 // forever. The deadline is armed before each write, so an idle stream with
 // nothing to send is not cut, and a connection taken over (a WebSocket)
-// keeps the rule through stallConn.
+// keeps the rule through publicConn.
 type statusWriter struct {
 	http.ResponseWriter
 	status  int
 	written int64
 	stall   time.Duration
 	rc      *http.ResponseController // set with stall
+	// srv is set for a WebSocket upgrade: the hijacked connection is then
+	// tracked, so that a shutdown can close it with 1001.
+	srv *Server
 }
 
 // arm moves the write deadline stall from now, if there is one.
@@ -70,8 +73,14 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err == nil && w.status == 0 {
 		w.status = http.StatusSwitchingProtocols
 	}
-	if err == nil && w.stall > 0 {
-		c = &stallConn{Conn: c, stall: w.stall}
+	if err == nil && (w.stall > 0 || w.srv != nil) {
+		pc := &publicConn{Conn: c, stall: w.stall, srv: w.srv}
+		if w.srv != nil {
+			w.srv.mu.Lock()
+			w.srv.upgrades[pc] = struct{}{}
+			w.srv.mu.Unlock()
+		}
+		c = pc
 	}
 	return c, brw, err
 }
@@ -84,17 +93,4 @@ func (w *statusWriter) Flush() {
 	}
 	w.arm()
 	http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// stallConn is a connection taken over from the public server (a WebSocket
-// through a tunnel) whose writes must each make progress within stall.
-// Reads are not bounded: a WebSocket may be quiet for as long as it likes.
-type stallConn struct {
-	net.Conn
-	stall time.Duration
-}
-
-func (c *stallConn) Write(p []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
-	return c.Conn.Write(p)
 }

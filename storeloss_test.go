@@ -39,6 +39,9 @@ func (w *wipeableStore) Put(ctx context.Context, r store.Record) error { return 
 func (w *wipeableStore) Get(ctx context.Context, id string) (store.Record, error) {
 	return w.s().Get(ctx, id)
 }
+func (w *wipeableStore) Members(ctx context.Context, id string) ([]store.Record, error) {
+	return w.s().Members(ctx, id)
+}
 func (w *wipeableStore) GetByConnection(ctx context.Context, c string) (store.Record, error) {
 	return w.s().GetByConnection(ctx, c)
 }

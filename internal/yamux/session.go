@@ -22,6 +22,9 @@ type Session struct {
 	// not want futher connections. Must be first for alignment.
 	remoteGoAway int32
 
+	// goAwayCh is closed when the remote side sends a normal GoAway.
+	goAwayCh chan struct{}
+
 	// localGoAway indicates that we should stop
 	// accepting futher connections. Must be first for alignment.
 	localGoAway int32
@@ -127,6 +130,7 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		recvDoneCh: make(chan struct{}),
 		sendDoneCh: make(chan struct{}),
 		shutdownCh: make(chan struct{}),
+		goAwayCh:   make(chan struct{}),
 
 		maxIncoming: config.MaxIncomingStreams,
 	}
@@ -812,7 +816,9 @@ func (s *Session) handleGoAway(hdr header) error {
 	code := hdr.Length()
 	switch code {
 	case goAwayNormal:
-		atomic.SwapInt32(&s.remoteGoAway, 1)
+		if atomic.SwapInt32(&s.remoteGoAway, 1) == 0 {
+			close(s.goAwayCh)
+		}
 	case goAwayProtoErr:
 		s.logger.Printf("[ERR] yamux: received protocol error go away")
 		return ErrRemoteProtocolError
@@ -979,3 +985,9 @@ func recvReader(conn io.Reader) io.Reader {
 	}
 	return bufio.NewReader(conn)
 }
+
+// RemoteGoAwayChan returns a channel that is closed when the remote side
+// sends a GoAway (a normal one: the session goes on for the streams it
+// has, and this side may open no more). The tunnel's gateway sends one
+// when it shuts down, and its agent moves to another gateway.
+func (s *Session) RemoteGoAwayChan() <-chan struct{} { return s.goAwayCh }
