@@ -11,7 +11,8 @@
 // # Tables
 //
 // The connections table (DefaultConnectionsTable) has the partition key
-// connectionId (S) and holds two kinds of rows:
+// connectionId (S) and holds two kinds of rows for plain tunnels, and the
+// same two, in other shapes, for pools (store.Record.Pool):
 //
 //   - A connection row per agent connection, keyed by the connection ID,
 //     in the original's shape: tunnelId (S), publicUrl (S), createdAt (N,
@@ -30,6 +31,22 @@
 //     Access, its bytes as they are; absent when it is empty), and no
 //     tunnelId. Connection IDs never contain '#' (Put refuses one that
 //     does), so the two kinds of keys never meet.
+//   - A pool's claim row, keyed like a plain one, holding pool (BOOL
+//     true), owner (S, the pool's), members (M: for each member's
+//     connection ID, a map of e, N, its expiry in epoch milliseconds or 0
+//     for none, and r, BOOL true while it is Released), rev (N, its
+//     revision: random when the pool is made, one more on every write),
+//     and expiresAt and ttl as above for the member that expires last
+//     (neither while a member never expires), so that a pool claim row
+//     lives exactly as long as one of its members, for Put's conditions,
+//     Cleanup and DynamoDB's TTL deletion alike. It has no holder and no
+//     record fields: its size grows by about 30 bytes per member (with
+//     connection IDs of 17 characters), and every lookup of the pool
+//     reads it.
+//   - A member's connection row: a connection row as above, plus pool
+//     (BOOL true) and access (B, the member's Access; absent when empty),
+//     since the member's record lives there. Its expiresAt and ttl follow
+//     the member's; the claim row's entry is the authoritative one.
 //
 // Rows written by releases before subject, protocolVersion, released and
 // access lack them, and read as a Record with Subject "", Version 0,
@@ -41,11 +58,15 @@
 // The global secondary index tunnel-id-index (DefaultTunnelIndex, key
 // tunnelId, projection ALL) is the original's. Claim rows lack tunnelId,
 // so the sparse index holds connection rows only, and the original lookup
-// (Query tunnelId = :id) finds connection IDs as before. Its answers are
-// eventually consistent and may include a connection row that a takeover
-// has not yet removed (see below); this package's lookups never use it.
-// Since connection rows have no access attribute, the index holds no copy
-// of any policy's credential hashes.
+// (Query tunnelId = :id) finds connection IDs as before, a pool's members
+// included. Its answers are eventually consistent and may include a
+// connection row that a takeover has not yet removed (see below), or miss
+// a member that has just joined; this package's lookups never use it:
+// Members reads the member list from the claim row. Plain tunnels'
+// connection rows have no access attribute, so the index holds no copy of
+// their policies' credential hashes; pool members' rows do have one, and
+// so the index holds theirs: restrict who may read the index as you
+// restrict the table.
 //
 // access is binary rather than a string because a Record's Access is
 // opaque bytes and a DynamoDB string must be valid UTF-8: the SDK's
@@ -64,6 +85,18 @@
 // Until every node and function sharing the tables runs a release that
 // knows access, policies hold only on the requests that new ones receive:
 // upgrade them together, or give the new release tables of its own.
+//
+// Nodes and functions of a release before pools misread a pool's claim
+// row as a plain record with no connection, node or policy, and their
+// lookups by a member's connection find nothing: requests for a pool's
+// tunnel that reach them fail, as for a tunnel whose agent has gone. Their
+// Put honours a live pool against other owners (the claim row's owner and
+// expiresAt are what their condition reads), but not against the pool's
+// own owner: an agent of the pool's identity that registers without
+// pooling through such a node replaces the pool's claim row, and the
+// members lose the tunnel. Upgrade every node and function sharing the
+// tables before agents use pools; the new release also needs
+// dynamodb:BatchGetItem (see Permissions).
 //
 // The pending-requests table (DefaultPendingTable) has the partition key
 // requestId (S) and the attributes connectionId (S), status (S, "pending"
@@ -114,6 +147,49 @@
 //     connection (a refusal is not an error), then the connection row if
 //     it still belongs to the tunnel.
 //
+// A plain Put's condition also requires that the claim row it replaces
+// is not a live pool's (attribute_not_exists(pool), or expired), so a
+// live pool blocks every plain claim, its owner's included. The writes of
+// a pool are these:
+//
+//   - Put of a member (a join) reads the claim row, strongly
+//     consistently, and decides by the rules of store.Store.Put: a live
+//     plain record, or a live pool of another owner, is store.ErrConflict.
+//     Otherwise it writes the claim row back: for a live pool of its
+//     owner, with the member added (or replaced) and expired members
+//     dropped, on condition that rev is still the one read; for a tunnel
+//     that is free or whose record or members have all expired, as a new
+//     pool, on the condition of a free tunnel (absent, or expiresAt
+//     passed). A refused condition means another write came in between:
+//     the join reads again and decides again, up to 100 times. Then it
+//     writes the member's connection row, and deletes the rows of the
+//     members or plain holder it made unreachable.
+//   - Renew of a member extends its connection row (whose pool mark tells
+//     Renew what it is renewing), then its entry and, when the new expiry
+//     is the pool's latest (the usual case), the claim row's expiresAt,
+//     in one update on condition that the member is live and the pool's
+//     expiresAt is not later; otherwise it reads the claim row and writes
+//     it back on condition of its rev, as a join does. Renewing to a time
+//     that has passed removes the member, and the claim row with the last
+//     one.
+//   - Release of a member sets its entry's r, in one update on condition
+//     that the member is live, after Release's update for a plain record
+//     was refused.
+//   - Delete of a member, once Delete's conditional delete for a plain
+//     record was refused, reads the claim row and writes it back without
+//     the member on condition of its rev (deletes it, without members
+//     left), then deletes the connection row.
+//   - Get reads the claim row, then the connection row of the live member
+//     that expires last; Members reads the claim row, then the live
+//     members' connection rows with BatchGetItem; GetByConnection reads
+//     the connection row, which holds a member's record, then the claim
+//     row, and answers only if it lists the connection as a live member.
+//     Members whose connection rows are missing are left out.
+//
+// Every write of a pool's claim row changes rev, the single-row updates
+// of Renew and Release included, so a write conditional on rev never
+// undoes another.
+//
 // A crash, an error or a canceled ctx between two writes leaves one of
 // these states, none of which breaks the contract, because lookups follow
 // the claim row:
@@ -135,6 +211,12 @@
 //     Cleanup removed it).
 //   - Delete stopped after the claim: the tunnel is free at once, and the
 //     connection row is unreachable until its expiry.
+//   - A join stopped after the claim: the member holds its place in the
+//     pool, so the name stays the pool's until the member expires, but no
+//     lookup returns it and its Renew returns store.ErrNotFound (there is
+//     no connection row to renew); the same connection's next Put repairs
+//     it. A member's Delete stopped after the claim leaves an unreachable
+//     connection row, as a plain Delete does.
 //
 // # Consistency
 //
@@ -142,7 +224,18 @@
 // takeover or delete as soon as another node's write has returned; of N
 // concurrent Puts for a free tunnel by different owners, DynamoDB's
 // conditional write lets exactly one succeed. Reads of the index (the
-// original lookup) are eventually consistent.
+// original lookup) are eventually consistent, which is why no method of
+// the Store reads it.
+//
+// Racing Puts of a pool's members and of a plain record cannot mix,
+// because every one of them is decided by one conditional write of the
+// claim row, and each condition fails once another's write has changed
+// the row: a plain record's write fails over a live pool, a new pool's
+// write fails over anything live, and a join's write over a pool fails
+// unless the row is still the revision it read. So the first write to
+// land decides: after a plain record every join reads it and conflicts;
+// after a member every other member's join is retried against the pool,
+// and succeeds, while the plain claim conflicts.
 //
 // # Expiry
 //
@@ -159,16 +252,23 @@
 // claim rows with a conditional delete (a Put may have taken an expired
 // tunnel since the Scan), connection and pending rows in batches, which
 // is safe because an expired connection row is unreachable (its claim
-// names another connection or has expired, since Renew extends the
-// connection row first), and nothing but a new Put of that same
-// connection ID can make it reachable again; pending rows' ttl never
-// moves.
+// names another connection or has expired, or its pool's entry for it
+// has, since Renew extends the connection row first), and nothing but a
+// new Put of that same connection ID can make it reachable again; pending
+// rows' ttl never moves.
+//
+// A pool's members expire one by one, by their entries in its claim row;
+// the claim row expires with the last of them, and goes as a plain claim
+// row does. Entries of members that expired while others live stay in
+// the claim row, invisible, until a write that rewrites the row (a join,
+// a member's Delete, a Renew that is not the pool's latest) drops them.
 //
 // # Permissions
 //
 // The Store needs these IAM actions on the connections table:
-// dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem and
-// dynamodb:DeleteItem; dynamodb:Query on tunnel-id-index for original-style
+// dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem,
+// dynamodb:DeleteItem and, for the members of pools, dynamodb:BatchGetItem
+// (new with pools); dynamodb:Query on tunnel-id-index for original-style
 // lookups; and for Cleanup, dynamodb:Scan and dynamodb:BatchWriteItem on
 // both tables. CreateTables alone needs dynamodb:CreateTable,
 // dynamodb:DescribeTable, dynamodb:DescribeTimeToLive and

@@ -41,7 +41,17 @@ const (
 	attrSubject     = "subject"         // S; absent in rows of older releases = ""
 	attrVersion     = "protocolVersion" // N; absent in rows of older releases = 0
 	attrReleased    = "released"        // claim rows only: BOOL true, or absent = not released
-	attrAccess      = "access"          // claim rows only: B, the Access bytes; absent = ""
+	attrAccess      = "access"          // claim rows, and pool members' connection rows: B, the Access bytes; absent = ""
+	attrPool        = "pool"            // pool claim rows and members' connection rows: BOOL true; absent = plain
+	attrMembers     = "members"         // pool claim rows only: M from connection ID to a member entry
+	attrRev         = "rev"             // pool claim rows only: N, changed by every write to the row
+)
+
+// The attributes of a member entry, the value for a connection ID in a
+// pool claim row's members map.
+const (
+	memberExpires  = "e" // N, epoch milliseconds; 0 = never
+	memberReleased = "r" // BOOL true, or absent = not released
 )
 
 // claimPrefix starts the partition key of every claim row. Connection IDs

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,29 +70,31 @@ func New(client *dynamodb.Client, opts Options) *Store {
 // separate maps.
 var (
 	// getProjection lists what a Record needs from a claim row, so that a
-	// lookup reads neither key nor ttl nor createdAt again.
-	getProjection = "#h, #o, #n, #u, #c, #e, #s, #v, #r, #a"
+	// lookup reads neither key nor ttl nor createdAt again, and what a
+	// pool's claim row holds instead (attributes a plain claim row lacks,
+	// which cost nothing to ask for).
+	getProjection = "#h, #o, #n, #u, #c, #e, #s, #v, #r, #a, #p, #m, #w"
 	getNames      = map[string]string{
 		"#h": attrHolder, "#o": attrOwner, "#n": attrNode,
 		"#u": attrPublicURL, "#c": attrCreatedAtMs, "#e": attrExpiresAt,
 		"#s": attrSubject, "#v": attrVersion, "#r": attrReleased,
-		"#a": attrAccess,
+		"#a": attrAccess, "#p": attrPool, "#m": attrMembers, "#w": attrRev,
 	}
-	connProjection = "#t"
-	connNames      = map[string]string{"#t": attrTunnelID}
 
-	// claimCondition lets Put take a free tunnel, its owner's own, or an
-	// expired one. A row without expiresAt never expires: the comparison
-	// with an absent attribute is false. claimBySubject adds, for a Put
-	// with a non-empty Subject, a released claim of that subject (the rule
-	// of store.Replaces); a row without released is not released. A Put
-	// with an empty Subject uses claimCondition, so that ":subject" is
-	// never "" and an empty subject never matches.
-	claimCondition      = "attribute_not_exists(#k) OR #o = :owner OR #e <= :now"
-	claimNames          = map[string]string{"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt}
-	claimBySubject      = claimCondition + " OR (#r = :true AND #s = :subject)"
+	// claimCondition lets Put of a plain record take a free tunnel, an
+	// expired one, or its owner's own plain record, never a live pool. A
+	// row without expiresAt never expires: the comparison with an absent
+	// attribute is false; a pool claim row's expiresAt is its last
+	// member's. claimBySubject adds, for a Put with a non-empty Subject,
+	// a released plain claim of that subject (the rule of
+	// store.Replaces); a row without released is not released. A Put with
+	// an empty Subject uses claimCondition, so that ":subject" is never ""
+	// and an empty subject never matches.
+	claimCondition      = "attribute_not_exists(#k) OR #e <= :now OR (attribute_not_exists(#p) AND #o = :owner)"
+	claimNames          = map[string]string{"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt, "#p": attrPool}
+	claimBySubject      = claimCondition + " OR (attribute_not_exists(#p) AND #r = :true AND #s = :subject)"
 	claimBySubjectNames = map[string]string{
-		"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt,
+		"#k": attrConnectionID, "#o": attrOwner, "#e": attrExpiresAt, "#p": attrPool,
 		"#r": attrReleased, "#s": attrSubject,
 	}
 
@@ -131,15 +135,27 @@ func conditionFailed(err error) bool {
 	return errors.As(err, &ccf)
 }
 
-// Put implements store.Store.Put: a conditional write of the claim row
-// (unreleased, whatever r.Released says), then the connection row, then
-// the removal of the previous holder's connection row. An error after the claim write leaves the claim taken by
-// r; it is released when r expires, by Delete, or by the owner's next Put.
-// Put refuses a ConnectionID that is empty or contains '#', and an empty
-// TunnelID, since they cannot be keys of connection rows.
+// Put implements store.Store.Put. For a plain record: a conditional write
+// of the claim row (unreleased, whatever r.Released says), then the
+// connection row, then the removal of the previous holder's connection row
+// (or the rows of a pool's expired members). An error after the claim
+// write leaves the claim taken by r; it is released when r expires, by
+// Delete, or by the owner's next Put. For a pool member: a consistent
+// read of the claim row, and a write of it on condition that it is as
+// read (again, when another write came in between), then the member's
+// connection row; see the package documentation. Put refuses a
+// ConnectionID that is empty or contains '#', and an empty TunnelID,
+// since they cannot be keys of connection rows.
 func (s *Store) Put(ctx context.Context, r store.Record) error {
 	if r.TunnelID == "" || !validConnectionID(r.ConnectionID) {
 		return fmt.Errorf("dynamostore: put: invalid tunnel ID %q or connection ID %q", r.TunnelID, r.ConnectionID)
+	}
+	if r.Pool {
+		err := s.join(ctx, r)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("dynamostore: put: %w", err)
+		}
+		return err
 	}
 	in := &dynamodb.PutItemInput{
 		TableName:                s.conns,
@@ -171,10 +187,16 @@ func (s *Store) Put(ctx context.Context, r store.Record) error {
 	}); err != nil {
 		return fmt.Errorf("dynamostore: put: %w", err)
 	}
-	if old := getS(out.Attributes, attrHolder); old != "" && old != r.ConnectionID {
-		// The previous holder's row is unreachable already (lookups by
-		// connection check the claim), so a failure here is not the
-		// caller's: the row stays until its expiry and Cleanup.
+	// The previous holder's row, or the rows of a lapsed pool's members,
+	// are unreachable already (lookups by connection check the claim),
+	// so a failure here is not the caller's: the rows stay until their
+	// expiry and Cleanup.
+	if isPoolRow(out.Attributes) {
+		if p, err := decodePool(out.Attributes); err == nil {
+			delete(p.members, r.ConnectionID)
+			s.dropStale(ctx, r.TunnelID, slices.Collect(maps.Keys(p.members)))
+		}
+	} else if old := getS(out.Attributes, attrHolder); old != "" && old != r.ConnectionID {
 		_ = s.deleteConn(ctx, old, r.TunnelID)
 	}
 	return nil
@@ -197,18 +219,69 @@ func (s *Store) deleteConn(ctx context.Context, connectionID, tunnelID string) e
 }
 
 // Get implements store.Store.Get with one strongly consistent read of the
-// claim row.
+// claim row for a plain record. Of a pool it returns the live member that
+// expires last, with one more such read, of its connection row.
 func (s *Store) Get(ctx context.Context, tunnelID string) (store.Record, error) {
-	r, err := s.get(ctx, tunnelID)
+	recs, err := s.lookup(ctx, tunnelID, true)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Record{}, fmt.Errorf("dynamostore: get: %w", err)
 	}
-	return r, err
+	if err != nil {
+		return store.Record{}, err
+	}
+	return recs[0], nil
 }
 
-// get reads the live record of tunnelID from its claim row. It returns
-// store.ErrNotFound itself, and backend errors unwrapped.
-func (s *Store) get(ctx context.Context, tunnelID string) (store.Record, error) {
+// Members implements store.Store.Members with one strongly consistent
+// read of the claim row, and for a pool strongly consistent
+// BatchGetItems of its live members' connection rows (one per 100
+// members). It does not use the tunnel-id-index, whose answers are
+// eventually consistent: the claim row lists the members.
+func (s *Store) Members(ctx context.Context, tunnelID string) ([]store.Record, error) {
+	recs, err := s.lookup(ctx, tunnelID, false)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("dynamostore: members: %w", err)
+	}
+	return recs, err
+}
+
+// lookup returns the live records of tunnelID: its plain record, or the
+// live members of its pool, only the one that expires last if first is
+// set. It returns store.ErrNotFound itself when there is none, and
+// backend errors unwrapped.
+func (s *Store) lookup(ctx context.Context, tunnelID string, first bool) ([]store.Record, error) {
+	it, err := s.readClaim(ctx, tunnelID)
+	if err != nil {
+		return nil, err
+	}
+	if len(it) == 0 {
+		return nil, store.ErrNotFound
+	}
+	if isPoolRow(it) {
+		p, err := decodePool(it)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := s.members(ctx, tunnelID, p, first)
+		if err == nil && len(recs) == 0 {
+			err = store.ErrNotFound
+		}
+		return recs, err
+	}
+	r, err := claimRecord(tunnelID, it)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Live(time.Now()) {
+		return nil, store.ErrNotFound
+	}
+	return []store.Record{r}, nil
+}
+
+// readClaim reads the claim row of tunnelID, strongly consistently,
+// projected to what a lookup or a pool write needs; nil when there is
+// none.
+func (s *Store) readClaim(ctx context.Context, tunnelID string) (item, error) {
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:                s.conns,
 		Key:                      claimKey(tunnelID),
@@ -217,27 +290,26 @@ func (s *Store) get(ctx context.Context, tunnelID string) (store.Record, error) 
 		ExpressionAttributeNames: getNames,
 	})
 	if err != nil {
-		return store.Record{}, err
+		return nil, err
 	}
-	if len(out.Item) == 0 {
-		return store.Record{}, store.ErrNotFound
-	}
-	r, err := claimRecord(tunnelID, out.Item)
-	if err != nil {
-		return store.Record{}, err
-	}
-	if !r.Live(time.Now()) {
-		return store.Record{}, store.ErrNotFound
-	}
-	return r, nil
+	return out.Item, nil
 }
 
 // GetByConnection implements store.Store.GetByConnection with two strongly
-// consistent reads: the connection row, for its tunnel ID, then the claim
-// row, which must still name connectionID. The second read is what hides a
-// connection that was taken over or deleted while its row lingered (see
-// the package documentation).
+// consistent reads: the connection row, for its tunnel ID (and, for a
+// pool member, its record), then the claim row, which must still name
+// connectionID, or list it as a live member. The second read is what
+// hides a connection that was taken over or deleted while its row
+// lingered (see the package documentation).
 func (s *Store) GetByConnection(ctx context.Context, connectionID string) (store.Record, error) {
+	r, err := s.getByConnection(ctx, connectionID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Record{}, fmt.Errorf("dynamostore: get by connection: %w", err)
+	}
+	return r, err
+}
+
+func (s *Store) getByConnection(ctx context.Context, connectionID string) (store.Record, error) {
 	if !validConnectionID(connectionID) {
 		return store.Record{}, store.ErrNotFound
 	}
@@ -245,23 +317,39 @@ func (s *Store) GetByConnection(ctx context.Context, connectionID string) (store
 		TableName:                s.conns,
 		Key:                      connKey(connectionID),
 		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     &connProjection,
-		ExpressionAttributeNames: connNames,
+		ProjectionExpression:     &memberProjection,
+		ExpressionAttributeNames: memberNames,
 	})
 	if err != nil {
-		return store.Record{}, fmt.Errorf("dynamostore: get by connection: %w", err)
+		return store.Record{}, err
 	}
-	tunnelID := getS(out.Item, attrTunnelID)
+	row := out.Item
+	tunnelID := getS(row, attrTunnelID)
 	if tunnelID == "" {
 		return store.Record{}, store.ErrNotFound
 	}
-	r, err := s.get(ctx, tunnelID)
+	it, err := s.readClaim(ctx, tunnelID)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.Record{}, err
 	case err != nil:
-		return store.Record{}, fmt.Errorf("dynamostore: get by connection: %w", err)
-	case r.ConnectionID != connectionID:
+		return store.Record{}, err
+	case len(it) == 0:
+		return store.Record{}, store.ErrNotFound
+	case isPoolRow(it):
+		p, err := decodePool(it)
+		if err != nil {
+			return store.Record{}, err
+		}
+		m, ok := p.members[connectionID]
+		if !ok || !m.live(time.Now().UnixMilli()) || !isPoolRow(row) {
+			return store.Record{}, store.ErrNotFound
+		}
+		return memberRecord(tunnelID, connectionID, row, m)
+	}
+	r, err := claimRecord(tunnelID, it)
+	switch {
+	case err != nil:
+		return store.Record{}, err
+	case !r.Live(time.Now()) || r.ConnectionID != connectionID:
 		return store.Record{}, store.ErrNotFound
 	}
 	return r, nil
@@ -298,19 +386,30 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 		claimValues[k] = v
 	}
 	connMissing := false
-	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	conn, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.conns,
 		Key:                       connKey(connectionID),
 		UpdateExpression:          connUpdate,
 		ConditionExpression:       &sameTunnel,
 		ExpressionAttributeNames:  renewConnNames,
 		ExpressionAttributeValues: connValues,
+		ReturnValues:              types.ReturnValueAllOld, // says whether it is a member's
 	})
 	switch {
 	case conditionFailed(err):
 		connMissing = true
 	case err != nil:
 		return fmt.Errorf("dynamostore: renew: %w", err)
+	case isPoolRow(conn.Attributes):
+		err := s.renewMember(ctx, tunnelID, connectionID, expiresAt)
+		if err == nil && !(store.Record{ExpiresAt: expiresAt}).Live(time.Now()) {
+			// Renewed to the past: the member is gone, and so goes its row.
+			err = s.deleteConn(ctx, connectionID, tunnelID)
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("dynamostore: renew: %w", err)
+		}
+		return err
 	}
 
 	in := &dynamodb.UpdateItemInput{
@@ -354,9 +453,10 @@ func (s *Store) Renew(ctx context.Context, tunnelID, connectionID string, expire
 
 // Release implements store.Store.Release with one UpdateItem of the claim
 // row, conditional on connectionID holding it live, that sets released and
-// leaves the expiry alone. When the condition is refused, Release returns
-// store.ErrNotFound itself. The connection row is not touched: the mark is
-// the claim's alone.
+// leaves the expiry alone. When the condition is refused, Release tries
+// the same for a member of a pool (its entry in the claim row), and when
+// that is refused too, returns store.ErrNotFound itself. The connection
+// row is not touched: the mark is the claim's alone.
 func (s *Store) Release(ctx context.Context, tunnelID, connectionID string) error {
 	if !validConnectionID(connectionID) {
 		return store.ErrNotFound
@@ -373,20 +473,23 @@ func (s *Store) Release(ctx context.Context, tunnelID, connectionID string) erro
 			":true": boolTrue,
 		},
 	})
-	switch {
-	case conditionFailed(err):
-		return store.ErrNotFound
-	case err != nil:
+	if conditionFailed(err) {
+		err = s.releaseMember(ctx, tunnelID, connectionID)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("dynamostore: release: %w", err)
 	}
-	return nil
+	return err
 }
 
 // Delete implements store.Store.Delete: a conditional delete of the claim
-// row (refused, and ignored, unless it names connectionID), then of the
-// connection row (unless it now serves another tunnel). The connection row
-// goes even when the claim names another connection, since such a row is
-// unreachable garbage.
+// row (refused unless it names connectionID), then of the connection row
+// (unless it now serves another tunnel). When the claim delete is refused,
+// Delete reads the claim row, and if it is a pool's with connectionID
+// among its members, writes it back without that member (or deletes it,
+// with no member left) on condition that it is as read. The connection
+// row goes even when the claim names another connection, since such a row
+// is unreachable garbage.
 func (s *Store) Delete(ctx context.Context, tunnelID, connectionID string) error {
 	if !validConnectionID(connectionID) {
 		return nil
@@ -398,7 +501,15 @@ func (s *Store) Delete(ctx context.Context, tunnelID, connectionID string) error
 		ExpressionAttributeNames:  holderIsNames,
 		ExpressionAttributeValues: item{":conn": str(connectionID)},
 	})
-	if err != nil && !conditionFailed(err) {
+	if conditionFailed(err) {
+		err = s.changeMember(ctx, tunnelID, connectionID, func(members map[string]member) {
+			delete(members, connectionID)
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("dynamostore: delete: %w", err)
 	}
 	if err := s.deleteConn(ctx, connectionID, tunnelID); err != nil {

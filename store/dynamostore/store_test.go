@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -240,26 +241,28 @@ func (rec *inputRecorder) take() []any {
 	return in
 }
 
-// projected returns the attribute names a GetItem's projection reads,
-// sorted, or nil when it has none (and so reads the whole row).
-func projected(in *dynamodb.GetItemInput) []string {
-	if in.ProjectionExpression == nil {
+// projected returns the attribute names a projection expression reads,
+// sorted, or nil when there is none (and so the whole row is read).
+func projected(expr *string, names map[string]string) []string {
+	if expr == nil {
 		return nil
 	}
-	var names []string
-	for _, p := range strings.Split(*in.ProjectionExpression, ",") {
+	var out []string
+	for _, p := range strings.Split(*expr, ",") {
 		p = strings.TrimSpace(p)
-		if n, ok := in.ExpressionAttributeNames[p]; ok {
+		if n, ok := names[p]; ok {
 			p = n
 		}
-		names = append(names, p)
+		out = append(out, p)
 	}
-	slices.Sort(names)
-	return names
+	slices.Sort(out)
+	return out
 }
 
 // TestLookupsUseProjection checks that lookups read only the attributes a
-// Record needs, strongly consistently, in as many reads as documented.
+// Record needs, strongly consistently, in as many reads as documented: one
+// GetItem for Get and Members of a plain record, as before pools; one more
+// for Get of a pool, and a BatchGetItem for its Members.
 func TestLookupsUseProjection(t *testing.T) {
 	t.Parallel()
 	var rec inputRecorder
@@ -267,42 +270,80 @@ func TestLookupsUseProjection(t *testing.T) {
 	s, _ := newStore(t, client)
 	r := testRecord("owner", time.Hour)
 	mustPut(t, s, r)
+	m := testRecord("owner", time.Hour)
+	m.Pool = true
+	mustPut(t, s, m)
 
-	claim := []string{"access", "createdAtMs", "expiresAt", "holder", "node", "owner", "protocolVersion", "publicUrl", "released", "subject"}
+	claim := []string{"access", "createdAtMs", "expiresAt", "holder", "members", "node", "owner", "pool", "protocolVersion", "publicUrl", "released", "rev", "subject"}
+	row := []string{"access", "connectionId", "createdAtMs", "node", "owner", "pool", "protocolVersion", "publicUrl", "subject", "tunnelId"}
+	one := func(recs []store.Record, err error) (store.Record, error) {
+		if err == nil && len(recs) != 1 {
+			err = fmt.Errorf("%d records, want 1", len(recs))
+		}
+		if err != nil {
+			return store.Record{}, err
+		}
+		return recs[0], nil
+	}
 	tests := []struct {
 		name   string
+		want   store.Record
 		lookup func(ctx context.Context) (store.Record, error)
-		want   [][]string // the projection of each GetItem, in order
+		reads  []string   // the kind of each read, in order
+		proj   [][]string // and its projection
 	}{
-		{"Get", func(ctx context.Context) (store.Record, error) {
+		{"Get", r, func(ctx context.Context) (store.Record, error) {
 			return s.Get(ctx, r.TunnelID)
-		}, [][]string{claim}},
-		{"GetByConnection", func(ctx context.Context) (store.Record, error) {
+		}, []string{"GetItem"}, [][]string{claim}},
+		{"Members", r, func(ctx context.Context) (store.Record, error) {
+			return one(s.Members(ctx, r.TunnelID))
+		}, []string{"GetItem"}, [][]string{claim}},
+		{"GetByConnection", r, func(ctx context.Context) (store.Record, error) {
 			return s.GetByConnection(ctx, r.ConnectionID)
-		}, [][]string{{"tunnelId"}, claim}},
+		}, []string{"GetItem", "GetItem"}, [][]string{row, claim}},
+		{"GetPool", m, func(ctx context.Context) (store.Record, error) {
+			return s.Get(ctx, m.TunnelID)
+		}, []string{"GetItem", "GetItem"}, [][]string{claim, row}},
+		{"MembersPool", m, func(ctx context.Context) (store.Record, error) {
+			return one(s.Members(ctx, m.TunnelID))
+		}, []string{"GetItem", "BatchGetItem"}, [][]string{claim, row}},
+		{"GetByConnectionPool", m, func(ctx context.Context) (store.Record, error) {
+			return s.GetByConnection(ctx, m.ConnectionID)
+		}, []string{"GetItem", "GetItem"}, [][]string{row, claim}},
 	}
 	for _, tt := range tests {
 		// Sequential: the recorder is shared.
 		t.Run(tt.name, func(t *testing.T) {
 			rec.take()
 			got, err := tt.lookup(t.Context())
-			if err != nil || got.ConnectionID != r.ConnectionID || got.Access != r.Access || !got.ExpiresAt.Equal(r.ExpiresAt.Truncate(time.Millisecond)) {
-				t.Fatalf("%s = %+v, %v; want %+v", tt.name, got, err, r)
+			w := tt.want
+			if err != nil || got.ConnectionID != w.ConnectionID || got.Access != w.Access || got.Pool != w.Pool || !got.ExpiresAt.Equal(w.ExpiresAt.Truncate(time.Millisecond)) {
+				t.Fatalf("%s = %+v, %v; want %+v", tt.name, got, err, w)
 			}
-			var reads [][]string
+			var kinds []string
+			var proj [][]string
 			for _, in := range rec.take() {
-				gi, ok := in.(*dynamodb.GetItemInput)
-				if !ok {
-					t.Errorf("%s sent %T, want GetItem only", tt.name, in)
-					continue
+				switch in := in.(type) {
+				case *dynamodb.GetItemInput:
+					kinds = append(kinds, "GetItem")
+					if !aws.ToBool(in.ConsistentRead) {
+						t.Errorf("%s read %v without ConsistentRead", tt.name, in.Key)
+					}
+					proj = append(proj, projected(in.ProjectionExpression, in.ExpressionAttributeNames))
+				case *dynamodb.BatchGetItemInput:
+					kinds = append(kinds, "BatchGetItem")
+					for _, ka := range in.RequestItems {
+						if !aws.ToBool(ka.ConsistentRead) {
+							t.Errorf("%s batch-read %d keys without ConsistentRead", tt.name, len(ka.Keys))
+						}
+						proj = append(proj, projected(ka.ProjectionExpression, ka.ExpressionAttributeNames))
+					}
+				default:
+					t.Errorf("%s sent %T, want reads only", tt.name, in)
 				}
-				if !aws.ToBool(gi.ConsistentRead) {
-					t.Errorf("%s read %v without ConsistentRead", tt.name, gi.Key)
-				}
-				reads = append(reads, projected(gi))
 			}
-			if !slices.EqualFunc(reads, tt.want, slices.Equal) {
-				t.Errorf("%s projections = %q, want %q", tt.name, reads, tt.want)
+			if !slices.Equal(kinds, tt.reads) || !slices.EqualFunc(proj, tt.proj, slices.Equal) {
+				t.Errorf("%s read %q with projections %q, want %q with %q", tt.name, kinds, proj, tt.reads, tt.proj)
 			}
 		})
 	}
@@ -327,6 +368,8 @@ func TestCanceledContext(t *testing.T) {
 		{"Put", func() error { return s.Put(ctx, testRecord("owner", time.Hour)) }},
 		{"Get", func() error { _, err := s.Get(ctx, r.TunnelID); return err }},
 		{"GetByConnection", func() error { _, err := s.GetByConnection(ctx, r.ConnectionID); return err }},
+		{"Members", func() error { _, err := s.Members(ctx, r.TunnelID); return err }},
+		{"Join", func() error { m := testRecord("owner", time.Hour); m.Pool = true; return s.Put(ctx, m) }},
 		{"Renew", func() error { return s.Renew(ctx, r.TunnelID, r.ConnectionID, time.Now().Add(2*time.Hour)) }},
 		{"Release", func() error { return s.Release(ctx, r.TunnelID, r.ConnectionID) }},
 		{"Delete", func() error { return s.Delete(ctx, r.TunnelID, r.ConnectionID) }},
