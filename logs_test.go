@@ -59,4 +59,3 @@ func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
 		t.Errorf("no log line with error_id %s and request_id req-from-client in:\n%s", errorID, out)
 	}
 }
-

@@ -46,6 +46,7 @@ func TestTokenRedaction(t *testing.T) {
 	}{
 		{"String", tok.String(), "[REDACTED]"},
 		{"%v", fmt.Sprintf("%v", tok), "[REDACTED]"},
+		//lint:ignore S1025 the case is what %s makes of a Token
 		{"%s", fmt.Sprintf("%s", tok), "[REDACTED]"},
 		{"%q", fmt.Sprintf("%q", tok), `"[REDACTED]"`},
 		{"%+v of a struct", fmt.Sprintf("%+v", cfg), "Token:[REDACTED]"},

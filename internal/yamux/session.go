@@ -105,6 +105,10 @@ type sendReady struct {
 	mu   sync.Mutex // Protects Body from unsafe reads.
 	Body []byte
 	Err  chan error
+	// size is len(Hdr)+len(Body) as queued, read by the send loop to
+	// fill a batch before it takes mu: a sender that gives up replaces
+	// Body (with a copy as long) under mu.
+	size int
 }
 
 // newSession is used to construct a new session
@@ -465,7 +469,7 @@ func (s *Session) waitForSendErr(hdr header, body []byte, errCh chan error) erro
 		timerPool.Put(t)
 	}()
 
-	ready := &sendReady{Hdr: hdr, Body: body, Err: errCh}
+	ready := &sendReady{Hdr: hdr, Body: body, Err: errCh, size: len(hdr) + len(body)}
 	select {
 	case s.sendCh <- ready:
 	case <-s.shutdownCh:
@@ -530,7 +534,7 @@ func (s *Session) sendNoWait(hdr header) error {
 	}()
 
 	select {
-	case s.sendCh <- &sendReady{Hdr: hdr}:
+	case s.sendCh <- &sendReady{Hdr: hdr, size: len(hdr)}:
 		return nil
 	case <-s.shutdownCh:
 		return ErrSessionShutdown
@@ -578,7 +582,7 @@ func (s *Session) sendLoop() error {
 		size := 0
 		if ready != nil {
 			batch = append(batch, ready)
-			size = len(ready.Hdr) + len(ready.Body)
+			size = ready.size
 		}
 	gather:
 		for size < batchBytes && len(batch) < cap(s.sendCh) {
@@ -588,7 +592,7 @@ func (s *Session) sendLoop() error {
 					s.pongs.waking.Store(false)
 					continue
 				}
-				n := len(r.Hdr) + len(r.Body)
+				n := r.size
 				if size+n > batchBytes {
 					held = r
 					break gather

@@ -216,3 +216,46 @@ func TestSessionEndKeepsCleanEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestWritersGivingUpAtShutdown closes a session while many streams write
+// as fast as the peer reads. A writer whose frame is still queued when the
+// session ends replaces its body with a copy, and the send loop, which may
+// go on gathering queued frames for a last write, must not read the body
+// meanwhile: the race detector caught it sizing a batch from the body.
+func TestWritersGivingUpAtShutdown(t *testing.T) {
+	for range 10 {
+		c, s := testConnTCP(t)
+		client, server := testClientServerConfig(t, c, s, testConfNoKeepAlive(), testConfNoKeepAlive())
+		go func() {
+			for {
+				st, err := server.AcceptStream()
+				if err != nil {
+					return
+				}
+				go io.Copy(io.Discard, st)
+			}
+		}()
+		var wg sync.WaitGroup
+		started := make(chan struct{}, 64)
+		for range 64 {
+			st, err := client.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				buf := make([]byte, 4096)
+				started <- struct{}{}
+				for {
+					if _, err := st.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+		for range 64 {
+			<-started
+		}
+		client.Close()
+		wg.Wait()
+	}
+}
