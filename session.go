@@ -122,6 +122,10 @@ func (sess *session) run() {
 	go sess.acceptControl()
 
 	<-sess.mux.CloseChan()
+	if err := sess.mux.Err(); brokeProtocol(err) {
+		// A hostile or broken agent: it is cut off, and named.
+		sess.log.Warn("agent disconnected: it broke the protocol", slog.String("subject", sess.info.Subject), slog.Any("err", err))
+	}
 
 	s.mu.Lock()
 	delete(s.sessions, sess.info.ConnectionID)
@@ -279,4 +283,18 @@ func (sess *session) started() bool {
 	default:
 		return false
 	}
+}
+
+// brokeProtocol reports whether a session ended because the agent broke
+// the multiplexer's rules or its bounds: more streams than it may open, a
+// stream ID it may not use, a window it may not grant or exceed, a frame
+// that is not one.
+func brokeProtocol(err error) bool {
+	for _, e := range [...]error{yamux.ErrTooManyStreams, yamux.ErrInvalidStreamID, yamux.ErrWindowOverflow,
+		yamux.ErrRecvWindowExceeded, yamux.ErrInvalidMsgType, yamux.ErrInvalidVersion} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

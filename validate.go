@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/http-tunnel/tunnel/internal/yamux"
 	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"go.opentelemetry.io/otel/metric"
@@ -166,6 +167,9 @@ func forwardError(r *http.Request, err error) *Error {
 		return &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Err: *b.readErr.Load()}
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeGatewayTimeout, Message: ErrGatewayTimeout.Message, Err: err}
+	case errors.Is(err, yamux.ErrStreamLimit):
+		// The agent's connection carries as many requests as it may.
+		return &Error{Code: CodeUnavailable, Message: "the tunnel has too many requests in flight", Err: err}
 	}
 	return &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: err}
 }
