@@ -3,12 +3,9 @@ module github.com/http-tunnel/tunnel
 go 1.26.0
 
 require (
-	github.com/coder/websocket v1.8.15
-	github.com/hashicorp/yamux v0.1.2
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
-	go.uber.org/goleak v1.3.0
 	golang.org/x/time v0.16.0
 )
 

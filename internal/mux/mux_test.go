@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/http-tunnel/tunnel/internal/leakcheck"
 	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/internal/yamux"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // TestSessionOverWebSocket runs a session as a tunnel does: the gateway's
 // Client over the WebSocket it accepted, the agent's Server over the one it

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	upstream "github.com/hashicorp/yamux"
 )
 
 // partsConn is a connection that implements frameWriter and records the
@@ -337,85 +335,6 @@ func TestWaitingReaderBypassesRecvBuf(t *testing.T) {
 	if ss.recvBuf != nil {
 		t.Fatalf("the payload went through recvBuf (%d bytes buffered)", ss.recvBuf.Len())
 	}
-}
-
-// TestInteroperatesWithUpstream runs this package against upstream yamux
-// in both roles: the wire format is unchanged.
-func TestInteroperatesWithUpstream(t *testing.T) {
-	for _, forkIsClient := range []bool{true, false} {
-		cc, sc := tcpPair(t)
-		var open func() (net.Conn, error)
-		var accept func() (net.Conn, error)
-		if forkIsClient {
-			c, err := Client(cc, testConfNoKeepAlive())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			s, err := upstream.Server(sc, quietUpstream())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			open, accept = c.Open, s.Accept
-		} else {
-			c, err := upstream.Client(cc, quietUpstream())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			s, err := Server(sc, testConfNoKeepAlive())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			open, accept = c.Open, s.Accept
-		}
-		data := make([]byte, 3<<20)
-		for i := range data {
-			data[i] = byte(i * 31)
-		}
-		// Eight streams each echo 3 MiB: frames, windows, half-closes.
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				s, err := accept()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer s.Close()
-				io.Copy(s, s)
-			}()
-			go func() {
-				defer wg.Done()
-				s, err := open()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				// Close is a half-close in yamux: it sends FIN and reads go
-				// on until the peer's FIN.
-				go func() {
-					s.Write(data)
-					s.Close()
-				}()
-				got, err := io.ReadAll(s)
-				if err != nil || !bytes.Equal(got, data) {
-					t.Errorf("fork client %v: echoed %d bytes, %v", forkIsClient, len(got), err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-}
-
-func quietUpstream() *upstream.Config {
-	c := upstream.DefaultConfig()
-	c.LogOutput = io.Discard
-	return c
 }
 
 // selfBuffered marks a connection as one that buffers its own reads.
