@@ -128,12 +128,15 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 		if ctx.Err() != nil {
 			return nil // interrupted while connecting
 		}
-		return explain(err)
+		return explain(err, cfg.name)
 	}
 	if cfg.printURL {
 		fmt.Fprintln(c.Stdout, fw.URL())
 	}
 	p.forwarding(fw.URL(), fw.ID(), cfg.local)
+	if !cfg.access.empty() {
+		p.access(cfg.access)
+	}
 
 	// The request lines are the inspector's exchanges, as each ends.
 	rec := fw.Inspector()
@@ -197,7 +200,7 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 		if err == nil {
 			err = errors.New("tunnel stopped")
 		} else {
-			err = fmt.Errorf("tunnel stopped: %w", explain(err))
+			err = fmt.Errorf("tunnel stopped: %w", explain(err, cfg.name))
 		}
 		p.closed(err)
 		return err
@@ -261,6 +264,7 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 	if cfg.rewriteHost {
 		opts = append(opts, tunnel.WithRewriteHost())
 	}
+	opts = append(opts, cfg.access.options()...)
 	if len(cfg.fallbacks) > 0 {
 		opts = append(opts, tunnel.WithFallbackGateways(cfg.fallbacks...))
 	}
@@ -297,22 +301,29 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 	return opts, nil
 }
 
-// explain prefixes a gateway's refusal with its code and what to do about
-// it; *tunnel.Error's own text has the gateway's message but not the code.
-func explain(err error) error {
+// explain prefixes a gateway's refusal with its HTTP status and what to
+// do about it; *tunnel.Error's own text has the gateway's code and message.
+// name is the tunnel name the agent asked for ("" for a generated one).
+func explain(err error, name string) error {
 	var te *tunnel.Error
 	if !errors.As(err, &te) {
 		return err
 	}
+	status := te.HTTPStatus()
 	switch te.Code {
 	case tunnel.CodeUnauthorized:
-		return fmt.Errorf("the gateway refused the token; check --token or $%s: %w", EnvToken, err)
+		return fmt.Errorf("the gateway refused the token (%d); check --token or $%s: %w", status, EnvToken, err)
 	case tunnel.CodeForbidden:
-		return fmt.Errorf("the gateway does not allow this agent: %w", err)
+		if name != "" {
+			return fmt.Errorf("the gateway refused this agent (%d); ask for a name the token allows, or leave out --name for a generated one: %w", status, err)
+		}
+		return fmt.Errorf("the gateway refused this agent (%d): %w", status, err)
+	case tunnel.CodeInvalidRequest:
+		return fmt.Errorf("the gateway refused what the agent asked for (%d): %w", status, err)
 	case tunnel.CodeNameInUse:
-		return fmt.Errorf("another agent holds this name; choose another --name: %w", err)
+		return fmt.Errorf("another agent holds this name (%d); choose another --name: %w", status, err)
 	case tunnel.CodeRateLimited:
-		return fmt.Errorf("too many connections from this address; try again later: %w", err)
+		return fmt.Errorf("too many connections from this address (%d); try again later: %w", status, err)
 	}
 	return err
 }

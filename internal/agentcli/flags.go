@@ -45,6 +45,7 @@ type config struct {
 	localInsecure bool
 	proxy         string // "" for the environment, "none", or a proxy URL
 	inspect       string // the inspector page's address, or "off"
+	access        accessConfig
 }
 
 const usageText = `Usage: %[1]s [flags] <port|host:port|URL>
@@ -57,6 +58,11 @@ as a gRPC server). The agent reconnects by itself until interrupted
 (SIGINT, SIGTERM or SIGHUP: requests in flight get 5 s to finish), or until
 the gateway refuses it for good. The inspector, on http://127.0.0.1:4040,
 shows every request and replays it.
+
+--basic-auth-file, --bearer-auth-file, --allow-ip and --deny-ip ask the
+gateway to protect the public URL: it checks every public request before
+anything reaches the agent (401 or 403), and the local service never sees
+the credentials.
 
 The original agent's flags and variables work too: -p/--port and --host
 for the local service, -e/--endpoint or $TTF_ENDPOINT for the gateway,
@@ -90,6 +96,8 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 	fs.BoolVar(&cfg.localInsecure, "local-insecure", false, "do not verify the certificate of an https local service")
 	fs.StringVar(&cfg.proxy, "proxy", "", "HTTP or SOCKS5 proxy `URL` for the connection to the gateway, or none (default $HTTPS_PROXY, $HTTP_PROXY and $NO_PROXY)")
 	fs.StringVar(&cfg.inspect, "inspect", DefaultInspect, "`address` of the inspector, a page on which the requests through the tunnel can be seen and replayed (a free port when the default is taken), or off")
+	var access accessFlags
+	access.register(fs)
 	fs.BoolVar(&cfg.json, "json", false, "print JSON lines instead of text, for scripts")
 	fs.BoolVar(&cfg.printURL, "print-url", false, "print the public URL alone on stdout, once; everything else goes to stderr")
 	fs.BoolVar(&cfg.verbose, "verbose", false, "log debug messages")
@@ -156,6 +164,10 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 		if _, _, err := net.SplitHostPort(cfg.inspect); err != nil {
 			return nil, Usagef("--inspect %q: want host:port, such as 127.0.0.1:4040, or off", cfg.inspect)
 		}
+	}
+
+	if cfg.access, err = access.load(getenv); err != nil {
+		return nil, err
 	}
 
 	if cfg.token == "" {

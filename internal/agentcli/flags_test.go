@@ -197,7 +197,8 @@ func TestParseFlags(t *testing.T) {
 // never its value.
 func TestHelpHidesSecrets(t *testing.T) {
 	t.Parallel()
-	env := envMap(map[string]string{EnvToken: "agent-secret-value", EnvTTFToken: "ttf-secret-value"})
+	env := envMap(map[string]string{EnvToken: "agent-secret-value", EnvTTFToken: "ttf-secret-value",
+		EnvBasicAuth: "alice:basic-secret-value", EnvBearerAuth: "bearer-secret-value"})
 	var out strings.Builder
 	if _, err := parseFlags("tunnel-agent", []string{"-h"}, env, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v; want flag.ErrHelp", err)
@@ -206,7 +207,8 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if strings.Contains(help, "secret-value") {
 		t.Errorf("help shows a secret:\n%s", help)
 	}
-	for _, want := range []string{"Usage: tunnel-agent [flags]", "$" + EnvToken, "$" + EnvTTFToken, "$" + EnvTTFGateway, "-gateway URL", "-port port", "-local-ca file", "-proxy URL", "-inspect address"} {
+	for _, want := range []string{"Usage: tunnel-agent [flags]", "$" + EnvToken, "$" + EnvTTFToken, "$" + EnvTTFGateway, "-gateway URL", "-port port", "-local-ca file", "-proxy URL", "-inspect address",
+		"-basic-auth-file file", "$" + EnvBasicAuth, "-bearer-auth-file file", "$" + EnvBearerAuth, "-allow-ip addresses", "-deny-ip addresses"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)
 		}

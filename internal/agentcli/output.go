@@ -22,6 +22,7 @@ import (
 // Text lines:
 //
 //	Forwarding  https://app.tunnel.example.com -> http://localhost:3000
+//	Protected   basic auth (alice), bearer token, allow 10.0.0.0/8
 //	Inspector   http://127.0.0.1:4040
 //	15:04:05  GET     /hello  200  1.2ms
 //	15:04:07  connection lost: <reason>
@@ -30,7 +31,8 @@ import (
 //	Tunnel closed. Goodbye.
 //
 // JSON lines carry "time" (RFC 3339) and "event": forwarding (url,
-// tunnel_id, local), inspector (url), request (id, method, path, status,
+// tunnel_id, local), access (basic_auth_users, bearer_tokens, allow_ips,
+// deny_ips: what the agent asked the gateway to check), inspector (url), request (id, method, path, status,
 // duration_ms, replay_of),
 // disconnected (error), reconnecting (attempt, delay_ms, gateway),
 // reconnected (attempt), closed (error, when the gateway ended the tunnel).
@@ -58,6 +60,10 @@ type line struct {
 	DelayMS    *float64 `json:"delay_ms,omitempty"`
 	Gateway    string   `json:"gateway,omitempty"`
 	Error      string   `json:"error,omitempty"`
+	Users      []string `json:"basic_auth_users,omitempty"`
+	Bearer     int      `json:"bearer_tokens,omitempty"`
+	AllowIPs   []string `json:"allow_ips,omitempty"`
+	DenyIPs    []string `json:"deny_ips,omitempty"`
 }
 
 // emit writes l as JSON, or text as it is, with the time prepended when
@@ -111,6 +117,31 @@ func (p *printer) request(r request) {
 	}
 	ms := float64(r.duration.Microseconds()) / 1000
 	p.emit(line{Event: "request", ID: r.id, ReplayOf: r.replayOf, Method: r.method, Path: r.path, Status: &r.status, DurationMS: &ms}, true, text)
+}
+
+// access says what the agent asked the gateway to require of public
+// clients: the users and the number of tokens, never a password or token.
+// The gateway may require more (what the agent's identity imposes).
+func (p *printer) access(a accessConfig) {
+	var parts []string
+	if len(a.basic) > 0 {
+		parts = append(parts, "basic auth ("+printable(strings.Join(a.users(), ", "))+")")
+	}
+	switch len(a.bearer) {
+	case 0:
+	case 1:
+		parts = append(parts, "bearer token")
+	default:
+		parts = append(parts, fmt.Sprintf("bearer tokens (%d)", len(a.bearer)))
+	}
+	if len(a.allow) > 0 {
+		parts = append(parts, "allow "+strings.Join(a.allow, " "))
+	}
+	if len(a.deny) > 0 {
+		parts = append(parts, "deny "+strings.Join(a.deny, " "))
+	}
+	p.emit(line{Event: "access", Users: a.users(), Bearer: len(a.bearer), AllowIPs: a.allow, DenyIPs: a.deny}, false,
+		"Protected   "+strings.Join(parts, ", "))
 }
 
 // inspector announces the inspector's page.

@@ -16,6 +16,13 @@ func TestPrinter(t *testing.T) {
 	at := time.Date(2026, 5, 4, 15, 4, 5, 120000000, time.FixedZone("CEST", 2*3600))
 	print := func(p *printer) {
 		p.forwarding("https://app.gw.example.com", "app", "http://localhost:3000")
+		p.access(accessConfig{
+			basic:  []tunnel.BasicCredential{{User: "alice", Password: "pass-1"}, {User: "bob", Password: "pass-2"}},
+			bearer: []tunnel.Token{"token-1", "token-2"},
+			allow:  []string{"10.0.0.0/8", "2001:db8::/32"},
+			deny:   []string{"10.9.0.0/16"},
+		})
+		p.access(accessConfig{bearer: []tunnel.Token{"token-1"}})
 		p.inspector("http://127.0.0.1:4040")
 		p.request(request{id: 1, method: "GET", path: "/hello", status: 200, duration: 1234567 * time.Nanosecond})
 		p.request(request{id: 2, method: "GET", path: "/ws", status: 101, duration: 12*time.Second + 345*time.Millisecond})
@@ -33,6 +40,8 @@ func TestPrinter(t *testing.T) {
 	var text strings.Builder
 	print(&printer{out: &text, now: func() time.Time { return at }})
 	wantText := `Forwarding  https://app.gw.example.com -> http://localhost:3000
+Protected   basic auth (alice, bob), bearer tokens (2), allow 10.0.0.0/8 2001:db8::/32, deny 10.9.0.0/16
+Protected   bearer token
 Inspector   http://127.0.0.1:4040
 15:04:05  GET     /hello  200  1.235ms
 15:04:05  GET     /ws  101  12.3s
@@ -52,6 +61,8 @@ Tunnel closed. Goodbye.
 	print(&printer{out: &js, json: true, now: func() time.Time { return at }})
 	const ts = `{"time":"2026-05-04T13:04:05.12Z",`
 	wantJSON := ts + `"event":"forwarding","url":"https://app.gw.example.com","tunnel_id":"app","local":"http://localhost:3000"}
+` + ts + `"event":"access","basic_auth_users":["alice","bob"],"bearer_tokens":2,"allow_ips":["10.0.0.0/8","2001:db8::/32"],"deny_ips":["10.9.0.0/16"]}
+` + ts + `"event":"access","bearer_tokens":1}
 ` + ts + `"event":"inspector","url":"http://127.0.0.1:4040"}
 ` + ts + `"event":"request","id":1,"method":"GET","path":"/hello","status":200,"duration_ms":1.234}
 ` + ts + `"event":"request","id":2,"method":"GET","path":"/ws","status":101,"duration_ms":12345}
@@ -65,6 +76,11 @@ Tunnel closed. Goodbye.
 `
 	if js.String() != wantJSON {
 		t.Errorf("JSON:\n%s\nwant:\n%s", js.String(), wantJSON)
+	}
+	for _, secret := range []string{"pass-1", "pass-2", "token-1", "token-2"} {
+		if strings.Contains(text.String()+js.String(), secret) {
+			t.Errorf("the access line shows %s", secret)
+		}
 	}
 }
 
