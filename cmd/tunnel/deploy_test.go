@@ -326,7 +326,7 @@ func readManifests(t *testing.T) map[string]*manifest {
 
 // envRead are the variables the gateway reads, besides those of the
 // OpenTelemetry SDK (OTEL_*) and the AWS SDK (AWS_*).
-var envRead = []string{envTokens, envNodeSecret}
+var envRead = []string{envTokens, envNodeSecret, envJWTSecret}
 
 // TestKubernetesManifests checks deploy/kubernetes against the binary:
 // the gateway's container arguments, with the variables Kubernetes
@@ -415,8 +415,8 @@ func TestKubernetesManifests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the gateway refuses the Deployment's args %q: %v\n%s", args, err, usage.String())
 	}
-	if cfg.store != "redis" || cfg.insecureNoAuth || len(cfg.tokens) == 0 || cfg.nodeSecret == "" {
-		t.Errorf("store %q, tokens %d, node secret set %v; want the shared store, tokens and the node secret", cfg.store, len(cfg.tokens), cfg.nodeSecret != "")
+	if cfg.store != "redis" || cfg.auth.insecureNoAuth || cfg.auth.tokenCount == 0 || cfg.nodeSecret == "" {
+		t.Errorf("store %q, tokens %d, node secret set %v; want the shared store, tokens and the node secret", cfg.store, cfg.auth.tokenCount, cfg.nodeSecret != "")
 	}
 
 	ports := map[string]int{}

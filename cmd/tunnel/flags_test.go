@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,50 +68,6 @@ func TestRateFlagRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseTokens(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		in      string
-		want    []string
-		wantErr string
-	}{
-		{name: "empty", in: "", want: nil},
-		{name: "one", in: "abc", want: []string{"abc"}},
-		{name: "comments and blanks", in: "# team a\nabc\n\n   \n  # indented comment\ndef\n", want: []string{"abc", "def"}},
-		{name: "surrounding spaces and CRLF", in: "  abc  \r\n\tdef\r\n", want: []string{"abc", "def"}},
-		{name: "hash inside a token", in: "abc#def\n", want: []string{"abc#def"}},
-		{name: "space inside a token", in: "ok\nbad token\n", wantErr: "line 2"},
-	}
-	for _, tt := range tests {
-		got, err := parseTokens(strings.NewReader(tt.in))
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("%s: parseTokens = %q, %v; want an error containing %q", tt.name, got, err, tt.wantErr)
-			}
-			if err != nil && strings.Contains(err.Error(), "bad") {
-				t.Errorf("%s: error %q repeats the token", tt.name, err)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("%s: parseTokens = %q, %v; want %q", tt.name, got, err, tt.want)
-		}
-	}
-}
-
-func TestLoadTokens(t *testing.T) {
-	t.Parallel()
-	path := writeFile(t, "# gateway tokens\nfrom-file\n")
-	got, err := loadTokens(path, " from-env-1, ,from-env-2 ")
-	if want := []string{"from-file", "from-env-1", "from-env-2"}; err != nil || !slices.Equal(got, want) {
-		t.Errorf("loadTokens = %q, %v; want %q", got, err, want)
-	}
-	if _, err := loadTokens(path+".missing", ""); err == nil || !strings.Contains(err.Error(), "tokens file") {
-		t.Errorf("loadTokens of a missing file: %v; want a tokens file error", err)
-	}
-}
-
 func TestGatewayFlags(t *testing.T) {
 	t.Parallel()
 	tokens := writeFile(t, "file-token\n")
@@ -133,8 +88,8 @@ func TestGatewayFlags(t *testing.T) {
 		name: "insecure without tokens, defaults",
 		args: []string{"--insecure-no-auth"},
 		check: func(t *testing.T, c *gatewayConfig) {
-			if !c.insecureNoAuth || len(c.tokens) != 0 {
-				t.Errorf("insecureNoAuth = %v, tokens = %d; want true, 0", c.insecureNoAuth, len(c.tokens))
+			if !c.auth.insecureNoAuth || c.auth.tokens != nil || c.auth.tokenCount != 0 || c.auth.jwtOn() || c.auth.unlistedNames != tunnel.AnyName {
+				t.Errorf("auth = %+v; want every agent admitted, any name", c.auth)
 			}
 			if c.listen != ":8080" || c.store != "memory" || c.limiter != "none" || c.routing != tunnel.RouteAuto ||
 				c.redisAddr != "127.0.0.1:6379" || c.cleanupInterval != 5*time.Minute || c.shutdownTimeout != 30*time.Second ||
@@ -148,10 +103,81 @@ func TestGatewayFlags(t *testing.T) {
 		args: []string{"--tokens-file", tokens, "--insecure-no-auth"},
 		env:  map[string]string{envTokens: "env-a,env-b"},
 		check: func(t *testing.T, c *gatewayConfig) {
-			if want := []string{"file-token", "env-a", "env-b"}; !slices.Equal(c.tokens, want) || c.insecureNoAuth {
-				t.Errorf("tokens = %q, insecureNoAuth = %v; want %q, false", c.tokens, c.insecureNoAuth, want)
+			if c.auth.tokenCount != 3 || c.auth.tokens == nil || c.auth.insecureNoAuth {
+				t.Errorf("%d tokens, insecureNoAuth = %v; want 3 tokens and authentication", c.auth.tokenCount, c.auth.insecureNoAuth)
+			}
+			for _, tok := range []string{"file-token", "env-a", "env-b"} {
+				if _, err := c.auth.tokens.Authenticate(t.Context(), bearer(tok)); err != nil {
+					t.Errorf("token %s refused: %v", tok, err)
+				}
 			}
 		},
+	}, {
+		name: "JWT secret file instead of tokens, generated names for the unlisted",
+		args: []string{"--jwt-secret-file", writeFile(t, "  team-jwt-secret-1f0c\n"), "--unlisted-names", "generated"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if !c.auth.jwtOn() || string(c.auth.jwt.HMACSecret) != "team-jwt-secret-1f0c" || c.auth.tokens != nil || c.auth.insecureNoAuth ||
+				c.auth.unlistedNames != tunnel.GeneratedNamesOnly {
+				t.Errorf("auth: jwt %v, secret trimmed %v, tokens %v, insecure %v, unlisted %v; want the secret alone, generated names",
+					c.auth.jwtOn(), string(c.auth.jwt.HMACSecret) == "team-jwt-secret-1f0c", c.auth.tokens != nil, c.auth.insecureNoAuth, c.auth.unlistedNames)
+			}
+		},
+	}, {
+		name: "JWT secret from env, checks and claims",
+		args: []string{"--jwt-issuer", "https://login.example.com/", "--jwt-audience", "tunnel", "--jwt-subject-claim", "email",
+			"--jwt-names-claim", "tunnels", "--jwt-allow-ips-claim", "nets", "--jwt-deny-ips-claim", "blocked"},
+		env: map[string]string{envJWTSecret: "env-jwt-secret"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			j := c.auth.jwt
+			if string(j.HMACSecret) != "env-jwt-secret" || j.Issuer != "https://login.example.com/" || j.Audience != "tunnel" ||
+				j.SubjectClaim != "email" || j.NamesClaim != "tunnels" || j.AllowIPsClaim != "nets" || j.DenyIPsClaim != "blocked" {
+				t.Errorf("jwt config: issuer %q, audience %q, claims %q %q %q %q", j.Issuer, j.Audience, j.SubjectClaim, j.NamesClaim, j.AllowIPsClaim, j.DenyIPsClaim)
+			}
+		},
+	}, {
+		name: "JWT key file and JWK set URL, with tokens",
+		args: []string{"--tokens-file", tokens, "--jwt-key-file", "keys.pem", "--jwks-url", "https://login.example.com/jwks.json",
+			"--jwks-min-refresh", "1m", "--jwks-max-age", "2h"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			j := c.auth.jwt
+			if j.KeyFile != "keys.pem" || j.JWKSURL != "https://login.example.com/jwks.json" || j.MinRefreshInterval != time.Minute ||
+				j.MaxKeyAge != 2*time.Hour || j.HMACSecret != nil || c.auth.tokenCount != 1 {
+				t.Errorf("jwt config %+v, %d tokens", j, c.auth.tokenCount)
+			}
+		},
+	}, {
+		name:    "a public key as the JWT secret",
+		args:    []string{"--jwt-secret-file", writeFile(t, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n")},
+		wantErr: "not a shared secret: give public keys with --jwt-key-file",
+	}, {
+		name:    "a JWK set as the JWT secret",
+		args:    []string{"--tokens-file", tokens},
+		env:     map[string]string{envJWTSecret: `{"keys":[]}`},
+		wantErr: "$" + envJWTSecret + " holds a PEM block or a JWK set",
+	}, {
+		name:    "empty JWT secret file",
+		args:    []string{"--jwt-secret-file", writeFile(t, "\n")},
+		wantErr: "is empty",
+	}, {
+		name:    "missing JWT secret file",
+		args:    []string{"--jwt-secret-file", tokens + ".missing"},
+		wantErr: "--jwt-secret-file",
+	}, {
+		name:    "JWT audience without keys",
+		args:    []string{"--tokens-file", tokens, "--jwt-audience", "tunnel"},
+		wantErr: "--jwt-audience needs JWT keys",
+	}, {
+		name:    "JWK set refresh without a URL",
+		args:    []string{"--jwt-key-file", "keys.pem", "--jwks-max-age", "1h"},
+		wantErr: "need --jwks-url",
+	}, {
+		name:    "unknown name rule",
+		args:    []string{"--tokens-file", tokens, "--unlisted-names", "some"},
+		wantErr: `"some" is not one of any, generated`,
+	}, {
+		name:    "token file with a second token on a line",
+		args:    []string{"--tokens-file", writeFile(t, "# team\nfirst-secret-4a1 second-secret-9c2\n")},
+		wantErr: "line 2: field 1 after the token",
 	}, {
 		name:    "missing tokens file",
 		args:    []string{"--tokens-file", tokens + ".missing"},
@@ -335,6 +361,11 @@ func TestGatewayFlags(t *testing.T) {
 				if msg := err.Error() + out.String(); !strings.Contains(msg, tt.wantErr) {
 					t.Fatalf("error %q (output %q); want %q", err, out.String(), tt.wantErr)
 				}
+				for _, secret := range []string{"first-secret-4a1", "second-secret-9c2", "MCowBQYDK2VwAyEA", `{"keys":[]}`} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("error %q shows a secret", err)
+					}
+				}
 				return
 			}
 			if err != nil {
@@ -350,9 +381,11 @@ func TestGatewayFlags(t *testing.T) {
 func TestHelpHidesSecrets(t *testing.T) {
 	t.Parallel()
 	env := envMap(map[string]string{
-		"TUNNEL_TOKEN": "agent-secret-value",
-		envTokens:      "gateway-secret-value",
-		envNodeSecret:  "node-secret-value",
+		"TUNNEL_TOKEN":      "agent-secret-value",
+		envTokens:           "gateway-secret-value",
+		envNodeSecret:       "node-secret-value",
+		envJWTSecret:        "jwt-secret-value",
+		"TUNNEL_BASIC_AUTH": "alice:basic-secret-value",
 	})
 	var out strings.Builder
 	for _, sub := range []string{"gateway", "agent", "http"} {
@@ -366,6 +399,7 @@ func TestHelpHidesSecrets(t *testing.T) {
 		t.Errorf("help shows a secret:\n%s", help)
 	}
 	for _, want := range []string{"$TUNNEL_TOKEN", "$" + envTokens, "$" + envNodeSecret, "-agent-rate N/unit", "-gateway URL", "-acme-rate N/unit",
+		"$" + envJWTSecret, "-jwt-key-file file", "-jwks-url URL", "-unlisted-names rule", "-basic-auth-file file", "-allow-ip addresses",
 		"Usage: tunnel gateway", "Usage: tunnel agent", "Usage: tunnel http"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)

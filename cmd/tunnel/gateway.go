@@ -31,8 +31,7 @@ type gatewayConfig struct {
 	domain  string
 	routing tunnel.RoutingMode
 
-	tokens         []string // secrets: never logged
-	insecureNoAuth bool     // no tokens, and --insecure-no-auth given
+	auth authOptions
 
 	store           string // memory, redis or dynamodb
 	redisAddr       string
@@ -88,9 +87,12 @@ const defaultRateLimitTable = "http-tunnel-rate-limits"
 const gatewayUsage = `Usage: tunnel gateway [flags]
 
 Runs a tunnel gateway: agents connect to it, and public requests reach
-their local services through it. Tokens come from --tokens-file and
-$TUNNEL_TOKENS; without any, the gateway refuses to start unless
---insecure-no-auth is given.
+their local services through it. Agents present a token of
+--tokens-file or $TUNNEL_TOKENS, or a JWT that --jwt-secret-file
+($TUNNEL_JWT_SECRET), --jwt-key-file or --jwks-url verifies; without
+either, the gateway refuses to start unless --insecure-no-auth is given.
+A token's line, or a JWT's claims, may list the tunnel names it may take
+and the client addresses its tunnels admit (see docs/security.md).
 
 Without --domain or --base-url, tunnels get subdomains of localhost
 (http://<id>.localhost:8080, for this machine) and paths
@@ -117,8 +119,7 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	routing := newChoice("auto", "auto", "subdomain", "path")
 	fs.Var(routing, "routing", "`mode` by which a public request names its tunnel: auto, subdomain (<id>.<domain>) or path (/<id>/...)")
 
-	tokensFile := fs.String("tokens-file", "", "`file` of agent tokens, one per line; blank lines and lines starting with # are ignored. $"+envTokens+" may add more, comma-separated")
-	insecure := fs.Bool("insecure-no-auth", false, "start without agent tokens, admitting every agent (private networks only)")
+	cfg.auth.register(fs)
 
 	storeKind := newChoice("memory", "memory", "redis", "dynamodb")
 	fs.Var(storeKind, "store", "`backend` keeping tunnel records: memory (a single node), redis or dynamodb (shared by several nodes)")
@@ -202,14 +203,9 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 		cfg.domain, cfg.localhostDomain = "localhost", true
 	}
 
-	tokens, err := loadTokens(*tokensFile, getenv(envTokens))
-	if err != nil {
+	if err := cfg.auth.check(getenv, set); err != nil {
 		return nil, err
 	}
-	if len(tokens) == 0 && !*insecure {
-		return nil, agentcli.Usagef("no agent tokens: give --tokens-file or $%s, or --insecure-no-auth to admit every agent", envTokens)
-	}
-	cfg.tokens, cfg.insecureNoAuth = tokens, len(tokens) == 0
 
 	if cfg.nodeURL != "" {
 		if !httpURL(cfg.nodeURL) {
@@ -278,8 +274,12 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(c.stderr, cfg.logJSON, cfg.logLevel)
-	if cfg.insecureNoAuth {
-		log.Warn("no agent tokens configured: every agent is admitted (--insecure-no-auth)")
+	if cfg.auth.insecureNoAuth {
+		log.Warn("no agent tokens or JWT keys configured: every agent is admitted (--insecure-no-auth)")
+	}
+	auth, err := cfg.auth.authenticator(ctx, log)
+	if err != nil {
+		return err
 	}
 
 	tp, err := newTracerProvider(ctx, c.getenv, gatewayService)
@@ -320,9 +320,12 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		RequestLimiter:    b.requestLimiter,
 		LimiterFailClosed: cfg.limiterFailClosed,
 		MetricsPerTunnel:  cfg.metricsPerTunnel,
+		UnlistedNames:     cfg.auth.unlistedNames,
 	}
-	if len(cfg.tokens) > 0 {
-		srv.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)
+	if auth != nil {
+		// Only when set: a nil interface admits every agent, a nil
+		// *StaticTokens in it would not.
+		srv.Authenticator = auth
 	}
 	if tp != nil {
 		// Only when set: a nil *TracerProvider in the interface field
@@ -434,7 +437,9 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		slog.String("routing", cfg.routing.String()),
 		slog.String("store", cfg.store),
 		slog.String("limiter", cfg.limiter),
-		slog.Int("tokens", len(cfg.tokens)),
+		slog.Int("tokens", cfg.auth.tokenCount),
+		slog.Bool("jwt", cfg.auth.jwtOn()),
+		slog.String("unlisted_names", cfg.auth.unlisted.value),
 		slog.String("node_url", cfg.nodeURL),
 		slog.Bool("metrics_per_tunnel", cfg.metricsPerTunnel))
 	fmt.Fprintf(c.stdout, "gateway listening on %s (%s), base URL %s\n", ln.Addr(), scheme, base)

@@ -8,7 +8,9 @@ require (
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9
 	github.com/aws/aws-sdk-go-v2/service/dynamodb v1.74.0
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/http-tunnel/tunnel v0.0.0-00010101000000-000000000000
+	github.com/http-tunnel/tunnel/auth/jwtauth v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/ratelimit/dynamolimit v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/ratelimit/redislimit v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/store/dynamostore v0.0.0-00010101000000-000000000000
@@ -33,6 +35,8 @@ require (
 )
 
 require (
+	github.com/MicahParks/jwkset v0.11.4 // indirect
+	github.com/MicahParks/keyfunc/v3 v3.9.2 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/configsources v1.5.12 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 v2.8.12 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/v4a v1.5.12 // indirect
@@ -74,6 +78,8 @@ require (
 )
 
 replace github.com/http-tunnel/tunnel => ../..
+
+replace github.com/http-tunnel/tunnel/auth/jwtauth => ../../auth/jwtauth
 
 replace github.com/http-tunnel/tunnel/ratelimit/dynamolimit => ../../ratelimit/dynamolimit
 

@@ -38,11 +38,35 @@
 // wildcard one for *.tunnel.example.com, say).
 //
 // Behind a TLS-terminating proxy that sends tunnel.example.com and
-// *.tunnel.example.com to it, with tokens in a file (one per line, # for
-// comments) and JSON logs:
+// *.tunnel.example.com to it, with tokens in a file (one a line, # for
+// comments; see below for what a line may add) and JSON logs:
 //
 //	tunnel gateway --base-url https://tunnel.example.com \
 //	    --tokens-file /etc/tunnel/tokens --log-format json
+//
+// # A gateway for a team
+//
+// Each person gets a token of their own in the token file, which says
+// whose it is and which tunnel names it may take (exact names, and
+// prefixes ending in *), and may restrict who reaches its tunnels; JWTs
+// from the team's identity provider are admitted besides, their claims
+// saying the same. --unlisted-names generated gives an identity that
+// lists no names generated names only:
+//
+//	# /etc/tunnel/tokens: token, then optional fields
+//	4c1f9e2b7d3a6f08e5b1  subject=alice names=alice,alice-*
+//	93e07a5c2f6d1b8e4a0c  subject=ci    names=ci-* allow_ips=10.0.0.0/8
+//
+//	tunnel gateway --base-url https://tunnel.example.com \
+//	    --tokens-file /etc/tunnel/tokens --unlisted-names generated \
+//	    --jwks-url https://login.example.com/.well-known/jwks.json \
+//	    --jwt-issuer https://login.example.com/ --jwt-audience tunnel
+//
+// --jwt-secret-file (or $TUNNEL_JWT_SECRET) admits JWTs signed with a
+// shared secret, --jwt-key-file those signed by the private halves of PEM
+// public keys. An agent that asks for a name its identity may not take is
+// refused (403 forbidden), and says so. docs/security.md has the threat
+// model, how to rotate each secret, and a worked example.
 //
 // # Three nodes sharing Redis
 //
@@ -116,6 +140,15 @@
 //	tunnel agent --name myapp --rewrite-host localhost:5173
 //	tunnel http --local-ca "$(mkcert -CAROOT)/rootCA.pem" https://localhost:8443
 //
+// The agent may ask the gateway to protect its public URL, which checks
+// every public request before it reaches the agent: HTTP Basic
+// authentication with the user:password lines of --basic-auth-file (or
+// $TUNNEL_BASIC_AUTH), a bearer token of --bearer-auth-file (or
+// $TUNNEL_BEARER_AUTH), client addresses with --allow-ip and --deny-ip:
+//
+//	TUNNEL_BASIC_AUTH=alice:correct-horse tunnel http --name alice-demo 3000
+//	tunnel http --name alice-admin --allow-ip 203.0.113.0/24,2001:db8::/32 8080
+//
 // Exit status: 0 on success, on -h, or after SIGINT, SIGTERM or SIGHUP; 1
 // on an error; 2 on a mistake in the command line.
 package main
@@ -139,6 +172,7 @@ import (
 const (
 	envTokens     = "TUNNEL_TOKENS"      // agent tokens, comma-separated
 	envNodeSecret = "TUNNEL_NODE_SECRET" // default of --node-secret
+	envJWTSecret  = "TUNNEL_JWT_SECRET"  // default of --jwt-secret-file's content
 )
 
 const usage = `Usage:
