@@ -130,7 +130,8 @@ func (o *authOptions) check(getenv func(string) string, set map[string]bool) err
 }
 
 // authenticator returns the gateway's Authenticator: the static tokens,
-// the JWT checker, or either of them; nil when every agent is admitted.
+// the JWT checker, or either of them; a nil interface (never a nil
+// *StaticTokens in one) when every agent is admitted.
 // It fetches the JWK set of --jwks-url, within ctx. log receives the JWT
 // checker's warnings.
 func (o *authOptions) authenticator(ctx context.Context, log *slog.Logger) (tunnel.Authenticator, error) {

@@ -306,6 +306,7 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		Domain:            cfg.domain,
 		Routing:           cfg.routing,
 		Store:             b.store,
+		Authenticator:     auth,
 		Logger:            log,
 		ResponseTimeout:   cfg.responseTimeout,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
@@ -321,11 +322,6 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		LimiterFailClosed: cfg.limiterFailClosed,
 		MetricsPerTunnel:  cfg.metricsPerTunnel,
 		UnlistedNames:     cfg.auth.unlistedNames,
-	}
-	if auth != nil {
-		// Only when set: a nil interface admits every agent, a nil
-		// *StaticTokens in it would not.
-		srv.Authenticator = auth
 	}
 	if tp != nil {
 		// Only when set: a nil *TracerProvider in the interface field
