@@ -82,6 +82,19 @@ func (o *output) find(substr string) (string, bool) {
 // returns it. It gives up when ended is closed (the subcommand returned:
 // there will be no more output) or after waitTimeout.
 func (o *output) line(substr string, ended <-chan struct{}) (string, bool) {
+	var l string
+	ok := o.until(func() bool {
+		var found bool
+		l, found = o.find(substr)
+		return found
+	}, ended)
+	return l, ok
+}
+
+// until waits until done reports true of what has been written, and
+// reports whether it did before ended was closed or waitTimeout passed.
+// Every write wakes it, so no test sleeps.
+func (o *output) until(done func() bool, ended <-chan struct{}) bool {
 	timer := time.NewTimer(waitTimeout)
 	defer timer.Stop()
 	for {
@@ -91,15 +104,15 @@ func (o *output) line(substr string, ended <-chan struct{}) (string, bool) {
 		}
 		written := o.written
 		o.mu.Unlock()
-		if l, ok := o.find(substr); ok {
-			return l, true
+		if done() {
+			return true
 		}
 		select {
 		case <-written:
 		case <-ended:
-			return o.find(substr)
+			return done()
 		case <-timer.C:
-			return "", false
+			return false
 		}
 	}
 }

@@ -247,35 +247,15 @@ func splitLines(s string) []string {
 // lines may come between), and reports whether they did before ended was
 // closed or waitTimeout passed.
 func (o *output) lines(want []string, ended <-chan struct{}) bool {
-	has := func() bool {
+	return o.until(func() bool {
 		i := 0
 		for line := range strings.Lines(o.String()) {
-			if i < len(want) && strings.HasSuffix(line, "\n") && strings.TrimSuffix(line, "\n") == want[i] {
+			if i < len(want) && strings.TrimSuffix(line, "\n") == want[i] && strings.HasSuffix(line, "\n") {
 				i++
 			}
 		}
 		return i == len(want)
-	}
-	timer := time.NewTimer(waitTimeout)
-	defer timer.Stop()
-	for {
-		o.mu.Lock()
-		if o.written == nil {
-			o.written = make(chan struct{})
-		}
-		written := o.written
-		o.mu.Unlock()
-		if has() {
-			return true
-		}
-		select {
-		case <-written:
-		case <-ended:
-			return has()
-		case <-timer.C:
-			return false
-		}
-	}
+	}, ended)
 }
 
 // groupCmd is a shell command left running, in a process group of its
