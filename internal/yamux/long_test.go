@@ -6,8 +6,8 @@ package yamux
 // them under the race detector (go test -race -short); they are left out
 // of race builds here, so that the plain go test -race ./... that CI and
 // engineers run stays within its time on a loaded machine. The race run
-// moves data through the same paths in TestManyStreams,
-// TestReadsStraightIntoWaitingReader and TestInteroperatesWithUpstream.
+// moves data through the same paths in TestManyStreams and
+// TestReadsStraightIntoWaitingReader.
 
 import (
 	"bytes"
