@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	tunnel "github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/internal/randid"
@@ -52,11 +53,20 @@ type gatewayConfig struct {
 	tokens          []string // agent tokens; none means no authentication
 	v1              bool     // HTTP API payload format 1.0
 	agentLimiter    ratelimit.Limiter
+
+	auth        tunnel.Authenticator // instead of tokens
+	unlisted    tunnel.NameRule      // Server.UnlistedNames
+	identityKey []byte               // Handler.IdentityKey
+	logger      *slog.Logger         // the Handler's and the Server's; nil: quiet
+	// afterConnect, if set, runs after every $connect invocation that
+	// accepted the agent, before API Gateway answers the upgrade.
+	afterConnect func(ev events.APIGatewayWebsocketProxyRequest)
 }
 
 // newTables gives t a connections table and a pending table of its own in
-// dynalite, and returns the store on them.
-func newTables(t *testing.T) *dynamostore.Store {
+// dynalite, and returns the store on them, its client, and the name of
+// the connections table.
+func newTables(t *testing.T) (*dynamostore.Store, *dynamodb.Client, string) {
 	t.Helper()
 	ddb := dynamotest.Client(t)
 	var opts dynamostore.Options
@@ -64,18 +74,26 @@ func newTables(t *testing.T) *dynamostore.Store {
 		opts = dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
 		return dynamostore.CreateTables(ctx, ddb, opts)
 	}, "lambda-connections", "lambda-pending")
-	return dynamostore.New(ddb, opts)
+	return dynamostore.New(ddb, opts), ddb, opts.ConnectionsTable
 }
 
 func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
-	st := newTables(t)
+	st, ddb, table := newTables(t)
+	logger := cfg.logger
+	if logger == nil {
+		logger = quiet
+	}
 	g := &gateway{
-		h:            &Handler{Store: st, Logger: quiet, Limiter: cfg.agentLimiter},
+		h: &Handler{Store: st, Logger: logger, Limiter: cfg.agentLimiter, IdentityKey: cfg.identityKey,
+			Identities: &IdentityTable{Client: ddb, Table: table}},
 		disconnected: make(chan string, 64),
 	}
 	ws := func(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 		resp, err := g.h.WebSocket(ctx, ev)
+		if ev.RequestContext.RouteKey == "$connect" && resp.StatusCode == http.StatusOK && cfg.afterConnect != nil {
+			cfg.afterConnect(ev)
+		}
 		if ev.RequestContext.RouteKey == "$disconnect" {
 			select {
 			case g.disconnected <- ev.RequestContext.ConnectionID:
@@ -110,9 +128,11 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		Routing:        tunnel.RoutePath,
 		Store:          st,
 		Cache:          NoCache{},
-		Logger:         quiet,
+		Logger:         logger,
 		Relay:          g.relay,
 		RequestLimiter: cfg.requestLimiter,
+		UnlistedNames:  cfg.unlisted,
+		Authenticator:  cfg.auth,
 	}
 	if len(cfg.tokens) > 0 {
 		g.h.Server.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)
@@ -412,14 +432,33 @@ func TestRateLimit(t *testing.T) {
 	wantError(t, resp, body, http.StatusTooManyRequests, tunnel.CodeRateLimited)
 }
 
+// A reconnecting agent keeps its tunnel: its resume token, under the
+// subject it authenticates as again (the anonymous one without tokens),
+// proves it owns the tunnel.
 func TestReconnectKeepsURL(t *testing.T) {
 	t.Parallel()
-	g := newGateway(t, gatewayConfig{})
-	ln, events := g.agent(t, echo)
+	for _, tokens := range [][]string{nil, {"s3cret"}} {
+		t.Run("tokens="+strings.Join(tokens, ","), func(t *testing.T) {
+			t.Parallel()
+			testReconnectKeepsURL(t, tokens)
+		})
+	}
+}
+
+func testReconnectKeepsURL(t *testing.T, tokens []string) {
+	g := newGateway(t, gatewayConfig{tokens: tokens})
+	var opts []tunnel.Option
+	if len(tokens) > 0 {
+		opts = append(opts, tunnel.WithToken(tokens[0]))
+	}
+	ln, events := g.agent(t, echo, opts...)
 	url := ln.URL()
 	rec, err := g.h.Store.Get(t.Context(), ln.ID())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := "anonymous"; len(tokens) == 0 && rec.Subject != want || len(tokens) > 0 && !strings.HasPrefix(rec.Subject, "token:") {
+		t.Errorf("record's subject %q, want the agent's (anonymous without tokens, token:... with)", rec.Subject)
 	}
 	if _, err := g.mgmt.DeleteConnection(t.Context(), &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(rec.ConnectionID)}); err != nil {
 		t.Fatalf("DeleteConnection: %v", err)

@@ -27,7 +27,8 @@ var (
 
 // FromEnv builds a Handler from the environment variables listed in the
 // package doc, read through getenv (os.Getenv in a function): a
-// dynamostore.Store on the configured tables, a Relay posting through the
+// dynamostore.Store on the configured tables, an IdentityTable on the
+// connections table, a Relay posting through the
 // Management API at TUNNEL_MANAGEMENT_ENDPOINT, a tunnel.Server with
 // NoCache (routing by subdomain of TUNNEL_DOMAIN and by path, or by path
 // alone without TUNNEL_DOMAIN), static agent tokens from TUNNEL_TOKENS (none: every agent is
@@ -53,11 +54,13 @@ func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) 
 	if ep := getenv("TUNNEL_DYNAMODB_ENDPOINT"); ep != "" {
 		ddbOpts.BaseEndpoint = aws.String(ep)
 	}
-	st := dynamostore.New(dynamodb.New(ddbOpts), dynamostore.Options{
+	ddb := dynamodb.New(ddbOpts)
+	storeOpts := dynamostore.Options{
 		ConnectionsTable: getenv("TUNNEL_CONNECTIONS_TABLE"),
 		PendingTable:     getenv("TUNNEL_PENDING_TABLE"),
 		TunnelIndex:      getenv("TUNNEL_TUNNEL_INDEX"),
-	})
+	}
+	st := dynamostore.New(ddb, storeOpts)
 	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
 		Region:       region,
 		Credentials:  creds,
@@ -80,11 +83,16 @@ func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) 
 	if tokens := getenv("TUNNEL_TOKENS"); tokens != "" {
 		srv.Authenticator = tunnel.NewStaticTokens(strings.Split(tokens, ",")...)
 	}
-	if table := getenv("TUNNEL_RATELIMIT_TABLE"); table != "" {
-		client := dynamodb.New(ddbOpts)
-		srv.RequestLimiter = dynamolimit.New(client, table, requestLimit, &dynamolimit.Options{Prefix: "request:"})
-		agents := dynamolimit.New(client, table, agentLimit, &dynamolimit.Options{Prefix: "connect:"})
-		return &Handler{Server: srv, Store: st, Mgmt: mgmt, Limiter: agents, Logger: logger}, nil
+	h := &Handler{
+		Server:     srv,
+		Store:      st,
+		Mgmt:       mgmt,
+		Identities: &IdentityTable{Client: ddb, Table: storeOpts.ConnectionsTable},
+		Logger:     logger,
 	}
-	return &Handler{Server: srv, Store: st, Mgmt: mgmt, Logger: logger}, nil
+	if table := getenv("TUNNEL_RATELIMIT_TABLE"); table != "" {
+		srv.RequestLimiter = dynamolimit.New(ddb, table, requestLimit, &dynamolimit.Options{Prefix: "request:"})
+		h.Limiter = dynamolimit.New(ddb, table, agentLimit, &dynamolimit.Options{Prefix: "connect:"})
+	}
+	return h, nil
 }

@@ -60,7 +60,8 @@ func ExampleHandler() {
 		logger.Error("AWS configuration", slog.Any("err", err))
 		os.Exit(1)
 	}
-	st := dynamostore.New(dynamodb.NewFromConfig(cfg), dynamostore.Options{})
+	ddb := dynamodb.NewFromConfig(cfg)
+	st := dynamostore.New(ddb, dynamostore.Options{})
 	mgmt := apigatewaymanagementapi.NewFromConfig(cfg, func(o *apigatewaymanagementapi.Options) {
 		o.BaseEndpoint = aws.String(os.Getenv("MANAGEMENT_ENDPOINT"))
 	})
@@ -77,9 +78,12 @@ func ExampleHandler() {
 			Logger:         logger,
 			MeterProvider:  mp,
 		},
-		Store:  st,
-		Mgmt:   mgmt,
-		Logger: logger,
+		Store: st,
+		Mgmt:  mgmt,
+		// The agents' identities, from $connect to their ready messages,
+		// in the connections table.
+		Identities: &serverless.IdentityTable{Client: ddb, Table: dynamostore.DefaultConnectionsTable},
+		Logger:     logger,
 	}
 	lambda.Start(serverless.FlushAfter(h.Invoke, mp.ForceFlush, logger))
 }

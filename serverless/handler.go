@@ -21,6 +21,7 @@ import (
 
 	tunnel "github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/internal/quietlog"
+	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/ratelimit"
 	"github.com/http-tunnel/tunnel/store"
@@ -43,7 +44,8 @@ const (
 // Cleanup for the scheduled event, and Invoke, which tells them apart, for
 // a function that serves every route.
 //
-// Server, Store and Mgmt are required: the zero Handler is not usable.
+// Server, Store and Mgmt are required, and Identities too when
+// Server.Authenticator is set: the zero Handler is not usable.
 // Server.Relay must be a *Relay on the same Store and Mgmt, Server.Cache
 // should be NoCache (see there), and Server.BaseURL must be set, since a
 // WebSocket event does not tell the public URL. Unless Server.Domain names
@@ -64,6 +66,23 @@ type Handler struct {
 	// Mgmt posts to agent connections; its BaseEndpoint is the WebSocket
 	// API's management endpoint.
 	Mgmt *apigatewaymanagementapi.Client
+	// Identities keeps the identity each agent authenticated as at
+	// $connect until its ready message, so that the admission at ready
+	// binds names and imposes access by that identity, as the standalone
+	// gateway does. Required when Server.Authenticator is set: without
+	// it every $connect is refused (500, logged). Without an
+	// Authenticator every agent is the anonymous identity and nothing is
+	// kept.
+	Identities *IdentityTable
+	// IdentityKey seals (AES-256-GCM) the credentials an identity imposes
+	// on its tunnels' public clients (Identity.Access's BasicAuth and
+	// BearerTokens) in its row of Identities: IdentityKeySize random bytes,
+	// the same for every instance of the function, from a secret store.
+	// Only identities that impose credentials need it: static tokens read
+	// by tunnel.ParseStaticTokens and JWTs of package jwtauth impose IP
+	// lists alone. Without it, an identity that imposes credentials is
+	// refused at $connect (500, logged) rather than written in clear.
+	IdentityKey []byte
 	// Limiter, if set, limits agent connections per source IP address at
 	// $connect (429 past it); nil means no limit.
 	Limiter ratelimit.Limiter
@@ -99,14 +118,16 @@ func (h *Handler) WebSocket(ctx context.Context, ev events.APIGatewayWebsocketPr
 	}
 }
 
-// connect admits an agent: rate limit, authentication, subprotocol.
+// connect admits an agent: rate limit, authentication, subprotocol. The
+// identity the Authenticator answers is kept in Identities for the
+// connection's ready message.
 func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) events.APIGatewayProxyResponse {
 	ip := ev.RequestContext.Identity.SourceIP
+	connID := ev.RequestContext.ConnectionID
 	if h.Limiter != nil {
 		d, err := h.Limiter.Allow(ctx, "agent:"+ip)
 		if err != nil {
-			h.log().Error("agent rate limiter failed", slog.Any("err", err))
-			return errorResponse(tunnel.ErrInternal)
+			return h.internalError(ctx, "agent rate limiter failed", err, slog.String("connection_id", connID))
 		}
 		if !d.Allowed {
 			resp := errorResponse(tunnel.ErrRateLimited)
@@ -115,13 +136,24 @@ func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProx
 		}
 	}
 	if h.Server.Authenticator != nil {
-		if _, err := h.Server.Authenticator.Authenticate(ctx, connectRequest(ctx, ev)); err != nil {
+		if h.Identities == nil {
+			return h.internalError(ctx, "agent refused: Handler.Identities is required with an Authenticator, to keep the agent's identity until its ready message", nil, slog.String("connection_id", connID))
+		}
+		id, err := h.Server.Authenticator.Authenticate(ctx, connectRequest(ctx, ev))
+		if err != nil {
 			var e *tunnel.Error
 			if !errors.As(err, &e) || (e.Code != tunnel.CodeUnauthorized && e.Code != tunnel.CodeForbidden) {
-				h.log().Error("authenticator failed", slog.Any("err", err))
-				return errorResponse(tunnel.ErrInternal)
+				return h.internalError(ctx, "authenticator failed", err, slog.String("connection_id", connID))
 			}
+			h.log().Info("agent refused", slog.String("connection_id", connID), slog.String("source_ip", ip), slog.String("code", string(e.Code)), slog.String("reason", e.Message))
 			return errorResponse(e)
+		}
+		data, err := encodeIdentity(id, connID, h.IdentityKey)
+		if err == nil {
+			err = h.Identities.put(ctx, connID, data, time.Now().Add(h.connectionTTL()))
+		}
+		if err != nil {
+			return h.internalError(ctx, "keeping the agent's identity failed", err, slog.String("connection_id", connID), slog.String("subject", id.Subject))
 		}
 	}
 	resp := events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
@@ -136,6 +168,25 @@ func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProx
 		}
 	}
 	return resp
+}
+
+// internalError logs msg and cause under a new error ID and returns the
+// internal error response that carries it.
+func (h *Handler) internalError(ctx context.Context, msg string, cause error, attrs ...slog.Attr) events.APIGatewayProxyResponse {
+	e := &tunnel.Error{Code: tunnel.CodeInternal, Message: tunnel.ErrInternal.Message, ID: randid.Hex(8)}
+	attrs = append(attrs, slog.String("error_id", e.ID))
+	if cause != nil {
+		attrs = append(attrs, slog.Any("err", cause))
+	}
+	h.log().LogAttrs(ctx, slog.LevelError, msg, attrs...)
+	return errorResponse(e)
+}
+
+func (h *Handler) connectionTTL() time.Duration {
+	if h.ConnectionTTL > 0 {
+		return h.ConnectionTTL
+	}
+	return DefaultConnectionTTL
 }
 
 // eventHeader joins an event's multi-value headers with its single-value
@@ -189,9 +240,16 @@ func connectRequest(ctx context.Context, ev events.APIGatewayWebsocketProxyReque
 	return r
 }
 
-// disconnect deletes the connection's tunnel record, unless a newer
-// connection has taken the tunnel over (the Store's Delete is conditional).
+// disconnect deletes the connection's identity row and its tunnel record,
+// unless a newer connection has taken the tunnel over (the Store's Delete
+// is conditional).
 func (h *Handler) disconnect(ctx context.Context, connID string) {
+	if h.Server.Authenticator != nil && h.Identities != nil {
+		if err := h.Identities.delete(ctx, connID); err != nil {
+			// The row expires with the connection's TTL anyway.
+			h.log().Warn("disconnect: deleting the identity row failed", slog.String("connection_id", connID), slog.Any("err", err))
+		}
+	}
 	rec, err := h.Store.GetByConnection(ctx, connID)
 	if errors.Is(err, store.ErrNotFound) {
 		return
@@ -259,24 +317,32 @@ func (h *Handler) storeChunk(ctx context.Context, requestID string, index, count
 // ready admits the agent through the Server's admission path (the same as
 // the standalone gateway's) and answers connection_established.
 //
-// The owner binds the tunnel to the resume secret alone: $default events
-// carry no headers, so the subject authenticated at $connect is not known
-// here, and the Admission's Identity is the zero one. Authentication still
-// gates who may connect at all.
+// The Admission's Identity is the one the agent authenticated as at
+// $connect, read back from Identities (the anonymous identity without an
+// Authenticator), so that Admit binds the tunnel to its subject and its
+// resume secret, allows only the names the identity may take, and imposes
+// the access it requires. A connection whose identity is not found (its
+// row missing or expired) is refused with unauthorized: its agent must
+// connect, and authenticate, again.
 func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, m *protocol.Ready, log *slog.Logger) {
 	connID := ev.RequestContext.ConnectionID
-	ttl := h.ConnectionTTL
-	if ttl <= 0 {
-		ttl = DefaultConnectionTTL
+	refuse := func(e *tunnel.Error) {
+		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(e.Code), Message: e.Message})
+	}
+	ident, e := h.identity(ctx, connID, log)
+	if e != nil {
+		refuse(e)
+		return
 	}
 	relay, _ := h.Server.Relay.(*Relay)
 	if relay == nil {
 		relay = &Relay{}
 	}
 	rec, est, err := h.Server.Admit(ctx, tunnel.Admission{
+		Identity:     ident,
 		Ready:        m,
 		ConnectionID: connID,
-		TTL:          ttl,
+		TTL:          h.connectionTTL(),
 		Limits: &protocol.Limits{
 			MaxBodyBytes:         relay.maxBody(),
 			MaxMessageBytes:      protocol.MaxMessageBytes,
@@ -286,12 +352,16 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 		},
 	})
 	if err != nil {
-		var e *tunnel.Error
+		e := &tunnel.Error{Code: tunnel.CodeInternal, Message: tunnel.ErrInternal.Message, Err: err}
 		errors.As(err, &e)
 		if e.Code == tunnel.CodeInternal {
-			log.Error("admitting an agent failed", slog.Any("err", err))
+			id := randid.Hex(8)
+			log.Error("admitting an agent failed", slog.String("error_id", id), slog.String("subject", ident.Subject), slog.Any("err", err))
+			e = &tunnel.Error{Code: tunnel.CodeInternal, Message: tunnel.ErrInternal.Message + " (error id " + id + ")"}
+		} else {
+			log.Info("agent refused", slog.String("subject", ident.Subject), slog.String("code", string(e.Code)), slog.String("reason", e.Message))
 		}
-		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(e.Code), Message: e.Message})
+		refuse(e)
 		return
 	}
 	// API Gateway may deliver the agent's first message before the
@@ -319,9 +389,42 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 	}
 }
 
+// identity returns the identity connection connID authenticated as at
+// $connect, or the error to answer its ready message with. Refusals are
+// logged with an error ID that the agent's message repeats.
+func (h *Handler) identity(ctx context.Context, connID string, log *slog.Logger) (tunnel.Identity, *tunnel.Error) {
+	if h.Server.Authenticator == nil {
+		return tunnel.Identity{Subject: anonymousSubject}, nil
+	}
+	errID := randid.Hex(8)
+	if h.Identities == nil {
+		log.Error("ready refused: Handler.Identities is required with an Authenticator", slog.String("error_id", errID))
+		return tunnel.Identity{}, &tunnel.Error{Code: tunnel.CodeInternal, Message: tunnel.ErrInternal.Message + " (error id " + errID + ")"}
+	}
+	data, err := h.Identities.get(ctx, connID)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Warn("ready refused: no identity is kept for this connection (its row is missing or has expired)", slog.String("error_id", errID))
+		return tunnel.Identity{}, &tunnel.Error{Code: tunnel.CodeUnauthorized,
+			Message: "the identity this connection authenticated as is not known or has expired; connect again (error id " + errID + ")"}
+	}
+	var id tunnel.Identity
+	if err == nil {
+		id, err = decodeIdentity(data, connID, h.IdentityKey)
+	}
+	if err != nil {
+		log.Error("ready refused: reading the connection's identity failed", slog.String("error_id", errID), slog.Any("err", err))
+		return tunnel.Identity{}, &tunnel.Error{Code: tunnel.CodeInternal, Message: tunnel.ErrInternal.Message + " (error id " + errID + ")"}
+	}
+	return id, nil
+}
+
 // errorResponse is a public error as an API Gateway proxy response.
 func errorResponse(e *tunnel.Error) events.APIGatewayProxyResponse {
-	b, _ := json.Marshal(map[string]string{"error": string(e.Code), "message": e.Message})
+	body := map[string]string{"error": string(e.Code), "message": e.Message}
+	if e.ID != "" {
+		body["error_id"] = e.ID
+	}
+	b, _ := json.Marshal(body)
 	return events.APIGatewayProxyResponse{
 		StatusCode: e.HTTPStatus(),
 		Headers:    map[string]string{"Content-Type": "application/json"},

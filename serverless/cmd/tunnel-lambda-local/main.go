@@ -189,7 +189,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	// The handlers need the emulator's URLs, which exist once it has
 	// started; invocations wait for the Handler until then.
-	h := &serverless.Handler{Store: st, Logger: log}
+	h := &serverless.Handler{Store: st, Identities: &serverless.IdentityTable{Client: ddb, Table: c.connectionsTable}, Logger: log}
 	ready := make(chan struct{})
 	emuCfg := apigwtest.Config{
 		WebSocket: func(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
