@@ -1,9 +1,10 @@
 // Command lambda is the serverless gateway as one AWS Lambda function: the
 // adapter of package github.com/http-tunnel/tunnel/serverless configured
 // from the environment (see that package's doc for the variables), with
-// its metrics written to stdout as CloudWatch EMF and, with TUNNEL_XRAY=1,
-// X-Ray tracing. template.yaml deploys it with AWS SAM; docs/serverless.md
-// says how.
+// its agent tokens read from AWS Secrets Manager or Parameter Store, its
+// metrics written to stdout as CloudWatch EMF and, with TUNNEL_XRAY=1,
+// X-Ray tracing. template.yaml deploys it with AWS SAM, the tokens in a
+// secret; docs/serverless.md says how.
 package main
 
 import (

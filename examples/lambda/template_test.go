@@ -32,15 +32,34 @@ import (
 // namespace of serverless.EMFNamespace.
 
 // envNotInTemplate are the variables the function reads that the template
-// must not set: Lambda sets the first four itself (they are reserved), and
-// the endpoint override is for local development only.
+// must not set: Lambda sets the first four itself (they are reserved), the
+// endpoint overrides are for local development only, and so are the
+// plaintext tokens of TUNNEL_TOKENS: the template takes them from a secret.
 var envNotInTemplate = []string{
 	"AWS_REGION",
 	"AWS_ACCESS_KEY_ID",
 	"AWS_SECRET_ACCESS_KEY",
 	"AWS_SESSION_TOKEN",
 	"TUNNEL_DYNAMODB_ENDPOINT",
+	"TUNNEL_SECRETSMANAGER_ENDPOINT",
+	"TUNNEL_SSM_ENDPOINT",
+	"TUNNEL_TOKENS",
 }
+
+// envElsewhere are the variables the function reads that name what the
+// template does otherwise: the tokens in a Parameter Store parameter
+// rather than a secret, and an HMAC secret for JWTs (the template offers
+// a JWK set URL). A template of your own may set them; this one does not.
+var envElsewhere = []string{
+	"TUNNEL_TOKENS_PARAMETER",
+	"TUNNEL_JWT_SECRET_ARN",
+	"TUNNEL_JWT_SECRET_PARAMETER",
+}
+
+// envExclusive are variables that FromEnv refuses beside others (a secret
+// named twice); envReads leaves them empty, so that every other one can be
+// set together.
+var envExclusive = append([]string{"TUNNEL_TOKENS"}, envElsewhere...)
 
 // envOptionalPrefix starts the OpenTelemetry SDK's own variables, which
 // the function may read and which belong to the collector layer that a
@@ -207,8 +226,8 @@ func stringLit(e ast.Expr) (string, bool) {
 // envReads lists the variables the function reads: those that
 // serverless.FromEnv and serverless.TracerProviderFromEnv, which main
 // calls with os.Getenv, ask for when every optional part is turned on
-// (every variable has a value, and TUNNEL_XRAY is 1). Neither makes a
-// network call.
+// (every variable has a value but the envExclusive ones, and TUNNEL_XRAY
+// is 1). Neither makes a network call.
 func envReads(t *testing.T) map[string]bool {
 	t.Helper()
 	vars := make(map[string]bool)
@@ -217,10 +236,15 @@ func envReads(t *testing.T) map[string]bool {
 		switch name {
 		case "TUNNEL_XRAY":
 			return "1"
+		case "TUNNEL_UNLISTED_NAMES":
+			return "generated"
 		case "AWS_REGION":
 			return "eu-west-1"
 		case "TUNNEL_MANAGEMENT_ENDPOINT", "TUNNEL_BASE_URL", "TUNNEL_DYNAMODB_ENDPOINT":
 			return "https://example.com"
+		}
+		if slices.Contains(envExclusive, name) {
+			return ""
 		}
 		return "set"
 	}
@@ -268,6 +292,16 @@ func stringConsts(t *testing.T, dir string) map[string]string {
 // table administration left out.
 func clientOps(t *testing.T, dir string) []string {
 	t.Helper()
+	return callOps(t, dir, "client", "", "dynamodb:")
+}
+
+// callOps lists, as IAM actions (prefix and operation), the operations the
+// non-test files of dir call through a field named field
+// (x.field.Op(...)), table administration left out; with pkg, only the
+// calls whose input is a literal of that package (&pkg.OpInput{...}), so
+// that the clients of several services in one file are told apart.
+func callOps(t *testing.T, dir, field, pkg, prefix string) []string {
+	t.Helper()
 	set := make(map[string]bool)
 	for _, f := range parseGo(t, dir) {
 		ast.Inspect(f, func(n ast.Node) bool {
@@ -280,8 +314,8 @@ func clientOps(t *testing.T, dir string) []string {
 				return true
 			}
 			recv, ok := sel.X.(*ast.SelectorExpr)
-			if ok && recv.Sel.Name == "client" && !adminOps[sel.Sel.Name] {
-				set["dynamodb:"+sel.Sel.Name] = true
+			if ok && recv.Sel.Name == field && !adminOps[sel.Sel.Name] && (pkg == "" || inputOf(call, pkg)) {
+				set[prefix+sel.Sel.Name] = true
 			}
 			return true
 		})
@@ -292,9 +326,29 @@ func clientOps(t *testing.T, dir string) []string {
 	}
 	sort.Strings(ops)
 	if len(ops) == 0 {
-		t.Fatalf("found no DynamoDB calls in %s", dir)
+		t.Fatalf("found no %s calls in %s", prefix, dir)
 	}
 	return ops
+}
+
+// inputOf reports whether one of call's arguments is &pkg.T{...}.
+func inputOf(call *ast.CallExpr, pkg string) bool {
+	for _, a := range call.Args {
+		u, ok := a.(*ast.UnaryExpr)
+		if !ok {
+			continue
+		}
+		lit, ok := u.X.(*ast.CompositeLit)
+		if !ok {
+			continue
+		}
+		if typ, ok := lit.Type.(*ast.SelectorExpr); ok {
+			if id, ok := typ.X.(*ast.Ident); ok && id.Name == pkg {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func TestTemplateFunction(t *testing.T) {
@@ -356,8 +410,13 @@ func TestTemplateEnvironment(t *testing.T) {
 			t.Errorf("template sets %s, which it must leave to Lambda or to local development", name)
 		}
 	}
+	for _, name := range envElsewhere {
+		if !reads[name] {
+			t.Errorf("the function no longer reads %s; update envElsewhere", name)
+		}
+	}
 	for name := range reads {
-		if !set[name] && !slices.Contains(envNotInTemplate, name) && !strings.HasPrefix(name, envOptionalPrefix) {
+		if !set[name] && !slices.Contains(envNotInTemplate, name) && !slices.Contains(envElsewhere, name) && !strings.HasPrefix(name, envOptionalPrefix) {
 			t.Errorf("the function reads %s, which the template does not set", name)
 		}
 	}
@@ -368,7 +427,11 @@ func TestTemplateEnvironment(t *testing.T) {
 		"TUNNEL_RATELIMIT_TABLE":     "!Ref RateLimitTable",
 		"TUNNEL_TUNNEL_INDEX":        dynamostore.DefaultTunnelIndex,
 		"TUNNEL_BASE_URL":            "!GetAtt HttpApi.ApiEndpoint",
-		"TUNNEL_TOKENS":              "!Ref AgentTokens",
+		"TUNNEL_TOKENS_SECRET_ARN":   "!Ref AgentTokensSecretArn",
+		"TUNNEL_UNLISTED_NAMES":      "!Ref UnlistedNames",
+		"TUNNEL_JWT_JWKS_URL":        "!Ref JwtJwksUrl",
+		"TUNNEL_JWT_ISSUER":          "!Ref JwtIssuer",
+		"TUNNEL_JWT_AUDIENCE":        "!Ref JwtAudience",
 		"TUNNEL_DOMAIN":              "!Ref TunnelDomain",
 		"TUNNEL_MANAGEMENT_ENDPOINT": "!Sub https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${StageName}",
 	} {
@@ -479,8 +542,14 @@ func TestTemplatePermissions(t *testing.T) {
 		}
 	}
 
-	// Granted actions by resource.
+	// The serverless package's own calls: its identity rows in the
+	// connections table, and the agent tokens' secret.
+	identityOps := callOps(t, serverlessDir, "Client", "dynamodb", "dynamodb:")
+	secretOps := callOps(t, serverlessDir, "Client", "secretsmanager", "secretsmanager:")
+
+	// Granted actions by resource, and the conditions of statements.
 	granted := make(map[string][]string)
+	conditions := make(map[string]*yaml.Node)
 	policies := list(get(c.function(t), "Policies"))
 	if len(policies) == 0 {
 		t.Fatal("function has no Policies")
@@ -491,6 +560,17 @@ func TestTemplatePermissions(t *testing.T) {
 			continue
 		}
 		for _, st := range list(get(p, "Statement")) {
+			if st.Tag == "!If" {
+				// A statement of a condition: [condition, statement, !Ref AWS::NoValue].
+				if len(st.Content) != 3 || get(c.root, "Conditions", text(st.Content[0])) == nil || text(st.Content[2]) != "!Ref AWS::NoValue" {
+					t.Errorf("line %d: a conditional statement is not !If [condition, statement, !Ref AWS::NoValue]", st.Line)
+					continue
+				}
+				st = st.Content[1]
+			}
+			if cond := get(st, "Condition"); cond != nil {
+				conditions[text(get(st, "Sid"))] = cond
+			}
 			if text(get(st, "Effect")) != "Allow" {
 				t.Errorf("statement %s is not Allow", text(get(st, "Sid")))
 			}
@@ -516,6 +596,20 @@ func TestTemplatePermissions(t *testing.T) {
 		"!Sub ${ConnectionsTable.Arn}/index/" + dynamostore.DefaultTunnelIndex: {"dynamodb:Query"},
 		"!GetAtt RateLimitTable.Arn": limitOps,
 		mgmt:                         {"execute-api:ManageConnections"},
+		"!Ref AgentTokensSecretArn":  secretOps,
+		"!Ref AgentTokensKmsKeyArn":  {"kms:Decrypt"},
+	}
+	if !slices.Equal(secretOps, []string{"secretsmanager:GetSecretValue"}) {
+		t.Errorf("package serverless calls Secrets Manager's %v; the secret's grant is GetSecretValue alone", secretOps)
+	}
+	for _, op := range identityOps {
+		if !slices.Contains(storeOps, op) {
+			t.Errorf("package serverless calls %s on the connections table (its identity rows), which dynamostore does not, so it is not granted", op)
+		}
+	}
+	// The key decrypts only for Secrets Manager in the function's region.
+	if via := text(get(conditions["AgentTokensKey"], "StringEquals", "kms:ViaService")); via != "!Sub secretsmanager.${AWS::Region}.amazonaws.com" {
+		t.Errorf("kms:Decrypt condition kms:ViaService = %q, want Secrets Manager of the region", via)
 	}
 	for res, actions := range granted {
 		sort.Strings(actions)
@@ -543,6 +637,53 @@ func TestTemplatePermissions(t *testing.T) {
 			return true
 		})
 	}
+}
+
+// The agent tokens come from a Secrets Manager secret named by a required
+// parameter; the template has no plaintext tokens.
+func TestTemplateSecrets(t *testing.T) {
+	c := loadTemplate(t)
+	p := get(c.root, "Parameters", "AgentTokensSecretArn")
+	if p == nil {
+		t.Fatal("no parameter AgentTokensSecretArn")
+	}
+	if get(p, "Default") != nil {
+		t.Error("AgentTokensSecretArn has a default: the secret must be given")
+	}
+	pattern, err := regexp.Compile("^(?:" + text(get(p, "AllowedPattern")) + ")$") // CloudFormation matches the whole value
+	if err != nil {
+		t.Fatalf("AllowedPattern: %v", err)
+	}
+	for arn, ok := range map[string]bool{
+		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:tunnel-tokens-AbCdEf":        true,
+		"arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:tunnel-tokens-Ab": true,
+		"arn:aws:ssm:eu-west-1:123456789012:parameter/tunnel/tokens":                       false,
+		"tunnel-tokens": false,
+		"":              false,
+	} {
+		if pattern.MatchString(arn) != ok {
+			t.Errorf("AllowedPattern matches %q: %v, want %v", arn, !ok, ok)
+		}
+	}
+	desc := text(get(p, "Description"))
+	for _, d := range []time.Duration{serverless.DefaultSecretMaxAge, serverless.DefaultSecretMinRefresh} {
+		if !strings.Contains(desc, humanDuration(d)) {
+			t.Errorf("AgentTokensSecretArn's description does not say %q (the refresh of serverless.SecretAuthenticator)", humanDuration(d))
+		}
+	}
+	for _, name := range keys(get(c.root, "Parameters")) {
+		if strings.Contains(strings.ToLower(name), "token") && name != "AgentTokensSecretArn" && name != "AgentTokensKmsKeyArn" {
+			t.Errorf("parameter %s: tokens belong in the secret", name)
+		}
+	}
+}
+
+// humanDuration writes whole minutes or seconds as a description does.
+func humanDuration(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return strconv.Itoa(int(d/time.Minute)) + " minutes"
+	}
+	return strconv.Itoa(int(d/time.Second)) + " seconds"
 }
 
 func TestTemplateAPIs(t *testing.T) {
