@@ -27,21 +27,27 @@
 // Handler.Invoke tells the events apart by their shape:
 //
 //	WebSocket $connect     rate limit per source IP (429), authentication
-//	                       with Server.Authenticator (401/403), selection of
-//	                       the http-tunnel.json.v1 subprotocol when offered
+//	                       with Server.Authenticator (401/403), the identity
+//	                       it answers kept in Identities (500 when it cannot
+//	                       be), selection of the http-tunnel.json.v1
+//	                       subprotocol when offered
 //	WebSocket $default     one agent message per invocation:
-//	  ready                choose the tunnel ID (resumed tunnel, requested
-//	                       name, or 16 generated characters of [a-z0-9]),
-//	                       Put the record (with the agent's protocol
-//	                       version), post connection_established
+//	  ready                read the connection's identity back, then admit
+//	                       under it (tunnel.Server.Admit): choose the tunnel
+//	                       ID (resumed tunnel, requested name if the
+//	                       identity may take it, or 16 generated characters
+//	                       of [a-z0-9]), Put the record (with the agent's
+//	                       protocol version and the access policy), post
+//	                       connection_established
 //	  http_response        store the response, or one chunk of it, in the
 //	                       pending table
 //	  error                store it as the response: the public client gets
 //	                       the matching error (local_service_unavailable,
 //	                       gateway_timeout, payload_too_large, ...)
 //	  ping                 post pong
-//	WebSocket $disconnect  delete the connection's record (conditional: a
-//	                       newer connection of the same tunnel keeps it)
+//	WebSocket $disconnect  delete the connection's identity row and its
+//	                       record (conditional: a newer connection of the
+//	                       same tunnel keeps it)
 //	HTTP API (2.0 or 1.0)  tunnel.Server: routing, validation, rate limits
 //	                       and the error model; its Relay (this package's
 //	                       Relay) forwards
@@ -70,9 +76,60 @@
 //
 // Reconnecting agents keep their tunnel: ready carries the tunnel ID and
 // the resume token of connection_established, and the record's owner is
-// the SHA-256 of "\x00" + resume token (hex). The subject authenticated at
-// $connect is not part of it, because $default events carry no headers to
-// authenticate again; the resume token alone proves ownership.
+// the SHA-256 of the subject, "\x00" and the resume token (hex), as on the
+// standalone gateway: the tunnel goes back to an agent that holds the
+// resume token and authenticates as the same subject at its new $connect.
+//
+// # Identity
+//
+// Agents get the identity and access model of the standalone gateway. The
+// Authenticator's answer at $connect, a tunnel.Identity (its Subject, the
+// Names it may take, the Access it imposes on its tunnels' public
+// clients), must reach the ready message, which arrives in another
+// invocation, often of another instance, in an event without the upgrade
+// request's headers. The Handler keeps it in between in Identities: a row
+// of the connections table keyed "identity#" + the connection ID, written
+// at $connect before the upgrade is answered (so before any message of the
+// agent), read back strongly consistently at ready, deleted at
+// $disconnect, and expiring with ConnectionTTL (expiresAt and ttl, which
+// dynamostore's Cleanup and DynamoDB's TTL deletion honour) in case
+// $disconnect never runs. A row holds at most 16 KiB of JSON: the subject,
+// the name list (null for none, [] for generated names only) and the IP
+// lists in clear, and the credentials the identity imposes (basic and
+// bearer), if any, sealed with AES-256-GCM under Handler.IdentityKey and
+// bound to the row's key; without a key such an identity is refused rather
+// than written in clear. Static tokens (tunnel.ParseStaticTokens) and JWTs
+// (package jwtauth) impose IP lists alone, and need no key.
+//
+// At ready, the identity goes into the tunnel.Admission, so Admit
+// applies the same rules as on the standalone gateway: a name the identity
+// may not take is refused with forbidden ("tunnel name bob is not allowed
+// for this agent"), Server.UnlistedNames decides for identities without a
+// name list, the identity's Access is combined with the agent's (both IP
+// lists must admit a client, the identity's credentials replace the
+// agent's), and the record carries the subject. A ready on a connection
+// whose identity row is missing or has expired is refused with
+// unauthorized, and a row that cannot be read with internal; both
+// messages end with an error ID that the function's log line (with the
+// connection ID) repeats. Without an Authenticator every agent is the
+// anonymous identity (subject "anonymous", no row), as on the standalone
+// gateway.
+//
+// # Secrets
+//
+// FromEnv reads the agents' credentials from AWS Secrets Manager or
+// Parameter Store, not from the environment: a token file (the format of
+// tunnel.ParseStaticTokens) in the secret TUNNEL_TOKENS_SECRET_ARN or the
+// SecureString parameter TUNNEL_TOKENS_PARAMETER, and an HMAC secret for
+// JWTs in TUNNEL_JWT_SECRET_ARN or TUNNEL_JWT_SECRET_PARAMETER. Each is a
+// SecretAuthenticator: read at the first $connect of an instance, kept
+// across invocations, read again after DefaultSecretMaxAge (5 minutes)
+// and when an agent presents a token it does not accept, at most once per
+// DefaultSecretMinRefresh (10 seconds), so a token added to the secret
+// works without a cold start and a removed one stops within 5 minutes.
+// Until a first read succeeds agents are refused with 500, never
+// admitted; a later failure keeps the previous value. No value, token or
+// hash of one is logged or returned in an error.
 //
 // # Original agents
 //
@@ -164,9 +221,26 @@
 //	TUNNEL_RATELIMIT_TABLE      optional: dynamolimit table; enables 100
 //	                            requests/s per tunnel (burst 200) and 10
 //	                            agent connections/min per source IP
-//	TUNNEL_TOKENS               optional: comma-separated agent tokens;
-//	                            empty admits every agent
-//	TUNNEL_DYNAMODB_ENDPOINT    optional: DynamoDB endpoint override (local
+//	TUNNEL_TOKENS_SECRET_ARN    optional: ARN of the Secrets Manager secret
+//	                            whose value is the agent token file
+//	TUNNEL_TOKENS_PARAMETER     optional, instead: name or ARN of an SSM
+//	                            parameter (SecureString) holding it
+//	TUNNEL_JWT_JWKS_URL         optional: JWK set URL; agents may then
+//	                            authenticate with JWTs (package jwtauth)
+//	TUNNEL_JWT_SECRET_ARN,
+//	TUNNEL_JWT_SECRET_PARAMETER optional: an HMAC secret for JWTs (HS256,
+//	                            HS384, HS512), without surrounding space
+//	TUNNEL_JWT_ISSUER,
+//	TUNNEL_JWT_AUDIENCE         optional, with a JWT key: iss and aud checked
+//	TUNNEL_UNLISTED_NAMES       optional: any (default) or generated, the
+//	                            names of identities without a name list
+//	TUNNEL_TOKENS               optional, for local use: comma-separated
+//	                            plaintext agent tokens. With none of the
+//	                            token, JWT and secret variables, every agent
+//	                            is admitted
+//	TUNNEL_DYNAMODB_ENDPOINT,
+//	TUNNEL_SECRETSMANAGER_ENDPOINT,
+//	TUNNEL_SSM_ENDPOINT         optional: endpoint overrides (local
 //	                            development)
 //	TUNNEL_XRAY                 optional: 1 turns on tracing with X-Ray
 //	                            trace IDs and X-Amzn-Trace-Id propagation
@@ -175,6 +249,10 @@
 //	                            other OTEL_EXPORTER_OTLP_* variables apply
 //
 // The function needs dynamodb:GetItem, PutItem, UpdateItem, DeleteItem,
-// BatchGetItem, BatchWriteItem and Scan (cleanup) on both tables, and
-// execute-api:ManageConnections on the WebSocket API.
+// BatchGetItem, BatchWriteItem and Scan (cleanup) on both tables (the
+// identity rows use GetItem, PutItem and DeleteItem on the connections
+// table), execute-api:ManageConnections on the WebSocket API, and
+// secretsmanager:GetSecretValue on its secrets, or ssm:GetParameter on
+// its parameters, with kms:Decrypt on their key when it is a customer
+// managed one.
 package serverless
