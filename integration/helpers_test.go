@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"os"
 	"testing"
 
 	"github.com/http-tunnel/tunnel"
@@ -10,7 +11,14 @@ import (
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(chaosNodeEnv) != "" {
+		// A gateway node of TestChaos, started by the test in a process
+		// of its own.
+		os.Exit(runChaosNode())
+	}
+	leakcheck.Main(m)
+}
 
 var (
 	quiet        = e2e.Quiet
