@@ -190,14 +190,17 @@ func TestIdentityImposesAccess(t *testing.T) {
 func TestParseStaticTokensRefusals(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{
-		"tok names",              // not key=value
-		"tok color=blue",         // unknown field
-		"tok allow_ips=nonsense", // not an IP
-		"tok subject=",           // empty value
+		"s3cr3t names",              // not key=value
+		"s3cr3t color=blue",         // unknown field
+		"s3cr3t allow_ips=nonsense", // not an IP
+		"s3cr3t subject=",           // empty value
+		"s3cr3t s3cr3t-two",         // two tokens on a line
+		"s3cr3t s3cr3t=two",         // a token with an = in it
+		"s3cr3t subject=a s3cr3t",   // a token with a space in it
 	} {
 		_, err := tunnel.ParseStaticTokens(strings.NewReader(in))
-		if err == nil || !strings.Contains(err.Error(), "line 1") || strings.Contains(err.Error(), "tok ") {
-			t.Errorf("ParseStaticTokens(%q) = %v, want an error naming the line, not the token", in, err)
+		if err == nil || !strings.Contains(err.Error(), "line 1") || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("ParseStaticTokens(%q) = %v, want an error naming the line, not a token", in, err)
 		}
 	}
 }

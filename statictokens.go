@@ -105,10 +105,13 @@ func ParseStaticTokens(r io.Reader) (*StaticTokens, error) {
 		fields := strings.Fields(line)
 		e := StaticToken{Token: Token(fields[0])}
 		var access Access
-		for _, f := range fields[1:] {
+		for i, f := range fields[1:] {
+			// A field that is not one of ours may be a token (two on a
+			// line, or one with a space): errors give its place, never
+			// its text.
 			k, v, ok := strings.Cut(f, "=")
 			if !ok || v == "" {
-				return nil, fmt.Errorf("tunnel: token file line %d: %q is not key=value", n, f)
+				return nil, fmt.Errorf("tunnel: token file line %d, field %d: not key=value", n, i+2)
 			}
 			list := strings.Split(v, ",")
 			var err error
@@ -122,7 +125,7 @@ func ParseStaticTokens(r io.Reader) (*StaticTokens, error) {
 			case "deny_ips":
 				access.DenyIPs, err = parsePrefixes(list)
 			default:
-				return nil, fmt.Errorf("tunnel: token file line %d: unknown field %q (want subject, names, allow_ips or deny_ips)", n, k)
+				return nil, fmt.Errorf("tunnel: token file line %d, field %d: unknown key (want subject, names, allow_ips or deny_ips)", n, i+2)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("tunnel: token file line %d: %s: %w", n, k, err)
