@@ -120,8 +120,9 @@
 // FromEnv reads the agents' credentials from AWS Secrets Manager or
 // Parameter Store, not from the environment: a token file (the format of
 // tunnel.ParseStaticTokens) in the secret TUNNEL_TOKENS_SECRET_ARN or the
-// SecureString parameter TUNNEL_TOKENS_PARAMETER, and an HMAC secret for
-// JWTs in TUNNEL_JWT_SECRET_ARN or TUNNEL_JWT_SECRET_PARAMETER. Each is a
+// SecureString parameter TUNNEL_TOKENS_PARAMETER, and JWT keys (an HMAC
+// secret, or a JWK set) in TUNNEL_JWT_SECRET_ARN or
+// TUNNEL_JWT_SECRET_PARAMETER. Each is a
 // SecretAuthenticator: read at the first $connect of an instance, kept
 // across invocations, read again after DefaultSecretMaxAge (5 minutes)
 // and when an agent presents a token it does not accept, at most once per
@@ -228,8 +229,9 @@
 //	TUNNEL_JWT_JWKS_URL         optional: JWK set URL; agents may then
 //	                            authenticate with JWTs (package jwtauth)
 //	TUNNEL_JWT_SECRET_ARN,
-//	TUNNEL_JWT_SECRET_PARAMETER optional: an HMAC secret for JWTs (HS256,
-//	                            HS384, HS512), without surrounding space
+//	TUNNEL_JWT_SECRET_PARAMETER optional: JWT keys, a JWK set (JSON, "oct"
+//	                            secrets included) or PEM public keys, or
+//	                            else one HMAC secret (HS256, HS384, HS512)
 //	TUNNEL_JWT_ISSUER,
 //	TUNNEL_JWT_AUDIENCE         optional, with a JWT key: iss and aud checked
 //	TUNNEL_UNLISTED_NAMES       optional: any (default) or generated, the

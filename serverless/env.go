@@ -47,8 +47,10 @@ var (
 // tunnel.Authenticators): a token file read from Secrets Manager
 // (TUNNEL_TOKENS_SECRET_ARN) or Parameter Store (TUNNEL_TOKENS_PARAMETER)
 // by a SecretAuthenticator; JWTs (package jwtauth) whose keys come from a
-// JWK set URL (TUNNEL_JWT_JWKS_URL) or an HMAC secret read the same way
-// (TUNNEL_JWT_SECRET_ARN, TUNNEL_JWT_SECRET_PARAMETER), with
+// JWK set URL (TUNNEL_JWT_JWKS_URL) or from a secret read the same way
+// (TUNNEL_JWT_SECRET_ARN, TUNNEL_JWT_SECRET_PARAMETER): a JWK set (JSON,
+// which may hold several "oct" secrets), PEM public keys, or else one HMAC
+// secret, with
 // TUNNEL_JWT_ISSUER and TUNNEL_JWT_AUDIENCE checked when set; or, for
 // local use, the plaintext comma-separated tokens of TUNNEL_TOKENS. With
 // none of them every agent is admitted. TUNNEL_UNLISTED_NAMES sets
@@ -184,7 +186,7 @@ func authenticatorFromEnv(getenv func(string) string, region string, creds aws.C
 			Parse: func(ctx context.Context, value []byte) (tunnel.Authenticator, error) {
 				c := cfg
 				if jwtSecret != nil {
-					c.HMACSecret = bytes.TrimSpace(value)
+					c.HMACSecret, c.KeyData = jwtKeys(value)
 				}
 				return jwtauth.New(ctx, c)
 			}})
@@ -199,6 +201,18 @@ func authenticatorFromEnv(getenv func(string) string, region string, creds aws.C
 		return auths[0], nil
 	}
 	return tunnel.Authenticators(auths...), nil
+}
+
+// jwtKeys reads the value of a JWT secret: a JWK set (JSON) or PEM keys
+// are key data, as jwtauth.Config.KeyData reads them (a JWK set may hold
+// several "oct" shared secrets, for a rotation that overlaps); anything
+// else is one HMAC secret. Surrounding whitespace is not part of either.
+func jwtKeys(value []byte) (hmacSecret, keyData []byte) {
+	v := bytes.TrimSpace(value)
+	if bytes.HasPrefix(v, []byte("{")) || bytes.HasPrefix(v, []byte("-----BEGIN ")) {
+		return nil, v
+	}
+	return v, nil
 }
 
 // arnRegion returns the region of an ARN (arn:partition:service:region:...),

@@ -465,6 +465,24 @@ func TestFromEnvSecrets(t *testing.T) {
 		}
 	})
 
+	t.Run("JWT key set", func(t *testing.T) {
+		// Two shared secrets at once: the old one and the one replacing it.
+		oct := func(kid, secret string) string {
+			return `{"kty":"oct","kid":"` + kid + `","alg":"HS256","k":"` + base64.RawURLEncoding.EncodeToString([]byte(secret)) + `"}`
+		}
+		f.set("/env/jwks", `{"keys":[`+oct("old", "old-hmac-secret-of-the-test")+`,`+oct("new", "new-hmac-secret-of-the-test")+`]}`)
+		h := fromEnv(t, map[string]string{"TUNNEL_JWT_SECRET_PARAMETER": "/env/jwks"})
+		for _, secret := range []string{"old-hmac-secret-of-the-test", "new-hmac-secret-of-the-test"} {
+			tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id, err := h.Server.Authenticator.Authenticate(t.Context(), bearer(tok)); err != nil || id.Subject != "jwt:bob" {
+				t.Errorf("a token signed with %s: %+v, %v", secret, id, err)
+			}
+		}
+	})
+
 	t.Run("refusals", func(t *testing.T) {
 		for name, extra := range map[string]map[string]string{
 			"tokens twice":       {"TUNNEL_TOKENS_SECRET_ARN": tokensARN, "TUNNEL_TOKENS_PARAMETER": "/p"},
