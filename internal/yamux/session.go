@@ -72,6 +72,9 @@ type Session struct {
 	// Protected by streamLock.
 	numIncoming, numOutgoing int
 	maxIncoming              int
+	// incomingTotal counts every stream the peer opened that went into
+	// the accept backlog (IncomingStreams).
+	incomingTotal atomic.Uint64
 
 	// synCh acts like a semaphore. It is sized to the AcceptBacklog which
 	// is assumed to be symmetric between the client and server. This allows
@@ -185,6 +188,14 @@ func (s *Session) Err() error {
 	defer s.shutdownErrLock.Unlock()
 	return s.shutdownErr
 }
+
+// IncomingStreams returns how many streams the peer has opened that the
+// session took into its accept backlog since it began. The receive loop
+// handles frames in order, so once a frame has been read (on any stream),
+// the count includes every stream the peer opened before sending it: a
+// peer's "I will open no more" message tells the caller how many streams
+// AcceptStream has yet to return.
+func (s *Session) IncomingStreams() uint64 { return s.incomingTotal.Load() }
 
 // NumStreams returns the number of currently open streams
 func (s *Session) NumStreams() int {
@@ -872,6 +883,7 @@ func (s *Session) incomingStream(id uint32) error {
 	case s.acceptCh <- stream:
 		s.streams[id] = stream
 		s.numIncoming++
+		s.incomingTotal.Add(1)
 		s.streamLock.Unlock()
 		return nil
 	default:
