@@ -877,18 +877,20 @@ func (s *Session) incomingStream(id uint32) error {
 		return s.protocolError(fmt.Errorf("%w (%d)", ErrTooManyStreams, s.maxIncoming))
 	}
 
-	// Register the stream, if the backlog has room for it
-	stream := newStream(s, id, streamSYNReceived)
-	select {
-	case s.acceptCh <- stream:
+	// Register the stream, if the backlog has room for it, before
+	// AcceptStream can return it: a stream accepted is one counted. Only
+	// this loop sends on acceptCh, so room now is room for the send.
+	if len(s.acceptCh) < cap(s.acceptCh) {
+		stream := newStream(s, id, streamSYNReceived)
 		s.streams[id] = stream
 		s.numIncoming++
 		s.incomingTotal.Add(1)
+		s.acceptCh <- stream
 		s.streamLock.Unlock()
 		return nil
-	default:
-		s.streamLock.Unlock()
 	}
+	s.streamLock.Unlock()
+
 	// Backlog exceeded! RST the stream
 	s.logger.Printf("[WARN] yamux: backlog exceeded, forcing connection reset")
 	hdr := header(make([]byte, headerSize))
