@@ -9,7 +9,7 @@ package protocol
 // of every mux-mode HTTP stream (see [AppendProxyHeader]) and
 // [HTTPRequest.RemoteAddr] in json mode. Version 3 adds protected public
 // URLs: [Ready.Access].
-const Version = 3
+const Version = 4
 
 // WebSocket subprotocols, offered by the agent in Sec-WebSocket-Protocol
 // (mux first, then json) and echoed by the gateway for the one it picks.

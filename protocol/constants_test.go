@@ -15,7 +15,7 @@ func TestConstantsPinned(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"Version", protocol.Version, 3},
+		{"Version", protocol.Version, 4},
 		{"SubprotocolMux", protocol.SubprotocolMux, "http-tunnel.mux.v1"},
 		{"SubprotocolJSON", protocol.SubprotocolJSON, "http-tunnel.json.v1"},
 		{"ConnectPath", protocol.ConnectPath, "/_tunnel/connect"},

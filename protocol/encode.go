@@ -91,7 +91,7 @@ func appendReady(b []byte, m *Ready) []byte {
 		a, _ := json.Marshal(m.Access)
 		b = append(appendKey(b, "access"), a...)
 	}
-	return b
+	return appendTrue(b, "pool", m.Pool)
 }
 
 func connectionEstablishedSize(m *ConnectionEstablished) int {
@@ -125,7 +125,7 @@ func appendConnectionEstablished(b []byte, m *ConnectionEstablished) []byte {
 			b = append(b, '}')
 		}
 	}
-	return b
+	return appendTrue(b, "pool", m.Pool)
 }
 
 func appendHTTPRequest(b []byte, m *HTTPRequest) []byte {
@@ -194,6 +194,14 @@ func appendKey(b []byte, key string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, key...)
 	return append(b, '"', ':')
+}
+
+// appendTrue writes key: true when v is, nothing otherwise.
+func appendTrue(b []byte, key string, v bool) []byte {
+	if !v {
+		return b
+	}
+	return append(appendKey(b, key), "true"...)
 }
 
 func appendStringOmitEmpty(b []byte, key, s string) []byte {

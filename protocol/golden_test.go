@@ -43,6 +43,11 @@ func goldens() []golden {
 			`{"type":"ready","version":3,"name":"docs","access":{"basic":[{"user":"alice","password":"pw"}],"bearer":["tok"],"allow_ips":["203.0.113.0/24"],"deny_ips":["2001:db8::1"]}}`,
 		},
 		{
+			"ready/pool",
+			&protocol.Ready{Version: 4, Name: "api", Pool: true},
+			`{"type":"ready","version":4,"name":"api","pool":true}`,
+		},
+		{
 			"connection_established/original",
 			&protocol.ConnectionEstablished{
 				ConnectionID: "conn_123",

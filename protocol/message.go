@@ -59,6 +59,12 @@ type Ready struct {
 	// clients before anything reaches the tunnel (version 3). Nil: an open
 	// URL. It carries secrets: never log it.
 	Access *Access `json:"access,omitempty"`
+
+	// Pool asks to join the pool of agents that serve the tunnel name
+	// together (version 4): public requests are spread over every agent
+	// connected with the same name and identity. It needs Name, or
+	// TunnelID with ResumeToken.
+	Pool bool `json:"pool,omitempty"`
 }
 
 // Access is a protected tunnel's requirements on its public clients, as an
@@ -149,6 +155,10 @@ type ConnectionEstablished struct {
 
 	// Limits are the connection's limits; nil means every default.
 	Limits *Limits `json:"limits,omitempty"`
+
+	// Pool says the connection joined the tunnel's pool (version 4), as
+	// [Ready] asked. A gateway that does not know pools leaves it out.
+	Pool bool `json:"pool,omitempty"`
 }
 
 // HTTPRequest carries one public request from the gateway to the agent in

@@ -21,11 +21,13 @@ func TestRoundTrip(t *testing.T) {
 		{"pong", &protocol.Pong{}},
 		{"drain", &protocol.Drain{}},
 		{"ready", &protocol.Ready{Version: 7, Name: "n", TunnelID: "t", ResumeToken: awkward}},
+		{"ready pool", &protocol.Ready{Version: 4, Name: "n", Pool: true}},
 		{"connection_established", &protocol.ConnectionEstablished{
 			Version: 1, ConnectionID: awkward, TunnelID: "t", PublicURL: "https://t.example.com",
 			SubdomainURL: "https://t.example.com", PathBasedURL: "https://example.com/t", ResumeToken: "r",
 			Limits: &protocol.Limits{MaxBodyBytes: 1 << 40, MaxMessageBytes: 1, MaxFrameBytes: 2, HeartbeatMillis: 3, RequestTimeoutMillis: 4},
 		}},
+		{"connection_established pool", &protocol.ConnectionEstablished{Version: 4, ConnectionID: "c", TunnelID: "t", PublicURL: "u", Pool: true}},
 		{"http_request", &protocol.HTTPRequest{
 			RequestID: "r", Method: "PATCH", URI: "/p%2Fq?a=1&a=2&b=%zz",
 			Headers:   map[string][]string{"x-awkward": {awkward, "", awkward}, "x-one": {"1"}},
