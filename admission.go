@@ -56,7 +56,10 @@ type Admission struct {
 // Admit claims the tunnel an agent asks for and writes its record, then
 // returns the record and the connection_established answer for the agent:
 // the tunnel it resumes (its tunnel_id with the resume token it was given),
-// else the name it asks for, else a generated ID. The protocol version of
+// else the name it asks for, else a generated ID. A ready message with
+// pool joins the pool of that name of the identity's agents (its record's
+// Owner is derived from the Subject alone, so that every agent of the
+// identity has the same), or starts it. The protocol version of
 // the answer, and of the record, is the lower of the agent's and
 // protocol.Version (protocol/spec.md).
 //
@@ -68,7 +71,9 @@ type Admission struct {
 // if the agent cannot be told.
 //
 // Errors are *Error: CodeInvalidRequest for a ready message that breaks
-// the protocol, CodeNameInUse when another owner holds the name,
+// the protocol (a pool without a name included), CodeNameInUse when
+// another owner holds the name (or a pool holds it and the agent asks for
+// a tunnel of its own, or the other way round),
 // CodeInternal when the store fails. ctx bounds the store calls.
 func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protocol.ConnectionEstablished, error) {
 	s.init()
@@ -83,6 +88,8 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 		if err := s.authorizeName(ctx, a.Identity, id); err != nil {
 			return store.Record{}, nil, err
 		}
+	} else if a.Ready.Pool {
+		return store.Record{}, nil, &Error{Code: CodeInvalidRequest, Message: "a pool needs a name: its agents share it"}
 	}
 	asked, err := accessFromWire(a.Ready.Access)
 	if err != nil {
@@ -105,9 +112,15 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 	}
 	version := min(max(a.Ready.Version, 0), protocol.Version)
 	now := time.Now()
+	owner := claim.Owner(a.Identity.Subject, resume)
+	if a.Ready.Pool {
+		// Every agent of the identity that pools the name joins it.
+		owner = claim.PoolOwner(a.Identity.Subject)
+	}
 	rec := store.Record{
 		ConnectionID: a.ConnectionID,
-		Owner:        claim.Owner(a.Identity.Subject, resume),
+		Owner:        owner,
+		Pool:         a.Ready.Pool,
 		Node:         s.node,
 		Subject:      a.Identity.Subject,
 		Version:      version,
@@ -127,7 +140,7 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 		// A live session of this node is the truth even when the store
 		// has lost its record (a Redis that restarted empty): its name is
 		// not another identity's to take.
-		if held := s.tunnelSession(rec.TunnelID); held != nil && !store.Replaces(rec, held.rec) {
+		if held := s.tunnelSession(rec.TunnelID); held != nil && !mayFollow(rec, held.rec) {
 			if generated && attempt < 3 {
 				continue
 			}
@@ -168,11 +181,24 @@ func (s *Server) Admit(ctx context.Context, a Admission) (store.Record, *protoco
 		SubdomainURL: s.subdomainURL(base, rec.TunnelID),
 		ResumeToken:  resume,
 		Limits:       &limits,
+		Pool:         rec.Pool,
 	}
 	if s.Routing != RouteSubdomain {
 		est.PathBasedURL = base + "/" + rec.TunnelID
 	}
 	return rec, est, nil
+}
+
+// mayFollow reports whether r may be put while held, a live record of one
+// of this node's sessions, holds its tunnel ID: a member joins a pool of
+// the same owner, a plain record replaces a plain one under
+// store.Replaces' rule, and a pool and a plain record never share a name
+// (store.Store.Put's rules).
+func mayFollow(r, held store.Record) bool {
+	if r.Pool || held.Pool {
+		return r.Pool && held.Pool && r.Owner == held.Owner
+	}
+	return store.Replaces(r, held)
 }
 
 // requestBaseURL returns the public base URL (scheme://host[:port], no

@@ -9,7 +9,9 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/http-tunnel/tunnel/internal/claim"
 	"github.com/http-tunnel/tunnel/internal/mux"
+	"github.com/http-tunnel/tunnel/internal/randid"
 	"github.com/http-tunnel/tunnel/internal/websocket"
 	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/protocol"
@@ -133,7 +135,13 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	if ready.Version < 1 {
 		ready.Version = 1 // mux mode implies version 1 (spec.md, Versions)
 	}
-	rec, est, err := s.Admit(ctx, Admission{Identity: ident, Ready: ready, BaseURL: requestBaseURL(r)})
+	// Between the record's Put and the session's registration below, a
+	// request routed by the new record must wait for the session rather
+	// than find none here (admitting).
+	connID := randid.Hex(16)
+	admitted := s.admitting(connID)
+	defer admitted()
+	rec, est, err := s.Admit(ctx, Admission{Identity: ident, Ready: ready, BaseURL: requestBaseURL(r), ConnectionID: connID})
 	if err != nil {
 		e := asError(err)
 		status := websocket.StatusPolicyViolation
@@ -144,12 +152,15 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	}
 	now := rec.CreatedAt
 	// A reconnecting agent takes its tunnel over: close what this node
-	// still holds of its previous connection.
-	s.closeStale(rec.TunnelID, rec.ConnectionID)
+	// still holds of its previous connection (of a pool, only that
+	// agent's: the other members serve on).
+	agent := claim.Owner(ident.Subject, est.ResumeToken)
+	s.closeStale(rec.TunnelID, rec.ConnectionID, agent)
 
 	sess := &session{
 		srv:     s,
 		rec:     rec,
+		agent:   agent,
 		version: rec.Version,
 		host:    hostOf(rec.PublicURL),
 		info: Tunnel{
@@ -190,16 +201,13 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 	// triggers right after Listen returns must find the session. Such a
 	// request waits in openStream until the multiplexer runs.
 	s.mu.Lock()
-	s.sessions[rec.ConnectionID] = sess
-	s.byTunnel[rec.TunnelID] = sess
+	s.addSessionLocked(sess)
 	s.startLeasesLocked()
 	s.mu.Unlock()
+	admitted()
 	failed := func(err error) (*session, error) {
 		s.mu.Lock()
-		delete(s.sessions, rec.ConnectionID)
-		if s.byTunnel[rec.TunnelID] == sess {
-			delete(s.byTunnel, rec.TunnelID)
-		}
+		s.removeSessionLocked(sess)
 		s.mu.Unlock()
 		close(sess.ready)
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallTimeout)
@@ -233,12 +241,14 @@ func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.C
 const closeWait = 5 * time.Second
 
 // closeStale closes this node's sessions of tunnel id other than keep: a
-// reconnect has taken the tunnel over from them.
-func (s *Server) closeStale(id, keep string) {
+// reconnect has taken the tunnel over from them. Of a pool's members it
+// closes only those of agent, the connecting agent's key (claim.Owner of
+// its subject and resume token): its earlier connections.
+func (s *Server) closeStale(id, keep, agent string) {
 	s.mu.Lock()
 	var stale []*session
 	for cid, sess := range s.sessions {
-		if sess.info.ID == id && cid != keep {
+		if sess.info.ID == id && cid != keep && (!sess.rec.Pool || sess.agent == agent) {
 			stale = append(stale, sess)
 		}
 	}

@@ -1,6 +1,10 @@
 package tunnel
 
-import "github.com/http-tunnel/tunnel/protocol"
+import (
+	"time"
+
+	"github.com/http-tunnel/tunnel/protocol"
+)
 
 // agentConn is one connection of a Listener to the gateway: the handshake's
 // answer and the session of the mode the gateway chose.
@@ -31,6 +35,10 @@ type agentSession interface {
 	// free at once; it returns when the gateway acknowledged, or within a
 	// second.
 	drain()
+	// awaitStreams waits, until deadline, for Accept to take the public
+	// connections the gateway sent before it acknowledged drain: they
+	// were routed here, and are this agent's to serve.
+	awaitStreams(deadline time.Time)
 	// close ends the connection, cutting the requests it still carries.
 	close()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
@@ -22,16 +23,19 @@ func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	gw := tunneltest.NewGateway(b, nil)
 	ln := gw.Listen(b)
 	tunneltest.Serve(b, ln, h)
-	return map[string]string{"direct": "http://" + l.Addr().String(), "tunnel": ln.URL()}
+	// A pool of one: the same tunnel, with a stream per request.
+	pool := gw.Listen(b, tunnel.WithName("pool"), tunnel.WithPool())
+	tunneltest.Serve(b, pool, h)
+	return map[string]string{"direct": "http://" + l.Addr().String(), "tunnel": ln.URL(), "pool": pool.URL()}
 }
 
-// BenchmarkSmallRequests measures small GETs, in parallel, direct and
-// through the tunnel. The full comparison, with latency percentiles, is
+// BenchmarkSmallRequests measures small GETs, in parallel, direct, through
+// the tunnel, and through a pool (a stream per request). The full comparison, with latency percentiles, is
 // go run ./examples/bench.
 func BenchmarkSmallRequests(b *testing.B) {
 	body := []byte("hello, world\n")
 	targets := benchTargets(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
-	for _, name := range []string{"direct", "tunnel"} {
+	for _, name := range []string{"direct", "tunnel", "pool"} {
 		b.Run(name, func(b *testing.B) {
 			c := newClient(b)
 			url := targets[name] + "/small"

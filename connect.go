@@ -62,6 +62,9 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	if o.accessErr != nil {
 		return nil, &Error{Code: CodeInvalidRequest, Message: "tunnel access: " + o.accessErr.Error()}
 	}
+	if o.pool && o.name == "" {
+		return nil, &Error{Code: CodeInvalidRequest, Message: "WithPool needs WithName: the agents of a pool share a name"}
+	}
 	if o.name != "" && !claim.ValidID(o.name) {
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid tunnel name %q: use 1-63 lower-case letters, digits and inner hyphens", o.name)}
 	}
@@ -172,7 +175,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	}
 
 	l.mu.Lock()
-	ready := &protocol.Ready{Version: orDefault(l.opts.version, protocol.Version), Name: l.opts.name, Access: l.opts.access.wire()}
+	ready := &protocol.Ready{Version: orDefault(l.opts.version, protocol.Version), Name: l.opts.name, Access: l.opts.access.wire(), Pool: l.opts.pool}
 	if l.resume != "" {
 		ready.TunnelID, ready.ResumeToken = l.id, l.resume
 	}
@@ -187,6 +190,11 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		// An older gateway ignores access: the URL would be open.
 		ws.Close(websocket.StatusPolicyViolation, "protected URL not supported", 0)
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("the gateway speaks protocol version %d, which cannot protect the tunnel's URL (version 3 can)", est.Version)}
+	}
+	if ready.Pool && !est.Pool {
+		// An older gateway made it a tunnel of this agent alone.
+		ws.Close(websocket.StatusPolicyViolation, "pools not supported", 0)
+		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("the gateway speaks protocol version %d, which has no pools (version 4 has)", est.Version)}
 	}
 	c := &agentConn{est: est, gateway: gw}
 	if sub == protocol.SubprotocolMux {

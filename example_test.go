@@ -177,10 +177,51 @@ func ExampleListener_gracefulStop() {
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	fmt.Println("shutdown:", srv.Shutdown(ctx)) // closes ln; waits for /slow
+	// The listener first: the gateway routes nothing new here, and what
+	// it had routed here is answered. Then the server.
+	fmt.Println("close:", ln.CloseWithContext(ctx))
+	fmt.Println("shutdown:", srv.Shutdown(ctx))
 	fmt.Println(<-answer)
-	<-ln.Done()
 	// Output:
+	// close: <nil>
 	// shutdown: <nil>
 	// 200 OK finished
+}
+
+func ExampleWithPool() {
+	gatewayURL, stop := startGateway()
+	defer stop()
+
+	// Two copies of a program serve one name together.
+	quiet := tunnel.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var copies []*tunnel.Listener
+	for i := range 2 {
+		ln, err := tunnel.Listen(context.Background(), gatewayURL, tunnel.WithName("api"), tunnel.WithPool(), quiet)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer ln.Close()
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "copy %d", i)
+		}))
+		copies = append(copies, ln)
+	}
+	fmt.Println("same URL:", copies[0].URL() == copies[1].URL())
+
+	// One leaves; the other serves on.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	copies[0].CloseWithContext(ctx)
+	resp, err := http.Get(copies[1].URL() + "/")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.Status, string(body))
+	// Output:
+	// same URL: true
+	// 200 OK copy 1
 }

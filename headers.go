@@ -84,8 +84,13 @@ func (s *Server) ownHeaders(pr *httputil.ProxyRequest, fromNode bool, tunnelHost
 	st := stateOf(pr.In.Context())
 	in, out := pr.In.Header, pr.Out.Header
 	trusted := fromNode || s.TrustProxy
-	for _, h := range [...]string{"X-Forwarded-Prefix", "X-Real-Ip", "X-Forwarded-Port", clientHeader, nodeSecretHeader} {
+	for _, h := range [...]string{"X-Forwarded-Prefix", "X-Real-Ip", "X-Forwarded-Port", clientHeader, nodeSecretHeader, hopExpectHeader} {
 		out.Del(h)
+	}
+	if fromNode && in.Get(hopExpectHeader) != "" {
+		// The sending node asked before sending the body (rewriteHop);
+		// the client did not, and neither does this request.
+		out.Del("Expect")
 	}
 	if fromNode {
 		// The sending node set X-Forwarded-* for the client and proved

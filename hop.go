@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 
 	"github.com/http-tunnel/tunnel/observability"
 	"go.opentelemetry.io/otel/propagation"
@@ -20,6 +21,12 @@ const (
 	// notHereHeader marks a 421 answer from a node that does not hold the
 	// tunnel any more: the sender's record was stale.
 	notHereHeader = "X-Tunnel-Not-Here"
+	// hopExpectHeader marks a request with a body that the sending node
+	// sent with "Expect: 100-continue" of its own (the client's request
+	// had none), so that the body stays unread until the other node
+	// takes the request: a 421, or a connection that breaks first,
+	// leaves it to send elsewhere.
+	hopExpectHeader = "X-Tunnel-Hop-Expect"
 )
 
 var errNotHere = errors.New("the node named by the record does not hold the tunnel")
@@ -51,6 +58,10 @@ func (s *Server) rewriteHop(pr *httputil.ProxyRequest) {
 	// The prefix is in the path again: the owner resolves it itself.
 	pr.Out.Header.Del("X-Forwarded-Prefix")
 	pr.Out.Header.Set(nodeSecretHeader, s.NodeSecret)
+	if hasBody(pr.In) && pr.Out.Header.Get("Expect") == "" {
+		pr.Out.Header.Set("Expect", "100-continue")
+		pr.Out.Header.Set(hopExpectHeader, "1")
+	}
 	if c := stateOf(pr.In.Context()).client; c.IsValid() {
 		pr.Out.Header.Set(clientHeader, c.String())
 	}
@@ -69,9 +80,11 @@ func injectTrace(pr *httputil.ProxyRequest) {
 // hopError handles a failed hop. A client's fault (its body) is answered
 // as such. Otherwise the node is gone or no longer holds the tunnel: the
 // cached record is dropped, and a request that provably never reached an
-// agent (undelivered) and has no body, so that nothing of it was consumed,
-// is routed once more from a fresh store read. Anything else is answered:
-// it may have run (docs/errors.md).
+// agent (undelivered) and whose body nothing has read yet (a bodyless one,
+// or one whose node could not be dialed) is routed once more from a fresh
+// store read. A node's "not here" for a request whose body was sent is
+// answered 503: it ran nowhere, and the client may send it again.
+// Anything else is answered 502: it may have run (docs/errors.md).
 func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	if clientGone(r, err) {
@@ -84,22 +97,35 @@ func (s *Server) hopError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	s.cache.Remove(ctx, h.id)
-	if !h.retried && undelivered(err) && (r.Body == nil || r.Body == http.NoBody) {
+	s.members.remove(h.id)
+	// A body that nothing read proves the request never reached an agent:
+	// the other node reads it (asking with 100-continue) only as it
+	// forwards the request. A bodyless request has no such proof; it is
+	// sent again only when the failure shows it was not delivered.
+	if !h.retried && untouched(r) && (hasBody(r) || undelivered(err)) {
 		s.log.DebugContext(ctx, "stale tunnel record; routing again", slog.String("tunnel_id", h.id), slog.String("node", h.node), slog.Any("err", err))
 		s.route(w, h.req, h.id, false, true)
 		return
+	}
+	if errors.Is(err, errNotHere) {
+		e = &Error{Code: CodeUnavailable, Message: "the tunnel moved while the request was on its way; it did not run, and may be sent again", Err: err}
 	}
 	s.fail(ctx, w, e, slog.String("node", h.node))
 }
 
 // undelivered reports whether a failed hop provably never reached an agent:
-// the node could not be dialed, or it answered that it does not hold the
-// tunnel (421). Any other failure may have come after the agent got the
-// request, so retrying it could run it twice.
+// the node could not be dialed, it answered that it does not hold the
+// tunnel (421), or it had closed the kept-alive connection before the
+// request was written (net/http's "server closed idle connection", which
+// it does not export). Any other failure may have come after the agent got
+// the request, so retrying it could run it twice.
 func undelivered(err error) bool {
-	if errors.Is(err, errNotHere) {
+	if errors.Is(err, errNotHere) || strings.Contains(err.Error(), "server closed idle connection") {
 		return true
 	}
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
 }
+
+// hasBody reports whether r has a request body.
+func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }

@@ -33,6 +33,7 @@ type reqState struct {
 	client        netip.AddrPort // the public client, as the gateway determined it
 	body          *countedBody   // the request body, counted and limited, if any
 	forwarded     bool           // reached an agent or another node
+	reroutes      int            // times it found its agent leaving (maxReroutes)
 }
 
 type reqStateKey struct{}

@@ -165,6 +165,10 @@ func (s *jsonSession) goingAway() <-chan struct{} { return nil }
 // follows frees the tunnel.
 func (s *jsonSession) drain() {}
 
+// awaitStreams has nothing to wait for: json mode has no drain, and its
+// requests come as messages that Accept no longer takes after Close.
+func (s *jsonSession) awaitStreams(time.Time) {}
+
 // closeNow ends the connection at once.
 func (s *jsonSession) closeNow() {
 	s.finish()

@@ -139,7 +139,14 @@ func (s *Server) renew(sess *session, ttl time.Duration) {
 func (s *Server) reassert(sess *session, ttl time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
 	defer cancel()
-	cur, err := s.store.Get(ctx, sess.info.ID)
+	var cur store.Record
+	var err error
+	if sess.rec.Pool {
+		// The other members' records say nothing of this one's.
+		cur, err = s.store.GetByConnection(ctx, sess.info.ConnectionID)
+	} else {
+		cur, err = s.store.Get(ctx, sess.info.ID)
+	}
 	switch {
 	case err == nil && cur.ConnectionID == sess.rec.ConnectionID:
 		return // renewed meanwhile
@@ -199,18 +206,6 @@ func (s *Server) tunnelSession(id string) *session {
 	sess := s.byTunnel[id]
 	s.mu.Unlock()
 	if sess == nil || sess.draining.Load() || sess.lost.Load() {
-		return nil
-	}
-	return sess
-}
-
-// openSession returns a session of this node for tunnel id that still
-// carries requests, even one that moved away, or nil.
-func (s *Server) openSession(id string) *session {
-	s.mu.Lock()
-	sess := s.byTunnel[id]
-	s.mu.Unlock()
-	if sess == nil || !sess.started() || sess.draining.Load() || sess.lost.Load() || sess.mux.IsClosed() {
 		return nil
 	}
 	return sess

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Listener is a net.Listener whose connections are public HTTP requests
@@ -68,11 +69,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops the listener, as Close does for every net.Listener: Accept
-// returns ErrClosed at once, and the gateway stops routing new requests to
-// the tunnel and frees its name. Connections that Accept already returned
-// live on until they are closed, so that http.Server.Shutdown can finish
-// them; the connection to the gateway closes when the last of them has
+// Close stops the listener, as Close does for every net.Listener: the
+// gateway stops routing new requests to the tunnel and frees its name, and
+// Accept returns ErrClosed once it has handed out the connections the
+// gateway sent before that (at once when there are none; at most 2 s
+// later), so that no request routed here is lost. Connections that Accept
+// returned live on until they are closed, so that http.Server.Shutdown can
+// finish them; the connection to the gateway closes when the last of them has
 // (or when it breaks), and then Done is closed. Use CloseWithContext to
 // wait for that, or to bound it. Closing a closed Listener does nothing.
 func (l *Listener) Close() error {
@@ -101,19 +104,41 @@ func (l *Listener) CloseWithContext(ctx context.Context) error {
 // new requests arrive, and the name is free), then makes Accept return
 // ErrClosed. The supervisor closes the connection to the gateway later, in
 // finish.
+//
+// The gateway acknowledges drain once it opens no more streams to the
+// agent, and the streams it opened before are its last requests for this
+// agent: Accept hands them out before it returns ErrClosed, on a goroutine
+// of their own, so that Close does not wait for the program's Accept
+// (http.Server.Shutdown holds the server's lock while it closes its
+// listeners, which its Serve loop needs to take a connection).
 func (l *Listener) stop() {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		c := l.current
 		l.drained = c
 		l.mu.Unlock()
-		if !c.isClosed() {
-			c.drain()
+		if c.isClosed() {
+			l.endAccept()
+			return
 		}
-		close(l.closed)
-		l.active.close()
+		c.drain()
+		go func() {
+			c.awaitStreams(time.Now().Add(drainHandOverTimeout))
+			l.endAccept()
+		}()
 	})
 }
+
+// endAccept makes Accept return ErrClosed.
+func (l *Listener) endAccept() {
+	close(l.closed)
+	l.active.close()
+}
+
+// drainHandOverTimeout bounds how long Accept goes on handing out, after
+// Close, the connections the gateway sent before it acknowledged: a
+// program that no longer calls Accept must not keep them waiting.
+const drainHandOverTimeout = 2 * time.Second
 
 // finish ends c, the listener's connection when it was closed, once the
 // connections Accept handed out have all been closed, c has ended by

@@ -25,17 +25,31 @@ import (
 func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (store.Record, *session, string, error) {
 	rec, cached, err := s.record(ctx, id, fresh)
 	for attempt := 0; err == nil && attempt < 2; attempt++ {
-		if rec.Node != s.node {
-			if hop {
-				// Another node's record of this tunnel is stale, but this
-				// node may still hold the agent's previous connection (it
-				// moved away while this node shuts down): serve it there
-				// rather than answer 421, which only bodyless requests
-				// survive.
-				if sess := s.openSession(id); sess != nil {
-					return rec, sess, "", nil
-				}
+		if rec.Pool {
+			t, perr := s.poolTarget(ctx, id, fresh || !cached, hop)
+			switch {
+			case perr != nil:
+				return rec, nil, "", &Error{Code: CodeInternal, Message: ErrInternal.Message, Err: fmt.Errorf("store members: %w", perr)}
+			case t.sess != nil || t.node != "":
+				return t.rec, t.sess, t.node, nil
+			case hop && s.node != "":
+				// No member here takes requests: the sender's member list
+				// is stale, and it picks another.
+				return rec, nil, "another node", nil
+			case cached:
+				s.cache.Remove(ctx, id)
+				rec, cached, err = s.record(ctx, id, true)
+				fresh = true
+				continue
 			}
+			break
+		}
+		if rec.Node != s.node {
+			// For a request from another node, whose record is stale, this
+			// node answers 421 even while it still holds the agent's
+			// previous connection (the agent moved away while this node
+			// shuts down): the sender sends it to where the tunnel is now
+			// (its body unsent: rewriteHop), and stops sending here.
 			if !hop || !cached {
 				return rec, nil, rec.Node, nil
 			}
@@ -43,8 +57,14 @@ func (s *Server) lookup(ctx context.Context, id string, fresh, hop bool) (store.
 			rec, cached, err = s.record(ctx, id, true)
 			continue
 		}
-		if sess := s.session(rec.ConnectionID); sess != nil && !sess.draining.Load() {
-			return rec, sess, "", nil
+		if sess := s.awaitSession(ctx, rec.ConnectionID); sess != nil && !sess.draining.Load() {
+			// A session told to go away serves on only while the store
+			// says its agent has not moved: a cached record is checked,
+			// so that requests (and other nodes, told 421) follow the
+			// agent to its new node before this one stops.
+			if !sess.goingAway.Load() || !cached {
+				return rec, sess, "", nil
+			}
 		}
 		if !cached {
 			break

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/websocket"
@@ -19,11 +20,18 @@ type muxSession struct {
 	mux     *yamux.Session
 	est     *protocol.ConnectionEstablished
 	gateway string // the gateway's URL, redacted, for events
+
+	// handled counts the streams from the gateway that were handed to
+	// Accept or dropped; settled has a value when it changes. drain waits
+	// for the streams the gateway opened before it acknowledged.
+	handled atomic.Uint64
+	settled chan struct{}
 }
 
 var _ agentSession = (*muxSession)(nil)
 
 func (s *muxSession) start() {
+	s.settled = make(chan struct{}, 1)
 	go s.acceptLoop()
 	go s.heartbeat()
 }
@@ -70,12 +78,15 @@ func (s *muxSession) acceptLoop() {
 			return
 		}
 		if s.est.Version < 2 {
-			if !s.handOver(st, unknownAddr, nil) {
+			ok := s.handOver(st, unknownAddr, nil)
+			s.done1()
+			if !ok {
 				return
 			}
 			continue
 		}
 		go func() {
+			defer s.done1()
 			st.SetReadDeadline(time.Now().Add(proxyHeaderTimeout))
 			client, rest, err := protocol.ReadProxyHeader(st)
 			st.SetReadDeadline(time.Time{})
@@ -86,6 +97,34 @@ func (s *muxSession) acceptLoop() {
 			}
 			s.handOver(st, addrOf(client), rest)
 		}()
+	}
+}
+
+// done1 counts one stream from the gateway as handled.
+func (s *muxSession) done1() {
+	s.handled.Add(1)
+	select {
+	case s.settled <- struct{}{}:
+	default:
+	}
+}
+
+// awaitStreams waits until every stream the gateway opened so far has been
+// handed to Accept (or dropped), until deadline. After drain, that is every
+// stream it will open: the gateway opens none after its acknowledgement,
+// and each one it opened before arrived before it.
+func (s *muxSession) awaitStreams(deadline time.Time) {
+	opened := s.mux.IncomingStreams()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for s.handled.Load() < opened {
+		select {
+		case <-s.settled:
+		case <-s.mux.CloseChan():
+			return
+		case <-t.C:
+			return
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ type Option func(*options)
 type options struct {
 	token            Token
 	name             string
+	pool             bool
 	log              *slog.Logger
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
@@ -55,6 +56,18 @@ func WithToken(token string) Option { return func(o *options) { o.token = Token(
 // a-z, 0-9 and inner hyphens). The gateway refuses it with ErrNameInUse
 // while another agent holds it. Default: the gateway generates an ID.
 func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithPool makes the agent one of a pool that serves its tunnel name
+// together: every agent that connects with WithPool, the same WithName
+// and the same identity (the gateway's Identity.Subject: the same token,
+// or tokens an operator gave the same subject) serves the tunnel, and the
+// gateway sends each public request to the one with the fewest requests
+// in flight. When one leaves (Close), the others go on serving: the
+// gateway sends it nothing new, and what it had accepted it finishes. A
+// pool and a single agent never share a name: ErrNameInUse. WithPool
+// needs WithName; Listen refuses it on a gateway that does not know pools
+// (protocol version 4). Default: a tunnel of its own.
+func WithPool() Option { return func(o *options) { o.pool = true } }
 
 // WithLogger sets the logger for connection events. Default: slog.Default,
 // but only its warnings and errors: a library says nothing below WARN in

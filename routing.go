@@ -52,6 +52,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, id string, hop, r
 		}
 		s.fail(ctx, w, &Error{Code: CodeAgentUnavailable, Message: ErrAgentUnavailable.Message, Err: fmt.Errorf("record names node %q", node)})
 	default:
+		load := s.hopLoad(node)
+		load.Add(1)
+		defer load.Add(-1)
 		s.hop.ServeHTTP(w, r.WithContext(context.WithValue(ctx, hopKey{}, &hopState{id: id, node: node, retried: retried, req: r})))
 	}
 }

@@ -258,15 +258,20 @@ type Server struct {
 	inst     *observability.Instruments
 
 	mu       sync.Mutex
-	sessions map[string]*session // by connection ID
-	byTunnel map[string]*session // the newest session of each tunnel ID
-	leases   *leaseKeeper        // nil until the first session
+	sessions map[string]*session      // by connection ID
+	byTunnel map[string]*session      // the newest session of each tunnel ID
+	pending  map[string]chan struct{} // connection IDs being admitted; see admitting
+	pools    map[string][]*session    // the sessions of each pool's members here
+	leases   *leaseKeeper             // nil until the first session
 	servers  map[*http.Server]struct{}
 	upgrades map[*publicConn]struct{} // WebSockets through tunnels, for Shutdown
 
 	shutdown bool     // Shutdown has begun; guarded by mu
 	inflight activity // public requests being forwarded
 	agents   activity // agent handlers
+
+	members      memberCache // pools' member lists, read from the store
+	hopsInFlight sync.Map    // node URL -> *atomic.Int64: requests sent there
 }
 
 // Tunnel describes a connected tunnel.
@@ -302,7 +307,10 @@ func (s *Server) init() {
 		s.hop = &httputil.ReverseProxy{
 			Rewrite: s.rewriteHop,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-				ResponseHeaderTimeout: s.responseTimeout(), MaxResponseHeaderBytes: s.maxResponseHeaderBytes()},
+				ResponseHeaderTimeout: s.responseTimeout(), MaxResponseHeaderBytes: s.maxResponseHeaderBytes(),
+				// A hop with a body waits for the other node's 100 Continue
+				// (rewriteHop) this long at most before sending it anyway.
+				ExpectContinueTimeout: 2 * time.Second},
 			BufferPool:   proxyBuffers,
 			ErrorHandler: s.hopError,
 			ModifyResponse: func(resp *http.Response) error {
@@ -323,6 +331,8 @@ func (s *Server) init() {
 		s.inst = inst
 		s.sessions = make(map[string]*session)
 		s.byTunnel = make(map[string]*session)
+		s.pending = make(map[string]chan struct{})
+		s.pools = make(map[string][]*session)
 		s.servers = make(map[*http.Server]struct{})
 		s.upgrades = make(map[*publicConn]struct{})
 		if err := s.check(); err != nil {
@@ -430,4 +440,40 @@ func (s *Server) session(connID string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sessions[connID]
+}
+
+// admitting marks connection connID as being admitted, until the returned
+// function is called (again calls do nothing): its record may be in the
+// store before its session is registered, and awaitSession waits for it.
+func (s *Server) admitting(connID string) func() {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.pending[connID] = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.pending, connID)
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// awaitSession returns the session of connection connID, waiting while it
+// is being admitted, until ctx ends; nil if there is none.
+func (s *Server) awaitSession(ctx context.Context, connID string) *session {
+	s.mu.Lock()
+	sess, ch := s.sessions[connID], s.pending[connID]
+	s.mu.Unlock()
+	if sess != nil || ch == nil {
+		return sess
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return nil
+	}
+	return s.session(connID)
 }

@@ -32,6 +32,7 @@ type session struct {
 	info    Tunnel
 	log     *slog.Logger
 	rec     store.Record // as admitted; written again if the store loses it
+	agent   string       // claim.Owner of the agent's subject and resume token
 	version int          // the protocol version agreed at the handshake
 	host    string       // the host of the tunnel's public URL
 
@@ -56,7 +57,12 @@ type session struct {
 	// another node: the session lives on only for what it carries.
 	moved atomic.Bool
 	// inflight counts the public requests forwarded through the session.
-	inflight  atomic.Int32
+	inflight atomic.Int32
+	// opening is held (read) while a stream is opened, and (write) while
+	// draining is set: once drain has set it, no stream opens, so the
+	// acknowledgement drain sends is the last the agent reads before a
+	// stream it has not seen (spec.md, "drain").
+	opening   sync.RWMutex
 	closeOnce sync.Once
 }
 
@@ -73,7 +79,13 @@ func (sess *session) openStream(ctx context.Context, _, addr string) (net.Conn, 
 	if sess.mux == nil {
 		return nil, errors.New("agent session failed to start")
 	}
+	sess.opening.RLock()
+	if sess.draining.Load() {
+		sess.opening.RUnlock()
+		return nil, errDraining
+	}
 	st, err := sess.mux.Open()
+	sess.opening.RUnlock()
 	if err != nil || sess.version < 2 {
 		return st, err
 	}
@@ -128,13 +140,11 @@ func (sess *session) run() {
 	}
 
 	s.mu.Lock()
-	delete(s.sessions, sess.info.ConnectionID)
-	if s.byTunnel[sess.info.ID] == sess {
-		delete(s.byTunnel, sess.info.ID)
-	}
+	s.removeSessionLocked(sess)
 	s.mu.Unlock()
 	sess.transport.CloseIdleConnections()
 	s.cache.Remove(ctx, sess.info.ID)
+	s.members.remove(sess.info.ID)
 	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
 	switch {
@@ -142,6 +152,13 @@ func (sess *session) run() {
 		// The agent left on purpose: free its name now.
 		if err := s.store.Delete(sctx, sess.info.ID, sess.info.ConnectionID); err != nil {
 			sess.log.Warn("deleting the tunnel record failed", slog.Any("err", err))
+		}
+	case sess.rec.Pool && !sess.lost.Load():
+		// A pool member that went away or broke: released, no node routes
+		// to it any more, and while it is the last one the name stays
+		// the pool's until its lease runs out.
+		if err := s.store.Release(sctx, sess.info.ID, sess.info.ConnectionID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			sess.log.Warn("releasing the tunnel record failed", slog.Any("err", err))
 		}
 	case !sess.goingAway.Load() && !sess.lost.Load():
 		// An unclean end: a crash or a cut connection. The record stays
@@ -163,13 +180,17 @@ func (sess *session) run() {
 // drain stops routing new requests to the session and frees its name: the
 // agent is leaving.
 func (sess *session) drain() {
-	if sess.draining.Swap(true) {
+	sess.opening.Lock()
+	already := sess.draining.Swap(true)
+	sess.opening.Unlock()
+	if already {
 		return
 	}
 	s := sess.srv
 	ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
 	defer cancel()
 	s.cache.Remove(ctx, sess.info.ID)
+	s.members.remove(sess.info.ID)
 	if err := s.store.Delete(ctx, sess.info.ID, sess.info.ConnectionID); err != nil {
 		sess.log.Warn("deleting the tunnel record failed", slog.Any("err", err))
 	}
@@ -203,8 +224,10 @@ func (sess *session) left(ctx context.Context) bool {
 		return false
 	}
 	s := sess.srv
-	if s.node == "" {
-		return true // nowhere else to move to: idle is enough
+	if s.node == "" || sess.rec.Pool {
+		// Nowhere else to move to, or a pool's other members serve on:
+		// idle is enough.
+		return true
 	}
 	if sess.moved.Load() {
 		return true
@@ -268,7 +291,16 @@ func (sess *session) proxyError(w http.ResponseWriter, r *http.Request, err erro
 	ctx := r.Context()
 	if clientGone(r, err) {
 		// The public client went away; nobody is left to answer.
-		sess.log.DebugContext(ctx, "public client canceled the request", slog.String("path", r.URL.Path))
+		sess.log.DebugContext(ctx, "public client canceled the request", slog.String("path", r.URL.Path), slog.Any("err", err))
+		return
+	}
+	if st := stateOf(ctx); errors.Is(err, errDraining) && st.reroutes < maxReroutes && untouched(r) {
+		// Chosen as the agent announced it is leaving: the request was
+		// not sent. Another member of a pool takes it (or, for a single
+		// agent, the tunnel is gone).
+		st.reroutes++
+		_, fromNode := r.Header[nodeSecretHeader]
+		sess.srv.route(w, r, sess.info.ID, fromNode, true)
 		return
 	}
 	sess.srv.fail(ctx, w, forwardError(r, err), slog.String("connection_id", sess.info.ConnectionID), slog.String("method", r.Method), slog.String("path", r.URL.Path))

@@ -77,11 +77,33 @@ type countedBody struct {
 	exceeded atomic.Bool
 	stalled  atomic.Bool           // set before the stalled read is cut
 	readErr  atomic.Pointer[error] // the first read error other than EOF
+	// touched is set by the first Read: until then the request can go
+	// to another agent or node, and Close (which a transport calls when
+	// it could not connect) leaves the body open for it.
+	touched atomic.Bool
 }
 
 var errBodyTooLarge = errors.New("request body over the limit")
 
+// untouched reports whether nothing has read the request body: the request
+// has no body, or no transport has begun sending it.
+func untouched(r *http.Request) bool {
+	b := stateOf(r.Context()).body
+	return b == nil || !b.touched.Load()
+}
+
+// Close closes the body once a transport has begun reading it; before, the
+// body stays for another attempt (the server closes it when the handler
+// returns).
+func (b *countedBody) Close() error {
+	if !b.touched.Load() {
+		return nil
+	}
+	return b.ReadCloser.Close()
+}
+
 func (b *countedBody) Read(p []byte) (int, error) {
+	b.touched.Store(true)
 	if b.stall > 0 {
 		if b.timer == nil {
 			b.timer = time.AfterFunc(b.stall, b.cut)

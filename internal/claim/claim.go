@@ -52,6 +52,14 @@ func ValidID(id string) bool {
 	return true
 }
 
+// PoolOwner returns the owner that the records of a pool carry: every agent
+// of subject that asks to pool a name joins the same pool. It has the form
+// "p" and 64 hex digits, so that no Owner (64 hex digits) equals it.
+func PoolOwner(subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return "p" + hex.EncodeToString(sum[:])
+}
+
 // Owner returns the owner a tunnel record carries: it binds the tunnel to
 // the agent holding the resume secret, under the same authenticated
 // subject, without storing the secret.
