@@ -37,7 +37,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 
 	// Without an Authenticator every agent is the same anonymous identity:
 	// a name a crashed agent held is anyone's to take back at once.
-	ident := Identity{Subject: anonymousSubject}
+	ident := Identity{Subject: AnonymousSubject}
 	if s.Authenticator != nil {
 		var err error
 		ident, err = s.Authenticator.Authenticate(ctx, r)

@@ -7,9 +7,10 @@ import (
 	"strings"
 )
 
-// anonymousSubject is the Subject of every agent of a gateway without an
-// Authenticator.
-const anonymousSubject = "anonymous"
+// AnonymousSubject is the Subject of every agent of a gateway without an
+// Authenticator: they are all one identity, which may take back a name
+// any of them held, and whose pools any of them may join.
+const AnonymousSubject = "anonymous"
 
 // Identity is who an authenticated agent is, and what it may do.
 type Identity struct {

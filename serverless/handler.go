@@ -394,7 +394,7 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 // logged with an error ID that the agent's message repeats.
 func (h *Handler) identity(ctx context.Context, connID string, log *slog.Logger) (tunnel.Identity, *tunnel.Error) {
 	if h.Server.Authenticator == nil {
-		return tunnel.Identity{Subject: anonymousSubject}, nil
+		return tunnel.Identity{Subject: tunnel.AnonymousSubject}, nil
 	}
 	errID := randid.Hex(8)
 	if h.Identities == nil {

@@ -21,11 +21,6 @@ import (
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 )
 
-// anonymousSubject is the Subject of every agent of a gateway without an
-// Authenticator, as on the standalone gateway (tunnel.Server's agent
-// endpoint).
-const anonymousSubject = "anonymous"
-
 // identityKeyPrefix starts the key of an identity row. Connection IDs
 // never contain '#', and dynamostore's claim rows start with "tunnel#",
 // so an identity row's key meets neither kind of dynamostore's rows.
