@@ -235,18 +235,19 @@ func (f *Forwarder) Close() error {
 }
 
 // CloseWithContext stops the Forwarder gracefully: the gateway routes it no
-// new requests, and those in flight finish (http.Server.Shutdown), then
-// its connection to the gateway closes. If ctx ends first, what is left is
-// cut and ctx's error returned.
+// new requests, those it had routed here are forwarded and answered, then
+// its connection to the gateway closes and the forwarding server stops (in
+// that order: net/http drops requests it reads once its shutdown began).
+// If ctx ends first, what is left is cut and ctx's error returned.
 func (f *Forwarder) CloseWithContext(ctx context.Context) error {
-	err := f.srv.Shutdown(ctx)
-	if err != nil {
+	err := f.ln.CloseWithContext(ctx)
+	if serr := f.srv.Shutdown(ctx); serr != nil {
 		f.srv.Close()
+		if err == nil {
+			err = serr
+		}
 	}
 	<-f.done
-	if lerr := f.ln.CloseWithContext(ctx); err == nil {
-		err = lerr
-	}
 	f.transport.CloseIdleConnections()
 	return err
 }
