@@ -261,6 +261,9 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 	if cfg.name != "" {
 		opts = append(opts, tunnel.WithName(cfg.name))
 	}
+	if cfg.pool {
+		opts = append(opts, tunnel.WithPool())
+	}
 	if cfg.rewriteHost {
 		opts = append(opts, tunnel.WithRewriteHost())
 	}
@@ -321,7 +324,7 @@ func explain(err error, name string) error {
 	case tunnel.CodeInvalidRequest:
 		return fmt.Errorf("the gateway refused what the agent asked for (%d): %w", status, err)
 	case tunnel.CodeNameInUse:
-		return fmt.Errorf("another agent holds this name (%d); choose another --name: %w", status, err)
+		return fmt.Errorf("another agent holds this name (%d); choose another --name, or give every agent of the name --pool (same token): %w", status, err)
 	case tunnel.CodeRateLimited:
 		return fmt.Errorf("too many connections from this address (%d); try again later: %w", status, err)
 	}

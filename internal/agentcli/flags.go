@@ -36,6 +36,7 @@ type config struct {
 	fallbacks     []string
 	token         string // secret: never logged
 	name          string
+	pool          bool
 	rewriteHost   bool
 	verbose       bool
 	json          bool
@@ -91,6 +92,7 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 	fs.IntVar(port, "p", 0, "local `port`, as --port")
 	host := fs.String("host", "", "local `host` for --port (default localhost)")
 	fs.StringVar(&cfg.name, "name", "", "tunnel `name` to ask for, its subdomain or path segment (default: the gateway picks one)")
+	fs.BoolVar(&cfg.pool, "pool", false, "serve --name together with the other agents of the same token that ask for it with --pool: the gateway sends each request to the one with the fewest in flight")
 	fs.BoolVar(&cfg.rewriteHost, "rewrite-host", false, "send the local service's host in the Host header instead of the public one, for dev servers that check it")
 	fs.StringVar(&cfg.localCA, "local-ca", "", "PEM `file` of CA certificates that verify an https local service, in addition to the system's (a development CA such as mkcert's)")
 	fs.BoolVar(&cfg.localInsecure, "local-insecure", false, "do not verify the certificate of an https local service")
@@ -140,6 +142,9 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 		}
 	}
 
+	if cfg.pool && cfg.name == "" {
+		return nil, Usagef("--pool needs --name: agents pool under a name they share")
+	}
 	if cfg.localCA != "" || cfg.localInsecure {
 		if !strings.HasPrefix(cfg.local, "https://") {
 			return nil, Usagef("--local-ca and --local-insecure are for an https local service")

@@ -109,6 +109,14 @@ func TestParseFlags(t *testing.T) {
 		args: []string{"--proxy", "none", "h2c://localhost:50051"},
 		want: config{gateway: DefaultGateway, local: "h2c://localhost:50051", proxy: "none", inspect: DefaultInspect},
 	}, {
+		name: "a pool",
+		args: []string{"--name", "api", "--pool", "3000"},
+		want: config{gateway: DefaultGateway, name: "api", pool: true, local: "http://localhost:3000", inspect: DefaultInspect},
+	}, {
+		name:    "a pool without a name",
+		args:    []string{"--pool", "3000"},
+		wantErr: "--pool needs --name",
+	}, {
 		name:    "no local service",
 		args:    []string{"--name", "web"},
 		wantErr: "missing the local service",

@@ -275,6 +275,73 @@ func TestRunJSON(t *testing.T) {
 	}
 }
 
+// TestRunPool runs two agents with --pool under one name: both get its
+// URL, requests reach both local services, and when one is interrupted
+// the other serves every request; without --pool the second agent is
+// refused the name.
+func TestRunPool(t *testing.T) {
+	t.Parallel()
+	gw := tunneltest.NewGateway(t, nil)
+	arrived := make(chan string, 2)
+	release := make(chan struct{})
+	serve := func(who string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/held" {
+				arrived <- who
+				<-release
+			}
+			io.WriteString(w, who)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a := startAgent(t, nil, "--gateway", gw.URL, "--name", "pooled", "--pool", "--json", "--inspect", "off", serve("a").URL)
+	b := startAgent(t, nil, "--gateway", gw.URL, "--name", "pooled", "--pool", "--json", "--inspect", "off", serve("b").URL)
+	fa := a.waitEvent(t, func(e event) bool { return e.Event == "forwarding" })
+	fb := b.waitEvent(t, func(e event) bool { return e.Event == "forwarding" })
+	if fa.URL != fb.URL || fa.URL != gw.URL+"/pooled" {
+		t.Fatalf("pooled agents got URLs %s and %s; want both %s/pooled", fa.URL, fb.URL, gw.URL)
+	}
+
+	// The gateway sends each request to the member with the fewest in
+	// flight: while one request is held by one member, the next goes to
+	// the other.
+	var wg sync.WaitGroup
+	held := func() {
+		wg.Go(func() {
+			if status, body := get(t, fa.URL+"/held"); status != http.StatusOK {
+				t.Errorf("GET through the pool = %d %q", status, body)
+			}
+		})
+	}
+	held()
+	first := <-arrived
+	held()
+	second := <-arrived
+	close(release)
+	wg.Wait()
+	if first == second {
+		t.Errorf("two requests in flight at once both went to agent %s; want one to each member", first)
+	}
+
+	// A third agent of the same token without --pool is refused the name,
+	// with the advice the command gives.
+	c := startAgent(t, nil, "--gateway", gw.URL, "--name", "pooled", "--json", "--inspect", "off", "3000")
+	<-c.done
+	if !errors.Is(c.err, tunnel.ErrNameInUse) {
+		t.Errorf("an agent without --pool: Run = %v; want name_in_use", c.err)
+	}
+
+	if err := a.stop(t); err != nil {
+		t.Errorf("agent a returned %v after interrupt; want nil", err)
+	}
+	for i := range 20 {
+		if status, body := get(t, fb.URL+"/"); status != http.StatusOK || body != "b" {
+			t.Fatalf("request %d after a stopped = %d %q; want 200 from b", i, status, body)
+		}
+	}
+}
+
 // TestRunRefused checks that a refused token ends the command with an
 // error that says what to do, and that the token shows nowhere.
 func TestRunRefused(t *testing.T) {
