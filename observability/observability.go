@@ -5,7 +5,7 @@
 // The library only uses the OpenTelemetry API. Providers are passed in
 // (tunnel.Server.TracerProvider and MeterProvider, tunnel.WithTracerProvider)
 // or taken from the otel globals, which are no-ops until a program installs
-// an SDK. Exporters are chosen by the program: examples/standalone serves
+// an SDK. Exporters are chosen by the program: cmd/tunnel serves
 // Prometheus metrics and exports OTLP traces.
 package observability
 

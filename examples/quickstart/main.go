@@ -46,7 +46,7 @@ func run(addr string, once bool, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	// 1. A gateway. In production it runs elsewhere (examples/standalone);
+	// 1. A gateway. In production it runs elsewhere (cmd/tunnel, "tunnel gateway");
 	// here it is embedded on loopback.
 	gw := &tunnel.Server{Logger: log}
 	gln, err := net.Listen("tcp", addr)
