@@ -324,3 +324,46 @@ func TestCleanupResendsUnprocessed(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanupIdentityRows puts rows shaped as the serverless adapter's
+// identity rows ("identity#" + a connection ID, expiresAt and ttl) beside
+// a live tunnel: Cleanup deletes the expired one, keeps the live one, and
+// no lookup of the store ever returns either.
+func TestCleanupIdentityRows(t *testing.T) {
+	t.Parallel()
+	client := dynamotest.Client(t)
+	s, opts := newStore(t, client)
+	ctx := t.Context()
+	r := testRecord("owner-identity", time.Hour)
+	mustPut(t, s, r)
+	now := time.Now()
+	put := func(key string, expires time.Time) {
+		if _, err := client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(opts.ConnectionsTable), Item: item{
+			attrConnectionID: str(key),
+			"subject":        str("alice"),
+			attrExpiresAt:    num(expires.UnixMilli()),
+			attrTTL:          num(expires.Unix()),
+		}}); err != nil {
+			t.Fatalf("PutItem(%s): %v", key, err)
+		}
+	}
+	put("identity#"+r.ConnectionID, now.Add(time.Hour))
+	put("identity#gone"+randid.Hex(8), now.Add(-time.Hour))
+
+	if _, err := s.GetByConnection(ctx, "identity#"+r.ConnectionID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetByConnection(identity row) = %v; want ErrNotFound (the store refuses keys with '#')", err)
+	}
+	st, err := s.Cleanup(ctx)
+	if err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	if st.Deleted != 1 {
+		t.Errorf("Cleanup deleted %d rows; want 1, the expired identity row", st.Deleted)
+	}
+	if n := countRows(t, client, opts.ConnectionsTable); n != 3 {
+		t.Errorf("connection-table rows after Cleanup = %d; want 3 (the tunnel's two and the live identity row)", n)
+	}
+	if got, err := s.GetByConnection(ctx, r.ConnectionID); err != nil || got.TunnelID != r.TunnelID {
+		t.Errorf("GetByConnection(%s) after Cleanup = %+v, %v", r.ConnectionID, got, err)
+	}
+}

@@ -47,6 +47,13 @@
 //     (BOOL true) and access (B, the member's Access; absent when empty),
 //     since the member's record lives there. Its expiresAt and ttl follow
 //     the member's; the claim row's entry is the authoritative one.
+//   - Rows this package does not write: the serverless adapter (package
+//     serverless) keeps each agent's authenticated identity between its
+//     $connect and its ready message in a row keyed "identity#" + the
+//     connection ID, with expiresAt and ttl as above. No method of Store
+//     reads it (lookups go by tunnel ID, or by connection ID, which never
+//     contains '#'), and Cleanup deletes it once expired like any
+//     connection row.
 //
 // Rows written by releases before subject, protocolVersion, released and
 // access lack them, and read as a Record with Subject "", Version 0,
