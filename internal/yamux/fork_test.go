@@ -456,3 +456,64 @@ func TestReadKeepsDataWhenWindowUpdateFails(t *testing.T) {
 		t.Fatal("the failed window update did not end the session")
 	}
 }
+
+// TestDeadlinesCostNoAllocation pins that setting a stream's deadlines
+// allocates nothing (net/http sets them several times per request), and
+// that a deadline already past ends a blocked Read at once, as net/http's
+// server does to stop its background read, after which clearing it lets
+// the stream be read again.
+func TestDeadlinesCostNoAllocation(t *testing.T) {
+	client, server := testClientServer(t)
+	stream, err := client.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if _, err := stream.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := server.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	future := time.Now().Add(time.Hour)
+	if n := testing.AllocsPerRun(100, func() {
+		stream.SetDeadline(future)
+		stream.SetDeadline(time.Time{})
+	}); n != 0 {
+		t.Errorf("setting deadlines: %v allocations, want 0", n)
+	}
+
+	errCh := make(chan error, 1)
+	go func() {
+		_, err := stream.Read(make([]byte, 4))
+		errCh <- err
+	}()
+	st := stream.(*Stream)
+	waitUntil(t, "the read to block", func() bool {
+		st.recvLock.Lock()
+		defer st.recvLock.Unlock()
+		return st.readWait != nil
+	})
+	stream.SetReadDeadline(time.Unix(1, 0))
+	select {
+	case err := <-errCh:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Read after a past deadline: %v, want ErrTimeout", err)
+		}
+	case <-time.After(hangTimeout):
+		t.Fatal("a deadline in the past did not end the blocked Read")
+	}
+
+	stream.SetReadDeadline(time.Time{})
+	if _, err := peer.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	n, err := stream.Read(buf)
+	if err != nil || string(buf[:n]) != "ok" {
+		t.Fatalf("Read after the deadline was cleared: %q, %v", buf[:n], err)
+	}
+}

@@ -66,8 +66,8 @@ type Stream struct {
 	recvNotifyCh chan struct{}
 	sendNotifyCh chan struct{}
 
-	readDeadline  atomic.Value // time.Time
-	writeDeadline atomic.Value // time.Time
+	readDeadline  deadline
+	writeDeadline deadline
 
 	// establishCh is notified if the stream is established or being closed.
 	establishCh chan struct{}
@@ -95,8 +95,6 @@ func newStream(session *Session, id uint32, state streamState) *Stream {
 		sendNotifyCh: make(chan struct{}, 1),
 		establishCh:  make(chan struct{}, 1),
 	}
-	s.readDeadline.Store(time.Time{})
-	s.writeDeadline.Store(time.Time{})
 	return s
 }
 
@@ -117,6 +115,15 @@ func (s *Stream) StreamID() uint32 {
 func (s *Stream) Read(b []byte) (n int, err error) {
 	defer asyncNotify(s.recvNotifyCh)
 	var waiting bool
+	// timer bounds the waits of this call by the read deadline: one for
+	// all of them, since a reader is woken without data now and then (a
+	// wakeup meant for another reader, a deadline changed).
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 START:
 
 	// If the stream is closed and there's no data buffered, return EOF
@@ -171,28 +178,28 @@ START:
 
 WAIT:
 	var timeout <-chan time.Time
-	var timer *time.Timer
-	readDeadline := s.readDeadline.Load().(time.Time)
-	if !readDeadline.IsZero() {
-		delay := time.Until(readDeadline)
-		timer = time.NewTimer(delay)
-		timeout = timer.C
-	}
 	var timedOut bool
+	if d := s.readDeadline.get(); !d.IsZero() {
+		// A deadline already past (net/http sets one to end a read it
+		// no longer wants) times out without a timer.
+		if delay := time.Until(d); delay <= 0 {
+			timedOut = true
+		} else {
+			timer = resetTimer(timer, delay)
+			timeout = timer.C
+		}
+	}
 	var done <-chan struct{}
 	if waiting {
 		done = s.readDoneCh
 	}
-	select {
-	case <-s.session.shutdownCh:
-	case <-s.recvNotifyCh:
-	case <-done:
-	case <-timeout:
-		timedOut = true
-	}
-	if timer != nil && !timedOut {
-		if !timer.Stop() {
-			<-timeout
+	if !timedOut {
+		select {
+		case <-s.session.shutdownCh:
+		case <-s.recvNotifyCh:
+		case <-done:
+		case <-timeout:
+			timedOut = true
 		}
 	}
 	// Collect what the receive loop delivered into b while we waited, and
@@ -301,9 +308,11 @@ START:
 WAIT:
 	var timeout <-chan time.Time
 	var timer *time.Timer
-	writeDeadline := s.writeDeadline.Load().(time.Time)
-	if !writeDeadline.IsZero() {
-		delay := time.Until(writeDeadline)
+	if d := s.writeDeadline.get(); !d.IsZero() {
+		delay := time.Until(d)
+		if delay <= 0 {
+			return 0, ErrTimeout
+		}
 		timer = time.NewTimer(delay)
 		timeout = timer.C
 	}
@@ -673,14 +682,14 @@ func (s *Stream) SetDeadline(t time.Time) error {
 
 // SetReadDeadline sets the deadline for blocked and future Read calls.
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	s.readDeadline.Store(t)
+	s.readDeadline.set(t)
 	asyncNotify(s.recvNotifyCh)
 	return nil
 }
 
 // SetWriteDeadline sets the deadline for blocked and future Write calls
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	s.writeDeadline.Store(t)
+	s.writeDeadline.set(t)
 	asyncNotify(s.sendNotifyCh)
 	return nil
 }
@@ -694,4 +703,43 @@ func (s *Stream) Shrink() {
 		s.recvBuf = nil
 	}
 	s.recvLock.Unlock()
+}
+
+// deadline is a stream's read or write deadline, set by any goroutine and
+// read by Read or Write when they wait. Upstream keeps it in an
+// atomic.Value, whose Store allocates a copy of the time.Time every time;
+// net/http sets a connection's deadlines several times per request.
+type deadline struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	d.t = t
+	d.mu.Unlock()
+}
+
+func (d *deadline) get() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.t
+}
+
+// resetTimer returns t, or a new timer if it is nil, set to fire after
+// delay. A value t sent before and nobody received is dropped first, so
+// that it cannot pass for the new expiry (under the timer semantics of
+// Go before 1.23, which a program's go.mod may still ask for).
+func resetTimer(t *time.Timer, delay time.Duration) *time.Timer {
+	if t == nil {
+		return time.NewTimer(delay)
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(delay)
+	return t
 }
