@@ -129,7 +129,7 @@ func (s *Server) servePublicRouted(w http.ResponseWriter, r *http.Request, st *r
 	ctx := r.Context()
 	hop := false
 	if secret, ok := r.Header[nodeSecretHeader]; ok {
-		if s.NodeSecret == "" || len(secret) != 1 || subtle.ConstantTimeCompare([]byte(secret[0]), []byte(s.NodeSecret)) != 1 {
+		if len(secret) != 1 || !s.nodeSecretOK(secret[0]) {
 			s.fail(ctx, w, &Error{Code: CodeForbidden, Message: "node-to-node request refused"}, slog.String("remote_addr", r.RemoteAddr))
 			return
 		}
@@ -211,4 +211,18 @@ func (s *Server) fail(ctx context.Context, w http.ResponseWriter, e *Error, attr
 	}
 	trace.SpanFromContext(ctx).SetAttributes(observability.AttrCode.String(string(e.Code)), observability.AttrErrorID.String(e.ID))
 	writeError(ctx, w, st.html, s.log, e, attrs...)
+}
+
+// nodeSecretOK reports whether secret, from a request that says it comes
+// from another node, is NodeSecret or one of AcceptNodeSecrets. Without a
+// NodeSecret nothing is. Every candidate is compared in constant time.
+func (s *Server) nodeSecretOK(secret string) bool {
+	if s.NodeSecret == "" {
+		return false
+	}
+	ok := subtle.ConstantTimeCompare([]byte(secret), []byte(s.NodeSecret))
+	for _, a := range s.AcceptNodeSecrets {
+		ok |= subtle.ConstantTimeCompare([]byte(secret), []byte(a))
+	}
+	return ok == 1
 }

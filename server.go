@@ -183,6 +183,15 @@ type Server struct {
 	// NodeURL is set; the same on every node.
 	NodeSecret string
 
+	// AcceptNodeSecrets are further secrets this node accepts on requests
+	// from other nodes, and never sends: they let a cluster change
+	// NodeSecret without refusing the requests that cross between nodes
+	// of the old and the new secret during a rolling restart. Add the new
+	// secret here on every node, then make it NodeSecret (with the old one
+	// here) on every node, then remove the old one; docs/security.md has
+	// the steps. Empty strings are refused.
+	AcceptNodeSecrets []string
+
 	// TrustProxy says the gateway runs behind a reverse proxy or load
 	// balancer that sets X-Forwarded-For, X-Forwarded-Proto and
 	// X-Forwarded-Host. Then the client address is the last X-Forwarded-For
@@ -402,6 +411,14 @@ func (s *Server) check() error {
 		if u, err := url.Parse(s.NodeURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("tunnel: Server.NodeURL %q is not an http(s) URL", s.NodeURL)
 		}
+	}
+	for _, sec := range s.AcceptNodeSecrets {
+		if sec == "" {
+			return errors.New("tunnel: Server.AcceptNodeSecrets holds an empty secret")
+		}
+	}
+	if len(s.AcceptNodeSecrets) > 0 && s.NodeSecret == "" {
+		return errors.New("tunnel: Server.AcceptNodeSecrets is set without a NodeSecret")
 	}
 	if s.Routing == RouteSubdomain && s.domain() == "" {
 		return errors.New("tunnel: subdomain routing needs Server.Domain or Server.BaseURL")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +254,19 @@ func TestGatewayFlags(t *testing.T) {
 			}
 		},
 	}, {
+		name: "accepted node secrets from env",
+		args: []string{"--tokens-file", tokens, "--store", "redis", "--node-url", "http://10.0.0.1:8080", "--node-secret", "new"},
+		env:  map[string]string{envAcceptNodeSecrets: " old, older ,"},
+		check: func(t *testing.T, c *gatewayConfig) {
+			if !slices.Equal(c.acceptNodeSecrets, []string{"old", "older"}) {
+				t.Errorf("accepted node secrets = %d of them; want old and older", len(c.acceptNodeSecrets))
+			}
+		},
+	}, {
+		name:    "accepted node secrets without a cluster",
+		args:    []string{"--tokens-file", tokens, "--accept-node-secrets", "old"},
+		wantErr: "--accept-node-secrets needs --node-url",
+	}, {
 		name: "region from AWS_REGION",
 		args: []string{"--tokens-file", tokens},
 		env:  map[string]string{"AWS_REGION": "eu-west-1"},
@@ -381,11 +395,12 @@ func TestGatewayFlags(t *testing.T) {
 func TestHelpHidesSecrets(t *testing.T) {
 	t.Parallel()
 	env := envMap(map[string]string{
-		"TUNNEL_TOKEN":      "agent-secret-value",
-		envTokens:           "gateway-secret-value",
-		envNodeSecret:       "node-secret-value",
-		envJWTSecret:        "jwt-secret-value",
-		"TUNNEL_BASIC_AUTH": "alice:basic-secret-value",
+		"TUNNEL_TOKEN":       "agent-secret-value",
+		envTokens:            "gateway-secret-value",
+		envNodeSecret:        "node-secret-value",
+		envAcceptNodeSecrets: "old-node-secret-value",
+		envJWTSecret:         "jwt-secret-value",
+		"TUNNEL_BASIC_AUTH":  "alice:basic-secret-value",
 	})
 	var out strings.Builder
 	for _, sub := range []string{"gateway", "agent", "http"} {

@@ -54,7 +54,10 @@ type gatewayConfig struct {
 
 	nodeURL    string
 	nodeSecret string // secret: never logged
-	trustProxy bool
+	// acceptNodeSecrets are further secrets accepted from other nodes,
+	// for a rolling change of nodeSecret. Secret: never logged.
+	acceptNodeSecrets []string
+	trustProxy        bool
 
 	adminListen      string // "" for no admin listener
 	metricsPerTunnel bool
@@ -150,6 +153,8 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	fs.StringVar(&cfg.nodeURL, "node-url", "", "`URL` at which the other gateway nodes reach this one, such as http://10.0.0.5:8080, for several nodes on a shared --store")
 	fs.StringVar(&cfg.nodeSecret, "node-secret", "", "`secret` the nodes of a cluster authenticate each other with, the same on every node; required with --node-url (default $"+envNodeSecret+", which keeps it out of the process list)")
 
+	acceptNodeSecrets := fs.String("accept-node-secrets", "", "comma-separated `secrets` accepted from other nodes besides --node-secret, and never sent: for changing the node secret by a rolling restart (default $"+envAcceptNodeSecrets+")")
+
 	fs.BoolVar(&cfg.trustProxy, "trust-proxy", false, "the gateway runs behind a proxy or load balancer (such as a Kubernetes ingress) that sets X-Forwarded-For, -Proto and -Host: client addresses and the public scheme come from them. Never set it when clients reach the gateway directly")
 
 	fs.StringVar(&cfg.adminListen, "admin-listen", "", "`address` of a separate listener for operators, such as 127.0.0.1:9090: Prometheus /metrics, /healthz and /tunnels (default: none). Keep it off the public network: /tunnels lists every tunnel")
@@ -181,6 +186,14 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	}
 	if cfg.nodeSecret == "" {
 		cfg.nodeSecret = getenv(envNodeSecret)
+	}
+	if *acceptNodeSecrets == "" {
+		*acceptNodeSecrets = getenv(envAcceptNodeSecrets)
+	}
+	for sec := range strings.SplitSeq(*acceptNodeSecrets, ",") {
+		if sec = strings.TrimSpace(sec); sec != "" {
+			cfg.acceptNodeSecrets = append(cfg.acceptNodeSecrets, sec)
+		}
 	}
 	if cfg.dynamo.region == "" {
 		cfg.dynamo.region = envOr(getenv, "AWS_REGION", "us-east-1")
@@ -217,6 +230,9 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 		if cfg.nodeSecret == "" {
 			return nil, agentcli.Usagef("--node-url needs --node-secret or $%s", envNodeSecret)
 		}
+	}
+	if len(cfg.acceptNodeSecrets) > 0 && cfg.nodeURL == "" {
+		return nil, agentcli.Usagef("--accept-node-secrets needs --node-url: only nodes of a cluster send node secrets")
 	}
 
 	if cfg.metricsPerTunnel && cfg.adminListen == "" {
@@ -316,6 +332,7 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		MaxHeaderCount:    cfg.maxHeaderCount,
 		NodeURL:           cfg.nodeURL,
 		NodeSecret:        cfg.nodeSecret,
+		AcceptNodeSecrets: cfg.acceptNodeSecrets,
 		TrustProxy:        cfg.trustProxy,
 		AgentLimiter:      b.agentLimiter,
 		RequestLimiter:    b.requestLimiter,

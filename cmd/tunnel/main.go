@@ -173,6 +173,8 @@ const (
 	envTokens     = "TUNNEL_TOKENS"      // agent tokens, comma-separated
 	envNodeSecret = "TUNNEL_NODE_SECRET" // default of --node-secret
 	envJWTSecret  = "TUNNEL_JWT_SECRET"  // default of --jwt-secret-file's content
+
+	envAcceptNodeSecrets = "TUNNEL_ACCEPT_NODE_SECRETS" // default of --accept-node-secrets
 )
 
 const usage = `Usage:
