@@ -9,6 +9,7 @@ require (
 	github.com/http-tunnel/tunnel/serverless v0.0.0-00010101000000-000000000000
 	github.com/http-tunnel/tunnel/store/dynamostore v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel v1.47.0
+	go.uber.org/goleak v1.3.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 

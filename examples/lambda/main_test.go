@@ -3,9 +3,9 @@ package main
 import (
 	"testing"
 
-	"github.com/http-tunnel/tunnel/internal/leakcheck"
+	"go.uber.org/goleak"
 )
 
 // TestMain fails the package if a test leaves a goroutine running, such as
 // the tracer provider envReads builds and shuts down.
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
