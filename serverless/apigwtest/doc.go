@@ -72,7 +72,11 @@
 //
 // Messages to clients (posts, route responses, notices) are text frames,
 // or binary for a base64 route response, split into MaxFrameBytes frames,
-// so clients must reassemble fragmented messages. Pings are answered with
+// so clients must reassemble fragmented messages. They are queued and
+// written in order by one writer per connection; a client that stops
+// reading fills its TCP connection and then the queue
+// (Limits.ClientBufferBytes), and further posts are answered 429
+// LimitExceededException until it reads again. Pings are answered with
 // pongs.
 //
 // The idle timer restarts on every data message, in either direction:
@@ -92,7 +96,8 @@
 // answers 413 PayloadTooLargeException. GET answers connectedAt, lastActiveAt and
 // identity {sourceIp, userAgent}. DELETE starts the close and answers
 // 204. An unknown, connecting or closed connection answers 410
-// GoneException. Errors carry the x-amzn-ErrorType header and a
+// GoneException; a post to a client whose buffer is full 429
+// LimitExceededException. Errors carry the x-amzn-ErrorType header and a
 // {"message": ...} body, which the AWS SDK for Go decodes into
 // *types.GoneException and friends. A request without a SigV4
 // Authorization header answers 403 ForbiddenException; the signature is
@@ -134,7 +139,8 @@
 //	500 Internal Server Error     handler error or panic, statusCode
 //	                              outside 200-599, bad base64
 //	502 Internal Server Error     response over MaxInvokeResponseBytes
-//	503 Service Unavailable       integration timeout, or emulator closed
+//	503 Service Unavailable       integration timeout, throttled
+//	                              invocation, or emulator closed
 //	404 Not Found                 path outside the stage, or no handler
 //
 // # Handlers
@@ -145,5 +151,15 @@
 // it: a handler keeps running after API Gateway has given up, as on
 // Lambda. Close cancels every handler context and waits for the handlers
 // to return. Stats counts invocations per route, for tests that assert a
-// cost in Lambda invocations.
+// cost in Lambda invocations, and messages in API Gateway's billing
+// units and @connections calls, for tests that assert the rest of it.
+//
+// # Concurrency
+//
+// Config.WebSocketConcurrency and Config.HTTPConcurrency model Lambda's
+// concurrency limits: a function's reserved concurrency, or the
+// account's limit shared by every function. An invocation beyond the
+// limit is throttled, never queued: API Gateway does not retry. With
+// Config.ActiveTracing each invocation's context carries its own X-Ray
+// trace header, as Lambda's active tracing gives it.
 package apigwtest

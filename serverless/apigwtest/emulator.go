@@ -39,6 +39,7 @@ const (
 	DefaultMaxConnectionLife  = 2 * time.Hour
 	DefaultIntegrationTimeout = 29 * time.Second
 	DefaultFunctionTimeout    = 30 * time.Second
+	DefaultClientBufferBytes  = 1 << 20
 )
 
 // Fixed limits, not configurable because no deployment can change them.
@@ -97,6 +98,15 @@ type Limits struct {
 	// receives, the Lambda function's configured timeout. Zero means
 	// DefaultFunctionTimeout (30 s).
 	FunctionTimeout time.Duration
+
+	// ClientBufferBytes is how many bytes of messages to one client may
+	// wait for the client to read them, beyond what the TCP connection
+	// holds: a post that would pass it is answered 429
+	// LimitExceededException ("the WebSocket client side buffer is
+	// full"), unless nothing waits at all (a single message always
+	// fits). A client that reads again drains it. AWS does not publish
+	// its figure. Zero means DefaultClientBufferBytes (1 MiB).
+	ClientBufferBytes int
 }
 
 // withDefaults returns l with every zero field set to its default.
@@ -119,11 +129,14 @@ func (l Limits) withDefaults() Limits {
 	if l.FunctionTimeout == 0 {
 		l.FunctionTimeout = DefaultFunctionTimeout
 	}
+	if l.ClientBufferBytes == 0 {
+		l.ClientBufferBytes = DefaultClientBufferBytes
+	}
 	return l
 }
 
 func (l Limits) validate() error {
-	if l.MaxMessageBytes < 0 || l.MaxFrameBytes < 0 {
+	if l.MaxMessageBytes < 0 || l.MaxFrameBytes < 0 || l.ClientBufferBytes < 0 {
 		return errors.New("apigw: negative size limit")
 	}
 	if l.IdleTimeout < 0 || l.MaxConnectionLife < 0 || l.IntegrationTimeout < 0 || l.FunctionTimeout < 0 {
@@ -178,6 +191,31 @@ type Config struct {
 
 	// Limits are the enforced quotas; the zero value means AWS's.
 	Limits Limits
+
+	// WebSocketConcurrency and HTTPConcurrency are the concurrency of the
+	// functions behind the two APIs (see Concurrency). Nil means
+	// unlimited. The same Concurrency in both models one function
+	// serving every route: public requests that wait for their agent
+	// then hold the instances that the agent's answers need. Different
+	// ones model two functions, each with its reserved concurrency.
+	//
+	// A throttled invocation is answered as API Gateway answers a Lambda
+	// invoke refused with 429: the HTTP API with 503 {"message":"Service
+	// Unavailable"}, a $connect by refusing the upgrade with 500, and a
+	// $default message with the {"message":"Internal server error"}
+	// notice, the message itself lost; a throttled $disconnect is lost
+	// (API Gateway retries none of them). Stats.Throttles counts them.
+	WebSocketConcurrency, HTTPConcurrency *Concurrency
+
+	// ActiveTracing models Lambda's active tracing: each invocation's
+	// context carries a trace header of its own, "Root=...;Parent=...;
+	// Sampled=1", under the context key "x-amzn-trace-id", where
+	// github.com/aws/aws-lambda-go puts the header Lambda gives the
+	// invocation (it also sets _X_AMZN_TRACE_ID in the process
+	// environment; the emulator, which runs invocations concurrently in
+	// one process, does not). The Root is a new trace's: an HTTP API does
+	// not pass its X-Amzn-Trace-Id on to Lambda.
+	ActiveTracing bool
 
 	// Logger receives the emulator's own log lines (connections,
 	// handler failures, malformed responses). Nil discards them.

@@ -59,7 +59,7 @@ func (e *Emulator) serveHTTPAPI(w http.ResponseWriter, r *http.Request) {
 
 	count := func(s *Stats) { s.HTTPInvocations++ }
 	if h := e.cfg.HTTP; h != nil {
-		resp, err := invoke(e, count, h, e.v2Event(q))
+		resp, err := invoke(e, e.cfg.HTTPConcurrency, count, h, e.v2Event(q))
 		if err != nil {
 			e.writeInvokeError(w, err)
 			return
@@ -67,7 +67,7 @@ func (e *Emulator) serveHTTPAPI(w http.ResponseWriter, r *http.Request) {
 		e.writeV2(w, resp)
 		return
 	}
-	resp, err := invoke(e, count, e.cfg.HTTPV1, e.v1Event(q))
+	resp, err := invoke(e, e.cfg.HTTPConcurrency, count, e.cfg.HTTPV1, e.v1Event(q))
 	if err != nil {
 		e.writeInvokeError(w, err)
 		return
@@ -210,7 +210,7 @@ func (e *Emulator) v1Event(q httpRequest) events.APIGatewayProxyRequest {
 // API does.
 func (e *Emulator) writeInvokeError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, errIntegrationTimeout), errors.Is(err, errClosed):
+	case errors.Is(err, errIntegrationTimeout), errors.Is(err, errClosed), errors.Is(err, errThrottled):
 		writeJSONMessage(w, http.StatusServiceUnavailable, "Service Unavailable")
 	case errors.Is(err, errRequestTooLarge):
 		writeJSONMessage(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")

@@ -39,6 +39,13 @@ func newTraceID(now time.Time) string {
 	return fmt.Sprintf("Root=1-%08x-%s", now.Unix(), hex.EncodeToString(b[:]))
 }
 
+// newSpanID returns an X-Ray segment ID: 16 hex digits.
+func newSpanID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // requestTime formats t like requestContext.requestTime and time:
 // "09/Apr/2015:12:34:56 +0000".
 func requestTime(t time.Time) string { return t.UTC().Format("02/Jan/2006:15:04:05 -0700") }

@@ -31,10 +31,12 @@ type result[Resp any] struct {
 // the encoded size), the handler runs in its own goroutine with a context
 // carrying the function timeout and a lambdacontext.LambdaContext, and
 // the caller waits at most the integration timeout. A handler still
-// running after that keeps running; Close waits for it.
+// running after that keeps running, and keeps its slot of fn (nil:
+// unlimited); Close waits for it. When fn has no free slot the handler is
+// not called and invoke returns errThrottled.
 //
 // The caller must be a goroutine counted in e.wg.
-func invoke[Req, Resp any](e *Emulator, count func(*Stats), h func(context.Context, Req) (Resp, error), ev Req) (Resp, error) {
+func invoke[Req, Resp any](e *Emulator, fn *Concurrency, count func(*Stats), h func(context.Context, Req) (Resp, error), ev Req) (Resp, error) {
 	var zero Resp
 	payload, err := json.Marshal(ev)
 	if err != nil {
@@ -47,6 +49,10 @@ func invoke[Req, Resp any](e *Emulator, count func(*Stats), h func(context.Conte
 	if err := json.Unmarshal(payload, &in); err != nil {
 		return zero, fmt.Errorf("apigw: decode event: %w", err)
 	}
+	if !fn.acquire() {
+		e.stats.add(func(s *Stats) { s.Throttles++ })
+		return zero, errThrottled
+	}
 	e.stats.add(count)
 
 	ctx, cancel := context.WithTimeout(e.ctx, e.limits.FunctionTimeout)
@@ -54,10 +60,15 @@ func invoke[Req, Resp any](e *Emulator, count func(*Stats), h func(context.Conte
 		AwsRequestID:       newUUID(),
 		InvokedFunctionArn: e.functionARN,
 	})
+	if e.cfg.ActiveTracing {
+		//lint:ignore SA1029 the key aws-lambda-go uses, which handlers read
+		ctx = context.WithValue(ctx, "x-amzn-trace-id", newTraceID(time.Now())+";Parent="+newSpanID()+";Sampled=1")
+	}
 	done := make(chan result[Resp], 1)
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer fn.release()
 		defer cancel()
 		done <- call(ctx, h, in)
 	}()

@@ -1,6 +1,7 @@
 package apigwtest
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -9,7 +10,7 @@ import (
 
 // The @connections API (the Management API of apigatewaymanagementapi):
 //
-//	POST   /{stage}/@connections/{id}  body = data  -> 200, or 410, 413
+//	POST   /{stage}/@connections/{id}  body = data  -> 200, or 410, 413, 429
 //	GET    /{stage}/@connections/{id}               -> 200 JSON, or 410
 //	DELETE /{stage}/@connections/{id}               -> 204, or 410
 //
@@ -36,6 +37,7 @@ func (e *Emulator) serveManagement(w http.ResponseWriter, r *http.Request, rest 
 	case http.MethodPost:
 		e.postToConnection(w, r, id)
 	case http.MethodGet:
+		e.stats.add(func(s *Stats) { s.ConnectionGets++ })
 		c := e.lookup(id)
 		if c == nil || c.currentState() != stateOpen {
 			writeGone(w)
@@ -77,7 +79,16 @@ func (e *Emulator) postToConnection(w http.ResponseWriter, r *http.Request, id s
 		return
 	}
 	c := e.lookup(id)
-	if c == nil || c.send(opText, data) != nil {
+	err = errGone
+	if c != nil {
+		err = c.send(opText, data)
+	}
+	switch {
+	case errors.Is(err, errBufferFull):
+		e.stats.add(func(s *Stats) { s.ThrottledPosts++ })
+		writeAWSError(w, http.StatusTooManyRequests, "LimitExceededException", "Limit exceeded")
+		return
+	case err != nil:
 		e.stats.add(func(s *Stats) { s.GonePosts++ })
 		writeGone(w)
 		return

@@ -27,10 +27,26 @@ type Stats struct {
 	// posts, route responses and error notices.
 	MessagesOut int64
 
+	// Throttles counts invocations refused for want of concurrency
+	// (Config.WebSocketConcurrency, Config.HTTPConcurrency), on every
+	// route; they are not counted as invocations.
+	Throttles int64
+
+	// MeteredMessages counts messages in both directions, client
+	// messages and messages delivered to clients, in the 32 KB units
+	// (32768 bytes here) in which API Gateway bills WebSocket messages:
+	// a 100 KB message is 4.
+	MeteredMessages int64
+
 	// Posts counts @connections POSTs answered 200; GonePosts those
-	// answered 410 GoneException.
-	Posts     int64
-	GonePosts int64
+	// answered 410 GoneException; ThrottledPosts those answered 429
+	// LimitExceededException because the client's buffer was full.
+	Posts          int64
+	GonePosts      int64
+	ThrottledPosts int64
+
+	// ConnectionGets counts @connections GETs, answered or not.
+	ConnectionGets int64
 
 	// Closes counts ended connections by close code: the code the
 	// emulator sent (1001 idle or lifetime, 1009 size, 1000 DELETE, ...),
@@ -39,6 +55,19 @@ type Stats struct {
 	// close frame.
 	Closes map[int]int64
 }
+
+// ManagementCalls returns the number of @connections API calls answered
+// (posts, GETs; DELETEs are not counted).
+func (s Stats) ManagementCalls() int64 {
+	return s.Posts + s.GonePosts + s.ThrottledPosts + s.ConnectionGets
+}
+
+// meterUnit is the size of API Gateway's billing unit of WebSocket
+// messages.
+const meterUnit = 32 << 10
+
+// meteredUnits returns the billed units of a message of n bytes.
+func meteredUnits(n int) int64 { return max(1, int64((n+meterUnit-1)/meterUnit)) }
 
 // Invocations returns the total number of Lambda invocations.
 func (s Stats) Invocations() int64 {

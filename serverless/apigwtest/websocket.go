@@ -26,7 +26,8 @@ const (
 	closeWait = 2 * time.Second
 
 	// writeTimeout bounds one write to a client. A client that stops
-	// reading fails the write; the connection is then dropped (1006).
+	// reading for longer fails the write; the connection is then dropped
+	// (1006).
 	writeTimeout = 10 * time.Second
 
 	acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -43,7 +44,10 @@ const (
 	stateClosed                      // TCP connection closed; $disconnect follows
 )
 
-var errGone = errors.New("apigw: connection gone")
+var (
+	errGone       = errors.New("apigw: connection gone")
+	errBufferFull = errors.New("apigw: client buffer full")
+)
 
 // wsConn is one WebSocket API connection, from $connect to $disconnect.
 type wsConn struct {
@@ -61,6 +65,17 @@ type wsConn struct {
 	// wmu serialises writes to netConn; a message's frames are written
 	// under one hold, so messages never interleave.
 	wmu sync.Mutex
+
+	// out holds the messages (their frames) waiting for writeLoop, which
+	// writes them in order; queued is their size, the message being
+	// written included. flushing marks a close begun by the emulator,
+	// whose close frame waits for the queue to drain. All are guarded by
+	// mu; outReady is broadcast when a message is queued or written and
+	// when the state changes.
+	out      [][]byte
+	queued   int
+	flushing bool
+	outReady *sync.Cond
 
 	mu          sync.Mutex
 	state       connState
@@ -114,6 +129,7 @@ func (e *Emulator) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		connectedAt: now,
 		lastActive:  now,
 	}
+	c.outReady = sync.NewCond(&c.mu)
 	if !e.register(c) {
 		writeJSONMessage(w, http.StatusServiceUnavailable, "Service Unavailable")
 		return
@@ -125,7 +141,7 @@ func (e *Emulator) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	var subprotocol string
 	if h := e.cfg.WebSocket; h != nil {
 		ev := c.connectEvent(r, now)
-		resp, err := invoke(e, func(s *Stats) { s.ConnectInvocations++ }, h, ev)
+		resp, err := invoke(e, e.cfg.WebSocketConcurrency, func(s *Stats) { s.ConnectInvocations++ }, h, ev)
 		if e.refuseConnect(w, c, resp, err) {
 			e.unregister(c)
 			e.stats.add(func(s *Stats) { s.RefusedConnects++ })
@@ -211,6 +227,8 @@ func (c *wsConn) open(accept, subprotocol string) bool {
 	c.idle = time.AfterFunc(c.e.limits.IdleTimeout, c.idleExpired)
 	c.life = time.AfterFunc(c.e.limits.MaxConnectionLife, c.lifeExpired)
 	c.mu.Unlock()
+	c.e.wg.Add(1) // open runs in the upgrade's tracked goroutine
+	go c.writeLoop()
 
 	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
 	if subprotocol != "" {
@@ -328,7 +346,7 @@ func (c *wsConn) control(opcode byte, payload []byte) (done bool) {
 			c.closeWith(statusProtocolError, "Protocol error")
 			return true
 		}
-		if c.beginClose(code, reason) {
+		if c.beginClose(code, reason, false) {
 			// Echo the code (RFC 6455 section 5.5.1), then end: the
 			// server closes the TCP connection first.
 			c.writeClose(code, "")
@@ -343,7 +361,7 @@ func (c *wsConn) control(opcode byte, payload []byte) (done bool) {
 // received accepts one complete client message and invokes $default with
 // it in a goroutine of its own.
 func (c *wsConn) received(op byte, msg []byte) {
-	c.e.stats.add(func(s *Stats) { s.MessagesIn++ })
+	c.e.stats.add(func(s *Stats) { s.MessagesIn++; s.MeteredMessages += meteredUnits(len(msg)) })
 	c.touch()
 	c.e.wg.Add(1) // the read loop runs in a tracked goroutine
 	go c.dispatch(op, msg)
@@ -364,7 +382,7 @@ func (c *wsConn) dispatch(op byte, msg []byte) {
 		return
 	}
 	ev := c.messageEvent(op, msg, requestID)
-	resp, err := invoke(c.e, func(s *Stats) { s.DefaultInvocations++ }, h, ev)
+	resp, err := invoke(c.e, c.e.cfg.WebSocketConcurrency, func(s *Stats) { s.DefaultInvocations++ }, h, ev)
 	switch {
 	case errors.Is(err, errIntegrationTimeout):
 		c.notify("Endpoint request timed out", requestID)
@@ -397,25 +415,67 @@ func (c *wsConn) notify(message, requestID string) {
 	c.send(opText, b)
 }
 
-// send delivers one message to the client, split into frames of at most
-// MaxFrameBytes. It fails with errGone unless the connection is open. A
-// failed write drops the connection, since a partial frame leaves the
-// stream unusable.
+// send queues one message for the client, split into frames of at most
+// MaxFrameBytes; writeLoop writes it. It fails with errGone unless the
+// connection is open, and with errBufferFull when the messages already
+// waiting and this one would pass ClientBufferBytes.
 func (c *wsConn) send(op byte, data []byte) error {
 	frames := appendMessage(nil, op, data, c.e.limits.MaxFrameBytes)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.currentState() != stateOpen {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
 		return errGone
 	}
-	c.netConn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.netConn.Write(frames); err != nil {
-		c.netConn.Close()
-		return errGone
+	if c.queued > 0 && c.queued+len(frames) > c.e.limits.ClientBufferBytes {
+		c.mu.Unlock()
+		return errBufferFull
 	}
+	c.out = append(c.out, frames)
+	c.queued += len(frames)
+	c.outReady.Broadcast()
+	c.mu.Unlock()
 	c.touch()
-	c.e.stats.add(func(s *Stats) { s.MessagesOut++ })
+	c.e.stats.add(func(s *Stats) { s.MessagesOut++; s.MeteredMessages += meteredUnits(len(data)) })
 	return nil
+}
+
+// writeLoop writes queued messages in order until the connection leaves
+// the open state. When the emulator closes the connection the queue is
+// written out before the close frame; when the client does, or the TCP
+// connection ends, what is still queued is dropped. A failed write drops
+// the connection, since a partial frame leaves the stream unusable.
+func (c *wsConn) writeLoop() {
+	defer c.e.wg.Done()
+	for {
+		c.mu.Lock()
+		for len(c.out) == 0 && c.state == stateOpen {
+			c.outReady.Wait()
+		}
+		if c.state != stateOpen && (!c.flushing || c.state == stateClosed || len(c.out) == 0) {
+			c.out, c.queued = nil, 0
+			c.outReady.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		frames := c.out[0]
+		c.out[0] = nil
+		c.out = c.out[1:]
+		c.mu.Unlock()
+
+		c.wmu.Lock()
+		if st := c.currentState(); st == stateOpen || st == stateClosing {
+			c.netConn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := c.netConn.Write(frames); err != nil {
+				c.netConn.Close()
+			}
+		}
+		c.wmu.Unlock()
+
+		c.mu.Lock()
+		c.queued -= len(frames)
+		c.outReady.Broadcast()
+		c.mu.Unlock()
+	}
 }
 
 // writeControl writes a control frame unless the connection is closing.
@@ -431,8 +491,9 @@ func (c *wsConn) writeControl(op byte, payload []byte) {
 
 // beginClose moves an open connection to closing with the given status
 // and reports whether it did. A connecting one is marked so that its
-// upgrade is refused.
-func (c *wsConn) beginClose(code int, reason string) bool {
+// upgrade is refused. flush keeps the queued messages, to be written
+// before the close frame.
+func (c *wsConn) beginClose(code int, reason string, flush bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch c.state {
@@ -442,6 +503,8 @@ func (c *wsConn) beginClose(code int, reason string) bool {
 	case stateOpen:
 		c.state = stateClosing
 		c.closeCode, c.closeReason = code, reason
+		c.flushing = flush
+		c.outReady.Broadcast()
 		return true
 	}
 	return false
@@ -456,13 +519,19 @@ func (c *wsConn) writeClose(code int, reason string) error {
 	return err
 }
 
-// closeWith starts the closing handshake from the server side: it sends a
-// close frame and gives the client closeWait to answer before the read
-// loop gives up. It does nothing unless the connection is open.
+// closeWith starts the closing handshake from the server side: it lets
+// the messages already queued go out (posts are refused from now on),
+// sends a close frame and gives the client closeWait to answer before the
+// read loop gives up. It does nothing unless the connection is open.
 func (c *wsConn) closeWith(code int, reason string) {
-	if !c.beginClose(code, reason) {
+	if !c.beginClose(code, reason, true) {
 		return
 	}
+	c.mu.Lock()
+	for c.queued > 0 && c.state != stateClosed {
+		c.outReady.Wait()
+	}
+	c.mu.Unlock()
 	if err := c.writeClose(code, reason); err != nil {
 		c.netConn.Close()
 		return
@@ -478,6 +547,7 @@ func (c *wsConn) markAbnormal() {
 	if c.state == stateOpen {
 		c.state = stateClosing
 		c.closeCode, c.closeReason = statusAbnormalClosure, ""
+		c.outReady.Broadcast()
 	}
 }
 
@@ -486,6 +556,7 @@ func (c *wsConn) markAbnormal() {
 func (c *wsConn) finish() {
 	c.mu.Lock()
 	c.state = stateClosed
+	c.outReady.Broadcast()
 	code, reason := c.closeCode, c.closeReason
 	c.idle.Stop()
 	c.life.Stop()
@@ -499,7 +570,7 @@ func (c *wsConn) finish() {
 	if h == nil {
 		return
 	}
-	if _, err := invoke(c.e, func(s *Stats) { s.DisconnectInvocations++ }, h, c.disconnectEvent(code, reason)); err != nil {
+	if _, err := invoke(c.e, c.e.cfg.WebSocketConcurrency, func(s *Stats) { s.DisconnectInvocations++ }, h, c.disconnectEvent(code, reason)); err != nil {
 		c.e.log.Warn("apigw: $disconnect handler failed", "connection_id", c.id, "err", err)
 	}
 }
