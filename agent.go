@@ -53,11 +53,21 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 
 	// Agents are programs, not browsers: they authenticate with a bearer
 	// token, never with ambient cookies, so there is no Origin check.
-	ws, err := websocket.Accept(w, r, []string{protocol.SubprotocolMux})
+	var link agentLink
+	var err error
+	if asksForRaw(r) {
+		link, err = acceptRaw(w)
+	} else {
+		link, err = websocket.Accept(w, r, []string{protocol.SubprotocolMux})
+	}
 	if err != nil {
 		var ue *websocket.UpgradeError
 		if errors.As(err, &ue) {
-			s.fail(ctx, w, &Error{Code: CodeInvalidRequest, Message: "the agent endpoint takes WebSocket upgrades only: " + ue.Reason, Err: err},
+			if ue.Status == http.StatusUpgradeRequired {
+				// Both upgrades this endpoint takes, preferred first.
+				w.Header().Set("Upgrade", protocol.UpgradeMux+", websocket")
+			}
+			s.fail(ctx, w, &Error{Code: CodeInvalidRequest, Message: "the agent endpoint takes WebSocket upgrades (or the " + protocol.UpgradeMux + " upgrade) only: " + ue.Reason, Err: err},
 				slog.String("remote_addr", r.RemoteAddr))
 			return
 		}
@@ -70,9 +80,10 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	sess, err := s.handshake(ctx, r, ws, ident)
+	sess, err := s.handshake(ctx, r, link, ident)
 	if err != nil {
-		s.log.InfoContext(ctx, "agent handshake failed", slog.String("remote_addr", r.RemoteAddr), slog.String("subject", ident.Subject), slog.Any("err", err))
+		s.log.InfoContext(ctx, "agent handshake failed", slog.String("remote_addr", r.RemoteAddr), slog.String("subject", ident.Subject),
+			slog.String("transport", string(transportOf(link))), slog.Any("err", err))
 		return
 	}
 	sess.run()
@@ -80,8 +91,8 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 
 // handshake reads the agent's ready message, claims its tunnel and answers
 // connection_established, then starts the multiplexer. On failure it has
-// answered the agent with an error message and closed the WebSocket.
-func (s *Server) handshake(ctx context.Context, r *http.Request, ws *websocket.Conn, ident Identity) (*session, error) {
+// answered the agent with an error message and closed the connection.
+func (s *Server) handshake(ctx context.Context, r *http.Request, ws agentLink, ident Identity) (*session, error) {
 	fail := func(code Code, status int, msg string, cause error) (*session, error) {
 		s.inst.ErrorOccurred.Add(ctx, 1, metric.WithAttributes(observability.AttrCode.String(string(code))))
 		if b, err := protocol.Marshal(&protocol.Error{Code: string(code), Message: msg}); err == nil {

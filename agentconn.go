@@ -10,8 +10,9 @@ import (
 // answer and the session of the mode the gateway chose.
 type agentConn struct {
 	agentSession
-	est     *protocol.ConnectionEstablished
-	gateway int // index in Listener.gateways
+	est       *protocol.ConnectionEstablished
+	gateway   int       // index in Listener.gateways
+	transport Transport // TransportRaw or TransportWebSocket
 }
 
 // agentSession is what the supervisor and the Listener need of a

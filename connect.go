@@ -31,11 +31,15 @@ import (
 // does not answer, or refuses the agent, Listen returns the error (an
 // *Error for refusals, such as ErrUnauthorized or ErrNameInUse).
 //
-// The agent offers both modes of protocol/spec.md: mux mode, which
-// tunnel.Server speaks, and json mode, which an API Gateway WebSocket API
-// in front of the serverless adapter speaks (a gateway that selects no
-// subprotocol is taken to speak json mode). Either way the Listener serves
-// the same http.Serve.
+// The agent first asks for the raw transport (an HTTP/1.1 Upgrade to mux
+// mode on the connection itself, which tunnel.Server speaks). When the
+// gateway or something in front of it refuses that upgrade, it opens a
+// WebSocket at once and keeps to WebSocket for the Listener's reconnects;
+// WithTransport chooses one of the two instead. Over a WebSocket it offers
+// both modes of protocol/spec.md: mux mode, and json mode, which an API
+// Gateway WebSocket API in front of the serverless adapter speaks (a
+// gateway that selects no subprotocol is taken to speak json mode). Either
+// way the Listener serves the same http.Serve.
 func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, error) {
 	o := options{
 		minBackoff: DefaultMinBackoff,
@@ -61,6 +65,12 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 	}
 	if o.accessErr != nil {
 		return nil, &Error{Code: CodeInvalidRequest, Message: "tunnel access: " + o.accessErr.Error()}
+	}
+	if o.transport == "" {
+		o.transport = defaultTransport
+	}
+	if !validTransport(o.transport) {
+		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("unknown transport %q: use %q, %q or %q", o.transport, TransportAuto, TransportRaw, TransportWebSocket)}
 	}
 	if o.pool && o.name == "" {
 		return nil, &Error{Code: CodeInvalidRequest, Message: "WithPool needs WithName: the agents of a pool share a name"}
@@ -90,12 +100,15 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 			TLSClientConfig:       o.tlsConfig,
 			TLSHandshakeTimeout:   o.handshakeTimeout,
 			ResponseHeaderTimeout: o.handshakeTimeout,
+			// Both upgrades are HTTP/1.1's.
+			Protocols: http1Only(),
 		}},
-		events: eventQueue{fn: o.events},
-		conns:  make(chan net.Conn),
-		closed: make(chan struct{}),
-		cut:    make(chan struct{}),
-		done:   make(chan struct{}),
+		events:    eventQueue{fn: o.events},
+		transport: o.transport,
+		conns:     make(chan net.Conn),
+		closed:    make(chan struct{}),
+		cut:       make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	// Each connection attempt is bounded by the handshake timeout, the
 	// first too: a gateway that accepts TCP and never answers must not
@@ -107,7 +120,7 @@ func Listen(ctx context.Context, gatewayURL string, opts ...Option) (*Listener, 
 		l.client.CloseIdleConnections()
 		return nil, fmt.Errorf("tunnel: listen %s: %w", redact(gateways[0]), err)
 	}
-	l.log.Info("tunnel connected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL))
+	l.log.Info("tunnel connected", slog.String("tunnel_id", c.est.TunnelID), slog.String("url", c.est.PublicURL), slog.String("transport", string(c.transport)))
 	go l.supervise(c)
 	return l, nil
 }
@@ -155,24 +168,11 @@ func redact(raw string) string {
 // connect dials gateway number gw, runs the handshake (resuming the tunnel
 // if it has one) and starts the session.
 func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
-	hdr := http.Header{}
-	if l.opts.token != "" {
-		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
-	}
-	ws, resp, err := websocket.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
+	ws, err := l.dial(ctx, gw)
 	if err != nil {
-		if e := refusal(resp); e != nil {
-			return nil, e
-		}
 		return nil, err
 	}
-	// API Gateway may answer without echoing a subprotocol: that is json
-	// mode, as for an original agent.
 	sub := ws.Subprotocol()
-	if sub != protocol.SubprotocolMux && sub != protocol.SubprotocolJSON && sub != "" {
-		ws.Close(websocket.StatusProtocolError, "unknown subprotocol", 0)
-		return nil, fmt.Errorf("gateway selected unknown subprotocol %q", sub)
-	}
 
 	l.mu.Lock()
 	ready := &protocol.Ready{Version: orDefault(l.opts.version, protocol.Version), Name: l.opts.name, Access: l.opts.access.wire(), Pool: l.opts.pool}
@@ -196,7 +196,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		ws.Close(websocket.StatusPolicyViolation, "pools not supported", 0)
 		return nil, &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("the gateway speaks protocol version %d, which has no pools (version 4 has)", est.Version)}
 	}
-	c := &agentConn{est: est, gateway: gw}
+	c := &agentConn{est: est, gateway: gw, transport: transportOf(ws)}
 	if sub == protocol.SubprotocolMux {
 		ms, err := mux.Server(ws.NetConn(), mux.Config{Heartbeat: l.opts.heartbeat, ManualKeepAlive: true})
 		if err != nil {
@@ -205,7 +205,7 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		}
 		c.agentSession = &muxSession{l: l, ws: ws, mux: ms, est: est, gateway: redact(l.gateways[gw])}
 	} else {
-		c.agentSession = newJSONSession(l, ws, est)
+		c.agentSession = newJSONSession(l, ws.(*websocket.Conn), est)
 	}
 	l.mu.Lock()
 	l.id, l.url, l.resume = est.TunnelID, est.PublicURL, est.ResumeToken
@@ -214,8 +214,57 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	return c, nil
 }
 
+// dial opens the connection to gateway number gw: the raw transport, unless
+// the Listener keeps to WebSocket, else a WebSocket. A refused raw upgrade
+// makes the Listener keep to WebSocket from then on (unless WithTransport
+// asked for raw) and opens the WebSocket at once.
+func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
+	hdr := http.Header{}
+	if l.opts.token != "" {
+		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
+	}
+	l.mu.Lock()
+	t := l.transport
+	l.mu.Unlock()
+	if t != TransportWebSocket {
+		raw, err := dialRaw(ctx, l.client, l.gateways[gw], hdr)
+		if err == nil {
+			return raw, nil
+		}
+		if t == TransportRaw || !errors.Is(err, errUpgradeRefused) {
+			return nil, err
+		}
+		l.mu.Lock()
+		l.transport = TransportWebSocket
+		l.mu.Unlock()
+		l.log.Info("tunnel gateway refused the raw transport; using WebSocket from now on", slog.String("gateway", redact(l.gateways[gw])), slog.Any("err", err))
+	}
+	ws, resp, err := websocket.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
+	if err != nil {
+		if e := refusal(resp); e != nil {
+			return nil, e
+		}
+		return nil, err
+	}
+	// API Gateway may answer without echoing a subprotocol: that is json
+	// mode, as for an original agent.
+	if sub := ws.Subprotocol(); sub != protocol.SubprotocolMux && sub != protocol.SubprotocolJSON && sub != "" {
+		ws.Close(websocket.StatusProtocolError, "unknown subprotocol", 0)
+		return nil, fmt.Errorf("gateway selected unknown subprotocol %q", sub)
+	}
+	return ws, nil
+}
+
+// http1Only returns the protocols of the agent's HTTP client: HTTP/1.1
+// alone, which both upgrades need.
+func http1Only() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	return p
+}
+
 // handshake sends ready and reads the gateway's answer; ctx bounds both.
-func handshake(ctx context.Context, ws *websocket.Conn, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
+func handshake(ctx context.Context, ws agentLink, ready *protocol.Ready) (*protocol.ConnectionEstablished, error) {
 	stop := context.AfterFunc(ctx, func() { ws.CloseNow() })
 	defer stop()
 	b, err := protocol.Marshal(ready)

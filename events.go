@@ -52,6 +52,9 @@ type Event struct {
 	Delay    time.Duration // wait before the attempt (EventReconnecting)
 	RTT      time.Duration // round-trip time (EventHeartbeat)
 	Err      error         // why the connection dropped (EventDisconnected), or why the previous attempt failed (EventReconnecting; nil for the first)
+	// Transport is the transport of the new connection (EventConnected):
+	// TransportRaw or TransportWebSocket.
+	Transport Transport
 }
 
 // emit hands an event to the WithEvents callback, if any, without waiting

@@ -42,10 +42,14 @@ func serveGateway(t *testing.T, srv *tunnel.Server) (string, chan error) {
 // 1001 (going away), not a broken connection.
 func TestShutdownWithOpenStreams(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testShutdownWithOpenStreams)
+}
+
+func testShutdownWithOpenStreams(t *testing.T, tr tunnel.Option) {
 	const grace = 500 * time.Millisecond
 	srv := &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet, ShutdownGrace: grace}
 	gwURL, _ := serveGateway(t, srv)
-	ln, err := tunnel.Listen(context.Background(), gwURL, tunnel.WithLogger(quiet), tunnel.WithBackoff(time.Hour, time.Hour))
+	ln, err := tunnel.Listen(context.Background(), gwURL, tunnel.WithLogger(quiet), tr, tunnel.WithBackoff(time.Hour, time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +93,9 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 		t.Fatalf("first event: %q, %v", line, err)
 	}
 	// The WebSocket.
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	ws, _, err := websocket.Dial(context.Background(), &http.Client{Transport: tr}, strings.Replace(ln.URL(), "http", "ws", 1)+"/ws", nil, nil)
+	ht := &http.Transport{}
+	t.Cleanup(ht.CloseIdleConnections)
+	ws, _, err := websocket.Dial(context.Background(), &http.Client{Transport: ht}, strings.Replace(ln.URL(), "http", "ws", 1)+"/ws", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +150,10 @@ func TestShutdownWithOpenStreams(t *testing.T) {
 // this node finishes.
 func TestShutdownMovesAgentsFirst(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testShutdownMovesAgentsFirst)
+}
+
+func testShutdownMovesAgentsFirst(t *testing.T, tr tunnel.Option) {
 	shared := store.NewMemory()
 	mk := func() (*tunnel.Server, string) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -169,7 +177,7 @@ func TestShutdownMovesAgentsFirst(t *testing.T) {
 	var mu sync.Mutex
 	var gateways []string
 	moved := make(chan struct{}, 1)
-	ln, err := tunnel.Listen(context.Background(), aURL, tunnel.WithLogger(quiet), tunnel.WithFallbackGateways(bURL),
+	ln, err := tunnel.Listen(context.Background(), aURL, tunnel.WithLogger(quiet), tr, tunnel.WithFallbackGateways(bURL),
 		tunnel.WithBackoff(time.Hour, time.Hour), // only the move may reconnect it
 		tunnel.WithEvents(func(e tunnel.Event) {
 			if e.Kind == tunnel.EventConnected {

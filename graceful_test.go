@@ -15,8 +15,12 @@ import (
 // connection to the gateway closes after it, and Done with it.
 func TestHTTPServerShutdownKeepsRequestsInFlight(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testHTTPServerShutdownKeepsRequestsInFlight)
+}
+
+func testHTTPServerShutdownKeepsRequestsInFlight(t *testing.T, tr tunnel.Option) {
 	gw, ev := gateway(t, nil)
-	ln := listen(t, gw)
+	ln := listen(t, gw, tr)
 	entered, release := make(chan struct{}), make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)

@@ -38,3 +38,16 @@ func listen(t testing.TB, gw *tunneltest.Gateway, opts ...tunnel.Option) *tunnel
 	t.Helper()
 	return gw.Listen(t, opts...)
 }
+
+// eachTransport runs test once per transport of the agent, in parallel
+// subtests named for it, with the option that asks for it: the behaviours
+// these tests pin must hold on both.
+func eachTransport(t *testing.T, test func(t *testing.T, tr tunnel.Option)) {
+	t.Helper()
+	for _, tr := range []tunnel.Transport{tunnel.TransportRaw, tunnel.TransportWebSocket} {
+		t.Run(string(tr), func(t *testing.T) {
+			t.Parallel()
+			test(t, tunnel.WithTransport(tr))
+		})
+	}
+}

@@ -38,13 +38,14 @@ type Listener struct {
 	done      chan struct{} // closed when the supervisor has returned
 	err       error         // why the listener stopped; read after done is closed
 
-	mu       sync.Mutex
-	id       string
-	url      string
-	resume   string
-	current  *agentConn
-	drained  *agentConn   // the connection stop told the gateway about
-	retiring []*agentConn // connections of gateways going away, still carrying streams
+	mu        sync.Mutex
+	transport Transport // the one to dial: after a refused raw upgrade, TransportWebSocket
+	id        string
+	url       string
+	resume    string
+	current   *agentConn
+	drained   *agentConn   // the connection stop told the gateway about
+	retiring  []*agentConn // connections of gateways going away, still carrying streams
 
 	active activity // connections handed out by Accept and not yet closed
 	events eventQueue

@@ -16,7 +16,7 @@ import (
 // opens is one public connection for Accept.
 type muxSession struct {
 	l       *Listener
-	ws      *websocket.Conn
+	ws      agentLink // the raw transport or a WebSocket
 	mux     *yamux.Session
 	est     *protocol.ConnectionEstablished
 	gateway string // the gateway's URL, redacted, for events
@@ -150,8 +150,9 @@ func (s *muxSession) handOver(st net.Conn, client net.Addr, rest []byte) bool {
 	}
 }
 
-// close ends the connection with a WebSocket close handshake, bounded to a
-// second, so the gateway sees a clean departure.
+// close ends the connection cleanly (a WebSocket close handshake, or the
+// raw transport's half-close), bounded to a second, so the gateway sees a
+// clean departure.
 func (s *muxSession) close() {
 	if !s.mux.IsClosed() {
 		s.ws.Close(websocket.StatusNormalClosure, "agent closing", time.Second)

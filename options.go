@@ -41,6 +41,7 @@ type options struct {
 	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 	rewriteHost      bool
 	fallbacks        []string
+	transport        Transport // "" is TransportAuto; see WithTransport
 	events           func(Event)
 
 	tracerProvider trace.TracerProvider

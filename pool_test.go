@@ -73,8 +73,12 @@ func (a *poolAgent) stop(t *testing.T) {
 // fails, and the stopped agent answers nothing after its stop returned.
 func TestPoolSpreadsAndSurvivesAStop(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testPoolSpreadsAndSurvivesAStop)
+}
+
+func testPoolSpreadsAndSurvivesAStop(t *testing.T, tr tunnel.Option) {
 	gw, _ := gateway(t, &tunnel.Server{Logger: debugLog(t)})
-	agents := []*poolAgent{startPoolAgent(t, gw, 0), startPoolAgent(t, gw, 1), startPoolAgent(t, gw, 2)}
+	agents := []*poolAgent{startPoolAgent(t, gw, 0, tr), startPoolAgent(t, gw, 1, tr), startPoolAgent(t, gw, 2, tr)}
 	url := agents[0].ln.URL()
 	for _, a := range agents[1:] {
 		if a.ln.URL() != url {

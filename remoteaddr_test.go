@@ -45,8 +45,12 @@ func getFrom(t *testing.T, c *http.Client, url string) (remote, local string, hd
 // shared between two clients, so each client keeps seeing its own address.
 func TestRemoteAddrIsThePublicClient(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testRemoteAddrIsThePublicClient)
+}
+
+func testRemoteAddrIsThePublicClient(t *testing.T, tr tunnel.Option) {
 	gw, _ := gateway(t, nil)
-	ln := listen(t, gw)
+	ln := listen(t, gw, tr)
 	tunneltest.Serve(t, ln, remoteAddrHandler)
 	a, b := newClient(t), newClient(t)
 	for i := range 6 {

@@ -36,7 +36,8 @@ type session struct {
 	version int          // the protocol version agreed at the handshake
 	host    string       // the host of the tunnel's public URL
 
-	ws *websocket.Conn
+	// ws is the agent's connection: a WebSocket or the raw transport.
+	ws agentLink
 	// mux is set before ready is closed, and stays nil if the session
 	// failed to start.
 	mux       *yamux.Session
@@ -119,7 +120,7 @@ func streamClient(addr string) netip.AddrPort {
 // reading the agent's control streams, then deregisters it.
 func (sess *session) run() {
 	s := sess.srv
-	sess.log.Info("agent connected", slog.String("subject", sess.info.Subject), slog.String("url", sess.info.URL))
+	sess.log.Info("agent connected", slog.String("subject", sess.info.Subject), slog.String("url", sess.info.URL), slog.String("transport", string(transportOf(sess.ws))))
 	ctx := context.Background()
 	s.inst.ConnectionEstablished.Add(ctx, 1)
 	s.inst.ActiveTunnels.Add(ctx, 1)

@@ -9,14 +9,19 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/internal/e2e"
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
 func TestSSEEventsArriveOneByOne(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testSSEEventsArriveOneByOne)
+}
+
+func testSSEEventsArriveOneByOne(t *testing.T, tr tunnel.Option) {
 	gw, _ := gateway(t, nil)
-	ln := listen(t, gw)
+	ln := listen(t, gw, tr)
 	next := make(chan struct{})
 	tunneltest.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -171,8 +176,12 @@ func (pattern) Read(p []byte) (int, error) {
 
 func TestWebSocketEchoThroughTunnel(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testWebSocketEchoThroughTunnel)
+}
+
+func testWebSocketEchoThroughTunnel(t *testing.T, tr tunnel.Option) {
 	gw, _ := gateway(t, nil)
-	ln := listen(t, gw)
+	ln := listen(t, gw, tr)
 	tunneltest.Serve(t, ln, http.HandlerFunc(e2e.WSEcho))
 	e2e.CheckWSEcho(t, ln.URL())
 }

@@ -19,7 +19,7 @@ func (l *Listener) supervise(c *agentConn) {
 	}()
 	attempt := 0
 	for {
-		l.emit(Event{Kind: EventConnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Attempt: attempt})
+		l.emit(Event{Kind: EventConnected, TunnelID: c.est.TunnelID, URL: c.est.PublicURL, Gateway: redact(l.gateways[c.gateway]), Attempt: attempt, Transport: c.transport})
 		c.start()
 		from, wait := c.gateway, true
 		var why error

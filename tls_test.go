@@ -22,6 +22,10 @@ import (
 // with a certificate error.
 func TestListenOverTLS(t *testing.T) {
 	t.Parallel()
+	eachTransport(t, testListenOverTLS)
+}
+
+func testListenOverTLS(t *testing.T, tr tunnel.Option) {
 	srv := &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet}
 	ts := httptest.NewUnstartedServer(srv)
 	ts.StartTLS()
@@ -36,11 +40,11 @@ func TestListenOverTLS(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := tunnel.Listen(ctx, ts.URL, tunnel.WithLogger(quiet)); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := tunnel.Listen(ctx, ts.URL, tunnel.WithLogger(quiet), tr); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Listen without the gateway's CA: %v, want a certificate error", err)
 	}
 
-	ln, err := tunnel.Listen(ctx, ts.URL, tunnel.WithLogger(quiet), tunnel.WithTLSConfig(&tls.Config{RootCAs: roots}))
+	ln, err := tunnel.Listen(ctx, ts.URL, tunnel.WithLogger(quiet), tr, tunnel.WithTLSConfig(&tls.Config{RootCAs: roots}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,15 @@ const (
 	SubprotocolJSON = "http-tunnel.json.v1"
 )
 
+// UpgradeMux is the HTTP/1.1 Upgrade token of the raw transport: an agent
+// that sends "Connection: Upgrade" and "Upgrade: http-tunnel.mux.v1" asks
+// for mux mode straight on the connection, without WebSocket framing. A
+// gateway that knows it answers 101 with the same token; after that the
+// handshake's messages are lines of JSON, each ended by '\n', and then the
+// yamux session's bytes follow. An agent whose upgrade is refused opens a
+// WebSocket instead (spec.md, "Raw transport").
+const UpgradeMux = "http-tunnel.mux.v1"
+
 // ConnectPath is the request path of the gateway's agent endpoint, the URL
 // path an agent opens its WebSocket to. It starts with "/_" so that it cannot
 // collide with a tunnel ID in path-based routing: tunnel IDs are DNS labels,

@@ -1,0 +1,405 @@
+package tunnel
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/http-tunnel/tunnel/internal/websocket"
+	"github.com/http-tunnel/tunnel/protocol"
+)
+
+// Transport is how an agent's connection to the gateway carries mux mode:
+// on the connection itself after an HTTP/1.1 Upgrade (TransportRaw), or
+// in the binary messages of a WebSocket (TransportWebSocket). Json mode,
+// for gateways behind API Gateway, always runs over a WebSocket.
+type Transport string
+
+// The transports WithTransport takes.
+const (
+	// TransportAuto asks for the raw transport first and, when the
+	// gateway or something in front of it refuses the upgrade, opens a
+	// WebSocket at once and keeps to WebSocket for the Listener's
+	// reconnects. It is the default.
+	TransportAuto Transport = "auto"
+	// TransportRaw asks for the raw transport only: a refused upgrade
+	// is an error, as a refused WebSocket is.
+	TransportRaw Transport = "raw"
+	// TransportWebSocket opens a WebSocket only, as agents did before the
+	// raw transport existed.
+	TransportWebSocket Transport = "websocket"
+)
+
+// WithTransport chooses the transport to the gateway: TransportAuto (the
+// default; also what the empty Transport means), TransportRaw or
+// TransportWebSocket. Listen refuses any other value (ErrInvalidRequest).
+// The transport in use is in EventConnected's Transport.
+func WithTransport(t Transport) Option { return func(o *options) { o.transport = t } }
+
+// defaultTransport is the transport of a Listener without WithTransport:
+// TransportAuto. The tests of this package set it from the environment
+// (TUNNEL_TEST_TRANSPORT), to run the whole suite over one transport.
+var defaultTransport = TransportAuto
+
+// validTransport reports whether t is one WithTransport takes.
+func validTransport(t Transport) bool {
+	switch t {
+	case "", TransportAuto, TransportRaw, TransportWebSocket:
+		return true
+	}
+	return false
+}
+
+// agentLink is the connection between an agent and its gateway as the
+// handshake and a mux-mode session use it: a WebSocket (*websocket.Conn)
+// or the raw transport (*rawLink). The handshake's messages are JSON text
+// messages of the one, lines of the other.
+type agentLink interface {
+	Subprotocol() string
+	ReadMessage(limit int) (byte, []byte, error)
+	WriteMessage(op byte, p []byte) error
+	// NetConn returns the byte stream the yamux session runs over.
+	NetConn() net.Conn
+	// Close ends the connection cleanly: a WebSocket sends a close frame
+	// with code and reason, the raw transport half-closes (TCP FIN, or a
+	// TLS close_notify); either waits up to wait for the peer to end its
+	// side before it closes the connection.
+	Close(code int, reason string, wait time.Duration) error
+	// CloseAndDrain is Close for a connection nobody else reads.
+	CloseAndDrain(code int, reason string, wait time.Duration) error
+	CloseNow() error
+}
+
+var (
+	_ agentLink = (*websocket.Conn)(nil)
+	_ agentLink = (*rawLink)(nil)
+)
+
+// transportOf returns the transport of a link.
+func transportOf(l agentLink) Transport {
+	if _, ok := l.(*rawLink); ok {
+		return TransportRaw
+	}
+	return TransportWebSocket
+}
+
+// rawReadBuffer is the read buffer of a raw link, which the yamux session
+// reads through (rawLink.ReadIsBuffered): as large as a WebSocket's.
+const rawReadBuffer = 64 << 10
+
+// rawLink is a connection upgraded to the raw transport. Before the
+// session starts it reads and writes the handshake's lines; then it is the
+// yamux session's byte stream (NetConn returns the link itself). Only the
+// session's send loop writes then, so writes need no framing, but they are
+// serialized with the half-close of Close so that a FIN never cuts a frame.
+type rawLink struct {
+	conn net.Conn      // the TCP or TLS connection, for writes, deadlines and half-close
+	br   *bufio.Reader // reads: bytes the HTTP layer had buffered first, then conn
+	rc   io.Closer     // what closes the connection (the response body, on the agent)
+
+	wmu         sync.Mutex
+	vec         net.Buffers // a batch of parts, for one writev on TCP
+	joined      []byte      // a batch of parts joined, for TLS (one record)
+	writeClosed bool
+
+	peerDone  chan struct{} // closed when reading has ended: the peer's FIN, or an error
+	peerOnce  sync.Once
+	closeOnce sync.Once
+}
+
+func newRawLink(conn net.Conn, r io.Reader, rc io.Closer) *rawLink {
+	return &rawLink{conn: conn, br: bufio.NewReaderSize(r, rawReadBuffer), rc: rc, peerDone: make(chan struct{})}
+}
+
+// Subprotocol returns mux mode's name: the raw transport carries nothing
+// else.
+func (c *rawLink) Subprotocol() string { return protocol.SubprotocolMux }
+
+// ReadMessage reads one handshake line of at most limit bytes, without its
+// '\n'; the type is always text. A longer line is protocol.ErrTooLarge.
+func (c *rawLink) ReadMessage(limit int) (byte, []byte, error) {
+	line, err := readLine(c.br, limit)
+	if err != nil {
+		return 0, nil, c.readErr(err)
+	}
+	return websocket.OpText, line, nil
+}
+
+// WriteMessage writes p, a handshake message, as one line.
+func (c *rawLink) WriteMessage(_ byte, p []byte) error {
+	_, err := c.Write(append(p[:len(p):len(p)], '\n'))
+	return err
+}
+
+// NetConn returns the link as the session's byte stream.
+func (c *rawLink) NetConn() net.Conn { return rawStream{c} }
+
+// rawStream is a raw link as a net.Conn, the yamux session's byte stream.
+// Its Close closes at once: yamux calls it when the session is already
+// over. Graceful closes go through rawLink.Close first.
+type rawStream struct{ *rawLink }
+
+var _ net.Conn = rawStream{}
+
+func (s rawStream) Close() error { return s.CloseNow() }
+
+// Read reads the stream, past what the handshake read.
+func (c *rawLink) Read(p []byte) (int, error) {
+	n, err := c.br.Read(p)
+	if err != nil {
+		err = c.readErr(err)
+	}
+	return n, err
+}
+
+// readErr records that reading has ended, unless at a deadline, which ends
+// nothing.
+func (c *rawLink) readErr(err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.peerOnce.Do(func() { close(c.peerDone) })
+	}
+	return err
+}
+
+// ReadIsBuffered reports that reads are buffered here, so that the yamux
+// session puts no buffer of its own in front.
+func (c *rawLink) ReadIsBuffered() bool { return true }
+
+func (c *rawLink) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.writeClosed {
+		return 0, net.ErrClosed
+	}
+	return c.conn.Write(p)
+}
+
+// WriteParts writes parts back to back, in one system call on TCP (writev)
+// and in one TLS record under TLS: the yamux session hands a frame's header
+// and body, or several queued frames, in one call.
+func (c *rawLink) WriteParts(parts [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.writeClosed {
+		return net.ErrClosed
+	}
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		c.vec = append(c.vec[:0], parts...)
+		v := c.vec
+		_, err := v.WriteTo(tc)
+		clear(c.vec)
+		return err
+	}
+	c.joined = c.joined[:0]
+	for _, p := range parts {
+		c.joined = append(c.joined, p...)
+	}
+	_, err := c.conn.Write(c.joined)
+	if cap(c.joined) > rawReadBuffer {
+		c.joined = nil // a large batch is not kept for the link's life
+	}
+	return err
+}
+
+// closeWrite ends the writing side: no frame is cut, and nothing more is
+// written.
+func (c *rawLink) closeWrite() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.writeClosed {
+		return
+	}
+	c.writeClosed = true
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		cw.CloseWrite()
+	}
+}
+
+// Close half-closes the connection, waits up to wait for the peer to close
+// its side (read by whoever is reading), then closes it. The raw transport
+// has no close codes: code and reason are for a WebSocket's close frame.
+func (c *rawLink) Close(_ int, _ string, wait time.Duration) error {
+	c.closeWrite()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-c.peerDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return c.CloseNow()
+}
+
+// CloseAndDrain half-closes the connection, then reads and discards what
+// the peer still sends until it closes its side, for at most wait: the
+// peer reads the last message (an error) before the connection closes.
+func (c *rawLink) CloseAndDrain(_ int, _ string, wait time.Duration) error {
+	c.closeWrite()
+	c.conn.SetReadDeadline(time.Now().Add(wait))
+	io.Copy(io.Discard, io.LimitReader(c.br, 1<<20))
+	return c.CloseNow()
+}
+
+// CloseNow closes the connection at once.
+func (c *rawLink) CloseNow() error {
+	var err error
+	c.closeOnce.Do(func() { err = c.rc.Close() })
+	return err
+}
+
+// LocalAddr, RemoteAddr and the deadlines are the connection's.
+func (c *rawLink) LocalAddr() net.Addr                { return c.conn.LocalAddr() }
+func (c *rawLink) RemoteAddr() net.Addr               { return c.conn.RemoteAddr() }
+func (c *rawLink) SetDeadline(t time.Time) error      { return c.conn.SetDeadline(t) }
+func (c *rawLink) SetReadDeadline(t time.Time) error  { return c.conn.SetReadDeadline(t) }
+func (c *rawLink) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+
+// asksForRaw reports whether r asks the agent endpoint for the raw
+// transport: an HTTP/1.1 GET with "Connection: Upgrade" and the raw
+// transport's token in Upgrade.
+func asksForRaw(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.ProtoMajor == 1 && r.ProtoMinor >= 1 &&
+		hasToken(r.Header, "Connection", "upgrade") && hasToken(r.Header, "Upgrade", protocol.UpgradeMux)
+}
+
+// hasToken reports whether a comma-separated header holds token, ignoring
+// case.
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// acceptRaw answers r's upgrade to the raw transport with 101 and takes the
+// connection over. Headers set on w before are sent with the 101. If w
+// cannot hand its connection over it returns websocket.ErrNotHijackable
+// (wrapped) and w is still unanswered.
+func acceptRaw(w http.ResponseWriter) (*rawLink, error) {
+	h := w.Header()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", websocket.ErrNotHijackable, err)
+	}
+	// The server may have set deadlines for the request; the connection
+	// outlives it.
+	conn.SetDeadline(time.Time{})
+	resp := make([]byte, 0, 128)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+protocol.UpgradeMux+"\r\n"...)
+	for k, vs := range h {
+		switch http.CanonicalHeaderKey(k) {
+		case "Upgrade", "Connection", "Content-Length", "Transfer-Encoding":
+			continue
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(k+v, "\r\n") {
+				continue
+			}
+			resp = append(resp, k+": "+v+"\r\n"...)
+		}
+	}
+	resp = append(resp, "\r\n"...)
+	if _, err := conn.Write(resp); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("raw upgrade: %w", err)
+	}
+	// Bytes the agent sent right behind its request may already be in
+	// the server's read buffer: read those first.
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return newRawLink(conn, r, conn), nil
+}
+
+// errUpgradeRefused is wrapped by dialRaw's error when the answer to the
+// upgrade says that the way to the gateway does not pass the raw
+// transport: the agent opens a WebSocket instead.
+var errUpgradeRefused = errors.New("the raw transport's upgrade was refused")
+
+// dialRaw asks the agent endpoint at rawURL (ws:// or wss://) for the raw
+// transport with client, sending header; ctx bounds the upgrade only.
+//
+// An answer that refuses the agent itself, as it would refuse a WebSocket
+// (401, 403, 429, or the public error body with any code but
+// invalid_request), is returned as an *Error. Any other answer but 101 with
+// the raw transport's token (an old gateway's 400, API Gateway's 426, a
+// proxy's 502 or 404, a 101 to something else) means the way does not
+// pass the upgrade: the error wraps errUpgradeRefused. An error reaching
+// the gateway is neither.
+func dialRaw(ctx context.Context, client *http.Client, rawURL string, header http.Header) (*rawLink, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	}
+	var netConn net.Conn
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { netConn = info.Conn },
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", protocol.UpgradeMux)
+	resp, err := client.Do(req)
+	if err != nil {
+		// net/http names the URL, which may carry a secret in its query.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("raw upgrade: %w", err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok || netConn == nil || !hasToken(resp.Header, "Upgrade", protocol.UpgradeMux) || !hasToken(resp.Header, "Connection", "upgrade") {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: the answer switched to %q", errUpgradeRefused, resp.Header.Get("Upgrade"))
+		}
+		return newRawLink(netConn, rwc, rwc), nil
+	}
+	// Keep the start of the explanation, without waiting on a server
+	// that sends no more.
+	t := time.AfterFunc(3*time.Second, func() { resp.Body.Close() })
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	t.Stop()
+	resp.Body.Close()
+	var eb errorBody
+	json.Unmarshal(body, &eb)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden,
+		resp.StatusCode == http.StatusTooManyRequests, eb.Error != "" && eb.Error != CodeInvalidRequest:
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil, refusal(resp)
+	}
+	return nil, fmt.Errorf("%w: the gateway answered %s", errUpgradeRefused, resp.Status)
+}
