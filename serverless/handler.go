@@ -327,7 +327,12 @@ func (h *Handler) storeChunk(ctx context.Context, requestID string, index, count
 func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, m *protocol.Ready, log *slog.Logger) {
 	connID := ev.RequestContext.ConnectionID
 	refuse := func(e *tunnel.Error) {
-		post(ctx, h.Mgmt, connID, &protocol.Error{Code: string(e.Code), Message: e.Message})
+		code := string(e.Code)
+		if m.Version < 1 {
+			// An original agent decodes only the four codes of version 0.
+			code = protocol.CodeForVersion0Agent(code)
+		}
+		post(ctx, h.Mgmt, connID, &protocol.Error{Code: code, Message: e.Message})
 	}
 	ident, e := h.identity(ctx, connID, log)
 	if e != nil {

@@ -6,53 +6,73 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/coder/websocket"
 
 	tunnel "github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
-// originalAgent is the agent of the original http-tunnel, written against
-// the wire: it offers no subprotocol, announces no version in ready, and
-// knows http_request and http_response without chunk fields. It echoes
-// every request. Messages from API Gateway arrive in frames of up to 32
-// KiB; the websocket package reassembles them.
+// originalAgent is the agent of the original http-tunnel (ttf), written
+// against the wire: it offers no subprotocol, announces no version in
+// ready, and knows http_request and http_response without chunk fields.
+// It echoes every request. As ttf, whose tokio-tungstenite writes every
+// message as one WebSocket frame, it sends each message in a single frame,
+// however large: an http_response whose body is over about 24 KB is a
+// frame over API Gateway's 32 KB limit, and the connection is closed with
+// 1009. As ttf, it decodes an error message only when its code is one of
+// the four of version 0 (a fault otherwise), does not answer the
+// gateway's JSON ping, and connects again when its connection ends, with
+// a ready that asks for nothing, so that its tunnel comes back under a
+// new ID (ttf waits a second first; the stand-in does not). Messages from
+// API Gateway arrive in frames of up to 32 KiB; the websocket package
+// reassembles them.
 type originalAgent struct {
-	conn        *websocket.Conn
-	established map[string]any
+	url   string
+	token string
 
-	pong chan struct{}
+	established map[string]any      // connection_established of the first connection
+	reconnected chan map[string]any // connection_established of every later one
+	errs        chan string         // codes of the error messages received
+	pong        chan struct{}
 
-	mu       sync.Mutex
-	requests int      // http_request messages received
-	faults   []string // what the agent found wrong on the wire
+	mu           sync.Mutex
+	conn         *websocket.Conn // the current connection
+	requests     int             // http_request messages received
+	largestFrame int             // bytes of the largest message (so frame) written
+	faults       []string        // what the agent found wrong on the wire
 }
 
 // dialOriginalAgent connects an originalAgent to g and waits for its
-// connection_established. The agent runs until the test ends.
+// connection_established. The agent runs, reconnecting, until the test
+// ends.
 func dialOriginalAgent(t *testing.T, g *gateway) *originalAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	conn, resp, err := websocket.Dial(ctx, g.emu.WebSocketURL(), &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
+	a := &originalAgent{url: g.emu.WebSocketURL(), reconnected: make(chan map[string]any, 4),
+		errs: make(chan string, 16), pong: make(chan struct{}, 1)}
+	conn, est, err := a.connect(ctx)
 	if err != nil {
 		cancel()
-		t.Fatalf("dial: %v", err)
+		t.Fatal(err)
 	}
-	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" {
-		t.Errorf("gateway selected subprotocol %q for an agent that offered none", p)
-	}
-	conn.SetReadLimit(2 * protocol.MaxMessageBytes)
-	a := &originalAgent{conn: conn, pong: make(chan struct{}, 1)}
+	a.established, a.conn = est, conn
 	done := make(chan struct{})
 	t.Cleanup(func() {
 		cancel()
-		conn.CloseNow()
+		a.mu.Lock()
+		a.conn.CloseNow()
+		a.mu.Unlock()
 		<-done
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -60,27 +80,98 @@ func dialOriginalAgent(t *testing.T, g *gateway) *originalAgent {
 			t.Errorf("original agent: %s", f)
 		}
 	})
-
-	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ready"}`)); err != nil {
-		close(done)
-		t.Fatalf("write ready: %v", err)
-	}
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer rcancel()
-	typ, b, err := conn.Read(rctx)
-	if err != nil || typ != websocket.MessageText {
-		close(done)
-		t.Fatalf("read connection_established: type %v, %v", typ, err)
-	}
-	if err := json.Unmarshal(b, &a.established); err != nil || a.established["type"] != "connection_established" {
-		close(done)
-		t.Fatalf("first message %s, want connection_established (%v)", b, err)
-	}
 	go func() {
 		defer close(done)
-		a.serve(ctx)
+		for {
+			a.serve(ctx, conn)
+			conn.CloseNow()
+			if ctx.Err() != nil {
+				return
+			}
+			c, est, err := a.connect(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.fault("reconnect: " + err.Error())
+				}
+				return
+			}
+			a.mu.Lock()
+			conn, a.conn = c, c
+			a.mu.Unlock()
+			select {
+			case a.reconnected <- est:
+			default:
+				a.fault("too many reconnects")
+			}
+		}
 	}()
 	return a
+}
+
+// connect opens a connection as ttf does and returns it with its
+// connection_established. Like ttf, it skips any other message before
+// that one, and gives up after 10 s.
+func (a *originalAgent) connect(ctx context.Context) (*websocket.Conn, map[string]any, error) {
+	conn, first, err := originalReady(ctx, a.url, a.token)
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		var m map[string]any
+		if err := json.Unmarshal(first, &m); err == nil && m["type"] == "connection_established" {
+			return conn, m, nil
+		}
+		typ, b, err := conn.Read(rctx)
+		if err != nil || typ != websocket.MessageText {
+			conn.CloseNow()
+			return nil, nil, fmt.Errorf("read connection_established: type %v, %v", typ, err)
+		}
+		first = b
+	}
+}
+
+// originalReady opens a connection to url as ttf does (no subprotocol,
+// the token as a bearer token, if any), sends ready, and returns the
+// connection and the first message it receives.
+func originalReady(ctx context.Context, url, token string) (*websocket.Conn, []byte, error) {
+	opts := &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled}
+	if token != "" {
+		opts.HTTPHeader = http.Header{"Authorization": {"Bearer " + token}}
+	}
+	conn, resp, err := websocket.Dial(ctx, url, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial: %w", err)
+	}
+	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" {
+		conn.CloseNow()
+		return nil, nil, fmt.Errorf("gateway selected subprotocol %q for an agent that offered none", p)
+	}
+	conn.SetReadLimit(2 * protocol.MaxMessageBytes)
+	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ready"}`)); err != nil {
+		conn.CloseNow()
+		return nil, nil, fmt.Errorf("write ready: %w", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	typ, b, err := conn.Read(rctx)
+	if err != nil || typ != websocket.MessageText {
+		conn.CloseNow()
+		return nil, nil, fmt.Errorf("read the answer to ready: type %v, %v", typ, err)
+	}
+	return conn, b, nil
+}
+
+// version0Code reports whether ttf decodes an error message with code: its
+// ErrorCode enum has four members, and serde refuses the whole message for
+// any other value.
+func version0Code(code string) bool {
+	switch code {
+	case protocol.CodeV0InvalidRequest, protocol.CodeV0Timeout, protocol.CodeV0LocalServiceUnavailable, protocol.CodeV0InternalError:
+		return true
+	}
+	return false
 }
 
 func (a *originalAgent) fault(s string) {
@@ -95,10 +186,10 @@ func (a *originalAgent) requestCount() int {
 	return a.requests
 }
 
-// serve answers messages until the connection ends.
-func (a *originalAgent) serve(ctx context.Context) {
+// serve answers the messages of conn until it ends.
+func (a *originalAgent) serve(ctx context.Context, conn *websocket.Conn) {
 	for {
-		typ, b, err := a.conn.Read(ctx)
+		typ, b, err := conn.Read(ctx)
 		if err != nil {
 			return
 		}
@@ -114,11 +205,19 @@ func (a *originalAgent) serve(ctx context.Context) {
 		var kind string
 		json.Unmarshal(raw["type"], &kind)
 		switch kind {
-		case "ping":
-			a.write(ctx, map[string]any{"type": "pong"})
 		case "pong":
 			select {
 			case a.pong <- struct{}{}:
+			default:
+			}
+		case "error":
+			var code string
+			json.Unmarshal(raw["code"], &code)
+			if !version0Code(code) {
+				a.fault(fmt.Sprintf("error message with a code ttf cannot decode: %.200s", b))
+			}
+			select {
+			case a.errs <- code:
 			default:
 			}
 		case "http_request":
@@ -130,13 +229,15 @@ func (a *originalAgent) serve(ctx context.Context) {
 					a.fault(fmt.Sprintf("http_request with %s: %.200s", f, b))
 				}
 			}
-			a.answer(ctx, b)
+			a.answer(ctx, conn, b)
 		}
 	}
 }
 
-// answer echoes an http_request as the original agent's http_response.
-func (a *originalAgent) answer(ctx context.Context, b []byte) {
+// answer echoes an http_request as the original agent's http_response;
+// to a URI under /count it answers the body's size in decimal instead,
+// and to /error/<code> an error message with that code.
+func (a *originalAgent) answer(ctx context.Context, conn *websocket.Conn, b []byte) {
 	var req struct {
 		RequestID string              `json:"request_id"`
 		Method    string              `json:"method"`
@@ -153,7 +254,17 @@ func (a *originalAgent) answer(ctx context.Context, b []byte) {
 		a.fault("http_request body is not base64: " + err.Error())
 		return
 	}
-	a.write(ctx, map[string]any{
+	if code, ok := strings.CutPrefix(req.URI, "/error/"); ok {
+		// The error message ttf sends when its local service fails, with
+		// the code the test asks for.
+		a.write(ctx, conn, map[string]any{"type": "error", "request_id": req.RequestID, "code": code, "message": "local failure"})
+		return
+	}
+	if strings.HasPrefix(req.URI, "/count") {
+		// The size alone, so that a large request gets a small answer.
+		body = []byte(strconv.Itoa(len(body)))
+	}
+	a.write(ctx, conn, map[string]any{
 		"type":        "http_response",
 		"request_id":  req.RequestID,
 		"status_code": http.StatusOK,
@@ -168,34 +279,19 @@ func (a *originalAgent) answer(ctx context.Context, b []byte) {
 	})
 }
 
-func (a *originalAgent) write(ctx context.Context, m map[string]any) {
+// write sends m as one text message in one frame, as ttf does. A write
+// that fails ends nothing here: ttf's write task stops, and its read
+// task sees the connection end.
+func (a *originalAgent) write(ctx context.Context, conn *websocket.Conn, m map[string]any) {
 	b, err := json.Marshal(m)
 	if err != nil {
 		a.fault("marshal: " + err.Error())
 		return
 	}
-	if err := a.send(ctx, b); err != nil && ctx.Err() == nil {
-		a.fault("write: " + err.Error())
-	}
-}
-
-// send writes b as one text message in frames of at most 16 KiB: API
-// Gateway closes a connection that sends a frame over 32 KiB, even when
-// its message is within the 128 KiB limit.
-func (a *originalAgent) send(ctx context.Context, b []byte) error {
-	w, err := a.conn.Writer(ctx, websocket.MessageText)
-	if err != nil {
-		return err
-	}
-	for len(b) > 0 {
-		n := min(len(b), 16<<10)
-		if _, err := w.Write(b[:n]); err != nil {
-			w.Close()
-			return err
-		}
-		b = b[n:]
-	}
-	return w.Close()
+	a.mu.Lock()
+	a.largestFrame = max(a.largestFrame, len(b))
+	a.mu.Unlock()
+	conn.Write(ctx, websocket.MessageText, b)
 }
 
 func TestOriginalProtocolAgent(t *testing.T) {
@@ -224,7 +320,10 @@ func TestOriginalProtocolAgent(t *testing.T) {
 	}
 
 	t.Run("ping", func(t *testing.T) {
-		a.write(t.Context(), map[string]any{"type": "ping"})
+		a.mu.Lock()
+		conn := a.conn
+		a.mu.Unlock()
+		a.write(t.Context(), conn, map[string]any{"type": "ping"})
 		select {
 		case <-a.pong:
 		case <-time.After(10 * time.Second):
@@ -240,8 +339,9 @@ func TestOriginalProtocolAgent(t *testing.T) {
 	}{
 		{"get", http.MethodGet, "/hello?x=1", nil},
 		{"post", http.MethodPost, "/form", []byte("hello, original agent")},
-		// Crosses API Gateway in several frames each way.
-		{"post 64 KiB", http.MethodPost, "/upload", randomBytes(64 << 10)},
+		// The answer is one frame of about 22 KiB, under API Gateway's
+		// frame limit.
+		{"post 16 KiB", http.MethodPost, "/upload", randomBytes(16 << 10)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,6 +349,14 @@ func TestOriginalProtocolAgent(t *testing.T) {
 			checkEcho(t, resp, body, tt.method, tt.path, tt.body)
 		})
 	}
+	t.Run("post 64 KiB", func(t *testing.T) {
+		// Reaches the agent in several frames, which API Gateway's
+		// posts are split into; the answer is small.
+		resp, body := g.do(t, http.MethodPost, url+"/count", randomBytes(64<<10), nil)
+		if resp.StatusCode != http.StatusOK || string(body) != strconv.Itoa(64<<10) {
+			t.Fatalf("status %d, body %q", resp.StatusCode, body)
+		}
+	})
 
 	t.Run("body over one message", func(t *testing.T) {
 		before, requests := g.emu.Stats(), a.requestCount()
@@ -286,5 +394,188 @@ func TestChunkedRequestToCurrentAgent(t *testing.T) {
 	resp, body := g.do(t, http.MethodPost, ln.URL()+"/big", big, nil)
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, big) {
 		t.Fatalf("status %d, %d bytes back", resp.StatusCode, len(body))
+	}
+}
+
+// largest returns the size of the largest frame the agent has written.
+func (a *originalAgent) largest() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.largestFrame
+}
+
+// TestOriginalAgentLargeResponse pins what happens to an original agent's
+// response body over about 24 KB: ttf writes the http_response as one
+// frame, over API Gateway's 32 KB frame limit, and API Gateway closes the
+// connection with 1009. The public client gets 502 agent_unavailable as
+// soon as the relay sees the connection closed, not 504 at the deadline;
+// the agent connects again and gets a new tunnel ID, and the old URL
+// answers 404.
+func TestOriginalAgentLargeResponse(t *testing.T) {
+	t.Parallel()
+	const deadline = 20 * time.Second
+	g := newGateway(t, gatewayConfig{responseTimeout: deadline})
+	g.relay.AgentCheckInterval = 20 * time.Millisecond
+	a := dialOriginalAgent(t, g)
+	url := a.established["public_url"].(string)
+	tunnelID := a.established["tunnel_id"].(string)
+	connID := a.established["connection_id"].(string)
+
+	// 23 KiB of body is a frame of about 31.7 KB: delivered.
+	small := randomBytes(23 << 10)
+	resp, body := g.do(t, http.MethodPost, url+"/fits", small, nil)
+	checkEcho(t, resp, body, http.MethodPost, "/fits", small)
+	if f := a.largest(); f > protocol.MaxFrameBytes {
+		t.Fatalf("the answer to 23 KiB was a frame of %d bytes, over the limit", f)
+	}
+
+	before := g.emu.Stats()
+	start := time.Now()
+	resp, body = g.do(t, http.MethodPost, url+"/big", randomBytes(25<<10), nil)
+	waited := time.Since(start)
+	wantError(t, resp, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
+	if waited >= deadline {
+		t.Errorf("answered after %v, the response deadline", waited)
+	}
+	if f := a.largest(); f <= protocol.MaxFrameBytes {
+		t.Errorf("the answer to 25 KiB was a frame of %d bytes, want over %d", f, protocol.MaxFrameBytes)
+	}
+	if n := g.emu.Stats().Closes[1009] - before.Closes[1009]; n != 1 {
+		t.Errorf("%d connections closed with 1009, want 1", n)
+	}
+	g.waitDisconnect(t, connID)
+
+	var est map[string]any
+	select {
+	case est = <-a.reconnected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not connect again")
+	}
+	if est["tunnel_id"] == tunnelID {
+		t.Errorf("the agent got its tunnel %s back; version 0 cannot resume", tunnelID)
+	}
+	resp, body = g.do(t, http.MethodGet, url+"/after", nil, nil)
+	wantError(t, resp, body, http.StatusNotFound, tunnel.CodeTunnelNotFound)
+	resp, body = g.do(t, http.MethodGet, est["public_url"].(string)+"/after", nil, nil)
+	checkEcho(t, resp, body, http.MethodGet, "/after", nil)
+}
+
+// Without the connection check, the public client of a request whose
+// agent's connection closed waits for the deadline and gets 504.
+func TestAgentCheckOff(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{responseTimeout: 500 * time.Millisecond})
+	g.relay.AgentCheckInterval = -1
+	a := dialOriginalAgent(t, g)
+	resp, body := g.do(t, http.MethodPost, a.established["public_url"].(string)+"/big", randomBytes(25<<10), nil)
+	wantError(t, resp, body, http.StatusGatewayTimeout, tunnel.CodeGatewayTimeout)
+}
+
+// The connection check leaves a slow agent alone: a request whose local
+// service answers only after several checks gets its response.
+func TestAgentCheckSlowAgent(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{})
+	g.relay.AgentCheckInterval = 5 * time.Millisecond
+	checked := make(chan struct{})
+	var checks atomic.Int64
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	o := g.mgmt.Options()
+	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") && checks.Add(1) == 3 {
+			close(checked)
+		}
+		return tr.RoundTrip(r)
+	})}
+	g.relay.Mgmt = apigatewaymanagementapi.New(o)
+	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-checked:
+			io.WriteString(w, "slow")
+		case <-r.Context().Done():
+		}
+	}))
+	resp, body := g.do(t, http.MethodGet, ln.URL()+"/slow", nil, nil)
+	if resp.StatusCode != http.StatusOK || string(body) != "slow" {
+		t.Fatalf("status %d, body %q", resp.StatusCode, body)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The codes of an original agent's error messages keep their meaning for
+// the public client: timeout is gateway_timeout, internal_error a failure
+// behind the agent.
+func TestOriginalAgentErrorCodes(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{})
+	a := dialOriginalAgent(t, g)
+	url := a.established["public_url"].(string)
+	for _, tt := range []struct {
+		code   string
+		status int
+		want   tunnel.Code
+	}{
+		{"local_service_unavailable", http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable},
+		{"timeout", http.StatusGatewayTimeout, tunnel.CodeGatewayTimeout},
+		{"internal_error", http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable},
+		{"invalid_request", http.StatusBadRequest, tunnel.CodeInvalidRequest},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			resp, body := g.do(t, http.MethodGet, url+"/error/"+tt.code, nil, nil)
+			wantError(t, resp, body, tt.status, tt.want)
+		})
+	}
+}
+
+// A ready refused for an original agent carries one of the four codes of
+// version 0, which ttf decodes: unauthorized becomes invalid_request,
+// internal becomes internal_error. (A current agent gets the codes
+// themselves: TestReadyWithoutIdentity.)
+func TestOriginalAgentRefused(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		spoil func(g *gateway, connID string) error
+		want  string
+	}{
+		{"unauthorized", func(g *gateway, connID string) error {
+			return g.h.Identities.delete(context.Background(), connID)
+		}, protocol.CodeV0InvalidRequest},
+		{"internal", func(g *gateway, connID string) error {
+			return g.h.Identities.put(context.Background(), connID, []byte("not an identity"), time.Now().Add(time.Hour))
+		}, protocol.CodeV0InternalError},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			spoiled := make(chan error, 1)
+			var g *gateway
+			g = newGateway(t, gatewayConfig{tokens: []string{"s3cret"}, afterConnect: func(ev events.APIGatewayWebsocketProxyRequest) {
+				spoiled <- tt.spoil(g, ev.RequestContext.ConnectionID)
+			}})
+			conn, b, err := originalReady(t.Context(), g.emu.WebSocketURL(), "s3cret")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.CloseNow()
+			if err := <-spoiled; err != nil {
+				t.Fatal(err)
+			}
+			var m struct {
+				Type, Code, Message string
+			}
+			if err := json.Unmarshal(b, &m); err != nil || m.Type != "error" {
+				t.Fatalf("answer to ready %s, want an error (%v)", b, err)
+			}
+			if m.Code != tt.want || !version0Code(m.Code) {
+				t.Errorf("code %q, want %q", m.Code, tt.want)
+			}
+			if !strings.Contains(m.Message, "error id") {
+				t.Errorf("message %q has no error id", m.Message)
+			}
+		})
 	}
 }

@@ -59,6 +59,13 @@ type Relay struct {
 	// Wait tunes the polling of the pending table; the zero value uses
 	// dynamostore's defaults.
 	Wait dynamostore.WaitOptions
+	// AgentCheckInterval is how often a request waiting for its response
+	// asks the Management API whether the agent's connection is still
+	// open (GetConnection, which needs execute-api:ManageConnections on
+	// GET @connections/*): once it is closed, the public client gets 502
+	// agent_unavailable then rather than 504 at ResponseTimeout. Zero
+	// means DefaultAgentCheckInterval (1 s); negative turns the check off.
+	AgentCheckInterval time.Duration
 }
 
 var _ tunnel.Relay = (*Relay)(nil)
@@ -133,15 +140,9 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 		}
 	}
 
-	wctx, cancel := context.WithTimeout(ctx, rl.responseTimeout())
-	data, err := rl.Store.WaitResponse(wctx, id, rl.Wait)
-	cancel()
-	switch {
-	case err == nil:
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, store.ErrNotFound):
-		return publicError(tunnel.CodeGatewayTimeout, fmt.Errorf("wait response: %w", err))
-	default:
-		return fmt.Errorf("wait response: %w", err)
+	data, err := rl.awaitResponse(ctx, id, rec.ConnectionID)
+	if err != nil {
+		return err
 	}
 	head, respBody, err := parseStored(data)
 	if err != nil {
@@ -210,10 +211,12 @@ func publicError(code tunnel.Code, cause error) *tunnel.Error {
 }
 
 // agentError maps the code of an agent's error message to the public
-// error. Codes the gateway does not know become local_service_unavailable:
-// whatever went wrong, it went wrong behind the agent.
+// error. The codes of a version 0 agent become their current names
+// (protocol.CodeFromVersion0: timeout is gateway_timeout). Codes the
+// gateway does not know become local_service_unavailable: whatever went
+// wrong, it went wrong behind the agent.
 func agentError(code, message string) *tunnel.Error {
-	c := tunnel.Code(code)
+	c := tunnel.Code(protocol.CodeFromVersion0(code))
 	switch c {
 	case tunnel.CodeLocalServiceUnavailable, tunnel.CodeGatewayTimeout, tunnel.CodePayloadTooLarge,
 		tunnel.CodeInvalidRequest, tunnel.CodeAgentUnavailable, tunnel.CodeUnavailable:

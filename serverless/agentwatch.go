@@ -1,0 +1,95 @@
+package serverless
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+
+	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/store"
+)
+
+// DefaultAgentCheckInterval is how often a request waiting for its response
+// checks that the agent's connection is still open, when
+// Relay.AgentCheckInterval is zero.
+const DefaultAgentCheckInterval = time.Second
+
+// errAgentGone ends a wait whose agent's connection closed: nothing can
+// answer the request any more.
+var errAgentGone = errors.New("the agent's connection closed while the request waited")
+
+func (rl *Relay) agentCheckInterval() time.Duration {
+	if rl.AgentCheckInterval != 0 {
+		return rl.AgentCheckInterval
+	}
+	return DefaultAgentCheckInterval
+}
+
+// awaitResponse waits for the response to request id, posted to connection
+// connID, for at most ResponseTimeout, and returns the stored response or
+// the public error to answer: 504 gateway_timeout at the deadline, 502
+// agent_unavailable as soon as the connection is known to be closed. A
+// connection closes under a waiting request when the agent dies, and when
+// API Gateway closes it with 1009 for a frame over 32 KB, which an
+// original agent sends for any response body over about 24 KB.
+func (rl *Relay) awaitResponse(ctx context.Context, id, connID string) ([]byte, error) {
+	gctx, gone := context.WithCancelCause(ctx)
+	defer gone(nil)
+	wctx, cancel := context.WithTimeout(gctx, rl.responseTimeout())
+	defer cancel()
+	var watch sync.WaitGroup
+	if rl.agentCheckInterval() > 0 {
+		watch.Go(func() { rl.watchConnection(wctx, connID, gone) })
+	}
+	data, err := rl.Store.WaitResponse(wctx, id, rl.Wait)
+	cancel()
+	watch.Wait()
+	switch {
+	case err == nil:
+		return data, nil
+	case ctx.Err() == nil && errors.Is(context.Cause(wctx), errAgentGone):
+		return nil, publicError(tunnel.CodeAgentUnavailable, fmt.Errorf("wait response: connection %s: %w", connID, errAgentGone))
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, store.ErrNotFound):
+		return nil, publicError(tunnel.CodeGatewayTimeout, fmt.Errorf("wait response: %w", err))
+	default:
+		return nil, fmt.Errorf("wait response: %w", err)
+	}
+}
+
+// watchConnection asks the Management API (GetConnection) every
+// agentCheckInterval whether connection connID is open, until ctx ends.
+// Once the answer is GoneException twice in a row, it cancels the wait
+// with errAgentGone: the interval in between leaves time for a response
+// the agent sent just before its connection closed, whose $default
+// invocation may still be storing it. Other errors leave the wait alone;
+// ForbiddenException (a role without execute-api:ManageConnections on
+// GET @connections) ends the checks, and the wait lasts to its deadline.
+func (rl *Relay) watchConnection(ctx context.Context, connID string, gone context.CancelCauseFunc) {
+	t := time.NewTicker(rl.agentCheckInterval())
+	defer t.Stop()
+	seen := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := rl.Mgmt.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connID)})
+		var forbidden *types.ForbiddenException
+		switch {
+		case isGone(err) && seen:
+			gone(errAgentGone)
+			return
+		case isGone(err):
+			seen = true
+		case errors.As(err, &forbidden):
+			return
+		}
+	}
+}
