@@ -1,6 +1,7 @@
 package tunnel_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,9 +11,11 @@ import (
 	"github.com/http-tunnel/tunnel/tunneltest"
 )
 
-// benchTargets serves h directly on loopback and through a tunnel, and
-// returns both base URLs: the baseline and the tunnel run under one
-// benchmark, so their numbers compare.
+// benchTargets serves h directly on loopback and through tunnels, and
+// returns their base URLs: the baseline and the tunnels run under one
+// benchmark, so their numbers compare. "tunnel" serves h on the Listener
+// itself; "forward" is a Forwarder to the direct server, as the agent
+// command runs; "pool" is a pool of one.
 func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -26,21 +29,45 @@ func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	// A pool of one: the same tunnel, with a stream per request.
 	pool := gw.Listen(b, tunnel.WithName("pool"), tunnel.WithPool())
 	tunneltest.Serve(b, pool, h)
-	return map[string]string{"direct": "http://" + l.Addr().String(), "tunnel": ln.URL(), "pool": pool.URL()}
+	direct := "http://" + l.Addr().String()
+	fw, err := tunnel.Forward(context.Background(), gw.URL, direct, tunnel.WithName("forward"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { fw.Close() })
+	return map[string]string{"direct": direct, "tunnel": ln.URL(), "forward": fw.URL(), "pool": pool.URL()}
+}
+
+// reportCPU reports the CPU time the process spent per operation of the
+// benchmark so far, client, gateway and agent together (all three run in
+// it): on a machine shared with other work, a steadier figure than ns/op.
+// Call it at the start of the measured loop; it reports when b ends.
+func reportCPU(b *testing.B) {
+	start, ok := processCPU()
+	if !ok {
+		return
+	}
+	b.Cleanup(func() {
+		if end, _ := processCPU(); b.N > 0 {
+			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
+		}
+	})
 }
 
 // BenchmarkSmallRequests measures small GETs, in parallel, direct, through
-// the tunnel, and through a pool (a stream per request). The full comparison, with latency percentiles, is
-// go run ./examples/bench.
+// the tunnel, through a Forwarder, and through a pool (a stream per
+// request). The full comparison, with latency percentiles, is go run
+// ./examples/bench.
 func BenchmarkSmallRequests(b *testing.B) {
 	body := []byte("hello, world\n")
 	targets := benchTargets(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
-	for _, name := range []string{"direct", "tunnel", "pool"} {
+	for _, name := range []string{"direct", "tunnel", "forward", "pool"} {
 		b.Run(name, func(b *testing.B) {
 			c := newClient(b)
 			url := targets[name] + "/small"
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
+			reportCPU(b)
 			parallelGets(b, c, url)
 		})
 	}
@@ -52,12 +79,13 @@ func BenchmarkBulkDownload(b *testing.B) {
 	const size = 4 << 20
 	data := make([]byte, size)
 	targets := benchTargets(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(data) }))
-	for _, name := range []string{"direct", "tunnel"} {
+	for _, name := range []string{"direct", "tunnel", "forward"} {
 		b.Run(name, func(b *testing.B) {
 			c := newClient(b)
 			url := targets[name] + "/bulk"
 			b.ReportAllocs()
 			b.SetBytes(size)
+			reportCPU(b)
 			for b.Loop() {
 				resp, err := c.Get(url)
 				if err != nil {
