@@ -147,7 +147,7 @@ func (f *Forwarder) proxy() http.Handler {
 				}
 			}
 		},
-		Transport:  &tracingTransport{base: f.transport, tracer: observability.Tracer(f.ln.opts.tracerProvider)},
+		Transport:  &tracingTransport{base: f.transport, tp: f.ln.opts.tracerProvider, tracer: observability.Tracer(f.ln.opts.tracerProvider)},
 		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ctx := r.Context()
@@ -161,10 +161,18 @@ func (f *Forwarder) proxy() http.Handler {
 }
 
 // traced wraps the Forwarder's handler in a tunnel.deliver span that
-// continues the trace the gateway sent.
+// continues the trace the gateway sent. While no span can be recorded
+// (observability.Tracing), requests skip it: extracting the context and
+// starting a span that records nothing cost each request a few
+// allocations.
 func (f *Forwarder) traced(h http.Handler) http.Handler {
-	tracer := observability.Tracer(f.ln.opts.tracerProvider)
+	tp := f.ln.opts.tracerProvider
+	tracer := observability.Tracer(tp)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !observability.Tracing(tp) {
+			h.ServeHTTP(w, r)
+			return
+		}
 		ctx := observability.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := tracer.Start(ctx, observability.SpanDeliver, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
@@ -184,13 +192,18 @@ func (f *Forwarder) traced(h http.Handler) http.Handler {
 }
 
 // tracingTransport wraps the call to the local service in a tunnel.local
-// span and sends its context on in traceparent.
+// span and sends its context on in traceparent, while spans can be
+// recorded through tp (observability.Tracing).
 type tracingTransport struct {
 	base   http.RoundTripper
+	tp     trace.TracerProvider
 	tracer trace.Tracer
 }
 
 func (t *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !observability.Tracing(t.tp) {
+		return t.base.RoundTrip(req)
+	}
 	ctx, span := t.tracer.Start(req.Context(), observability.SpanLocal, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("server.address", req.URL.Host)))
 	if !span.IsRecording() {
