@@ -28,6 +28,7 @@ import (
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 	"github.com/http-tunnel/tunnel/tunneltest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -40,6 +41,8 @@ type gateway struct {
 	relay  *Relay
 	mgmt   *apigatewaymanagementapi.Client
 	client *http.Client
+	// ddbClient is the handlers' DynamoDB client.
+	ddbClient *dynamodb.Client
 
 	// disconnected receives the connection ID of every $disconnect
 	// invocation once the handler has returned, that is once the
@@ -61,14 +64,28 @@ type gatewayConfig struct {
 	// afterConnect, if set, runs after every $connect invocation that
 	// accepted the agent, before API Gateway answers the upgrade.
 	afterConnect func(ev events.APIGatewayWebsocketProxyRequest)
+
+	// limits, the concurrency of the two functions and active tracing
+	// go to the emulator's Config.
+	limits          apigwtest.Limits
+	wsConcurrency   *apigwtest.Concurrency
+	httpConcurrency *apigwtest.Concurrency
+	activeTracing   bool
+	// ddbOptions adjust the DynamoDB client's options (a middleware).
+	ddbOptions func(*dynamodb.Options)
+	// mgmtResponse, if set, sees every Management API response the
+	// handlers receive.
+	mgmtResponse func(*http.Response)
+	// tracer is the Server's TracerProvider; nil means none.
+	tracer trace.TracerProvider
 }
 
 // newTables gives t a connections table and a pending table of its own in
 // dynalite, and returns the store on them, its client, and the name of
 // the connections table.
-func newTables(t *testing.T) (*dynamostore.Store, *dynamodb.Client, string) {
+func newTables(t *testing.T, optFns ...func(*dynamodb.Options)) (*dynamostore.Store, *dynamodb.Client, string) {
 	t.Helper()
-	ddb := dynamotest.Client(t)
+	ddb := dynamotest.Client(t, optFns...)
 	var opts dynamostore.Options
 	dynamotest.Tables(t, ddb, func(ctx context.Context, names []string) error {
 		opts = dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
@@ -79,7 +96,11 @@ func newTables(t *testing.T) (*dynamostore.Store, *dynamodb.Client, string) {
 
 func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
-	st, ddb, table := newTables(t)
+	var ddbOpts []func(*dynamodb.Options)
+	if cfg.ddbOptions != nil {
+		ddbOpts = append(ddbOpts, cfg.ddbOptions)
+	}
+	st, ddb, table := newTables(t, ddbOpts...)
 	logger := cfg.logger
 	if logger == nil {
 		logger = quiet
@@ -88,6 +109,7 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		h: &Handler{Store: st, Logger: logger, Limiter: cfg.agentLimiter, IdentityKey: cfg.identityKey,
 			Identities: &IdentityTable{Client: ddb, Table: table}},
 		disconnected: make(chan string, 64),
+		ddbClient:    ddb,
 	}
 	ws := func(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 		resp, err := g.h.WebSocket(ctx, ev)
@@ -102,7 +124,8 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		}
 		return resp, err
 	}
-	apiCfg := apigwtest.Config{WebSocket: ws, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live"}
+	apiCfg := apigwtest.Config{WebSocket: ws, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live",
+		Limits: cfg.limits, WebSocketConcurrency: cfg.wsConcurrency, HTTPConcurrency: cfg.httpConcurrency, ActiveTracing: cfg.activeTracing}
 	if cfg.v1 {
 		apiCfg.HTTP, apiCfg.HTTPV1 = nil, g.h.HTTPV1
 	}
@@ -115,11 +138,15 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 
 	mtr := &http.Transport{}
 	t.Cleanup(mtr.CloseIdleConnections)
+	var rt http.RoundTripper = mtr
+	if cfg.mgmtResponse != nil {
+		rt = observedTransport{mtr, cfg.mgmtResponse}
+	}
 	g.mgmt = apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
 		Region:       dynamotest.Region,
 		Credentials:  credentials.NewStaticCredentialsProvider(dynamotest.AccessKeyID, dynamotest.SecretAccessKey, ""),
 		BaseEndpoint: aws.String(emu.ManagementURL()),
-		HTTPClient:   &http.Client{Transport: mtr},
+		HTTPClient:   &http.Client{Transport: rt},
 	})
 	g.relay = &Relay{Store: st, Mgmt: g.mgmt, ResponseTimeout: cfg.responseTimeout}
 	g.h.Mgmt = g.mgmt
@@ -133,6 +160,7 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		RequestLimiter: cfg.requestLimiter,
 		UnlistedNames:  cfg.unlisted,
 		Authenticator:  cfg.auth,
+		TracerProvider: cfg.tracer,
 	}
 	if len(cfg.tokens) > 0 {
 		g.h.Server.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)
@@ -141,6 +169,21 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Cleanup(ctr.CloseIdleConnections)
 	g.client = &http.Client{Transport: ctr}
 	return g
+}
+
+// observedTransport shows every response to a function before passing it
+// on.
+type observedTransport struct {
+	http.RoundTripper
+	see func(*http.Response)
+}
+
+func (o observedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := o.RoundTripper.RoundTrip(r)
+	if err == nil {
+		o.see(resp)
+	}
+	return resp, err
 }
 
 // waitDisconnect waits until the $disconnect invocation of connection
@@ -283,48 +326,6 @@ func testForward(t *testing.T, v1 bool) {
 			checkEcho(t, resp, body, tt.method, tt.wantURI, tt.body)
 		})
 	}
-}
-
-// TestCost measures one forwarded GET in Lambda invocations and DynamoDB
-// calls of the pending-requests API.
-func TestCost(t *testing.T) {
-	t.Parallel()
-	g := newGateway(t, gatewayConfig{})
-	ln, _ := g.agent(t, echo)
-	// Warm up, so that the count covers a request, not the connection.
-	if resp, _ := g.do(t, http.MethodGet, ln.URL()+"/warm", nil, nil); resp.StatusCode != http.StatusOK {
-		t.Fatalf("warm-up status %d", resp.StatusCode)
-	}
-	before := g.emu.Stats()
-	reads0, writes0 := g.h.Store.PendingOps()
-	resp, _ := g.do(t, http.MethodGet, ln.URL()+"/cost", nil, nil)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	after := g.emu.Stats()
-	reads1, writes1 := g.h.Store.PendingOps()
-	inv := after.Invocations() - before.Invocations()
-	t.Logf("one forwarded GET: %d Lambda invocations (%d HTTP, %d $default), %d posts; pending table: %d reads, %d writes (plus one GetItem of the tunnel record)",
-		inv, after.HTTPInvocations-before.HTTPInvocations, after.DefaultInvocations-before.DefaultInvocations,
-		after.Posts-before.Posts, reads1-reads0, writes1-writes0)
-	// One for the public request, one for the agent's response message.
-	if inv != 2 {
-		t.Errorf("%d invocations for one GET, want 2", inv)
-	}
-
-	// A 1.5 MiB upload echoed back crosses as chunks both ways.
-	before = after
-	reads0, writes0 = reads1, writes1
-	big := randomBytes(1536 << 10)
-	resp, body := g.do(t, http.MethodPost, ln.URL()+"/cost", big, nil)
-	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, big) {
-		t.Fatalf("status %d, %d bytes back", resp.StatusCode, len(body))
-	}
-	after = g.emu.Stats()
-	reads1, writes1 = g.h.Store.PendingOps()
-	t.Logf("one 1.5 MiB POST echoed: %d Lambda invocations (%d $default), %d posts; pending table: %d reads, %d writes",
-		after.Invocations()-before.Invocations(), after.DefaultInvocations-before.DefaultInvocations,
-		after.Posts-before.Posts, reads1-reads0, writes1-writes0)
 }
 
 func TestPublicErrors(t *testing.T) {

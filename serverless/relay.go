@@ -122,19 +122,27 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 		// first piece for the whole body.
 		return publicError(tunnel.CodePayloadTooLarge, fmt.Errorf("request needs %d messages; the agent of tunnel %s speaks protocol version 0, which has no chunking", len(msgs), rec.TunnelID))
 	}
+	// Posts that meet a full agent buffer are retried until the
+	// request's deadline.
+	deadline := time.Now().Add(rl.responseTimeout())
 	if err := rl.Store.CreatePending(ctx, id, rec.ConnectionID, rl.pendingTTL()); err != nil {
 		return fmt.Errorf("create pending: %w", err)
 	}
-	// The rows go whatever happens; their ttl catches what this misses.
-	defer rl.Store.DeletePending(context.WithoutCancel(ctx), id)
+	// The rows are left to DynamoDB's TTL deletion, which is free: a
+	// DeleteItem costs as many write units as the response's bytes took
+	// to store. Readers treat rows past their ttl as gone.
 
 	for _, m := range msgs {
-		if err := post(ctx, rl.Mgmt, rec.ConnectionID, m); err != nil {
+		if err := rl.postMessage(ctx, deadline, rec.ConnectionID, m); err != nil {
 			if isGone(err) {
 				// The agent left without its $disconnect having run yet,
 				// or the record is stale: it is no use to anyone.
 				rl.Store.Delete(context.WithoutCancel(ctx), rec.TunnelID, rec.ConnectionID)
 				return publicError(tunnel.CodeAgentUnavailable, fmt.Errorf("connection %s is gone: %w", rec.ConnectionID, err))
+			}
+			var te *tunnel.Error
+			if errors.As(err, &te) {
+				return te
 			}
 			return fmt.Errorf("post request: %w", err)
 		}
