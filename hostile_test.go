@@ -53,9 +53,9 @@ func frame(version, typ byte, flags uint16, stream, length uint32) []byte {
 // sends nothing on them: every request waits for an answer that never
 // comes), answers the gateway's pings, and counts the answers to its own.
 type rawAgent struct {
-	ws   *websocket.Conn
-	conn net.Conn // the multiplexer's byte stream
-	url  string   // the tunnel's public URL
+	hangUp func()   // closes the connection at once
+	conn   net.Conn // the multiplexer's byte stream
+	url    string   // the tunnel's public URL
 
 	wmu sync.Mutex
 
@@ -69,14 +69,19 @@ type rawAgent struct {
 	reached chan struct{} // see waitFor
 }
 
-func dialRawAgent(t *testing.T, gwURL, token string) *rawAgent {
+// dialRawAgent connects a rawAgent to the gateway at gwURL over transport
+// tr, with token.
+func dialRawAgent(t *testing.T, gwURL, token string, tr tunnel.Transport) *rawAgent {
 	t.Helper()
+	if tr == tunnel.TransportRaw {
+		return dialRawTransportAgent(t, gwURL, token)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
+	ht := &http.Transport{}
+	t.Cleanup(ht.CloseIdleConnections)
 	hdr := http.Header{"Authorization": {"Bearer " + token}}
-	ws, _, err := websocket.Dial(ctx, &http.Client{Transport: tr}, "ws"+strings.TrimPrefix(gwURL, "http")+protocol.ConnectPath, hdr, []string{protocol.SubprotocolMux})
+	ws, _, err := websocket.Dial(ctx, &http.Client{Transport: ht}, "ws"+strings.TrimPrefix(gwURL, "http")+protocol.ConnectPath, hdr, []string{protocol.SubprotocolMux})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +104,51 @@ func dialRawAgent(t *testing.T, gwURL, token string) *rawAgent {
 	if !ok {
 		t.Fatalf("handshake answer: %s", data)
 	}
-	a := &rawAgent{ws: ws, conn: ws.NetConn(), url: est.PublicURL, ended: make(chan struct{})}
+	return startRawAgent(t, ws.NetConn(), func() { ws.CloseNow() }, est.PublicURL)
+}
+
+// dialRawTransportAgent is dialRawAgent over the raw transport: the
+// upgrade, the handshake's lines and the frames, all by hand.
+func dialRawTransportAgent(t *testing.T, gwURL, token string) *rawAgent {
+	t.Helper()
+	c, br := rawUpgrade(t, gwURL, token)
+	b, err := protocol.Marshal(&protocol.Ready{Version: protocol.Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		t.Fatal(err)
+	}
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := protocol.Unmarshal(line[:len(line)-1], protocol.MaxHandshakeBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	est, ok := msg.(*protocol.ConnectionEstablished)
+	if !ok {
+		t.Fatalf("handshake answer: %s", line)
+	}
+	return startRawAgent(t, &bufferedConn{Conn: c, br: br}, func() { c.Close() }, est.PublicURL)
+}
+
+// bufferedConn reads through br, which may hold bytes read past the
+// handshake.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// startRawAgent runs a rawAgent's read loop on conn until the test ends.
+func startRawAgent(t *testing.T, conn net.Conn, hangUp func(), url string) *rawAgent {
+	a := &rawAgent{hangUp: hangUp, conn: conn, url: url, ended: make(chan struct{})}
 	go a.read()
 	t.Cleanup(func() {
-		ws.CloseNow()
+		hangUp()
 		<-a.ended
 	})
 	return a
@@ -243,6 +289,12 @@ func hostileGateway(t *testing.T) (gwURL string, logs *logbuf.Buffer, honest fun
 // other tunnels keep answering. Each case sends what, unbounded, cost a
 // gateway hundreds of megabytes or its liveness.
 func TestHostileAgentIsCutOff(t *testing.T) {
+	for _, tr := range []tunnel.Transport{tunnel.TransportRaw, tunnel.TransportWebSocket} {
+		t.Run(string(tr), func(t *testing.T) { testHostileAgentIsCutOff(t, tr) })
+	}
+}
+
+func testHostileAgentIsCutOff(t *testing.T, tr tunnel.Transport) {
 	gwURL, logs, honest := hostileGateway(t)
 	honest(t)
 
@@ -265,7 +317,7 @@ func TestHostileAgentIsCutOff(t *testing.T) {
 		{"an unknown version", [][]byte{frame(7, framePing, flagSYN, 0, 1)}, "invalid protocol version"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := dialRawAgent(t, gwURL, "mallory-token")
+			a := dialRawAgent(t, gwURL, "mallory-token", tr)
 			p := samplePeaks()
 			for _, f := range tc.frames {
 				if err := a.write(f); err != nil {
@@ -307,9 +359,15 @@ func TestHostileAgentIsCutOff(t *testing.T) {
 // stays connected, its latest ping is answered, and the other tunnel keeps
 // answering during the flood.
 func TestHostileAgentPingFlood(t *testing.T) {
+	for _, tr := range []tunnel.Transport{tunnel.TransportRaw, tunnel.TransportWebSocket} {
+		t.Run(string(tr), func(t *testing.T) { testHostileAgentPingFlood(t, tr) })
+	}
+}
+
+func testHostileAgentPingFlood(t *testing.T, tr tunnel.Transport) {
 	gwURL, _, honest := hostileGateway(t)
 	base := honest(t)
-	a := dialRawAgent(t, gwURL, "mallory-token")
+	a := dialRawAgent(t, gwURL, "mallory-token", tr)
 	pings := 1_000_000
 	if raceEnabled {
 		pings = 200_000 // the race detector makes each frame ~10 times dearer
@@ -374,7 +432,7 @@ func TestHostileAgentPingFlood(t *testing.T) {
 // waiting.
 func TestCutWithThousandsOfRequestsWaiting(t *testing.T) {
 	gwURL, _, honest := hostileGateway(t)
-	a := dialRawAgent(t, gwURL, "mallory-token")
+	a := dialRawAgent(t, gwURL, "mallory-token", tunnel.TransportRaw)
 	requests, inFlight := 5000, 4096 // the gateway's stream cap per agent
 	if raceEnabled {
 		requests, inFlight = 1200, 1200 // the race detector allows 8,128 goroutines
@@ -404,7 +462,7 @@ func TestCutWithThousandsOfRequestsWaiting(t *testing.T) {
 	honest(t)
 
 	cpu0, start := cpuTime(t), time.Now()
-	a.ws.CloseNow()
+	a.hangUp()
 	statuses := map[int]int{}
 	for i, c := range conns {
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))

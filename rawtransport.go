@@ -130,11 +130,24 @@ func (c *rawLink) Subprotocol() string { return protocol.SubprotocolMux }
 // ReadMessage reads one handshake line of at most limit bytes, without its
 // '\n'; the type is always text. A longer line is protocol.ErrTooLarge.
 func (c *rawLink) ReadMessage(limit int) (byte, []byte, error) {
-	line, err := readLine(c.br, limit)
-	if err != nil {
-		return 0, nil, c.readErr(err)
+	// Peek, so that a line over the limit is refused as soon as its
+	// first limit+1 bytes are in, not once the buffer is full.
+	n := 1
+	for {
+		data, err := c.br.Peek(min(max(n, c.br.Buffered()), limit+1))
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line := bytes.Clone(data[:i])
+			c.br.Discard(i + 1)
+			return websocket.OpText, line, nil
+		}
+		if len(data) > limit {
+			return 0, nil, protocol.ErrTooLarge
+		}
+		if err != nil {
+			return 0, nil, c.readErr(err)
+		}
+		n = len(data) + 1
 	}
-	return websocket.OpText, line, nil
 }
 
 // WriteMessage writes p, a handshake message, as one line.

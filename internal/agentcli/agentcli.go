@@ -267,6 +267,7 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 	if cfg.rewriteHost {
 		opts = append(opts, tunnel.WithRewriteHost())
 	}
+	opts = append(opts, tunnel.WithTransport(tunnel.Transport(cfg.transport)))
 	opts = append(opts, cfg.access.options()...)
 	if len(cfg.fallbacks) > 0 {
 		opts = append(opts, tunnel.WithFallbackGateways(cfg.fallbacks...))

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/http-tunnel/tunnel"
 )
 
 // Environment variables the agent reads. The TTF_ names are those of the
@@ -45,6 +47,7 @@ type config struct {
 	localCA       string // PEM file of CAs for an https local service
 	localInsecure bool
 	proxy         string // "" for the environment, "none", or a proxy URL
+	transport     string // auto, raw or websocket: tunnel.WithTransport
 	inspect       string // the inspector page's address, or "off"
 	access        accessConfig
 }
@@ -97,6 +100,7 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 	fs.StringVar(&cfg.localCA, "local-ca", "", "PEM `file` of CA certificates that verify an https local service, in addition to the system's (a development CA such as mkcert's)")
 	fs.BoolVar(&cfg.localInsecure, "local-insecure", false, "do not verify the certificate of an https local service")
 	fs.StringVar(&cfg.proxy, "proxy", "", "HTTP or SOCKS5 proxy `URL` for the connection to the gateway, or none (default $HTTPS_PROXY, $HTTP_PROXY and $NO_PROXY)")
+	fs.StringVar(&cfg.transport, "transport", string(tunnel.TransportAuto), "`transport` to the gateway: auto (the raw upgrade, or WebSocket where it is refused), raw, or websocket")
 	fs.StringVar(&cfg.inspect, "inspect", DefaultInspect, "`address` of the inspector, a page on which the requests through the tunnel can be seen and replayed (a free port when the default is taken), or off")
 	var access accessFlags
 	access.register(fs)
@@ -163,6 +167,12 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 		default:
 			return nil, Usagef("--proxy: scheme %q is not http, https, socks5 or socks5h", u.Scheme)
 		}
+	}
+
+	switch tunnel.Transport(cfg.transport) {
+	case tunnel.TransportAuto, tunnel.TransportRaw, tunnel.TransportWebSocket:
+	default:
+		return nil, Usagef("--transport %q: want auto, raw or websocket", cfg.transport)
 	}
 
 	if cfg.inspect != "off" {

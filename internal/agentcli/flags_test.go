@@ -1,6 +1,7 @@
 package agentcli
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"slices"
@@ -109,6 +110,14 @@ func TestParseFlags(t *testing.T) {
 		args: []string{"--proxy", "none", "h2c://localhost:50051"},
 		want: config{gateway: DefaultGateway, local: "h2c://localhost:50051", proxy: "none", inspect: DefaultInspect},
 	}, {
+		name: "a transport",
+		args: []string{"--transport", "websocket", "3000"},
+		want: config{gateway: DefaultGateway, local: "http://localhost:3000", inspect: DefaultInspect, transport: "websocket"},
+	}, {
+		name:    "an unknown transport",
+		args:    []string{"--transport", "quic", "3000"},
+		wantErr: "--transport",
+	}, {
 		name: "a pool",
 		args: []string{"--name", "api", "--pool", "3000"},
 		want: config{gateway: DefaultGateway, name: "api", pool: true, local: "http://localhost:3000", inspect: DefaultInspect},
@@ -194,7 +203,7 @@ func TestParseFlags(t *testing.T) {
 			if cfg.gateway != tt.want.gateway || !slices.Equal(cfg.fallbacks, tt.want.fallbacks) || cfg.token != tt.want.token ||
 				cfg.name != tt.want.name || cfg.rewriteHost != tt.want.rewriteHost || cfg.verbose != tt.want.verbose ||
 				cfg.local != tt.want.local || cfg.localCA != tt.want.localCA || cfg.localInsecure != tt.want.localInsecure ||
-				cfg.proxy != tt.want.proxy || cfg.json != tt.want.json || cfg.printURL != tt.want.printURL || cfg.inspect != tt.want.inspect {
+				cfg.proxy != tt.want.proxy || cfg.transport != cmp.Or(tt.want.transport, "auto") || cfg.json != tt.want.json || cfg.printURL != tt.want.printURL || cfg.inspect != tt.want.inspect {
 				t.Errorf("got  %+v\nwant %+v", *cfg, tt.want)
 			}
 		})
