@@ -38,6 +38,13 @@ type reqState struct {
 
 type reqStateKey struct{}
 
+// publicRequest is what servePublic keeps of a request, in one
+// allocation.
+type publicRequest struct {
+	st reqState
+	sw statusWriter
+}
+
 // stateOf returns r's reqState, or an empty one for requests that did not
 // come through servePublic.
 func stateOf(ctx context.Context) *reqState {
@@ -61,7 +68,8 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	defer s.inflight.leave()
 
 	start := time.Now()
-	st := &reqState{id: r.Header.Get(requestIDHeader), html: wantsHTML(r)}
+	pr := &publicRequest{st: reqState{id: r.Header.Get(requestIDHeader), html: wantsHTML(r)}}
+	st, sw := &pr.st, &pr.sw
 	if st.id == "" || len(st.id) > 128 {
 		st.id = randid.Hex(8)
 		r.Header.Set(requestIDHeader, st.id)
@@ -75,12 +83,12 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	}
 	r = r.WithContext(ctx)
-	sw := &statusWriter{ResponseWriter: w, stall: s.stallTimeout()}
+	sw.ResponseWriter, sw.stall = w, s.stallTimeout()
 	if isWebSocketUpgrade(r) {
 		sw.srv = s
 	}
 	if sw.stall > 0 {
-		sw.rc = http.NewResponseController(w)
+		sw.rc = *http.NewResponseController(w)
 		defer sw.disarm()
 	}
 	defer func() {

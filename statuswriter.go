@@ -22,7 +22,7 @@ type statusWriter struct {
 	status  int
 	written int64
 	stall   time.Duration
-	rc      *http.ResponseController // set with stall
+	rc      http.ResponseController // set with stall
 	// srv is set for a WebSocket upgrade: the hijacked connection is then
 	// tracked, so that a shutdown can close it with 1001.
 	srv *Server
