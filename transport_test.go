@@ -138,7 +138,7 @@ func TestRawUpgradeRefusedFallsBackToWebSocket(t *testing.T) {
 
 			log, logs := infoLog()
 			events, conns := connected()
-			ln, err := tunnel.Listen(ctx, f.URL, tunnel.WithLogger(log), events)
+			ln, err := tunnel.Listen(ctx, f.URL, tunnel.WithLogger(log), events, tunnel.WithTransport(tunnel.TransportAuto))
 			if err != nil {
 				t.Fatalf("Listen: %v", err)
 			}
@@ -192,7 +192,7 @@ func TestRawUpgradeRefusalsKeepTheirMeaning(t *testing.T) {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := tunnel.Listen(ctx, f.URL, tunnel.WithLogger(quiet))
+			_, err := tunnel.Listen(ctx, f.URL, tunnel.WithLogger(quiet), tunnel.WithTransport(tunnel.TransportAuto))
 			if !errors.Is(err, tc.want) {
 				t.Errorf("Listen: %v, want %v", err, tc.want)
 			}
@@ -244,7 +244,7 @@ func TestRawTransportThroughProxies(t *testing.T) {
 			t.Cleanup(proxy.Close)
 
 			events, conns := connected()
-			ln, err := tunnel.Listen(context.Background(), proxy.URL, tunnel.WithLogger(quiet), events)
+			ln, err := tunnel.Listen(context.Background(), proxy.URL, tunnel.WithLogger(quiet), events, tunnel.WithTransport(tunnel.TransportAuto))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +272,7 @@ func TestRawFallbackRememberedAcrossReconnects(t *testing.T) {
 	var d cuttableDialer
 	events, conns := connected()
 	log, logs := infoLog()
-	ln, err := tunnel.Listen(context.Background(), f.URL, tunnel.WithLogger(log), events, tunnel.WithDialer(d.Dial),
+	ln, err := tunnel.Listen(context.Background(), f.URL, tunnel.WithLogger(log), events, tunnel.WithDialer(d.Dial), tunnel.WithTransport(tunnel.TransportAuto),
 		tunnel.WithBackoff(time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
