@@ -40,11 +40,12 @@ func main() {
 	role := flag.String("role", "", "internal: run as the origin server (origin) or the agent-side process of -memory (agents)")
 	listen := flag.String("listen", "", "internal: the origin's address (with -role origin)")
 	gatewayURL := flag.String("gateway", "", "internal: the gateway's URL (with -role agents)")
+	transport := flag.String("transport", "", "internal: the agents' transport, as tunnel.WithTransport (with -role agents)")
 
 	duration := flag.Duration("duration", 10*time.Second, "how long each scenario runs per target, split into -rounds rounds")
 	nrounds := flag.Int("rounds", 5, "measured rounds per scenario and target, alternating between targets")
 	scenarios := flag.String("scenarios", "small,bulk,sequential", "comma-separated scenarios to run")
-	transports := flag.String("transports", "", "comma-separated agent transports to measure, one agent process each, passed as --<transport-flag>=<value>; empty: the agent's default alone")
+	transports := flag.String("transports", "raw,websocket", "comma-separated agent transports to measure, one agent process each, passed as --<transport-flag>=<value> (with -memory, as tunnel.WithTransport); empty: the agent's default alone, for a build without --transport")
 	transportFlag := flag.String("transport-flag", "transport", "the agent's flag that chooses its transport")
 	loadgen := flag.String("load", "", "load generator: wrk or go (default wrk when installed)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the gateway and agent during the tunnel rounds of the small scenario to this directory")
@@ -61,7 +62,7 @@ func main() {
 	case "origin":
 		err = serveOrigin(*listen)
 	case "agents":
-		err = runAgents(*gatewayURL)
+		err = runAgents(*gatewayURL, *transport)
 	case "":
 		err = run(config{
 			duration: *duration, rounds: *nrounds, scenarios: split(*scenarios),
@@ -142,8 +143,8 @@ func run(c config) error {
 // more. After each it writes one line, "ok", once the tunnels are up. Its
 // runtime statistics are served by pprofhook.go. At the end of stdin it
 // closes every tunnel and exits.
-func runAgents(gateway string) error {
-	a := newAgents(gateway)
+func runAgents(gateway, transport string) error {
+	a := newAgents(gateway, transport)
 	defer a.close()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

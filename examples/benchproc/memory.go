@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 // memRow is what -memory measured at one tunnel count.
 type memRow struct {
+	transport  string // "" for the default
 	n          int
 	opened     time.Duration
 	gw, ag     [2]runtimeStats // empty, then with n tunnels
@@ -25,17 +27,23 @@ func runMemory(ctx context.Context, bins binaries, counts []int, c config) error
 			return err
 		}
 	}
+	transports := c.transports
+	if len(transports) == 0 {
+		transports = []string{""}
+	}
 	var rows []memRow
-	for _, n := range counts {
-		row, err := measureMemory(ctx, bins, n, c)
-		if err != nil {
-			return fmt.Errorf("%d tunnels: %w", n, err)
+	for _, tr := range transports {
+		for _, n := range counts {
+			row, err := measureMemory(ctx, bins, tr, n, c)
+			if err != nil {
+				return fmt.Errorf("%d tunnels: %w", n, err)
+			}
+			rows = append(rows, row)
+			printMemRow(row)
 		}
-		rows = append(rows, row)
-		printMemRow(row)
 	}
 	fmt.Println("\nper idle tunnel: (with N tunnels - empty) / N; RSS after a GC and", c.settle, "of settling")
-	fmt.Printf("%-8s %-8s %12s %12s %12s %12s %14s\n", "tunnels", "process", "goroutines", "heap", "stacks", "RSS", "idle CPU")
+	fmt.Printf("%-10s %-8s %-8s %12s %12s %12s %12s %14s\n", "transport", "tunnels", "process", "goroutines", "heap", "stacks", "RSS", "idle CPU")
 	for _, r := range rows {
 		for _, side := range []struct {
 			name string
@@ -43,7 +51,7 @@ func runMemory(ctx context.Context, bins binaries, counts []int, c config) error
 			idle time.Duration
 		}{{"gateway", r.gw, r.gwIdle}, {"agent", r.ag, r.agIdle}} {
 			d := func(f func(runtimeStats) int64) float64 { return float64(f(side.s[1])-f(side.s[0])) / float64(r.n) }
-			fmt.Printf("%-8d %-8s %12.2f %10.1f KiB %8.1f KiB %8.1f KiB %10.2f ms/min\n", r.n, side.name,
+			fmt.Printf("%-10s %-8d %-8s %12.2f %8.1f KiB %8.1f KiB %8.1f KiB %8.2f ms/min\n", cmp.Or(r.transport, "default"), r.n, side.name,
 				d(func(s runtimeStats) int64 { return s.Goroutines }),
 				d(func(s runtimeStats) int64 { return s.HeapInuse })/1024,
 				d(func(s runtimeStats) int64 { return s.StackInuse })/1024,
@@ -56,8 +64,8 @@ func runMemory(ctx context.Context, bins binaries, counts []int, c config) error
 
 // measureMemory runs a fresh gateway and agent-side process, measures
 // both empty, opens n tunnels, and measures again.
-func measureMemory(ctx context.Context, bins binaries, n int, c config) (memRow, error) {
-	row := memRow{n: n, idleWindow: c.idle}
+func measureMemory(ctx context.Context, bins binaries, transport string, n int, c config) (memRow, error) {
+	row := memRow{transport: transport, n: n, idleWindow: c.idle}
 	self, err := os.Executable()
 	if err != nil {
 		return row, err
@@ -83,7 +91,7 @@ func measureMemory(ctx context.Context, bins binaries, n int, c config) (memRow,
 	if err != nil {
 		return row, err
 	}
-	ag, err := start(c.dir, "agents", agPprof, true, self, "-role", "agents", "-gateway", "http://"+gwAddr)
+	ag, err := start(c.dir, "agents", agPprof, true, self, "-role", "agents", "-gateway", "http://"+gwAddr, "-transport", transport)
 	if err != nil {
 		return row, err
 	}
@@ -144,7 +152,7 @@ func measureMemory(ctx context.Context, bins binaries, n int, c config) (memRow,
 	row.gwIdle, row.agIdle = g1-g0, a1-a0
 	if c.profileDir != "" {
 		for _, p := range []*proc{gw, ag} {
-			base := filepath.Join(c.profileDir, fmt.Sprintf("memory-%d-%s", n, p.name))
+			base := filepath.Join(c.profileDir, fmt.Sprintf("memory-%s-%d-%s", cmp.Or(transport, "default"), n, p.name))
 			if err := p.profile(ctx, "goroutine?debug=1", base+"-goroutine.txt"); err != nil {
 				return row, err
 			}
@@ -157,7 +165,7 @@ func measureMemory(ctx context.Context, bins binaries, n int, c config) (memRow,
 }
 
 func printMemRow(r memRow) {
-	fmt.Printf("%d tunnels opened in %v\n", r.n, r.opened.Round(time.Millisecond))
+	fmt.Printf("%d tunnels (transport %s) opened in %v\n", r.n, cmp.Or(r.transport, "default"), r.opened.Round(time.Millisecond))
 	for _, side := range []struct {
 		name string
 		s    [2]runtimeStats

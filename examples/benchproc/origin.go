@@ -50,14 +50,22 @@ func serveOrigin(addr string) error {
 // tunnel.Listen served by http.Serve, as an application would.
 type agents struct {
 	gateway string
+	opts    []tunnel.Option
 	h       http.Handler
 	log     *slog.Logger
 	mu      sync.Mutex
 	lns     []*tunnel.Listener
 }
 
-func newAgents(gateway string) *agents {
-	return &agents{gateway: gateway, h: http.NotFoundHandler(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+// newAgents returns the agents of a gateway, with a transport ("": the
+// default) as tunnel.WithTransport.
+func newAgents(gateway, transport string) *agents {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := &agents{gateway: gateway, h: http.NotFoundHandler(), log: log, opts: []tunnel.Option{tunnel.WithLogger(log)}}
+	if transport != "" {
+		a.opts = append(a.opts, tunnel.WithTransport(tunnel.Transport(transport)))
+	}
+	return a
 }
 
 // open opens n more tunnels, 32 at a time.
@@ -69,7 +77,7 @@ func (a *agents) open(n int) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ln, err := tunnel.Listen(context.Background(), a.gateway, tunnel.WithLogger(a.log))
+			ln, err := tunnel.Listen(context.Background(), a.gateway, a.opts...)
 			if err != nil {
 				errs <- err
 				return
