@@ -14,8 +14,9 @@ import (
 // benchTargets serves h directly on loopback and through tunnels, and
 // returns their base URLs: the baseline and the tunnels run under one
 // benchmark, so their numbers compare. "tunnel" serves h on the Listener
-// itself; "forward" is a Forwarder to the direct server, as the agent
-// command runs; "pool" is a pool of one.
+// itself, over the raw transport, and "tunnel-ws" over WebSocket;
+// "forward" is a Forwarder to the direct server, as the agent command
+// runs, and "forward-ws" the same over WebSocket; "pool" is a pool of one.
 func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -24,18 +25,25 @@ func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	}
 	tunneltest.Serve(b, l, h)
 	gw := tunneltest.NewGateway(b, nil)
-	ln := gw.Listen(b)
+	ln := gw.Listen(b, tunnel.WithTransport(tunnel.TransportRaw))
 	tunneltest.Serve(b, ln, h)
+	ws := gw.Listen(b, tunnel.WithTransport(tunnel.TransportWebSocket))
+	tunneltest.Serve(b, ws, h)
 	// A pool of one: the same tunnel, with a stream per request.
 	pool := gw.Listen(b, tunnel.WithName("pool"), tunnel.WithPool())
 	tunneltest.Serve(b, pool, h)
 	direct := "http://" + l.Addr().String()
-	fw, err := tunnel.Forward(context.Background(), gw.URL, direct, tunnel.WithName("forward"))
+	fw, err := tunnel.Forward(context.Background(), gw.URL, direct, tunnel.WithName("forward"), tunnel.WithTransport(tunnel.TransportRaw))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { fw.Close() })
-	return map[string]string{"direct": direct, "tunnel": ln.URL(), "forward": fw.URL(), "pool": pool.URL()}
+	fws, err := tunnel.Forward(context.Background(), gw.URL, direct, tunnel.WithName("forward-ws"), tunnel.WithTransport(tunnel.TransportWebSocket))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { fws.Close() })
+	return map[string]string{"direct": direct, "tunnel": ln.URL(), "tunnel-ws": ws.URL(), "forward": fw.URL(), "forward-ws": fws.URL(), "pool": pool.URL()}
 }
 
 // reportCPU reports the CPU time the process spent per operation of the
@@ -55,13 +63,13 @@ func reportCPU(b *testing.B) {
 }
 
 // BenchmarkSmallRequests measures small GETs, in parallel, direct, through
-// the tunnel, through a Forwarder, and through a pool (a stream per
-// request). The full comparison, with latency percentiles, is go run
+// the tunnel and a Forwarder on each transport, and through a pool (a
+// stream per request). The full comparison, with latency percentiles, is go run
 // ./examples/bench.
 func BenchmarkSmallRequests(b *testing.B) {
 	body := []byte("hello, world\n")
 	targets := benchTargets(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
-	for _, name := range []string{"direct", "tunnel", "forward", "pool"} {
+	for _, name := range []string{"direct", "tunnel", "tunnel-ws", "forward", "forward-ws", "pool"} {
 		b.Run(name, func(b *testing.B) {
 			c := newClient(b)
 			url := targets[name] + "/small"
@@ -74,12 +82,12 @@ func BenchmarkSmallRequests(b *testing.B) {
 }
 
 // BenchmarkBulkDownload measures 4 MiB downloads, direct and through the
-// tunnel; MB/s is the figure to compare.
+// tunnel and a Forwarder on each transport; MB/s is the figure to compare.
 func BenchmarkBulkDownload(b *testing.B) {
 	const size = 4 << 20
 	data := make([]byte, size)
 	targets := benchTargets(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(data) }))
-	for _, name := range []string{"direct", "tunnel", "forward"} {
+	for _, name := range []string{"direct", "tunnel", "tunnel-ws", "forward", "forward-ws"} {
 		b.Run(name, func(b *testing.B) {
 			c := newClient(b)
 			url := targets[name] + "/bulk"

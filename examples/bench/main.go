@@ -1,10 +1,14 @@
 // Command bench measures the tunnel against a direct loopback baseline, in
 // one process: the same handler is served directly and through a gateway
-// and tunnel, and the same load is run against both, in alternating rounds. It prints requests/s,
-// p50/p99 latency and MB/s for each, and the tunnel's ratio to direct.
+// and tunnel, over each of the agent's transports (the raw upgrade,
+// "tunnel", and WebSocket, "tunnel-ws"), and the same load is run against
+// each, in alternating rounds. It prints requests/s, p50/p99 latency and
+// MB/s for each, and each tunnel's ratio to direct with the spread of the
+// rounds.
 //
 //	go run ./examples/bench                  # all scenarios, 5 s each
 //	go run ./examples/bench -duration 10s -scenarios small
+//	go run ./examples/bench -transport raw   # one transport only
 //
 // Scenarios:
 //
@@ -40,10 +44,18 @@ const (
 
 var only *string
 
+// tunnelTargets maps -transport to the tunnels it measures.
+var tunnelTargets = map[string][]tunnel.Transport{
+	"both":      {tunnel.TransportRaw, tunnel.TransportWebSocket},
+	"raw":       {tunnel.TransportRaw},
+	"websocket": {tunnel.TransportWebSocket},
+}
+
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs per target")
 	scenarios := flag.String("scenarios", "small,bulk,sequential", "comma-separated scenarios to run")
-	only = flag.String("only", "", "run only this target (direct or tunnel), for profiling")
+	only = flag.String("only", "", "run only this target (direct, tunnel or tunnel-ws), for profiling")
+	transport := flag.String("transport", "both", "the agent's transports to measure: both, raw (target tunnel) or websocket (target tunnel-ws)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	flag.Parse()
@@ -69,7 +81,12 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
-	if err := run(*duration, strings.Split(*scenarios, ",")); err != nil {
+	transports, ok := tunnelTargets[*transport]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bench: -transport %q: want both, raw or websocket\n", *transport)
+		os.Exit(2)
+	}
+	if err := run(*duration, strings.Split(*scenarios, ","), transports); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -96,7 +113,7 @@ func handler() http.Handler {
 	return mux
 }
 
-func run(d time.Duration, scenarios []string) error {
+func run(d time.Duration, scenarios []string, transports []tunnel.Transport) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := handler()
 
@@ -121,19 +138,24 @@ func run(d time.Duration, scenarios []string) error {
 		defer cancel()
 		gw.Shutdown(ctx)
 	}()
-	ln, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet))
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	go http.Serve(ln, h)
-
 	targets := []struct{ name, base string }{
 		{"direct", "http://" + dl.Addr().String()},
-		{"tunnel", ln.URL()},
+	}
+	for _, tr := range transports {
+		ln, err := tunnel.Listen(context.Background(), "http://"+gl.Addr().String(), tunnel.WithLogger(quiet), tunnel.WithTransport(tr))
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go http.Serve(ln, h)
+		name := "tunnel"
+		if tr == tunnel.TransportWebSocket {
+			name = "tunnel-ws"
+		}
+		targets = append(targets, struct{ name, base string }{name, ln.URL()})
 	}
 	fmt.Printf("GOMAXPROCS=%d, %v per target and scenario\n\n", runtime.GOMAXPROCS(0), d)
-	fmt.Printf("%-11s %-7s %12s %10s %10s %10s\n", "scenario", "target", "req/s", "p50", "p99", "MB/s")
+	fmt.Printf("%-11s %-9s %12s %10s %10s %10s\n", "scenario", "target", "req/s", "p50", "p99", "MB/s")
 	for _, sc := range scenarios {
 		var conc int
 		var path string
@@ -150,8 +172,8 @@ func run(d time.Duration, scenarios []string) error {
 		// Warm up connections and caches, then measure in alternating
 		// rounds, so that a slow spell of the machine weighs on both
 		// targets alike.
-		var res [2]result
-		var perRound [2][]float64 // requests/s of each round
+		res := make([]result, len(targets))
+		perRound := make([][]float64, len(targets)) // requests/s of each round
 		for _, tg := range targets {
 			if *only == "" || *only == tg.name {
 				load(tg.base+path, conc, d/10)
@@ -175,23 +197,26 @@ func run(d time.Duration, scenarios []string) error {
 			if res[i].errors > 0 {
 				return fmt.Errorf("%s %s: %d failed requests", sc, tg.name, res[i].errors)
 			}
-			fmt.Printf("%-11s %-7s %12.0f %10s %10s %10.1f\n", sc, tg.name, res[i].rps(), fmtDur(res[i].p(50)), fmtDur(res[i].p(99)), res[i].mbps())
+			fmt.Printf("%-11s %-9s %12.0f %10s %10s %10.1f\n", sc, tg.name, res[i].rps(), fmtDur(res[i].p(50)), fmtDur(res[i].p(99)), res[i].mbps())
 		}
 		if *only != "" {
 			continue
 		}
 		// The spread of the rounds' ratios shows how much the machine
 		// drifted during the run.
-		lo, hi := 0.0, 0.0
-		for r := range perRound[0] {
-			ratio := 100 * perRound[1][r] / perRound[0][r]
-			if r == 0 || ratio < lo {
-				lo = ratio
+		for i := 1; i < len(targets); i++ {
+			lo, hi := 0.0, 0.0
+			for r := range perRound[0] {
+				ratio := 100 * perRound[i][r] / perRound[0][r]
+				if r == 0 || ratio < lo {
+					lo = ratio
+				}
+				hi = max(hi, ratio)
 			}
-			hi = max(hi, ratio)
+			fmt.Printf("%-11s %-9s %11.1f%% %10s %10s %9.1f%%   added p50 %s, rounds %.0f-%.0f%%\n", sc, "ratio"+strings.TrimPrefix(targets[i].name, "tunnel"),
+				100*res[i].rps()/res[0].rps(), "", "", 100*res[i].mbps()/res[0].mbps(), fmtDur(res[i].p(50)-res[0].p(50)), lo, hi)
 		}
-		fmt.Printf("%-11s %-7s %11.1f%% %10s %10s %9.1f%%   added p50 %s, rounds %.0f-%.0f%%\n\n", sc, "ratio",
-			100*res[1].rps()/res[0].rps(), "", "", 100*res[1].mbps()/res[0].mbps(), fmtDur(res[1].p(50)-res[0].p(50)), lo, hi)
+		fmt.Println()
 	}
 	return nil
 }
