@@ -18,6 +18,7 @@ func TestConstantsPinned(t *testing.T) {
 		{"Version", protocol.Version, 4},
 		{"SubprotocolMux", protocol.SubprotocolMux, "http-tunnel.mux.v1"},
 		{"SubprotocolJSON", protocol.SubprotocolJSON, "http-tunnel.json.v1"},
+		{"UpgradeMux", protocol.UpgradeMux, "http-tunnel.mux.v1"},
 		{"ConnectPath", protocol.ConnectPath, "/_tunnel/connect"},
 		{"MaxHandshakeBytes", protocol.MaxHandshakeBytes, 16384},
 		{"MaxControlBytes", protocol.MaxControlBytes, 4096},
