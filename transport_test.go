@@ -377,3 +377,32 @@ func TestRawHandshakeBounds(t *testing.T) {
 	ln := listen(t, gw, tunnel.WithTransport(tunnel.TransportRaw))
 	serveEcho(t, ln)
 }
+
+// The agent endpoint answers 101 to the raw transport's token only on an
+// HTTP/1.1 GET, and refuses other upgrade tokens as it refuses a request
+// that is not an upgrade, naming both upgrades it takes.
+func TestAgentEndpointRefusesUnknownUpgrades(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	c := newClient(t)
+	for _, tc := range []struct {
+		name, method, upgrade string
+	}{
+		{"another token", http.MethodGet, "h2c"},
+		{"the raw token in a POST", http.MethodPost, protocol.UpgradeMux},
+	} {
+		req, _ := http.NewRequest(tc.method, gw.URL+protocol.ConnectPath, nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", tc.upgrade)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantError(t, resp.StatusCode, resp.Header, string(body), http.StatusBadRequest, tunnel.CodeInvalidRequest)
+		if tc.method == http.MethodGet && resp.Header.Get("Upgrade") != protocol.UpgradeMux+", websocket" {
+			t.Errorf("%s: Upgrade %q, want both upgrades the endpoint takes", tc.name, resp.Header.Get("Upgrade"))
+		}
+	}
+}
