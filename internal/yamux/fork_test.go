@@ -517,3 +517,38 @@ func TestDeadlinesCostNoAllocation(t *testing.T) {
 		t.Fatalf("Read after the deadline was cleared: %q, %v", buf[:n], err)
 	}
 }
+
+// TestFramesReuseTheirSendReady pins that a stream hands each of its data
+// frames to the send loop in the same sendReady (one per frame was an
+// allocation per frame), and that the frames still arrive intact.
+func TestFramesReuseTheirSendReady(t *testing.T) {
+	client, server := testClientServer(t)
+	stream, err := client.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	st := stream.(*Stream)
+	if _, err := stream.Write([]byte("first ")); err != nil {
+		t.Fatal(err)
+	}
+	first := st.sendRdy
+	if first == nil {
+		t.Fatal("no sendReady kept after a write")
+	}
+	if _, err := stream.Write([]byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	if st.sendRdy != first {
+		t.Error("the second frame went out in a new sendReady")
+	}
+	peer, err := server.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	buf := make([]byte, len("first second"))
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "first second" {
+		t.Fatalf("peer read %q, %v", buf, err)
+	}
+}

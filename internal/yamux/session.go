@@ -460,14 +460,20 @@ func (s *Session) keepalive() {
 
 // waitForSendErr waits to send a header, checking for a potential shutdown
 func (s *Session) waitForSend(hdr header, body []byte) error {
-	errCh := make(chan error, 1)
-	return s.waitForSendErr(hdr, body, errCh)
+	return s.waitForSendErr(hdr, body, &sendReady{Err: make(chan error, 1)})
 }
 
 // waitForSendErr waits to send a header with optional data, checking for a
 // potential shutdown. Since there's the expectation that sends can happen
 // in a timely manner, we enforce the connection write timeout here.
-func (s *Session) waitForSendErr(hdr header, body []byte, errCh chan error) error {
+//
+// ready carries the frame to the send loop, and ready.Err its result. A
+// stream passes the same one for each of its frames of a kind (a
+// sendReady per frame was an allocation per frame); it may do so after
+// this returned nil or a write error, when the send loop is done with
+// it, but never after ErrSessionShutdown or ErrConnectionWriteTimeout,
+// when the frame may still be queued.
+func (s *Session) waitForSendErr(hdr header, body []byte, ready *sendReady) error {
 	t := timerPool.Get()
 	timer := t.(*time.Timer)
 	timer.Reset(s.config.ConnectionWriteTimeout)
@@ -480,7 +486,8 @@ func (s *Session) waitForSendErr(hdr header, body []byte, errCh chan error) erro
 		timerPool.Put(t)
 	}()
 
-	ready := &sendReady{Hdr: hdr, Body: body, Err: errCh, size: len(hdr) + len(body)}
+	ready.Hdr, ready.Body, ready.size = hdr, body, len(hdr)+len(body)
+	errCh := ready.Err
 	select {
 	case s.sendCh <- ready:
 	case <-s.shutdownCh:

@@ -63,6 +63,12 @@ type Stream struct {
 	sendErr  chan error
 	sendLock sync.Mutex
 
+	// sendRdy and controlRdy carry data and control frames to the send
+	// loop, reused from frame to frame (guarded by sendLock and
+	// controlHdrLock); nil when the last frame may still be queued
+	// (waitForSendErr).
+	sendRdy, controlRdy *sendReady
+
 	recvNotifyCh chan struct{}
 	sendNotifyCh chan struct{}
 
@@ -291,10 +297,14 @@ START:
 
 	// Send the header
 	s.sendHdr.encode(typeData, flags, s.id, max)
-	if err = s.session.waitForSendErr(s.sendHdr, body, s.sendErr); err != nil {
+	if s.sendRdy == nil {
+		s.sendRdy = &sendReady{Err: s.sendErr}
+	}
+	if err = s.session.waitForSendErr(s.sendHdr, body, s.sendRdy); err != nil {
 		if errors.Is(err, ErrSessionShutdown) || errors.Is(err, ErrConnectionWriteTimeout) {
 			// Message left in ready queue, header re-use is unsafe.
 			s.sendHdr = header(make([]byte, headerSize))
+			s.sendRdy = nil
 		}
 		return 0, err
 	}
@@ -387,14 +397,24 @@ func (s *Stream) sendWindowUpdate() error {
 
 	// Send the header
 	s.controlHdr.encode(typeWindowUpdate, flags, s.id, delta)
-	if err := s.session.waitForSendErr(s.controlHdr, nil, s.controlErr); err != nil {
+	if err := s.session.waitForSendErr(s.controlHdr, nil, s.controlReady()); err != nil {
 		if errors.Is(err, ErrSessionShutdown) || errors.Is(err, ErrConnectionWriteTimeout) {
 			// Message left in ready queue, header re-use is unsafe.
 			s.controlHdr = header(make([]byte, headerSize))
+			s.controlRdy = nil
 		}
 		return err
 	}
 	return nil
+}
+
+// controlReady returns the stream's sendReady for control frames; the
+// caller holds controlHdrLock.
+func (s *Stream) controlReady() *sendReady {
+	if s.controlRdy == nil {
+		s.controlRdy = &sendReady{Err: s.controlErr}
+	}
+	return s.controlRdy
 }
 
 // sendClose is used to send a FIN
@@ -405,10 +425,11 @@ func (s *Stream) sendClose() error {
 	flags := s.sendFlags()
 	flags |= flagFIN
 	s.controlHdr.encode(typeWindowUpdate, flags, s.id, 0)
-	if err := s.session.waitForSendErr(s.controlHdr, nil, s.controlErr); err != nil {
+	if err := s.session.waitForSendErr(s.controlHdr, nil, s.controlReady()); err != nil {
 		if errors.Is(err, ErrSessionShutdown) || errors.Is(err, ErrConnectionWriteTimeout) {
 			// Message left in ready queue, header re-use is unsafe.
 			s.controlHdr = header(make([]byte, headerSize))
+			s.controlRdy = nil
 		}
 		return err
 	}
