@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/websocket"
@@ -344,6 +345,12 @@ func acceptRaw(w http.ResponseWriter) (*rawLink, error) {
 	return newRawLink(conn, r, conn), nil
 }
 
+// hungUp reports whether err says that the peer closed or reset the
+// connection (not a timeout, not a failure to connect).
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // errUpgradeRefused is wrapped by dialRaw's error when the answer to the
 // upgrade says that the way to the gateway does not pass the raw
 // transport: the agent opens a WebSocket instead.
@@ -356,9 +363,10 @@ var errUpgradeRefused = errors.New("the raw transport's upgrade was refused")
 // (401, 403, 429, or the public error body with any code but
 // invalid_request), is returned as an *Error. Any other answer but 101 with
 // the raw transport's token (an old gateway's 400, API Gateway's 426, a
-// proxy's 502 or 404, a 101 to something else) means the way does not
-// pass the upgrade: the error wraps errUpgradeRefused. An error reaching
-// the gateway is neither.
+// proxy's 502 or 404, a 101 to something else), or a connection closed
+// without an answer, means the way does not pass the upgrade: the error
+// wraps errUpgradeRefused. A failure to connect, or a timeout, is neither:
+// a WebSocket would meet it too.
 func dialRaw(ctx context.Context, client *http.Client, rawURL string, header http.Header) (*rawLink, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -389,6 +397,12 @@ func dialRaw(ctx context.Context, client *http.Client, rawURL string, header htt
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if netConn != nil && hungUp(err) {
+			// Something on the way took the request and closed the
+			// connection instead of answering it, as some proxies do
+			// with upgrades they do not know.
+			return nil, fmt.Errorf("%w: the connection was closed without an answer (%w)", errUpgradeRefused, err)
 		}
 		return nil, fmt.Errorf("raw upgrade: %w", err)
 	}

@@ -78,7 +78,8 @@ func infoLog() (*slog.Logger, *logbuf.Buffer) {
 }
 
 // An agent whose raw upgrade is refused (by a gateway that does not know
-// it, API Gateway's 426, a proxy's error, a 101 to something else) opens
+// it, API Gateway's 426, a proxy's error or hang-up, a 101 to something
+// else) opens
 // a WebSocket at once, within the same Listen, says so once at INFO, and
 // serves; one that asked for raw only gets an error instead.
 func TestRawUpgradeRefusedFallsBackToWebSocket(t *testing.T) {
@@ -108,6 +109,13 @@ func TestRawUpgradeRefusedFallsBackToWebSocket(t *testing.T) {
 		{"503 without the error body", func(*tunnel.Server) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
+			}
+		}},
+		{"a connection closed without an answer", func(*tunnel.Server) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					c.Close()
+				}
 			}
 		}},
 		{"101 to another protocol", func(*tunnel.Server) http.HandlerFunc {
