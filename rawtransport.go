@@ -360,8 +360,9 @@ var errUpgradeRefused = errors.New("the raw transport's upgrade was refused")
 // transport with client, sending header; ctx bounds the upgrade only.
 //
 // An answer that refuses the agent itself, as it would refuse a WebSocket
-// (401, 403, 429, or the public error body with any code but
-// invalid_request), is returned as an *Error. Any other answer but 101 with
+// (429, or the public error body with any code but invalid_request: 401
+// unauthorized, 403 forbidden, 503 unavailable, ...), is returned as an
+// *Error. Any other answer but 101 with
 // the raw transport's token (an old gateway's 400, API Gateway's 426, a
 // proxy's 502 or 404, a 101 to something else), or a connection closed
 // without an answer, means the way does not pass the upgrade: the error
@@ -422,9 +423,12 @@ func dialRaw(ctx context.Context, client *http.Client, rawURL string, header htt
 	resp.Body.Close()
 	var eb errorBody
 	json.Unmarshal(body, &eb)
+	// A 401 or 403 without the gateway's error body is not taken for the
+	// gateway's refusal: a proxy or API Gateway may answer an upgrade it
+	// does not know so. The WebSocket that follows meets the gateway's
+	// own answer, whatever it is.
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden,
-		resp.StatusCode == http.StatusTooManyRequests, eb.Error != "" && eb.Error != CodeInvalidRequest:
+	case resp.StatusCode == http.StatusTooManyRequests, eb.Error != "" && eb.Error != CodeInvalidRequest:
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		return nil, refusal(resp)
 	}

@@ -103,6 +103,13 @@ func TestRawUpgradeRefusedFallsBackToWebSocket(t *testing.T) {
 				http.Error(w, `{"message":"Upgrade Required"}`, http.StatusUpgradeRequired)
 			}
 		}},
+		{"403 from something in front", func(*tunnel.Server) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, `{"message":"Forbidden"}`)
+			}
+		}},
 		{"502 from a proxy", func(*tunnel.Server) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad gateway", http.StatusBadGateway) }
 		}},
@@ -186,9 +193,9 @@ func TestRawUpgradeRefusalsKeepTheirMeaning(t *testing.T) {
 		body   string
 		want   error
 	}{
-		{"401", http.StatusUnauthorized, "", tunnel.ErrUnauthorized},
-		{"403", http.StatusForbidden, "", tunnel.ErrForbidden},
-		{"429", http.StatusTooManyRequests, `{"error":"rate_limited","message":"slow down"}`, tunnel.ErrRateLimited},
+		{"401 unauthorized", http.StatusUnauthorized, `{"error":"unauthorized","message":"no"}`, tunnel.ErrUnauthorized},
+		{"403 forbidden", http.StatusForbidden, `{"error":"forbidden","message":"no"}`, tunnel.ErrForbidden},
+		{"429", http.StatusTooManyRequests, "", tunnel.ErrRateLimited},
 		{"503 unavailable", http.StatusServiceUnavailable, `{"error":"unavailable","message":"shutting down"}`, tunnel.ErrUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
