@@ -51,10 +51,11 @@ func main() {
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the gateway and agent during the tunnel rounds of the small scenario to this directory")
 	memory := flag.String("memory", "", "measure memory per idle tunnel at these comma-separated tunnel counts instead, such as 1000,10000")
 	settle := flag.Duration("settle", 5*time.Second, "with -memory: how long to let the processes settle before measuring")
+	exchange := flag.Bool("exchange", true, "with -memory: measure again after one 256 KiB request and response through every tunnel")
 	idle := flag.Duration("idle", 30*time.Second, "with -memory: how long to measure the CPU of idle tunnels (heartbeats, lease renewals)")
 	repo := flag.String("repo", "", "root of the repository to build the binaries from (default: the directory of go.work)")
 	rev := flag.String("rev", "", "build the binaries from this git revision of the repository (exported with git archive) instead of its working tree")
-	binDir := flag.String("bin-dir", "", "use the gateway and agent binaries (tunnel, tunnel-agent) in this directory, built by an earlier run with the same flag; build them there if absent (default: build into a temporary directory)")
+	binDir := flag.String("bin-dir", "", "use the binaries (tunnel, tunnel-agent, benchproc) in this directory, built by an earlier run with the same flag; build them there if absent (default: build into a temporary directory)")
 	flag.Parse()
 
 	var err error
@@ -68,7 +69,7 @@ func main() {
 			duration: *duration, rounds: *nrounds, scenarios: split(*scenarios),
 			transports: split(*transports), transportFlag: *transportFlag,
 			load: *loadgen, profileDir: *profileDir, repo: *repo, rev: *rev, binDir: *binDir,
-			memory: *memory, settle: *settle, idle: *idle,
+			memory: *memory, settle: *settle, idle: *idle, exchange: *exchange,
 		})
 	default:
 		err = fmt.Errorf("unknown -role %q", *role)
@@ -94,6 +95,7 @@ type config struct {
 	memory        string
 	settle        time.Duration
 	idle          time.Duration
+	exchange      bool
 }
 
 func split(s string) []string {
@@ -139,8 +141,9 @@ func run(c config) error {
 }
 
 // runAgents is the agent-side process of -memory. It reads commands on
-// stdin, one a line: "open N" opens N more tunnels; "stats" does nothing
-// more. After each it writes one line, "ok", once the tunnels are up. Its
+// stdin, one a line: "open N" opens N more tunnels; "exchange" sends a
+// request and its response, 256 KiB each, through every tunnel; "stats"
+// does nothing more. After each it writes one line, "ok", once the tunnels are up. Its
 // runtime statistics are served by pprofhook.go. At the end of stdin it
 // closes every tunnel and exits.
 func runAgents(gateway, transport string) error {
@@ -156,6 +159,10 @@ func runAgents(gateway, transport string) error {
 				return fmt.Errorf("open: %w", err)
 			}
 			if err := a.open(n); err != nil {
+				return err
+			}
+		case len(f) == 1 && f[0] == "exchange":
+			if err := a.exchange(); err != nil {
 				return err
 			}
 		case len(f) == 1 && f[0] == "stats":

@@ -15,8 +15,9 @@ type memRow struct {
 	transport  string // "" for the default
 	n          int
 	opened     time.Duration
-	gw, ag     [2]runtimeStats // empty, then with n tunnels
-	gwIdle     time.Duration   // CPU of the idle tunnels over the idle window
+	gw, ag     [3]runtimeStats // empty, with n fresh tunnels, then after an exchange through each
+	exchanged  bool
+	gwIdle     time.Duration // CPU of the idle tunnels over the idle window
 	agIdle     time.Duration
 	idleWindow time.Duration
 }
@@ -42,23 +43,34 @@ func runMemory(ctx context.Context, bins binaries, counts []int, c config) error
 			printMemRow(row)
 		}
 	}
-	fmt.Println("\nper idle tunnel: (with N tunnels - empty) / N; RSS after a GC and", c.settle, "of settling")
-	fmt.Printf("%-10s %-8s %-8s %12s %12s %12s %12s %14s\n", "transport", "tunnels", "process", "goroutines", "heap", "stacks", "RSS", "idle CPU")
+	fmt.Println("\nper idle tunnel: (with N tunnels - empty) / N; after a GC and", c.settle, "of settling")
+	fmt.Printf("%-10s %-8s %-8s %-18s %11s %12s %12s %12s %14s\n", "transport", "tunnels", "process", "state", "goroutines", "heap", "stacks", "RSS", "idle CPU")
 	for _, r := range rows {
 		for _, side := range []struct {
 			name string
-			s    [2]runtimeStats
+			s    [3]runtimeStats
 			idle time.Duration
 		}{{"gateway", r.gw, r.gwIdle}, {"agent", r.ag, r.agIdle}} {
-			d := func(f func(runtimeStats) int64) float64 { return float64(f(side.s[1])-f(side.s[0])) / float64(r.n) }
-			fmt.Printf("%-10s %-8d %-8s %12.2f %8.1f KiB %8.1f KiB %8.1f KiB %8.2f ms/min\n", cmp.Or(r.transport, "default"), r.n, side.name,
-				d(func(s runtimeStats) int64 { return s.Goroutines }),
-				d(func(s runtimeStats) int64 { return s.HeapInuse })/1024,
-				d(func(s runtimeStats) int64 { return s.StackInuse })/1024,
-				d(func(s runtimeStats) int64 { return s.RSS })/1024,
-				1000*side.idle.Seconds()/float64(r.n)/r.idleWindow.Minutes())
+			states := []string{"fresh", "after an exchange"}
+			if !r.exchanged {
+				states = states[:1]
+			}
+			for k, state := range states {
+				d := func(f func(runtimeStats) int64) float64 { return float64(f(side.s[k+1])-f(side.s[0])) / float64(r.n) }
+				idle := "-"
+				if k == 0 {
+					idle = fmt.Sprintf("%.2f ms/min", 1000*side.idle.Seconds()/float64(r.n)/r.idleWindow.Minutes())
+				}
+				fmt.Printf("%-10s %-8d %-8s %-18s %11.2f %8.1f KiB %8.1f KiB %8.1f KiB %14s\n", cmp.Or(r.transport, "default"), r.n, side.name, state,
+					d(func(s runtimeStats) int64 { return s.Goroutines }),
+					d(func(s runtimeStats) int64 { return s.HeapInuse })/1024,
+					d(func(s runtimeStats) int64 { return s.StackInuse })/1024,
+					d(func(s runtimeStats) int64 { return s.RSS })/1024,
+					idle)
+			}
 		}
 	}
+	fmt.Println("(idle CPU: CPU time of the process per tunnel per minute of idling, over", c.idle, "of heartbeats and lease renewals)")
 	return nil
 }
 
@@ -66,10 +78,7 @@ func runMemory(ctx context.Context, bins binaries, counts []int, c config) error
 // both empty, opens n tunnels, and measures again.
 func measureMemory(ctx context.Context, bins binaries, transport string, n int, c config) (memRow, error) {
 	row := memRow{transport: transport, n: n, idleWindow: c.idle}
-	self, err := os.Executable()
-	if err != nil {
-		return row, err
-	}
+	self := bins.bench
 	gwAddr, err := freePort()
 	if err != nil {
 		return row, err
@@ -150,15 +159,34 @@ func measureMemory(ctx context.Context, bins binaries, transport string, n int, 
 		return row, err
 	}
 	row.gwIdle, row.agIdle = g1-g0, a1-a0
-	if c.profileDir != "" {
+	profiles := func(state string) error {
+		if c.profileDir == "" {
+			return nil
+		}
 		for _, p := range []*proc{gw, ag} {
-			base := filepath.Join(c.profileDir, fmt.Sprintf("memory-%s-%d-%s", cmp.Or(transport, "default"), n, p.name))
+			base := filepath.Join(c.profileDir, fmt.Sprintf("memory-%s-%d-%s-%s", cmp.Or(transport, "default"), n, state, p.name))
 			if err := p.profile(ctx, "goroutine?debug=1", base+"-goroutine.txt"); err != nil {
-				return row, err
+				return err
 			}
 			if err := p.profile(ctx, "heap", base+"-heap.pprof"); err != nil {
-				return row, err
+				return err
 			}
+		}
+		return nil
+	}
+	if err := profiles("fresh"); err != nil {
+		return row, err
+	}
+	if c.exchange {
+		if err := command("exchange"); err != nil {
+			return row, err
+		}
+		if err := snapshot(2); err != nil {
+			return row, err
+		}
+		row.exchanged = true
+		if err := profiles("exchanged"); err != nil {
+			return row, err
 		}
 	}
 	return row, nil
@@ -168,12 +196,20 @@ func printMemRow(r memRow) {
 	fmt.Printf("%d tunnels (transport %s) opened in %v\n", r.n, cmp.Or(r.transport, "default"), r.opened.Round(time.Millisecond))
 	for _, side := range []struct {
 		name string
-		s    [2]runtimeStats
+		s    [3]runtimeStats
 	}{{"gateway", r.gw}, {"agent", r.ag}} {
-		e, f := side.s[0], side.s[1]
-		fmt.Printf("  %-7s goroutines %d -> %d, heap in use %.1f -> %.1f MiB, stacks %.1f -> %.1f MiB, RSS %.1f -> %.1f MiB\n",
-			side.name, e.Goroutines, f.Goroutines, mib(e.HeapInuse), mib(f.HeapInuse),
-			mib(e.StackInuse), mib(f.StackInuse), mib(e.RSS), mib(f.RSS))
+		fmt.Printf("  %-7s empty, fresh", side.name)
+		if r.exchanged {
+			fmt.Print(", after an exchange")
+		}
+		fmt.Print(":")
+		for k, s := range side.s {
+			if k == 2 && !r.exchanged {
+				break
+			}
+			fmt.Printf("  goroutines %d, heap %.1f MiB, stacks %.1f MiB, RSS %.1f MiB;", s.Goroutines, mib(s.HeapInuse), mib(s.StackInuse), mib(s.RSS))
+		}
+		fmt.Println()
 	}
 }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/http-tunnel/tunnel"
@@ -52,7 +55,6 @@ type agents struct {
 	gateway string
 	opts    []tunnel.Option
 	h       http.Handler
-	log     *slog.Logger
 	mu      sync.Mutex
 	lns     []*tunnel.Listener
 }
@@ -61,7 +63,13 @@ type agents struct {
 // default) as tunnel.WithTransport.
 func newAgents(gateway, transport string) *agents {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := &agents{gateway: gateway, h: http.NotFoundHandler(), log: log, opts: []tunnel.Option{tunnel.WithLogger(log)}}
+	exchange := make([]byte, exchangeSize)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /exchange", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write(exchange)
+	})
+	a := &agents{gateway: gateway, h: mux, opts: []tunnel.Option{tunnel.WithLogger(log)}}
 	if transport != "" {
 		a.opts = append(a.opts, tunnel.WithTransport(tunnel.Transport(transport)))
 	}
@@ -92,6 +100,63 @@ func (a *agents) open(n int) error {
 	close(errs)
 	if err := <-errs; err != nil {
 		return fmt.Errorf("opening tunnels: %d of %d failed, the first: %w", len(errs)+1, n, err)
+	}
+	return nil
+}
+
+// exchangeSize is the size of the request and of the response body that
+// "exchange" sends through every tunnel: larger than the transports' 64 KiB
+// read buffers, so that each is filled once.
+const exchangeSize = 256 << 10
+
+// exchange sends one POST of exchangeSize bytes through every tunnel,
+// 32 at a time, and reads its response of the same size; then it closes
+// its client connections, so that only the tunnels remain.
+func (a *agents) exchange() error {
+	a.mu.Lock()
+	lns := slices.Clone(a.lns)
+	a.mu.Unlock()
+	tr := &http.Transport{MaxIdleConnsPerHost: 32}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	body := make([]byte, exchangeSize)
+	sem := make(chan struct{}, 32)
+	var mu sync.Mutex
+	var first error
+	var failed int
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := post(client, ln.URL()+"/exchange", body)
+			if err != nil {
+				mu.Lock()
+				failed++
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("exchange: %d of %d tunnels failed, the first: %w", failed, len(lns), first)
+	}
+	return nil
+}
+
+func post(client *http.Client, url string, body []byte) error {
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || n != exchangeSize {
+		return fmt.Errorf("POST %s: %s, %d bytes", url, resp.Status, n)
 	}
 	return nil
 }

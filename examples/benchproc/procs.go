@@ -29,32 +29,40 @@ var pprofHook []byte
 // 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// binaries are the gateway and agent executables of one benchmark run.
+// binaries are the executables of one benchmark run, all built from the
+// same source.
 type binaries struct {
 	gateway string // cmd/tunnel, run as "tunnel gateway"
 	agent   string // cmd/tunnel-agent
+	bench   string // this program: the origin, and the agent side of -memory
 }
 
 // build compiles cmd/tunnel and cmd/tunnel-agent of the repository at root
-// into dir, each with the profiling hook added to its main package.
+// into dir, each with the profiling hook added to its main package, and
+// this program, so that the tunnels of -memory's agent side run the same
+// library as the agent binary.
 func build(root, dir string) (binaries, error) {
 	hook := filepath.Join(dir, "pprofhook.go")
 	if err := os.WriteFile(hook, pprofHook, 0o644); err != nil {
 		return binaries{}, err
 	}
-	b := binaries{gateway: filepath.Join(dir, "tunnel"), agent: filepath.Join(dir, "tunnel-agent")}
-	for _, t := range []struct{ pkg, out string }{{"cmd/tunnel", b.gateway}, {"cmd/tunnel-agent", b.agent}} {
-		overlay, err := json.Marshal(map[string]map[string]string{"Replace": {
-			filepath.Join(root, t.pkg, "zz_benchpprof.go"): hook,
-		}})
-		if err != nil {
-			return binaries{}, err
+	b := binaryPaths(dir)
+	for _, t := range []struct{ pkg, out string }{{"cmd/tunnel", b.gateway}, {"cmd/tunnel-agent", b.agent}, {"examples/benchproc", b.bench}} {
+		args := []string{"build", "-o", t.out}
+		if t.pkg != "examples/benchproc" {
+			overlay, err := json.Marshal(map[string]map[string]string{"Replace": {
+				filepath.Join(root, t.pkg, "zz_benchpprof.go"): hook,
+			}})
+			if err != nil {
+				return binaries{}, err
+			}
+			ov := filepath.Join(dir, filepath.Base(t.out)+"-overlay.json")
+			if err := os.WriteFile(ov, overlay, 0o644); err != nil {
+				return binaries{}, err
+			}
+			args = append(args, "-overlay", ov)
 		}
-		ov := filepath.Join(dir, filepath.Base(t.out)+"-overlay.json")
-		if err := os.WriteFile(ov, overlay, 0o644); err != nil {
-			return binaries{}, err
-		}
-		cmd := exec.Command("go", "build", "-overlay", ov, "-o", t.out, "./"+t.pkg)
+		cmd := exec.Command("go", append(args, "./"+t.pkg)...)
 		cmd.Dir = root
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -68,10 +76,11 @@ func build(root, dir string) (binaries, error) {
 // both are there: from the working tree of the repository at root, or
 // from its revision rev.
 func binariesIn(root, rev, dir string) (binaries, error) {
-	b := binaries{gateway: filepath.Join(dir, "tunnel"), agent: filepath.Join(dir, "tunnel-agent")}
+	b := binaryPaths(dir)
 	_, err1 := os.Stat(b.gateway)
 	_, err2 := os.Stat(b.agent)
-	if err1 == nil && err2 == nil {
+	_, err3 := os.Stat(b.bench)
+	if err1 == nil && err2 == nil && err3 == nil {
 		return b, nil
 	}
 	if root == "" {
@@ -97,6 +106,14 @@ func binariesIn(root, rev, dir string) (binaries, error) {
 		root = src
 	}
 	return build(root, dir)
+}
+
+func binaryPaths(dir string) binaries {
+	return binaries{
+		gateway: filepath.Join(dir, "tunnel"),
+		agent:   filepath.Join(dir, "tunnel-agent"),
+		bench:   filepath.Join(dir, "benchproc"),
+	}
 }
 
 // repoRoot is the directory of the go.work that ties the repository's
@@ -166,6 +183,7 @@ func (p *proc) stop() {
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
+		fmt.Fprintf(os.Stderr, "benchproc: %s (pid %d) did not exit within 10 s of SIGTERM: killed\n", p.name, p.pid())
 		p.cmd.Process.Kill()
 		<-done
 	}

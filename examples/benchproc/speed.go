@@ -60,10 +60,7 @@ func (s *setup) stop() {
 // startSpeed starts the origin, the gateway and one agent per transport,
 // and waits until every tunnel answers.
 func startSpeed(bins binaries, c config) (*setup, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
+	self := bins.bench
 	s := &setup{}
 	originAddr, err := freePort()
 	if err != nil {
