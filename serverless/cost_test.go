@@ -249,12 +249,12 @@ func TestCost(t *testing.T) {
 	var rows []costRow
 	for _, tt := range tests {
 		s0, d0 := g.emu.Stats(), meter.snapshot()
-		started := time.Now()
 		resp, body := g.do(t, tt.method, ln.URL()+tt.path, tt.body, nil)
 		if resp.StatusCode != http.StatusOK || len(body) != tt.want || (tt.body != nil && !bytes.Equal(body, tt.body)) {
 			t.Fatalf("%s: status %d, %d bytes back", tt.name, resp.StatusCode, len(body))
 		}
 		s1, d1 := g.emu.Stats(), meter.snapshot()
+		ended := time.Now()
 		row := costRow{
 			name:        tt.name,
 			invocations: s1.Invocations() - s0.Invocations(),
@@ -283,7 +283,7 @@ func TestCost(t *testing.T) {
 			t.Fatalf("%s: no pending row left for TTL", tt.name)
 		}
 		seen[id] = true
-		checkTTL(t, g, meter.pendingTable, id, started, g.relay.pendingTTL())
+		checkTTL(t, g, meter.pendingTable, id, ended, g.relay.pendingTTL())
 
 		// What the explicit delete cost before: DeletePending on these rows.
 		b0 := meter.snapshot()
@@ -341,8 +341,9 @@ func pendingRequests(t *testing.T, g *gateway, meter *ddbMeter) []string {
 }
 
 // checkTTL checks that request id's rows (its request row and chunk rows)
-// carry a ttl in the future, and no later than ttl after started.
-func checkTTL(t *testing.T, g *gateway, table, id string, started time.Time, ttl time.Duration) {
+// carry a ttl in the future, and no later than ttl after ended, when the
+// request had been answered.
+func checkTTL(t *testing.T, g *gateway, table, id string, ended time.Time, ttl time.Duration) {
 	t.Helper()
 	out, err := g.ddbClient.Scan(t.Context(), &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
 		FilterExpression:          aws.String("begins_with(#k, :id)"),
@@ -356,7 +357,7 @@ func checkTTL(t *testing.T, g *gateway, table, id string, started time.Time, ttl
 		t.Fatalf("request %s: no rows", id)
 	}
 	now := time.Now().Unix()
-	latest := started.Add(ttl).Unix() + 1 // ttl is rounded up to a second
+	latest := (ended.Add(ttl).UnixMilli() + 999) / 1000 // ttl is rounded up to a second
 	for _, it := range out.Items {
 		v, _ := it["ttl"].(*types.AttributeValueMemberN)
 		var n int64

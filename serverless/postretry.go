@@ -7,6 +7,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 
 	tunnel "github.com/http-tunnel/tunnel"
@@ -71,7 +74,30 @@ func unavailableError(cause error) *tunnel.Error {
 }
 
 // postMessage posts m with the Relay's client, retrying a full buffer
-// until deadline (see postRetrying).
+// until deadline (see postRetrying). The SDK's retryer keeps retrying
+// other errors, but not 429s: its backoff (up to 20 s between attempts)
+// does not know the request's deadline.
 func (rl *Relay) postMessage(ctx context.Context, deadline time.Time, connID string, m protocol.Message) error {
-	return postRetrying(ctx, func(ctx context.Context) error { return post(ctx, rl.Mgmt, connID, m) }, deadline, connID)
+	b, err := protocol.Marshal(m)
+	if err != nil {
+		return err
+	}
+	in := &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(connID), Data: b}
+	return postRetrying(ctx, func(ctx context.Context) error {
+		_, err := rl.Mgmt.PostToConnection(ctx, in, noThrottleRetries)
+		return err
+	}, deadline, connID)
+}
+
+// noThrottleRetries leaves LimitExceededException to postRetrying.
+func noThrottleRetries(o *apigatewaymanagementapi.Options) {
+	o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+		so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			var limit *types.LimitExceededException
+			if errors.As(err, &limit) {
+				return aws.FalseTernary
+			}
+			return aws.UnknownTernary
+		})}, so.Retryables...)
+	})
 }

@@ -423,7 +423,7 @@ func (e *Emulator) Close() error {
 		e.mu.Unlock()
 
 		for _, c := range conns {
-			c.closeWith(statusGoingAway, "Going away")
+			c.close(statusGoingAway, "Going away", false)
 		}
 		e.connWG.Wait()
 		e.cancel()

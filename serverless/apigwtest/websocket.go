@@ -163,6 +163,13 @@ func (e *Emulator) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	netConn.SetDeadline(time.Time{})
+	if tc, ok := netConn.(*net.TCPConn); ok {
+		// A fixed socket buffer, not one the kernel grows without bound
+		// while the client reads nothing: what a stalled client can
+		// absorb stays near ClientBufferBytes, and 429s come when they
+		// would.
+		tc.SetWriteBuffer(e.limits.ClientBufferBytes)
+	}
 	c.netConn = netConn
 	c.br = brw.Reader
 	if !c.open(acceptKey(key), subprotocol) {
@@ -523,8 +530,12 @@ func (c *wsConn) writeClose(code int, reason string) error {
 // the messages already queued go out (posts are refused from now on),
 // sends a close frame and gives the client closeWait to answer before the
 // read loop gives up. It does nothing unless the connection is open.
-func (c *wsConn) closeWith(code int, reason string) {
-	if !c.beginClose(code, reason, true) {
+func (c *wsConn) closeWith(code int, reason string) { c.close(code, reason, true) }
+
+// close is closeWith; flush false drops the queued messages, for Close,
+// which must not wait on clients that stopped reading.
+func (c *wsConn) close(code int, reason string, flush bool) {
+	if !c.beginClose(code, reason, flush) {
 		return
 	}
 	c.mu.Lock()
