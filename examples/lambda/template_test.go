@@ -179,11 +179,14 @@ func (c cfnTemplate) resourcesOfType(typ string) []string {
 	return names
 }
 
+// function returns TunnelFunction, the agent-side function, which has
+// every grant and variable; PublicFunction's are checked against it.
 func (c cfnTemplate) function(t *testing.T) *yaml.Node {
 	t.Helper()
 	fns := c.resourcesOfType("AWS::Serverless::Function")
-	if len(fns) != 1 || fns[0] != "TunnelFunction" {
-		t.Fatalf("functions %v, want [TunnelFunction]", fns)
+	sort.Strings(fns)
+	if !slices.Equal(fns, []string{"PublicFunction", "TunnelFunction"}) {
+		t.Fatalf("functions %v, want [PublicFunction TunnelFunction]", fns)
 	}
 	return c.resource(t, "TunnelFunction", "AWS::Serverless::Function")
 }
@@ -486,7 +489,7 @@ func TestTemplateTables(t *testing.T) {
 	connID, tunnelID, requestID, ttl := attr("attrConnectionID"), attr("attrTunnelID"), attr("attrRequestID"), attr("attrTTL")
 
 	conn := c.resource(t, "ConnectionsTable", "AWS::DynamoDB::Table")
-	if got := text(get(conn, "TableName")); !strings.HasPrefix(got, "!Sub "+dynamostore.DefaultConnectionsTable+"${") {
+	if got := text(get(conn, "TableName")); !strings.HasPrefix(got, "!Sub "+dynamostore.DefaultConnectionsTable+"-${AWS::StackName}") {
 		t.Errorf("ConnectionsTable name %q does not start with %q", got, dynamostore.DefaultConnectionsTable)
 	}
 	defs := keySchema(t, "ConnectionsTable", conn, connID)
@@ -510,7 +513,7 @@ func TestTemplateTables(t *testing.T) {
 	checkTTL(t, "ConnectionsTable", conn, ttl)
 
 	pending := c.resource(t, "PendingTable", "AWS::DynamoDB::Table")
-	if got := text(get(pending, "TableName")); !strings.HasPrefix(got, "!Sub "+dynamostore.DefaultPendingTable+"${") {
+	if got := text(get(pending, "TableName")); !strings.HasPrefix(got, "!Sub "+dynamostore.DefaultPendingTable+"-${AWS::StackName}") {
 		t.Errorf("PendingTable name %q does not start with %q", got, dynamostore.DefaultPendingTable)
 	}
 	if defs := keySchema(t, "PendingTable", pending, requestID); len(defs) != 1 {
@@ -590,12 +593,14 @@ func TestTemplatePermissions(t *testing.T) {
 	}
 
 	mgmt := "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/POST/@connections/*"
+	mgmtGet := "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/GET/@connections/*"
 	want := map[string][]string{
 		"!GetAtt ConnectionsTable.Arn": storeOps,
 		"!GetAtt PendingTable.Arn":     storeOps,
 		"!Sub ${ConnectionsTable.Arn}/index/" + dynamostore.DefaultTunnelIndex: {"dynamodb:Query"},
 		"!GetAtt RateLimitTable.Arn": limitOps,
 		mgmt:                         {"execute-api:ManageConnections"},
+		mgmtGet:                      {"execute-api:ManageConnections"},
 		"!Ref AgentTokensSecretArn":  secretOps,
 		"!Ref AgentTokensKmsKeyArn":  {"kms:Decrypt"},
 	}
@@ -628,10 +633,11 @@ func TestTemplatePermissions(t *testing.T) {
 		}
 	}
 
-	// Only PostToConnection is used, which the POST in the resource covers.
+	// PostToConnection and GetConnection are used, which the POST and GET
+	// resources cover.
 	for _, f := range parseGo(t, serverlessDir) {
 		ast.Inspect(f, func(n ast.Node) bool {
-			if sel, ok := n.(*ast.SelectorExpr); ok && (sel.Sel.Name == "DeleteConnection" || sel.Sel.Name == "GetConnection") {
+			if sel, ok := n.(*ast.SelectorExpr); ok && sel.Sel.Name == "DeleteConnection" {
 				t.Errorf("the package calls %s; grant ManageConnections beyond POST", sel.Sel.Name)
 			}
 			return true
@@ -711,8 +717,12 @@ func TestTemplateAPIs(t *testing.T) {
 			continue
 		}
 		ip := c.resource(t, integ, "AWS::ApiGatewayV2::Integration")
-		if text(get(ip, "IntegrationType")) != "AWS_PROXY" || !strings.Contains(text(get(ip, "IntegrationUri")), "TunnelFunction.Arn") {
-			t.Errorf("integration %s is not an AWS_PROXY integration of TunnelFunction", integ)
+		fn := "TunnelFunction"
+		if api == "!Ref HttpApi" {
+			fn = "PublicFunction"
+		}
+		if text(get(ip, "IntegrationType")) != "AWS_PROXY" || !strings.Contains(text(get(ip, "IntegrationUri")), fn+".Arn") {
+			t.Errorf("integration %s is not an AWS_PROXY integration of %s", integ, fn)
 		}
 		if text(get(ip, "ApiId")) != api {
 			t.Errorf("route %s and integration %s belong to different APIs", name, integ)
@@ -750,11 +760,10 @@ func TestTemplateAPIs(t *testing.T) {
 	perms := map[string]bool{}
 	for _, name := range c.resourcesOfType("AWS::Lambda::Permission") {
 		p := c.resource(t, name, "AWS::Lambda::Permission")
-		if text(get(p, "FunctionName")) == "!Ref TunnelFunction" && text(get(p, "Principal")) == "apigateway.amazonaws.com" {
-			for _, api := range []string{"WebSocketApi", "HttpApi"} {
-				if strings.Contains(text(get(p, "SourceArn")), "${"+api+"}/") {
-					perms[api] = true
-				}
+		for fn, api := range map[string]string{"TunnelFunction": "WebSocketApi", "PublicFunction": "HttpApi"} {
+			if text(get(p, "FunctionName")) == "!Ref "+fn && text(get(p, "Principal")) == "apigateway.amazonaws.com" &&
+				strings.Contains(text(get(p, "SourceArn")), "${"+api+"}/") {
+				perms[api] = true
 			}
 		}
 	}
@@ -962,4 +971,89 @@ func TestTemplateAlarms(t *testing.T) {
 			t.Errorf("no alarm on %s (alarms on %v)", want, found)
 		}
 	}
+}
+
+// TestTemplateLoad checks the separation that keeps public requests from
+// starving the agents' answers (docs/serverless.md, "Load"): two functions,
+// the agent side with reserved concurrency, the HTTP API stage throttled,
+// and the public function configured as the agent side, with no access to
+// the secrets.
+func TestTemplateLoad(t *testing.T) {
+	c := loadTemplate(t)
+	agent := c.function(t)
+	public := c.resource(t, "PublicFunction", "AWS::Serverless::Function")
+	if got := text(get(agent, "ReservedConcurrentExecutions")); got != "!Ref AgentConcurrency" {
+		t.Errorf("TunnelFunction reserved concurrency %q, want !Ref AgentConcurrency", got)
+	}
+	if get(c.root, "Parameters", "AgentConcurrency", "MinValue") == nil || text(get(c.root, "Parameters", "AgentConcurrency", "MinValue")) == "0" {
+		t.Error("AgentConcurrency may be 0, which throttles every agent message")
+	}
+	if got := dump(t, get(public, "ReservedConcurrentExecutions")); !strings.Contains(got, "PublicConcurrency") {
+		t.Errorf("PublicFunction reserved concurrency %q, want PublicConcurrency", got)
+	}
+	var stage *yaml.Node
+	for _, name := range c.resourcesOfType("AWS::ApiGatewayV2::Stage") {
+		if s := c.resource(t, name, "AWS::ApiGatewayV2::Stage"); text(get(s, "ApiId")) == "!Ref HttpApi" {
+			stage = s
+		}
+	}
+	if text(get(stage, "DefaultRouteSettings", "ThrottlingRateLimit")) != "!Ref PublicRateLimit" ||
+		text(get(stage, "DefaultRouteSettings", "ThrottlingBurstLimit")) != "!Ref PublicBurstLimit" {
+		t.Error("the HTTP API stage is not throttled by PublicRateLimit and PublicBurstLimit")
+	}
+
+	for _, prop := range []string{"CodeUri", "Handler", "Runtime", "Timeout", "MemorySize", "Architectures", "Environment"} {
+		if a, p := dump(t, get(agent, prop)), dump(t, get(public, prop)); a != p {
+			t.Errorf("PublicFunction's %s differs from TunnelFunction's:\n%s\nwant\n%s", prop, p, a)
+		}
+	}
+	agentStmts := map[string]string{}
+	for _, st := range list(get(list(get(agent, "Policies"))[0], "Statement")) {
+		agentStmts[text(get(st, "Sid"))] = dump(t, st)
+	}
+	for _, st := range list(get(list(get(public, "Policies"))[0], "Statement")) {
+		sid := text(get(st, "Sid"))
+		if strings.HasPrefix(sid, "AgentTokens") || strings.Contains(dump(t, st), "secretsmanager") {
+			t.Errorf("PublicFunction has the secrets grant %s", sid)
+		}
+		if agentStmts[sid] != dump(t, st) {
+			t.Errorf("PublicFunction's statement %s is not TunnelFunction's", sid)
+		}
+	}
+
+	// Logs are kept for LogRetentionDays, in a group both functions use.
+	lg := c.resource(t, "FunctionLogGroup", "AWS::Logs::LogGroup")
+	if text(get(lg, "RetentionInDays")) != "!Ref LogRetentionDays" {
+		t.Error("the functions' log group has no retention")
+	}
+	for name, fn := range map[string]*yaml.Node{"TunnelFunction": agent, "PublicFunction": public} {
+		if text(get(fn, "LoggingConfig", "LogGroup")) != "!Ref FunctionLogGroup" {
+			t.Errorf("%s does not log to FunctionLogGroup", name)
+		}
+	}
+
+	// Two stacks in one account never share a table.
+	for _, name := range c.resourcesOfType("AWS::DynamoDB::Table") {
+		if got := text(get(c.resource(t, name, "AWS::DynamoDB::Table"), "TableName")); !strings.Contains(got, "${AWS::StackName}") {
+			t.Errorf("table %s is named %q, without the stack name", name, got)
+		}
+	}
+	// The documented build is static: an arm64 build host would otherwise
+	// link the binary dynamically.
+	if d := text(get(c.root, "Description")); !strings.Contains(d, "CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build") {
+		t.Error("the template's build command does not set CGO_ENABLED=0")
+	}
+}
+
+// dump renders n as YAML, to compare subtrees.
+func dump(t *testing.T, n *yaml.Node) string {
+	t.Helper()
+	if n == nil {
+		return ""
+	}
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
