@@ -292,7 +292,7 @@ func handshake(ctx context.Context, ws agentLink, ready *protocol.Ready) (*proto
 		}
 		return m, nil
 	case *protocol.Error:
-		return nil, &Error{Code: Code(m.Code), Message: m.Message}
+		return nil, &Error{Code: Code(protocol.CodeFromVersion0(m.Code)), Message: m.Message}
 	default:
 		return nil, fmt.Errorf("handshake answer: unexpected %s message", msg.Type())
 	}

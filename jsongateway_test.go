@@ -42,6 +42,11 @@ type jsonGateway struct {
 	received int    // messages from agents
 	posts    int    // messages to agents
 	silenced string // a connection whose pings go unanswered
+	// original makes the gateway behave as the original Lambda (version
+	// 0): connection_established without version or resume token, no
+	// answer to ping, and an error message whose code is not one of the
+	// four of version 0 is undecodable (a test failure).
+	original bool
 	nextID   int
 
 	ready chan string   // connection IDs, one per ready
@@ -143,16 +148,21 @@ func (g *jsonGateway) handle(id string, data []byte) {
 		g.mu.Lock()
 		g.conn = id
 		g.readies = append(g.readies, m)
+		original := g.original
 		g.mu.Unlock()
-		g.post(id, &protocol.ConnectionEstablished{
+		est := &protocol.ConnectionEstablished{
 			Version: min(m.Version, protocol.Version), ConnectionID: id, TunnelID: tid,
 			PublicURL: "https://gw.example/" + tid, ResumeToken: "resume-secret",
-		})
+		}
+		if original {
+			est.Version, est.ResumeToken = 0, ""
+		}
+		g.post(id, est)
 		g.ready <- id
 	case *protocol.Ping:
 		g.pings <- struct{}{}
 		g.mu.Lock()
-		silent := id == g.silenced
+		silent := id == g.silenced || g.original
 		g.mu.Unlock()
 		if !silent {
 			g.post(id, &protocol.Pong{})
@@ -167,8 +177,28 @@ func (g *jsonGateway) handle(id string, data []byte) {
 			g.deliver(done.(*protocol.HTTPResponse).RequestID, jsonReply{resp: done.(*protocol.HTTPResponse), body: body})
 		}
 	case *protocol.Error:
+		g.mu.Lock()
+		original := g.original
+		g.mu.Unlock()
+		switch m.Code {
+		case protocol.CodeV0InvalidRequest, protocol.CodeV0Timeout, protocol.CodeV0LocalServiceUnavailable, protocol.CodeV0InternalError:
+		default:
+			if original {
+				g.t.Errorf("gateway: the original cannot decode an error message with code %q", m.Code)
+			}
+		}
 		g.deliver(m.RequestID, jsonReply{err: m})
 	}
+}
+
+// newOriginalGateway is a jsonGateway that behaves as the original Lambda
+// behind API Gateway: it selects no subprotocol and speaks version 0.
+func newOriginalGateway(t *testing.T) *jsonGateway {
+	g := newJSONGateway(t, true)
+	g.mu.Lock()
+	g.original = true
+	g.mu.Unlock()
+	return g
 }
 
 func (g *jsonGateway) deliver(requestID string, r jsonReply) {

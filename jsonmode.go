@@ -42,9 +42,10 @@ const (
 	jsonRetireWait = 30 * time.Second
 )
 
-// jsonTiming is the json-mode timing of one Listener.
+// jsonTiming is the json-mode timing of one Listener. requestTimeout
+// replaces jsonDefaultRequestTimeout, for a gateway that announces none.
 type jsonTiming struct {
-	lifetime, deadSlack, retireWait time.Duration
+	lifetime, deadSlack, retireWait, requestTimeout time.Duration
 }
 
 // withJSONTiming overrides json mode's timing, for tests; zero fields keep
@@ -105,7 +106,7 @@ func newJSONSession(l *Listener, ws *websocket.Conn, est *protocol.ConnectionEst
 		log:            l.log.With(slog.String("tunnel_id", est.TunnelID)),
 		heartbeat:      jsonDefaultHeartbeat,
 		lifetime:       orDefault(l.opts.jsonTiming.lifetime, jsonMaxLifetime),
-		requestTimeout: jsonDefaultRequestTimeout,
+		requestTimeout: orDefault(l.opts.jsonTiming.requestTimeout, jsonDefaultRequestTimeout),
 		maxMessage:     protocol.MaxMessageBytes,
 		maxBody:        protocol.DefaultMaxBodyBytes,
 		ended:          make(chan struct{}),
@@ -248,7 +249,7 @@ func (s *jsonSession) readLoop() {
 				go s.handle(done.(*protocol.HTTPRequest), body)
 			}
 		case *protocol.Error:
-			s.log.Warn("tunnel: gateway reported an error", slog.String("request_id", m.RequestID), slog.String("code", m.Code), slog.String("message", m.Message))
+			s.log.Warn("tunnel: gateway reported an error", slog.String("request_id", m.RequestID), slog.String("code", protocol.CodeFromVersion0(m.Code)), slog.String("message", m.Message))
 		}
 	}
 }
@@ -257,6 +258,11 @@ func (s *jsonSession) readLoop() {
 // after 2 × heartbeat + jsonDeadSlack without any message, and retires it
 // at its lifetime. It returns when readDone is closed, or once a retired
 // connection is closed.
+//
+// A gateway of version 0 (the original Lambda) never answers ping, so its
+// silence says nothing: against it the pings only keep API Gateway's idle
+// timer from closing the connection, and a dead connection is noticed
+// when a write fails, or replaced at its lifetime.
 func (s *jsonSession) keepalive(readDone <-chan struct{}) {
 	tick := time.NewTicker(s.heartbeat)
 	defer tick.Stop()
@@ -271,7 +277,7 @@ func (s *jsonSession) keepalive(readDone <-chan struct{}) {
 			s.retire(readDone)
 			return
 		case <-tick.C:
-			if time.Since(time.Unix(0, s.lastSeen.Load())) > dead {
+			if s.est.Version >= 1 && time.Since(time.Unix(0, s.lastSeen.Load())) > dead {
 				s.log.Warn("tunnel: gateway silent; reconnecting", slog.Duration("silent_for", dead))
 				s.closeNow()
 				continue
@@ -319,8 +325,16 @@ func (s *jsonSession) send(m protocol.Message) error {
 	return nil
 }
 
+// sendError answers request requestID with an error message. A gateway of
+// version 0 decodes only the four codes of version 0 and drops a message
+// with any other, leaving its public client to wait for its deadline: it
+// gets the nearest of the four (protocol.CodeForVersion0Gateway).
 func (s *jsonSession) sendError(requestID string, code Code, message string) {
-	s.send(&protocol.Error{RequestID: requestID, Code: string(code), Message: message})
+	c := string(code)
+	if s.est.Version < 1 {
+		c = protocol.CodeForVersion0Gateway(c)
+	}
+	s.send(&protocol.Error{RequestID: requestID, Code: c, Message: message})
 }
 
 // handle passes one request to Accept as a net.Conn and sends back the
