@@ -102,7 +102,7 @@ const rawReadBuffer = 64 << 10
 
 // rawLink is a connection upgraded to the raw transport. Before the
 // session starts it reads and writes the handshake's lines; then it is the
-// yamux session's byte stream (NetConn returns the link itself). Only the
+// yamux session's byte stream (NetConn, a rawStream). Only the
 // session's send loop writes then, so writes need no framing, but they are
 // serialized with the half-close of Close so that a FIN never cuts a frame.
 type rawLink struct {
@@ -112,7 +112,7 @@ type rawLink struct {
 
 	wmu         sync.Mutex
 	vec         net.Buffers // a batch of parts, for one writev on TCP
-	joined      []byte      // a batch of parts joined, for TLS (one record)
+	joined      []byte      // a batch of parts joined, for one write elsewhere (one TLS record)
 	writeClosed bool
 
 	peerDone  chan struct{} // closed when reading has ended: the peer's FIN, or an error
@@ -201,8 +201,9 @@ func (c *rawLink) Write(p []byte) (int, error) {
 }
 
 // WriteParts writes parts back to back, in one system call on TCP (writev)
-// and in one TLS record under TLS: the yamux session hands a frame's header
-// and body, or several queued frames, in one call.
+// and in one write, so one TLS record, on any other connection: the yamux
+// session hands a frame's header and body, or several queued frames, in
+// one call.
 func (c *rawLink) WriteParts(parts [][]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -1,8 +1,9 @@
-// Package mux runs the stream multiplexer of mux mode over a WebSocket: the
-// session layer between the handshake and the HTTP traffic of a tunnel.
+// Package mux runs the stream multiplexer of mux mode over the agent's
+// connection, a WebSocket or the raw transport: the session layer between
+// the handshake and the HTTP traffic of a tunnel.
 //
-// A tunnel's WebSocket carries hashicorp/yamux frames in binary messages once
-// the handshake is over. The gateway is the yamux client (it opens one stream
+// Once the handshake is over, a tunnel's WebSocket carries hashicorp/yamux
+// frames in binary messages; the raw transport carries them as they are. The gateway is the yamux client (it opens one stream
 // per HTTP connection to the agent); the agent is the yamux server. Streams
 // the agent opens are control streams (see protocol/spec.md).
 package mux
@@ -82,7 +83,8 @@ func (c Config) yamux(gateway bool) *yamux.Config {
 }
 
 // Client starts the gateway's side of a session over conn (the stream of
-// the WebSocket the gateway accepted, websocket.Conn.NetConn). The session
+// the WebSocket the gateway accepted, websocket.Conn.NetConn, or the
+// connection upgraded to the raw transport). The session
 // owns conn: closing the session closes it. Its Open fails with
 // yamux.ErrStreamLimit while MaxTunnelStreams streams are open; the session
 // ends, and its Err matches yamux.ErrTooManyStreams, when the agent opens
@@ -92,7 +94,7 @@ func Client(conn net.Conn, cfg Config) (*yamux.Session, error) {
 }
 
 // Server starts the agent's side of a session over conn (the agent's
-// WebSocket stream, websocket.Conn.NetConn). The session owns conn. Its
+// WebSocket stream, websocket.Conn.NetConn, or its raw transport). The session owns conn. Its
 // Open fails with yamux.ErrStreamLimit while MaxControlStreams streams are
 // open; the session ends, with yamux.ErrTooManyStreams, when the gateway
 // opens more than MaxTunnelStreams.
