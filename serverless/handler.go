@@ -258,6 +258,7 @@ func (h *Handler) disconnect(ctx context.Context, connID string) {
 		h.log().Error("disconnect: lookup failed", slog.String("connection_id", connID), slog.Any("err", err))
 		return
 	}
+	h.connectionClosed(ctx)
 	if err := h.Store.Delete(ctx, rec.TunnelID, connID); err != nil {
 		h.log().Error("disconnect: delete failed", slog.String("tunnel_id", rec.TunnelID), slog.Any("err", err))
 	}
@@ -376,6 +377,7 @@ func (h *Handler) ready(ctx context.Context, ev events.APIGatewayWebsocketProxyR
 		err := post(ctx, h.Mgmt, connID, est)
 		if err == nil {
 			log.Info("tunnel connected", slog.String("tunnel_id", rec.TunnelID))
+			h.connectionEstablished(ctx)
 			return
 		}
 		if !isGone(err) || attempt == 4 {
@@ -454,6 +456,7 @@ func (h *Handler) HTTP(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusBadRequest}, nil
 	}
+	ctx = h.traceContext(ctx, hdr.Get(xrayTraceHeader))
 	r := publicRequest(ctx, ev.RequestContext.HTTP.Method, path, ev.RawQueryString, hdr, body, ev.RequestContext.HTTP.SourceIP)
 	rb := h.serve(r)
 	resp := events.APIGatewayV2HTTPResponse{StatusCode: rb.status, Headers: make(map[string]string, len(rb.header))}
@@ -479,6 +482,7 @@ func (h *Handler) HTTPV1(ctx context.Context, ev events.APIGatewayProxyRequest) 
 	if err != nil {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
 	}
+	ctx = h.traceContext(ctx, hdr.Get(xrayTraceHeader))
 	r := publicRequest(ctx, ev.HTTPMethod, path, q.Encode(), hdr, body, ev.RequestContext.Identity.SourceIP)
 	rb := h.serve(r)
 	resp := events.APIGatewayProxyResponse{StatusCode: rb.status, MultiValueHeaders: map[string][]string(rb.header)}
