@@ -72,7 +72,13 @@
 // When the agent is gone: a post answered GoneException (the agent left
 // and its $disconnect has not run yet) deletes the record and answers 502
 // agent_unavailable; once $disconnect has run, the tunnel is unknown and
-// requests get 404 tunnel_not_found.
+// requests get 404 tunnel_not_found. A connection that closes while
+// requests wait on it is noticed by the waiters themselves: every
+// Relay.AgentCheckInterval (1 s) each asks the Management API for the
+// connection (GetConnection), and once it has answered GoneException
+// twice in a row the request is answered 502 agent_unavailable, not 504
+// at ResponseTimeout. The role needs execute-api:ManageConnections on
+// GET @connections/* for that, as well as on POST.
 //
 // Reconnecting agents keep their tunnel: ready carries the tunnel ID and
 // the resume token of connection_established, and the record's owner is
@@ -138,12 +144,23 @@
 // protocol version 0: they offer no subprotocol at $connect (none is
 // selected), send ready without a version, and know http_request and
 // http_response without chunk fields. They are served like current agents,
-// with two differences: connection_established carries no version, and a
+// with these differences: connection_established carries no version; a
 // request whose http_request would not fit one message
 // (protocol.MaxMessageBytes, 128 KiB encoded, so a body of about 95 KiB)
 // is answered 413 payload_too_large before anything is posted, since such
-// an agent would take the first chunk for the whole body. Their responses
-// are single messages, which the relay stores as chunk 0 of 1.
+// an agent would take the first chunk for the whole body; and a ready
+// that is refused is answered with one of the four error codes version 0
+// decodes (protocol.CodeForVersion0Agent). Their responses are single
+// messages, which the relay stores as chunk 0 of 1; their error codes
+// timeout and internal_error mean gateway_timeout and internal.
+//
+// ttf writes every message as one WebSocket frame, and API Gateway closes
+// a connection that sends a frame over 32 KB with 1009: a response body
+// over about 24 KB (its base64 in one http_response) ends the agent's
+// connection, and nothing the function does can prevent it. The public
+// client gets 502 agent_unavailable after one or two connection checks
+// (see above), $disconnect deletes the tunnel's record, and ttf connects
+// again under a new tunnel ID: the old URL answers 404.
 //
 // The version is kept in the tunnel record (store.Record.Version, written
 // by the Server's admission path, tunnel.Server.Admit, that the standalone
