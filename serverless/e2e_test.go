@@ -28,6 +28,7 @@ import (
 	"github.com/http-tunnel/tunnel/store/dynamostore"
 	"github.com/http-tunnel/tunnel/store/dynamostore/dynamotest"
 	"github.com/http-tunnel/tunnel/tunneltest"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -78,6 +79,10 @@ type gatewayConfig struct {
 	mgmtResponse func(*http.Response)
 	// tracer is the Server's TracerProvider; nil means none.
 	tracer trace.TracerProvider
+	// meter is the Server's MeterProvider; nil means the global one.
+	meter metric.MeterProvider
+	// onHTTP, if set, sees the context of every HTTP API invocation.
+	onHTTP func(context.Context)
 }
 
 // newTables gives t a connections table and a pending table of its own in
@@ -124,7 +129,14 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		}
 		return resp, err
 	}
-	apiCfg := apigwtest.Config{WebSocket: ws, HTTP: g.h.HTTP, WebSocketStage: "prod", HTTPStage: "live",
+	httpFn := g.h.HTTP
+	if cfg.onHTTP != nil {
+		httpFn = func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			cfg.onHTTP(ctx)
+			return g.h.HTTP(ctx, ev)
+		}
+	}
+	apiCfg := apigwtest.Config{WebSocket: ws, HTTP: httpFn, WebSocketStage: "prod", HTTPStage: "live",
 		Limits: cfg.limits, WebSocketConcurrency: cfg.wsConcurrency, HTTPConcurrency: cfg.httpConcurrency, ActiveTracing: cfg.activeTracing}
 	if cfg.v1 {
 		apiCfg.HTTP, apiCfg.HTTPV1 = nil, g.h.HTTPV1
@@ -161,6 +173,7 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		UnlistedNames:  cfg.unlisted,
 		Authenticator:  cfg.auth,
 		TracerProvider: cfg.tracer,
+		MeterProvider:  cfg.meter,
 	}
 	if len(cfg.tokens) > 0 {
 		g.h.Server.Authenticator = tunnel.NewStaticTokens(cfg.tokens...)

@@ -14,8 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	"go.opentelemetry.io/otel/propagation"
 
 	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/observability"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/store"
 	"github.com/http-tunnel/tunnel/store/dynamostore"
@@ -191,6 +193,14 @@ func requestHeaders(r *http.Request) map[string][]string {
 	protocol.RemoveHopByHop(h)
 	if r.Host != "" {
 		h["host"] = []string{r.Host}
+	}
+	// The trace context of the request's span, as the standalone gateway
+	// passes it on; it replaces what the client sent. Without a span
+	// (tracing off) nothing is written, and the client's passes through.
+	tc := http.Header{}
+	observability.Propagator.Inject(r.Context(), propagation.HeaderCarrier(tc))
+	for name, values := range tc {
+		h[strings.ToLower(name)] = values
 	}
 	return h
 }
