@@ -1002,7 +1002,7 @@ func TestTemplateLoad(t *testing.T) {
 		t.Error("the HTTP API stage is not throttled by PublicRateLimit and PublicBurstLimit")
 	}
 
-	for _, prop := range []string{"CodeUri", "Handler", "Runtime", "Timeout", "MemorySize", "Architectures", "Environment"} {
+	for _, prop := range []string{"CodeUri", "Handler", "Runtime", "Timeout", "MemorySize", "Architectures", "Environment", "Tracing"} {
 		if a, p := dump(t, get(agent, prop)), dump(t, get(public, prop)); a != p {
 			t.Errorf("PublicFunction's %s differs from TunnelFunction's:\n%s\nwant\n%s", prop, p, a)
 		}
@@ -1019,6 +1019,12 @@ func TestTemplateLoad(t *testing.T) {
 		if agentStmts[sid] != dump(t, st) {
 			t.Errorf("PublicFunction's statement %s is not TunnelFunction's", sid)
 		}
+	}
+
+	// With XRay=1, Lambda traces every invocation (active tracing), whose
+	// trace context public requests continue.
+	if got := dump(t, get(agent, "Tracing")); !strings.Contains(got, "XRayOn") || !strings.Contains(got, "Active") {
+		t.Errorf("TunnelFunction's Tracing %q, want Active under XRayOn", got)
 	}
 
 	// Logs are kept for LogRetentionDays, in a group both functions use.
