@@ -44,6 +44,7 @@ type originalAgent struct {
 	established map[string]any      // connection_established of the first connection
 	reconnected chan map[string]any // connection_established of every later one
 	errs        chan string         // codes of the error messages received
+	holding     chan struct{}       // one per request to /hold received
 	pong        chan struct{}
 
 	mu           sync.Mutex
@@ -60,7 +61,7 @@ func dialOriginalAgent(t *testing.T, g *gateway) *originalAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &originalAgent{url: g.emu.WebSocketURL(), reconnected: make(chan map[string]any, 4),
-		errs: make(chan string, 16), pong: make(chan struct{}, 1)}
+		errs: make(chan string, 16), holding: make(chan struct{}, 4), pong: make(chan struct{}, 1)}
 	conn, est, err := a.connect(ctx)
 	if err != nil {
 		cancel()
@@ -236,7 +237,8 @@ func (a *originalAgent) serve(ctx context.Context, conn *websocket.Conn) {
 
 // answer echoes an http_request as the original agent's http_response;
 // to a URI under /count it answers the body's size in decimal instead,
-// and to /error/<code> an error message with that code.
+// to /error/<code> an error message with that code, and to /hold
+// nothing.
 func (a *originalAgent) answer(ctx context.Context, conn *websocket.Conn, b []byte) {
 	var req struct {
 		RequestID string              `json:"request_id"`
@@ -252,6 +254,14 @@ func (a *originalAgent) answer(ctx context.Context, conn *websocket.Conn, b []by
 	body, err := base64.StdEncoding.DecodeString(req.Body)
 	if err != nil {
 		a.fault("http_request body is not base64: " + err.Error())
+		return
+	}
+	if strings.HasPrefix(req.URI, "/hold") {
+		// A local service that never answers.
+		select {
+		case a.holding <- struct{}{}:
+		default:
+		}
 		return
 	}
 	if code, ok := strings.CutPrefix(req.URI, "/error/"); ok {
@@ -429,6 +439,23 @@ func TestOriginalAgentLargeResponse(t *testing.T) {
 		t.Fatalf("the answer to 23 KiB was a frame of %d bytes, over the limit", f)
 	}
 
+	// A request that waits on the connection when it closes.
+	held := make(chan string, 1) // the status of GET /hold, or its error
+	go func() {
+		resp, err := g.client.Get(url + "/hold")
+		if err != nil {
+			held <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		held <- resp.Status
+	}()
+	select {
+	case <-a.holding:
+	case got := <-held:
+		t.Fatalf("GET /hold answered %s before the agent received it", got)
+	}
+
 	before := g.emu.Stats()
 	start := time.Now()
 	resp, body = g.do(t, http.MethodPost, url+"/big", randomBytes(25<<10), nil)
@@ -436,6 +463,9 @@ func TestOriginalAgentLargeResponse(t *testing.T) {
 	wantError(t, resp, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
 	if waited >= deadline {
 		t.Errorf("answered after %v, the response deadline", waited)
+	}
+	if got := <-held; got != "502 Bad Gateway" {
+		t.Errorf("the request waiting on the same connection got %s, want 502", got)
 	}
 	if f := a.largest(); f <= protocol.MaxFrameBytes {
 		t.Errorf("the answer to 25 KiB was a frame of %d bytes, want over %d", f, protocol.MaxFrameBytes)
