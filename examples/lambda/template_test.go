@@ -944,9 +944,11 @@ func TestTemplateAlarms(t *testing.T) {
 		switch metric {
 		case "AWS/Lambda Errors", "AWS/Lambda Throttles":
 			dims := list(get(a, "Dimensions"))
-			if len(dims) != 1 || text(get(dims[0], "Name")) != "FunctionName" || text(get(dims[0], "Value")) != "!Ref TunnelFunction" {
-				t.Errorf("alarm %s is not on TunnelFunction", name)
+			fn := text(get(dims[0], "Value"))
+			if len(dims) != 1 || text(get(dims[0], "Name")) != "FunctionName" || (fn != "!Ref TunnelFunction" && fn != "!Ref PublicFunction") {
+				t.Errorf("alarm %s is not on one of the functions", name)
 			}
+			found[metric+" "+fn] = true
 		case serverless.EMFNamespace + " " + observability.MetricRequestLatency:
 			if text(get(a, "ExtendedStatistic")) != "p95" {
 				t.Errorf("alarm %s is not on p95", name)
@@ -962,8 +964,9 @@ func TestTemplateAlarms(t *testing.T) {
 		found[metric] = true
 	}
 	for _, want := range []string{
-		"AWS/Lambda Errors",
-		"AWS/Lambda Throttles",
+		"AWS/Lambda Errors !Ref TunnelFunction",
+		"AWS/Lambda Throttles !Ref TunnelFunction",
+		"AWS/Lambda Throttles !Ref PublicFunction",
 		serverless.EMFNamespace + " " + observability.MetricRequestLatency,
 		"AWS/DynamoDB throttling",
 	} {
