@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	tunnel "github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/internal/logbuf"
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
@@ -424,7 +427,8 @@ func (a *originalAgent) largest() int {
 func TestOriginalAgentLargeResponse(t *testing.T) {
 	t.Parallel()
 	const deadline = 20 * time.Second
-	g := newGateway(t, gatewayConfig{responseTimeout: deadline})
+	logs := &logbuf.Buffer{}
+	g := newGateway(t, gatewayConfig{responseTimeout: deadline, logger: slog.New(slog.NewTextHandler(logs, nil))})
 	g.relay.AgentCheckInterval = 20 * time.Millisecond
 	a := dialOriginalAgent(t, g)
 	url := a.established["public_url"].(string)
@@ -463,6 +467,13 @@ func TestOriginalAgentLargeResponse(t *testing.T) {
 	wantError(t, resp, body, http.StatusBadGateway, tunnel.CodeAgentUnavailable)
 	if waited >= deadline {
 		t.Errorf("answered after %v, the response deadline", waited)
+	}
+	var e struct {
+		ID string `json:"error_id"`
+	}
+	json.Unmarshal(body, &e)
+	if e.ID == "" || !regexp.MustCompile(`error_id=` + e.ID + ` .*connection ` + connID + `: the agent's connection closed`).MatchString(logs.String()) {
+		t.Errorf("no log line with the error ID %q and the closed connection:\n%s", e.ID, logs)
 	}
 	if got := <-held; got != "502 Bad Gateway" {
 		t.Errorf("the request waiting on the same connection got %s, want 502", got)
