@@ -472,7 +472,7 @@ func TestOriginalAgentLargeResponse(t *testing.T) {
 		ID string `json:"error_id"`
 	}
 	json.Unmarshal(body, &e)
-	if e.ID == "" || !regexp.MustCompile(`error_id=` + e.ID + ` .*connection ` + connID + `: the agent's connection closed`).MatchString(logs.String()) {
+	if e.ID == "" || !regexp.MustCompile(`error_id=`+e.ID+` .*connection `+connID+`: the agent's connection closed`).MatchString(logs.String()) {
 		t.Errorf("no log line with the error ID %q and the closed connection:\n%s", e.ID, logs)
 	}
 	if got := <-held; got != "502 Bad Gateway" {
