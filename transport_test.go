@@ -3,6 +3,8 @@ package tunnel_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -419,5 +421,89 @@ func TestAgentEndpointRefusesUnknownUpgrades(t *testing.T) {
 		if tc.method == http.MethodGet && resp.Header.Get("Upgrade") != protocol.UpgradeMux+", websocket" {
 			t.Errorf("%s: Upgrade %q, want both upgrades the endpoint takes", tc.name, resp.Header.Get("Upgrade"))
 		}
+	}
+}
+
+// Both transports reach a TLS gateway through an HTTP CONNECT proxy
+// (WithProxy), which passes the bytes of either unchanged.
+func TestTransportsThroughConnectProxyOverTLS(t *testing.T) {
+	t.Parallel()
+	srv := &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet}
+	ts := httptest.NewUnstartedServer(srv)
+	ts.StartTLS()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ts.Close()
+	})
+	var tunnels atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer up.Close()
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tunnels.Add(1)
+		brw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
+		brw.Flush()
+		done := make(chan struct{})
+		go func() {
+			io.Copy(up, brw)
+			up.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(c, up)
+		c.Close()
+		<-done
+	}))
+	t.Cleanup(proxy.Close)
+	proxyURL, _ := url.Parse(proxy.URL)
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+
+	for _, tc := range []struct{ tr, want tunnel.Transport }{
+		{tunnel.TransportAuto, tunnel.TransportRaw},
+		{tunnel.TransportWebSocket, tunnel.TransportWebSocket},
+	} {
+		tr, want := tc.tr, tc.want
+		events, conns := connected()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ln, err := tunnel.Listen(ctx, ts.URL, tunnel.WithLogger(quiet), events, tunnel.WithTransport(tr),
+			tunnel.WithProxy(http.ProxyURL(proxyURL)), tunnel.WithTLSConfig(&tls.Config{RootCAs: roots}))
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", tr, err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		if e := <-conns; e.Transport != want {
+			t.Errorf("%s: connected over %q, want %q", tr, e.Transport, want)
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(echo)}
+		go hs.Serve(ln)
+		t.Cleanup(func() { hs.Close() })
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+		t.Cleanup(c.CloseIdleConnections)
+		resp, err := c.Get(ln.URL() + "/via-connect")
+		if err != nil {
+			t.Fatalf("%s: %v", tr, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: through the tunnel: %d", tr, resp.StatusCode)
+		}
+	}
+	if n := tunnels.Load(); n != 2 {
+		t.Errorf("the proxy carried %d connections, want 2 (one per agent)", n)
 	}
 }
