@@ -76,7 +76,7 @@ func TestJSONModeOriginalGatewayCodes(t *testing.T) {
 			w.Write(bytes.Repeat([]byte("b"), protocol.MaxMessageBytes))
 		}
 	})
-	ln := listenJSON(t, g, h, withJSONTiming(jsonTiming{requestTimeout: 500 * time.Millisecond}))
+	ln := listenJSON(t, g, h, withJSONTiming(jsonTiming{requestTimeout: 2 * time.Second}))
 	for _, tt := range []struct {
 		name string
 		req  *protocol.HTTPRequest
