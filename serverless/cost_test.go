@@ -28,10 +28,11 @@ type ddbMeter struct {
 	mu           sync.Mutex
 	calls        map[string]int64
 	rcu, wcu     float64
-	pendingTable string // the table of the rows CreatePending writes
+	pendingTable string          // the table of the rows CreatePending writes
+	scanned      map[string]bool // the tables scanned
 }
 
-func newDDBMeter() *ddbMeter { return &ddbMeter{calls: map[string]int64{}} }
+func newDDBMeter() *ddbMeter { return &ddbMeter{calls: map[string]int64{}, scanned: map[string]bool{}} }
 
 func (m *ddbMeter) options(o *dynamodb.Options) {
 	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
@@ -64,6 +65,9 @@ func (m *ddbMeter) handle(ctx context.Context, in middleware.InitializeInput, ne
 		op, v.ReturnConsumedCapacity = "Query", total
 	case *dynamodb.ScanInput:
 		op, v.ReturnConsumedCapacity = "Scan", total
+		m.mu.Lock()
+		m.scanned[aws.ToString(v.TableName)] = true
+		m.mu.Unlock()
 	default:
 		op = fmt.Sprintf("%T", v)
 	}

@@ -490,9 +490,12 @@ func (h *Handler) HTTPV1(ctx context.Context, ev events.APIGatewayProxyRequest) 
 	return resp, nil
 }
 
-// Cleanup handles the scheduled event: it deletes expired rows.
+// Cleanup handles the scheduled event: it deletes the expired rows of the
+// connections table (Store.CleanupConnections). The pending table's rows
+// are left to DynamoDB's TTL deletion, which must be on for its ttl
+// attribute: scanning and deleting them would cost their bytes again.
 func (h *Handler) Cleanup(ctx context.Context) error {
-	st, err := h.Store.Cleanup(ctx)
+	st, err := h.Store.CleanupConnections(ctx)
 	h.log().Info("cleanup", slog.Any("stats", st))
 	return err
 }
