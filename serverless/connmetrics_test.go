@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
 )
 
 // lockedBuffer is a bytes.Buffer safe for concurrent use.
@@ -36,7 +39,10 @@ func TestConnectionMetrics(t *testing.T) {
 	var out lockedBuffer
 	mp := NewMeterProvider(&out)
 	t.Cleanup(func() { mp.Shutdown(t.Context()) })
-	g := newGateway(t, gatewayConfig{meter: mp})
+	// The ready invocation records the metric after posting
+	// connection_established, which the agent may read first.
+	messages := make(chan struct{}, 16)
+	g := newGateway(t, gatewayConfig{meter: mp, afterMessage: func(events.APIGatewayWebsocketProxyRequest) { messages <- struct{}{} }})
 
 	sum := func(name string) float64 {
 		t.Helper()
@@ -57,6 +63,11 @@ func TestConnectionMetrics(t *testing.T) {
 	}
 
 	ln, _ := g.agent(t, echo)
+	select {
+	case <-messages: // ready, the agent's first message
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ready invocation did not return")
+	}
 	if got := sum("ConnectionEstablished"); got != 1 {
 		t.Errorf("ConnectionEstablished = %v after one agent connected, want 1", got)
 	}

@@ -83,6 +83,8 @@ type gatewayConfig struct {
 	meter metric.MeterProvider
 	// onHTTP, if set, sees the context of every HTTP API invocation.
 	onHTTP func(context.Context)
+	// afterMessage, if set, runs after every $default invocation.
+	afterMessage func(ev events.APIGatewayWebsocketProxyRequest)
 }
 
 // newTables gives t a connections table and a pending table of its own in
@@ -120,6 +122,9 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 		resp, err := g.h.WebSocket(ctx, ev)
 		if ev.RequestContext.RouteKey == "$connect" && resp.StatusCode == http.StatusOK && cfg.afterConnect != nil {
 			cfg.afterConnect(ev)
+		}
+		if ev.RequestContext.RouteKey == "$default" && cfg.afterMessage != nil {
+			cfg.afterMessage(ev)
 		}
 		if ev.RequestContext.RouteKey == "$disconnect" {
 			select {
