@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/http-tunnel/tunnel/internal/claim"
@@ -109,8 +110,13 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 	if !claim.ValidID(id) {
 		return "", nil, false
 	}
-	prefix := "/" + id
-	u := *r.URL
+	prefix := escaped[:1+len(id)] // "/<id>", without a new string
+	// The copies of the request and of its URL, in one allocation.
+	c := &struct {
+		req http.Request
+		url url.URL
+	}{req: *r, url: *r.URL}
+	u, out := &c.url, &c.req
 	u.Path = strings.TrimPrefix(u.Path, prefix)
 	u.RawPath = strings.TrimPrefix(u.RawPath, prefix)
 	if u.Path == "" {
@@ -119,9 +125,7 @@ func (s *Server) resolve(r *http.Request, st *reqState) (string, *http.Request, 
 	if u.RawPath == "" && r.URL.RawPath != "" {
 		u.RawPath = "/"
 	}
-	out := new(http.Request)
-	*out = *r
-	out.URL = &u
+	out.URL = u
 	st.routing, st.prefix = "path", prefix
 	st.bare = rest == "" && !strings.HasSuffix(escaped, "/")
 	return id, out, true
