@@ -110,13 +110,15 @@ func (a *agents) open(n int) error {
 const exchangeSize = 256 << 10
 
 // exchange sends one POST of exchangeSize bytes through every tunnel,
-// 32 at a time, and reads its response of the same size; then it closes
-// its client connections, so that only the tunnels remain.
+// 32 at a time, and reads its response of the same size, each on a
+// connection of its own.
 func (a *agents) exchange() error {
 	a.mu.Lock()
 	lns := slices.Clone(a.lns)
 	a.mu.Unlock()
-	tr := &http.Transport{MaxIdleConnsPerHost: 32}
+	// A connection per request: these are the clients of different
+	// tunnels, and none of them is left holding a connection.
+	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	body := make([]byte, exchangeSize)
@@ -156,7 +158,7 @@ func post(client *http.Client, url string, body []byte) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK || n != exchangeSize {
-		return fmt.Errorf("POST %s: %s, %d bytes", url, resp.Status, n)
+		return fmt.Errorf("POST %s: %s, %d bytes of %d; Content-Length %d, Transfer-Encoding %q, header %v", url, resp.Status, n, exchangeSize, resp.ContentLength, resp.TransferEncoding, resp.Header)
 	}
 	return nil
 }
