@@ -139,10 +139,11 @@ var (
 	pendingAbsent      = "attribute_not_exists(#k)"
 	pendingAbsentNames = map[string]string{"#k": attrRequestID}
 
-	completeUnchunked      = "SET #st = :st, #d = :d REMOVE #n, #c"
+	completeUnchunked      = "SET #st = :st, #d = :d REMOVE #n, #c, #b"
+	completeUnchunkedRef   = "SET #st = :st, #b = :d REMOVE #n, #c, #d"
 	completeUnchunkedNames = map[string]string{
 		"#k": attrRequestID, "#ttl": attrTTL,
-		"#st": attrStatus, "#d": attrResponseData, "#n": attrChunkCount, "#c": attrChunks,
+		"#st": attrStatus, "#d": attrResponseData, "#n": attrChunkCount, "#c": attrChunks, "#b": attrBodyRef,
 	}
 
 	// markChunk records one stored chunk. The set makes a resent chunk
@@ -156,17 +157,17 @@ var (
 	setCompletedNames = map[string]string{"#k": attrRequestID, "#ttl": attrTTL, "#st": attrStatus}
 
 	// requestProjection is what a poll reads from a request row.
-	requestProjection = "#st, #d, #n, #c, #ttl"
+	requestProjection = "#st, #d, #b, #n, #c, #ttl"
 	requestNames      = map[string]string{
-		"#st": attrStatus, "#d": attrResponseData, "#n": attrChunkCount, "#c": attrChunks, "#ttl": attrTTL,
+		"#st": attrStatus, "#d": attrResponseData, "#b": attrBodyRef, "#n": attrChunkCount, "#c": attrChunks, "#ttl": attrTTL,
 	}
 	// chunkLookupProjection is what PutResponseChunk reads from a request
 	// row before writing a chunk row.
 	chunkLookupProjection = "#ttl, #n"
 	chunkLookupNames      = map[string]string{"#ttl": attrTTL, "#n": attrChunkCount}
 
-	chunkProjection = "#k, #d"
-	chunkNames      = map[string]string{"#k": attrRequestID, "#d": attrResponseData}
+	chunkProjection = "#k, #d, #b"
+	chunkNames      = map[string]string{"#k": attrRequestID, "#d": attrResponseData, "#b": attrBodyRef}
 )
 
 // ErrChunkCount is returned (wrapped) by PutResponseChunk when a chunk's
@@ -263,14 +264,22 @@ func (s *Store) PutResponseChunk(ctx context.Context, requestID string, index, c
 }
 
 func (s *Store) putUnchunked(ctx context.Context, requestID string, data []byte) error {
+	expr, value := &completeUnchunked, bin(data)
+	if s.offloads(data) {
+		key, err := s.putBody(ctx, requestID, 0, data)
+		if err != nil {
+			return err
+		}
+		expr, value = &completeUnchunkedRef, str(key)
+	}
 	s.countWrite()
 	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.pending,
 		Key:                       pendingKey(requestID),
-		UpdateExpression:          &completeUnchunked,
+		UpdateExpression:          expr,
 		ConditionExpression:       &requestLive,
 		ExpressionAttributeNames:  completeUnchunkedNames,
-		ExpressionAttributeValues: item{":st": str(statusCompleted), ":d": bin(data), ":now": nowSeconds()},
+		ExpressionAttributeValues: item{":st": str(statusCompleted), ":d": value, ":now": nowSeconds()},
 	})
 	if conditionFailed(err) {
 		return store.ErrNotFound
@@ -287,10 +296,18 @@ func (s *Store) putChunk(ctx context.Context, requestID string, index, count int
 		return err
 	}
 
-	s.countWrite()
 	chunk := chunkKey(requestID, index)
-	chunk[attrResponseData] = bin(data)
+	if s.offloads(data) {
+		key, err := s.putBody(ctx, requestID, index, data)
+		if err != nil {
+			return err
+		}
+		chunk[attrBodyRef] = str(key)
+	} else {
+		chunk[attrResponseData] = bin(data)
+	}
 	chunk[attrTTL] = num(ttl)
+	s.countWrite()
 	if _, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.pending, Item: chunk}); err != nil {
 		return err
 	}
@@ -424,6 +441,9 @@ func (s *Store) waitResponse(ctx context.Context, requestID string, opts WaitOpt
 		case chunked && count > 1 && len(getNS(out.Item, attrChunks)) >= int(count):
 			return s.readChunks(ctx, requestID, int(count))
 		case !chunked && getS(out.Item, attrStatus) == statusCompleted:
+			if ref := getS(out.Item, attrBodyRef); ref != "" {
+				return s.getBody(ctx, ref)
+			}
 			return getBytes(out.Item, attrResponseData), nil
 		}
 	}
@@ -433,6 +453,7 @@ func (s *Store) waitResponse(ctx context.Context, requestID string, opts WaitOpt
 // their data in index order.
 func (s *Store) readChunks(ctx context.Context, requestID string, count int) ([]byte, error) {
 	parts := make([][]byte, count)
+	refs := make([]string, count)
 	found := make([]bool, count)
 	prefix := requestID + "#"
 	for first := 0; first < count; first += batchGetSize {
@@ -464,6 +485,7 @@ func (s *Store) readChunks(ctx context.Context, requestID string, count int) ([]
 					return nil, fmt.Errorf("unexpected chunk row %q", getS(it, attrRequestID))
 				}
 				parts[i] = getBytes(it, attrResponseData)
+				refs[i] = getS(it, attrBodyRef)
 				found[i] = true
 			}
 			keys = out.UnprocessedKeys[*s.pending].Keys
@@ -473,6 +495,9 @@ func (s *Store) readChunks(ctx context.Context, requestID string, count int) ([]
 		// Marked chunks are written first, so only a concurrent
 		// DeletePending or Cleanup removes one.
 		return nil, store.ErrNotFound
+	}
+	if err := s.getBodies(ctx, parts, refs); err != nil {
+		return nil, err
 	}
 	return slices.Concat(parts...), nil
 }

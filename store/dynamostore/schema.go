@@ -74,6 +74,15 @@ type Options struct {
 	// tunnelId, which CreateTables creates for original-style lookups; the
 	// Store's own lookups do not use it. Empty means DefaultTunnelIndex.
 	TunnelIndex string
+	// Bodies, if set, keeps the data of response chunks larger than
+	// BodyThreshold (see BodyStore), and the pending rows hold its key
+	// instead. Nil keeps every chunk in the pending table. Every Store
+	// that reads the pending table must have it once any writer has.
+	Bodies BodyStore
+	// BodyThreshold is the size in bytes above which chunk data goes to
+	// Bodies. Zero means DefaultBodyThreshold; it has no effect without
+	// Bodies.
+	BodyThreshold int
 }
 
 // withDefaults returns o with every empty field set to its default.
@@ -86,6 +95,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TunnelIndex == "" {
 		o.TunnelIndex = DefaultTunnelIndex
+	}
+	if o.BodyThreshold <= 0 {
+		o.BodyThreshold = DefaultBodyThreshold
 	}
 	return o
 }

@@ -38,6 +38,9 @@ type Store struct {
 	pending *string // pending table name
 	ops     pendingOps
 
+	bodies        BodyStore // nil: every chunk in the pending table
+	bodyThreshold int
+
 	// scanned, when non-nil, is called by Cleanup after each page of a
 	// Scan and before deleting what it found, so that tests can change a
 	// row in between.
@@ -56,9 +59,11 @@ var _ store.Store = (*Store)(nil)
 func New(client *dynamodb.Client, opts Options) *Store {
 	opts = opts.withDefaults()
 	return &Store{
-		client:  client,
-		conns:   aws.String(opts.ConnectionsTable),
-		pending: aws.String(opts.PendingTable),
+		client:        client,
+		conns:         aws.String(opts.ConnectionsTable),
+		pending:       aws.String(opts.PendingTable),
+		bodies:        opts.Bodies,
+		bodyThreshold: opts.BodyThreshold,
 	}
 }
 
