@@ -64,7 +64,7 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       ln.opts.localTLS.Clone(),
 		ForceAttemptHTTP2:     true, // with a TLSClientConfig and a DialContext of its own, the transport would not
-		MaxIdleConnsPerHost:   64,
+		MaxIdleConnsPerHost:   256,  // as many as the gateway keeps streams (agent.go): one per request in flight
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,

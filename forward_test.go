@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -66,6 +67,73 @@ func TestForward(t *testing.T) {
 	}
 	if got, want := hdr.Get("X-Echo-Forwarded-Host"), strings.TrimPrefix(gw.URL, "http://"); got != want {
 		t.Errorf("X-Forwarded-Host = %q, want the public host %q", got, want)
+	}
+}
+
+// A Forwarder keeps a local connection for each request a busy tunnel
+// has in flight, as the gateway keeps a stream for each (256 idle): rounds
+// of 100 concurrent requests reuse the connections of the first round
+// instead of opening new ones. With 64 kept, each round after the first
+// opened about 36 more.
+func TestForwardReusesLocalConnections(t *testing.T) {
+	t.Parallel()
+	const concurrent, rounds = 100, 3
+	var opened atomic.Int64
+	var arrived atomic.Int64
+	var release chan struct{}
+	local := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Answer once the whole round has arrived, so that each round
+		// needs its 100 connections at once.
+		if arrived.Add(1)%concurrent == 0 {
+			close(release)
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "ok")
+	}))
+	local.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	local.Start()
+	t.Cleanup(local.Close)
+	gw, _ := gateway(t, nil)
+	fw, err := tunnel.Forward(context.Background(), gw.URL, local.URL, tunnel.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw.Close() })
+	c := newClient(t)
+	for round := range rounds {
+		release = make(chan struct{})
+		errs := make(chan error, concurrent)
+		for range concurrent {
+			go func() {
+				resp, err := c.Get(fw.URL() + "/")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				errs <- err
+			}()
+		}
+		for range concurrent {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	// The first round opens 100; a few more may be opened by a request
+	// that arrives as its connection is being returned to the pool.
+	if n := opened.Load(); n < concurrent || n > concurrent+concurrent/10 {
+		t.Errorf("%d rounds of %d concurrent requests opened %d local connections, want %d to %d",
+			rounds, concurrent, n, concurrent, concurrent+concurrent/10)
 	}
 }
 
