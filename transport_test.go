@@ -395,6 +395,35 @@ func TestRawHandshakeBounds(t *testing.T) {
 	serveEcho(t, ln)
 }
 
+// A ready sent in the same packet as the upgrade request, before the 101,
+// is read, not lost in the HTTP server's buffer.
+func TestRawReadyBehindTheUpgrade(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	u, _ := url.Parse(gw.URL)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n{\"type\":\"ready\",\"version\":4}\n",
+		protocol.ConnectPath, u.Host, protocol.UpgradeMux)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := protocol.Unmarshal(line[:len(line)-1], protocol.MaxHandshakeBytes)
+	if est, ok := msg.(*protocol.ConnectionEstablished); err != nil || !ok || est.TunnelID == "" {
+		t.Fatalf("answer to the early ready: %s", line)
+	}
+}
+
 // The agent endpoint answers 101 to the raw transport's token only on an
 // HTTP/1.1 GET, and refuses other upgrade tokens as it refuses a request
 // that is not an upgrade, naming both upgrades it takes.
