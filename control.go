@@ -10,7 +10,8 @@ import (
 	"github.com/http-tunnel/tunnel/protocol"
 )
 
-// acceptControl reads the control streams the agent opens.
+// acceptControl reads the control streams the agent opens, each on a
+// goroutine of its own while it is open, until the session ends.
 func (sess *session) acceptControl() {
 	for {
 		st, err := sess.mux.AcceptStream()

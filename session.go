@@ -132,8 +132,11 @@ func (sess *session) run() {
 		s.OnConnect(sess.info)
 	}
 
-	go sess.acceptControl()
-
+	// The control streams are read on this goroutine, which the session
+	// holds anyway: an idle tunnel costs no goroutine for them.
+	// acceptControl returns when the session ends (or, rarely, when
+	// accepting a stream fails before it does).
+	sess.acceptControl()
 	<-sess.mux.CloseChan()
 	if err := sess.mux.Err(); brokeProtocol(err) {
 		// A hostile or broken agent: it is cut off, and named.
