@@ -184,6 +184,13 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 	est, err := handshake(ctx, ws, ready)
 	if err != nil {
 		ws.CloseNow()
+		var e *Error
+		if transportOf(ws) == TransportRaw && l.opts.transport != TransportRaw && !errors.As(err, &e) && ctx.Err() == nil {
+			// A 101 came, but no answer to ready: something on the way
+			// passed the upgrade's answer and not the bytes after it.
+			l.keepToWebSocket(gw, fmt.Errorf("%w: the handshake after the 101 failed: %w", errUpgradeRefused, err))
+			return l.connect(ctx, gw)
+		}
 		return nil, err
 	}
 	if ready.Access != nil && est.Version < 3 {
@@ -234,10 +241,7 @@ func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
 		if t == TransportRaw || !errors.Is(err, errUpgradeRefused) {
 			return nil, err
 		}
-		l.mu.Lock()
-		l.transport = TransportWebSocket
-		l.mu.Unlock()
-		l.log.Info("tunnel gateway refused the raw transport; using WebSocket from now on", slog.String("gateway", redact(l.gateways[gw])), slog.Any("err", err))
+		l.keepToWebSocket(gw, err)
 	}
 	ws, resp, err := websocket.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
 	if err != nil {
@@ -253,6 +257,15 @@ func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
 		return nil, fmt.Errorf("gateway selected unknown subprotocol %q", sub)
 	}
 	return ws, nil
+}
+
+// keepToWebSocket makes the Listener open WebSockets from now on: the way
+// to gateway number gw did not pass the raw transport, for the reason err.
+func (l *Listener) keepToWebSocket(gw int, err error) {
+	l.mu.Lock()
+	l.transport = TransportWebSocket
+	l.mu.Unlock()
+	l.log.Info("tunnel gateway refused the raw transport; using WebSocket from now on", slog.String("gateway", redact(l.gateways[gw])), slog.Any("err", err))
 }
 
 // http1Only returns the protocols of the agent's HTTP client: HTTP/1.1

@@ -127,6 +127,22 @@ func TestRawUpgradeRefusedFallsBackToWebSocket(t *testing.T) {
 				}
 			}
 		}},
+		{"a 101 and then an HTTP answer to the ready line", func(*tunnel.Server) http.HandlerFunc {
+			// A proxy that passes the upgrade's answer but goes on
+			// speaking HTTP after it, as if the ready were a request.
+			return func(w http.ResponseWriter, r *http.Request) {
+				c, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + protocol.UpgradeMux + "\r\n\r\n")
+				brw.Flush()
+				brw.ReadString('\n')
+				brw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				brw.Flush()
+			}
+		}},
 		{"101 to another protocol", func(*tunnel.Server) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
 				c, brw, err := http.NewResponseController(w).Hijack()
