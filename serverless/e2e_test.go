@@ -83,14 +83,18 @@ type gatewayConfig struct {
 	meter metric.MeterProvider
 	// onHTTP, if set, sees the context of every HTTP API invocation.
 	onHTTP func(context.Context)
+	// bodies is the Store's BodyStore (dynamostore.Options.Bodies), with
+	// bodyThreshold; nil keeps every chunk in the pending table.
+	bodies        dynamostore.BodyStore
+	bodyThreshold int
 	// afterMessage, if set, runs after every $default invocation.
 	afterMessage func(ev events.APIGatewayWebsocketProxyRequest)
 }
 
 // newTables gives t a connections table and a pending table of its own in
-// dynalite, and returns the store on them, its client, and the name of
-// the connections table.
-func newTables(t *testing.T, optFns ...func(*dynamodb.Options)) (*dynamostore.Store, *dynamodb.Client, string) {
+// dynalite, and returns the store on them, its client, and the store's
+// options (the tables' names).
+func newTables(t *testing.T, optFns ...func(*dynamodb.Options)) (*dynamostore.Store, *dynamodb.Client, dynamostore.Options) {
 	t.Helper()
 	ddb := dynamotest.Client(t, optFns...)
 	var opts dynamostore.Options
@@ -98,7 +102,7 @@ func newTables(t *testing.T, optFns ...func(*dynamodb.Options)) (*dynamostore.St
 		opts = dynamostore.Options{ConnectionsTable: names[0], PendingTable: names[1]}
 		return dynamostore.CreateTables(ctx, ddb, opts)
 	}, "lambda-connections", "lambda-pending")
-	return dynamostore.New(ddb, opts), ddb, opts.ConnectionsTable
+	return dynamostore.New(ddb, opts), ddb, opts
 }
 
 func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
@@ -107,7 +111,12 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	if cfg.ddbOptions != nil {
 		ddbOpts = append(ddbOpts, cfg.ddbOptions)
 	}
-	st, ddb, table := newTables(t, ddbOpts...)
+	st, ddb, storeOpts := newTables(t, ddbOpts...)
+	if cfg.bodies != nil {
+		storeOpts.Bodies, storeOpts.BodyThreshold = cfg.bodies, cfg.bodyThreshold
+		st = dynamostore.New(ddb, storeOpts)
+	}
+	table := storeOpts.ConnectionsTable
 	logger := cfg.logger
 	if logger == nil {
 		logger = quiet

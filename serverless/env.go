@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -39,7 +40,11 @@ var (
 // subdomain of TUNNEL_DOMAIN and by path, or by path alone without
 // TUNNEL_DOMAIN) and, with TUNNEL_RATELIMIT_TABLE, dynamolimit limiters on
 // that table: 100 public requests a second per tunnel (in bursts of up to
-// 200) and 10 agent connections a minute per source IP address. logger
+// 200) and 10 agent connections a minute per source IP address. With
+// TUNNEL_BODY_BUCKET, response chunks over dynamostore.DefaultBodyThreshold
+// are kept in that S3 bucket (S3Bodies) instead of the pending table
+// (TUNNEL_S3_ENDPOINT, for local development, names an S3-compatible
+// server, addressed path-style). logger
 // receives the logs of the Server, the Handler and its authenticators;
 // nil means their defaults (warnings and errors to slog.Default()).
 //
@@ -81,6 +86,13 @@ func FromEnv(getenv func(string) string, logger *slog.Logger) (*Handler, error) 
 		ConnectionsTable: getenv("TUNNEL_CONNECTIONS_TABLE"),
 		PendingTable:     getenv("TUNNEL_PENDING_TABLE"),
 		TunnelIndex:      getenv("TUNNEL_TUNNEL_INDEX"),
+	}
+	if bucket := getenv("TUNNEL_BODY_BUCKET"); bucket != "" {
+		s3Opts := s3.Options{Region: region, Credentials: creds}
+		if ep := getenv("TUNNEL_S3_ENDPOINT"); ep != "" {
+			s3Opts.BaseEndpoint, s3Opts.UsePathStyle = aws.String(ep), true
+		}
+		storeOpts.Bodies = &S3Bodies{Client: s3.New(s3Opts), Bucket: bucket}
 	}
 	st := dynamostore.New(ddb, storeOpts)
 	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{

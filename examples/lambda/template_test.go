@@ -44,6 +44,7 @@ var envNotInTemplate = []string{
 	"TUNNEL_SECRETSMANAGER_ENDPOINT",
 	"TUNNEL_SSM_ENDPOINT",
 	"TUNNEL_TOKENS",
+	"TUNNEL_S3_ENDPOINT",
 }
 
 // envElsewhere are the variables the function reads that name what the
@@ -436,6 +437,7 @@ func TestTemplateEnvironment(t *testing.T) {
 		"TUNNEL_JWT_ISSUER":          "!Ref JwtIssuer",
 		"TUNNEL_JWT_AUDIENCE":        "!Ref JwtAudience",
 		"TUNNEL_DOMAIN":              "!Ref TunnelDomain",
+		"TUNNEL_BODY_BUCKET":         "!Ref BodyBucket",
 		"TUNNEL_MANAGEMENT_ENDPOINT": "!Sub https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${StageName}",
 	} {
 		if got := text(get(env, name)); got != want {
@@ -549,6 +551,10 @@ func TestTemplatePermissions(t *testing.T) {
 	// connections table, and the agent tokens' secret.
 	identityOps := callOps(t, serverlessDir, "Client", "dynamodb", "dynamodb:")
 	secretOps := callOps(t, serverlessDir, "Client", "secretsmanager", "secretsmanager:")
+	s3Ops := callOps(t, serverlessDir, "Client", "s3", "s3:")
+
+	// The body bucket's objects: every key, and nothing else.
+	const bodyObjects = "!Sub ${BodyBucket.Arn}/*"
 
 	// Granted actions by resource, and the conditions of statements.
 	granted := make(map[string][]string)
@@ -579,7 +585,7 @@ func TestTemplatePermissions(t *testing.T) {
 			}
 			for _, r := range list(get(st, "Resource")) {
 				res := text(r)
-				if res == "" || strings.Contains(res, "*") && !strings.Contains(res, "@connections/*") {
+				if res == "" || strings.Contains(res, "*") && !strings.Contains(res, "@connections/*") && res != bodyObjects {
 					t.Errorf("statement %s: resource %q is not exact", text(get(st, "Sid")), res)
 				}
 				for _, a := range list(get(st, "Action")) {
@@ -603,6 +609,10 @@ func TestTemplatePermissions(t *testing.T) {
 		mgmtGet:                      {"execute-api:ManageConnections"},
 		"!Ref AgentTokensSecretArn":  secretOps,
 		"!Ref AgentTokensKmsKeyArn":  {"kms:Decrypt"},
+		bodyObjects:                  s3Ops,
+	}
+	if !slices.Equal(s3Ops, []string{"s3:GetObject", "s3:PutObject"}) {
+		t.Errorf("package serverless calls S3's %v; the bucket's grant is GetObject and PutObject", s3Ops)
 	}
 	if !slices.Equal(secretOps, []string{"secretsmanager:GetSecretValue"}) {
 		t.Errorf("package serverless calls Secrets Manager's %v; the secret's grant is GetSecretValue alone", secretOps)
@@ -1039,6 +1049,16 @@ func TestTemplateLoad(t *testing.T) {
 		if text(get(fn, "LoggingConfig", "LogGroup")) != "!Ref FunctionLogGroup" {
 			t.Errorf("%s does not log to FunctionLogGroup", name)
 		}
+	}
+
+	// Response bodies expire with a lifecycle rule, the only deletion.
+	bucket := c.resource(t, "BodyBucket", "AWS::S3::Bucket")
+	rules := list(get(bucket, "LifecycleConfiguration", "Rules"))
+	if len(rules) != 1 || text(get(rules[0], "Status")) != "Enabled" || text(get(rules[0], "ExpirationInDays")) != "1" {
+		t.Error("BodyBucket does not expire objects after a day")
+	}
+	if text(get(bucket, "PublicAccessBlockConfiguration", "RestrictPublicBuckets")) != "true" {
+		t.Error("BodyBucket does not block public access")
 	}
 
 	// Two stacks in one account never share a table.
