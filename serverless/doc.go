@@ -63,8 +63,16 @@
 // gateway_timeout). One forwarded GET costs two Lambda invocations (the
 // HTTP request and the agent's response message), one post, one GetItem
 // of the record and, on the pending table, one write to create the row,
-// one to store the response, one to delete the rows, plus the polls
-// (usually one read). Bodies larger than one 128 KiB WebSocket message
+// one to store the response, plus the polls (usually one read). The rows
+// are left to DynamoDB's TTL deletion, which costs nothing (a delete
+// would cost the response's bytes in write units again), and Cleanup
+// leaves the pending table alone for the same reason. With
+// TUNNEL_BODY_BUCKET (S3Bodies), response chunks over 8 KiB are S3
+// objects instead, whose PUT and GET cost less than DynamoDB's writes of
+// the same bytes. A post that API Gateway answers 429
+// LimitExceededException (the agent's buffer is full) is retried with
+// jittered, doubling waits until the request's deadline, then answered
+// 503 unavailable. Bodies larger than one 128 KiB WebSocket message
 // cross as chunks in both directions, up to 2 MiB
 // (protocol.DefaultMaxBodyBytes), with agents of protocol version 1 (see
 // Original agents below).
@@ -239,6 +247,8 @@
 //	TUNNEL_RATELIMIT_TABLE      optional: dynamolimit table; enables 100
 //	                            requests/s per tunnel (burst 200) and 10
 //	                            agent connections/min per source IP
+//	TUNNEL_BODY_BUCKET          optional: S3 bucket for response chunks
+//	                            over 8 KiB (S3Bodies)
 //	TUNNEL_TOKENS_SECRET_ARN    optional: ARN of the Secrets Manager secret
 //	                            whose value is the agent token file
 //	TUNNEL_TOKENS_PARAMETER     optional, instead: name or ARN of an SSM
@@ -258,6 +268,7 @@
 //	                            token, JWT and secret variables, every agent
 //	                            is admitted
 //	TUNNEL_DYNAMODB_ENDPOINT,
+//	TUNNEL_S3_ENDPOINT,
 //	TUNNEL_SECRETSMANAGER_ENDPOINT,
 //	TUNNEL_SSM_ENDPOINT         optional: endpoint overrides (local
 //	                            development)
