@@ -281,7 +281,9 @@
 // The function needs dynamodb:GetItem, PutItem, UpdateItem, DeleteItem,
 // BatchGetItem, BatchWriteItem and Scan (cleanup) on both tables (the
 // identity rows use GetItem, PutItem and DeleteItem on the connections
-// table), execute-api:ManageConnections on the WebSocket API, and
+// table), execute-api:ManageConnections on the WebSocket API,
+// s3:PutObject and s3:GetObject on the body bucket's objects with
+// TUNNEL_BODY_BUCKET, and
 // secretsmanager:GetSecretValue on its secrets, or ssm:GetParameter on
 // its parameters, with kms:Decrypt on their key when it is a customer
 // managed one.
