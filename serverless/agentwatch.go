@@ -32,16 +32,18 @@ func (rl *Relay) agentCheckInterval() time.Duration {
 }
 
 // awaitResponse waits for the response to request id, posted to connection
-// connID, for at most ResponseTimeout, and returns the stored response or
+// connID, until deadline (ResponseTimeout after the request began: posts
+// retried against a full buffer have used part of it), and returns the
+// stored response or
 // the public error to answer: 504 gateway_timeout at the deadline, 502
 // agent_unavailable as soon as the connection is known to be closed. A
 // connection closes under a waiting request when the agent dies, and when
 // API Gateway closes it with 1009 for a frame over 32 KB, which an
 // original agent sends for any response body over about 24 KB.
-func (rl *Relay) awaitResponse(ctx context.Context, id, connID string) ([]byte, error) {
+func (rl *Relay) awaitResponse(ctx context.Context, deadline time.Time, id, connID string) ([]byte, error) {
 	gctx, gone := context.WithCancelCause(ctx)
 	defer gone(nil)
-	wctx, cancel := context.WithTimeout(gctx, rl.responseTimeout())
+	wctx, cancel := context.WithDeadline(gctx, deadline)
 	defer cancel()
 	var watch sync.WaitGroup
 	if rl.agentCheckInterval() > 0 {

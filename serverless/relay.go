@@ -150,7 +150,7 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 		}
 	}
 
-	data, err := rl.awaitResponse(ctx, id, rec.ConnectionID)
+	data, err := rl.awaitResponse(ctx, deadline, id, rec.ConnectionID)
 	if err != nil {
 		return err
 	}
