@@ -175,6 +175,11 @@ func parseFlags(name string, args []string, getenv func(string) string, output i
 		return nil, Usagef("--transport %q: want auto, raw or websocket", cfg.transport)
 	}
 
+	switch cfg.inspect {
+	case "false", "none", "no":
+		// --inspect=false, as a boolean flag would be turned off.
+		cfg.inspect = "off"
+	}
 	if cfg.inspect != "off" {
 		if _, _, err := net.SplitHostPort(cfg.inspect); err != nil {
 			return nil, Usagef("--inspect %q: want host:port, such as 127.0.0.1:4040, or off", cfg.inspect)

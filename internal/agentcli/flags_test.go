@@ -118,6 +118,10 @@ func TestParseFlags(t *testing.T) {
 		args:    []string{"--transport", "quic", "3000"},
 		wantErr: "--transport",
 	}, {
+		name: "inspector off as a boolean",
+		args: []string{"--inspect=false", "3000"},
+		want: config{gateway: DefaultGateway, local: "http://localhost:3000", inspect: "off"},
+	}, {
 		name: "a pool",
 		args: []string{"--name", "api", "--pool", "3000"},
 		want: config{gateway: DefaultGateway, name: "api", pool: true, local: "http://localhost:3000", inspect: DefaultInspect},
