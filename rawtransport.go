@@ -243,18 +243,32 @@ func (c *rawLink) closeWrite() {
 	}
 }
 
-// Close half-closes the connection, waits up to wait for the peer to close
-// its side (read by whoever is reading), then closes it. The raw transport
-// has no close codes: code and reason are for a WebSocket's close frame.
+// Close half-closes the connection once the write in progress, if any, is
+// done, waits for the peer to close its side (read by whoever is reading),
+// then closes it; all of it within wait, so that a peer that stopped
+// reading, and holds a write up, cannot hold Close up too. With wait zero it
+// closes at once. The raw transport has no close codes: code and reason
+// are for a WebSocket's close frame.
 func (c *rawLink) Close(_ int, _ string, wait time.Duration) error {
-	c.closeWrite()
-	if wait > 0 {
-		t := time.NewTimer(wait)
+	if wait <= 0 {
+		return c.CloseNow()
+	}
+	half := make(chan struct{})
+	go func() {
+		// Once CloseNow has closed the connection, a stuck write returns
+		// and this goroutine ends.
+		c.closeWrite()
+		close(half)
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-half:
 		select {
 		case <-c.peerDone:
 		case <-t.C:
 		}
-		t.Stop()
+	case <-t.C:
 	}
 	return c.CloseNow()
 }
