@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,19 +72,30 @@ func dialStalledAgent(t *testing.T, g *gateway) *stalledAgent {
 	return &stalledAgent{conn: conn, connID: rec.ConnectionID, tunnel: est.TunnelID}
 }
 
-// fill posts filler messages to the agent until API Gateway answers 429,
-// and fails the test if it never does.
+// fill posts filler messages to the agent until its buffers are full for
+// good, and fails the test if they never are. One 429 does not show that:
+// the emulator's writer may not yet have moved the queued message into
+// the socket, which then takes it and the next post too. Once the socket
+// is full the writer stays blocked and every post is refused until the
+// agent reads; fill waits for a run of refusals long enough for the
+// writer to have caught up.
 func (a *stalledAgent) fill(t *testing.T, g *gateway) {
 	t.Helper()
 	filler := []byte(strings.Repeat("f", 64<<10))
-	for range 2000 { // 125 MiB: beyond any socket buffer
+	refused := 0
+	for range 4000 {
 		_, err := g.mgmt.PostToConnection(t.Context(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(a.connID), Data: filler}, noThrottleRetries)
 		var limit *types.LimitExceededException
-		if errors.As(err, &limit) {
-			return
-		}
-		if err != nil {
+		switch {
+		case errors.As(err, &limit):
+			if refused++; refused == 25 {
+				return
+			}
+			runtime.Gosched()
+		case err != nil:
 			t.Fatalf("filler post: %v", err)
+		default:
+			refused = 0
 		}
 	}
 	t.Fatal("the buffer of an agent that reads nothing never filled")

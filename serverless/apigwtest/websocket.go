@@ -28,7 +28,7 @@ const (
 	// writeTimeout bounds one write to a client. A client that stops
 	// reading for longer fails the write; the connection is then dropped
 	// (1006).
-	writeTimeout = 10 * time.Second
+	writeTimeout = 30 * time.Second
 
 	acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 )
