@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func TestIdleSessionGoroutines(t *testing.T) {
 		t.Run(string(tr), func(t *testing.T) {
 			const n = 3
 			connected := make(chan tunnel.Tunnel, n)
-			url := labelledGateway(t, &tunnel.Server{
+			url, label := labelledGateway(t, &tunnel.Server{
 				Routing: tunnel.RoutePath, Logger: quiet,
 				OnConnect: func(tn tunnel.Tunnel) { connected <- tn },
 			})
@@ -42,7 +43,7 @@ func TestIdleSessionGoroutines(t *testing.T) {
 			for range n {
 				next(t, connected, "a session")
 			}
-			if got, profile := gatewayGoroutines(t); got != n*perSession+perServer {
+			if got, profile := gatewayGoroutines(t, label); got != n*perSession+perServer {
 				t.Fatalf("%d idle sessions hold %d gateway goroutines, want %d (%d each, %d for the server):\n%s",
 					n, got, n*perSession+perServer, perSession, perServer, profile)
 			}
@@ -50,17 +51,23 @@ func TestIdleSessionGoroutines(t *testing.T) {
 	}
 }
 
+// gatewayLabels numbers the gateways of labelledGateway, so that each has
+// a label of its own: the goroutines of an earlier gateway, still ending
+// after its Shutdown, are never counted for a later one.
+var gatewayLabels atomic.Int64
+
 // labelledGateway serves srv on loopback so that its request goroutines,
-// and the goroutines they start, carry the profiler label side=gateway,
-// and returns its URL.
-func labelledGateway(t *testing.T, srv *tunnel.Server) string {
+// and the goroutines they start, carry a profiler label "side" of their
+// own, and returns its URL and that label's value.
+func labelledGateway(t *testing.T, srv *tunnel.Server) (url, label string) {
 	t.Helper()
+	label = "gateway-" + strconv.FormatInt(gatewayLabels.Add(1), 10)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pprof.Do(r.Context(), pprof.Labels("side", "gateway"), func(context.Context) { srv.ServeHTTP(w, r) })
+		pprof.Do(r.Context(), pprof.Labels("side", label), func(context.Context) { srv.ServeHTTP(w, r) })
 	})}
 	go hs.Serve(ln)
 	t.Cleanup(func() {
@@ -69,12 +76,12 @@ func labelledGateway(t *testing.T, srv *tunnel.Server) string {
 		srv.Shutdown(ctx)
 		hs.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), label
 }
 
-// gatewayGoroutines counts the goroutines labelled side=gateway, and
+// gatewayGoroutines counts the goroutines labelled side=label, and
 // returns their profile.
-func gatewayGoroutines(t *testing.T) (int, string) {
+func gatewayGoroutines(t *testing.T, label string) (int, string) {
 	t.Helper()
 	var b bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
@@ -86,7 +93,7 @@ func gatewayGoroutines(t *testing.T) (int, string) {
 	total := 0
 	var profile strings.Builder
 	for rec := range strings.SplitSeq(records, "\n\n") {
-		if !strings.Contains(rec, `# labels: {"side":"gateway"}`) {
+		if !strings.Contains(rec, `# labels: {"side":"`+label+`"}`) {
 			continue
 		}
 		count, _, _ := strings.Cut(rec, " ")
