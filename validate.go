@@ -115,7 +115,11 @@ func (b *countedBody) Read(p []byte) (int, error) {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	if err != nil && err != io.EOF && err != errBodyTooLarge {
+	// A read after the server closed the body comes from a transport that
+	// checks for bytes past Content-Length once the exchange is over: it
+	// says nothing about the client, whose connection may carry its next
+	// request by now, and must not cut that connection.
+	if err != nil && err != io.EOF && err != errBodyTooLarge && !errors.Is(err, http.ErrBodyReadAfterClose) {
 		b.readErr.CompareAndSwap(nil, &err)
 		// The client broke or stalled its body: where its next request
 		// would begin is unknown. Make every later read fail at once, so
