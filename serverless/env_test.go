@@ -2,6 +2,7 @@ package serverless
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	tunnel "github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/protocol"
 	"github.com/http-tunnel/tunnel/store"
+	"github.com/http-tunnel/tunnel/store/dynamostore"
 )
 
 // awsRequest is what a fake AWS endpoint saw of one call.
@@ -167,6 +169,30 @@ func TestFromEnv(t *testing.T) {
 		if got.path != "/prod/@connections/conn1" || !strings.Contains(got.auth, "/eu-west-1/execute-api/") {
 			t.Errorf("post to %s signed %q, want /prod/@connections/conn1 in eu-west-1", got.path, got.auth)
 		}
+	})
+
+	t.Run("body bucket", func(t *testing.T) {
+		env := maps.Clone(env)
+		env["TUNNEL_BODY_BUCKET"] = "bodies-fromenv"
+		env["TUNNEL_S3_ENDPOINT"] = f.srv.URL
+		h, err := FromEnv(func(k string) string { return env[k] }, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A chunk over the threshold goes to the bucket (the fake
+		// endpoint refuses it, which is not what is checked here).
+		h.Store.PutResponseChunk(t.Context(), "req-body", 0, 1, make([]byte, 2*dynamostore.DefaultBodyThreshold))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, r := range f.seen {
+			if strings.HasPrefix(r.path, "/bodies-fromenv/") {
+				if !strings.Contains(r.auth, "Credential=AKIDFROMENV/") || !strings.Contains(r.auth, "/eu-west-1/s3/") {
+					t.Errorf("S3 request signed %q; want the environment's key and region", r.auth)
+				}
+				return
+			}
+		}
+		t.Errorf("no request reached bucket bodies-fromenv; TUNNEL_BODY_BUCKET did not reach the store")
 	})
 
 	t.Run("optional parts off", func(t *testing.T) {
