@@ -3,19 +3,11 @@ package tunnel
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptrace"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/http-tunnel/tunnel/internal/websocket"
@@ -297,155 +289,7 @@ func (c *rawLink) SetDeadline(t time.Time) error      { return c.conn.SetDeadlin
 func (c *rawLink) SetReadDeadline(t time.Time) error  { return c.conn.SetReadDeadline(t) }
 func (c *rawLink) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
 
-// asksForRaw reports whether r asks the agent endpoint for the raw
-// transport: an HTTP/1.1 GET with "Connection: Upgrade" and the raw
-// transport's token in Upgrade.
-func asksForRaw(r *http.Request) bool {
-	return r.Method == http.MethodGet && r.ProtoMajor == 1 && r.ProtoMinor >= 1 &&
-		hasToken(r.Header, "Connection", "upgrade") && hasToken(r.Header, "Upgrade", protocol.UpgradeMux)
-}
-
-// hasToken reports whether a comma-separated header holds token, ignoring
-// case.
-func hasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// acceptRaw answers r's upgrade to the raw transport with 101 and takes the
-// connection over. Headers set on w before are sent with the 101. If w
-// cannot hand its connection over it returns websocket.ErrNotHijackable
-// (wrapped) and w is still unanswered.
-func acceptRaw(w http.ResponseWriter) (*rawLink, error) {
-	h := w.Header()
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", websocket.ErrNotHijackable, err)
-	}
-	// The server may have set deadlines for the request; the connection
-	// outlives it.
-	conn.SetDeadline(time.Time{})
-	resp := make([]byte, 0, 128)
-	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+protocol.UpgradeMux+"\r\n"...)
-	for k, vs := range h {
-		switch http.CanonicalHeaderKey(k) {
-		case "Upgrade", "Connection", "Content-Length", "Transfer-Encoding":
-			continue
-		}
-		for _, v := range vs {
-			if strings.ContainsAny(k+v, "\r\n") {
-				continue
-			}
-			resp = append(resp, k+": "+v+"\r\n"...)
-		}
-	}
-	resp = append(resp, "\r\n"...)
-	if _, err := conn.Write(resp); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("raw upgrade: %w", err)
-	}
-	// Bytes the agent sent right behind its request may already be in
-	// the server's read buffer: read those first.
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
-	}
-	return newRawLink(conn, r, conn), nil
-}
-
-// hungUp reports whether err says that the peer closed or reset the
-// connection (not a timeout, not a failure to connect).
-func hungUp(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-}
-
 // errUpgradeRefused is wrapped by dialRaw's error when the answer to the
 // upgrade says that the way to the gateway does not pass the raw
 // transport: the agent opens a WebSocket instead.
 var errUpgradeRefused = errors.New("the raw transport's upgrade was refused")
-
-// dialRaw asks the agent endpoint at rawURL (ws:// or wss://) for the raw
-// transport with client, sending header; ctx bounds the upgrade only.
-//
-// An answer that refuses the agent itself, as it would refuse a WebSocket
-// (429, or the public error body with any code but invalid_request: 401
-// unauthorized, 403 forbidden, 503 unavailable, ...), is returned as an
-// *Error. Any other answer but 101 with
-// the raw transport's token (an old gateway's 400, API Gateway's 426, a
-// proxy's 502 or 404, a 101 to something else), or a connection closed
-// without an answer, means the way does not pass the upgrade: the error
-// wraps errUpgradeRefused. A failure to connect, or a timeout, is neither:
-// a WebSocket would meet it too.
-func dialRaw(ctx context.Context, client *http.Client, rawURL string, header http.Header) (*rawLink, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	switch u.Scheme {
-	case "ws":
-		u.Scheme = "http"
-	case "wss":
-		u.Scheme = "https"
-	}
-	var netConn net.Conn
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { netConn = info.Conn },
-	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", protocol.UpgradeMux)
-	resp, err := client.Do(req)
-	if err != nil {
-		// net/http names the URL, which may carry a secret in its query.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		if netConn != nil && hungUp(err) {
-			// Something on the way took the request and closed the
-			// connection instead of answering it, as some proxies do
-			// with upgrades they do not know.
-			return nil, fmt.Errorf("%w: the connection was closed without an answer (%w)", errUpgradeRefused, err)
-		}
-		return nil, fmt.Errorf("raw upgrade: %w", err)
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		rwc, ok := resp.Body.(io.ReadWriteCloser)
-		if !ok || netConn == nil || !hasToken(resp.Header, "Upgrade", protocol.UpgradeMux) || !hasToken(resp.Header, "Connection", "upgrade") {
-			resp.Body.Close()
-			return nil, fmt.Errorf("%w: the answer switched to %q", errUpgradeRefused, resp.Header.Get("Upgrade"))
-		}
-		return newRawLink(netConn, rwc, rwc), nil
-	}
-	// Keep the start of the explanation, without waiting on a server
-	// that sends no more.
-	t := time.AfterFunc(3*time.Second, func() { resp.Body.Close() })
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	t.Stop()
-	resp.Body.Close()
-	var eb errorBody
-	json.Unmarshal(body, &eb)
-	// A 401 or 403 without the gateway's error body is not taken for the
-	// gateway's refusal: a proxy or API Gateway may answer an upgrade it
-	// does not know so. The WebSocket that follows meets the gateway's
-	// own answer, whatever it is.
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests, eb.Error != "" && eb.Error != CodeInvalidRequest:
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return nil, refusal(resp)
-	}
-	return nil, fmt.Errorf("%w: the gateway answered %s", errUpgradeRefused, resp.Status)
-}
