@@ -435,7 +435,26 @@ func (s *Session) Ping() (time.Duration, error) {
 	}
 
 	// Compute the RTT
-	return time.Since(start), nil
+	rtt := time.Since(start)
+	s.shrinkStreams()
+	return rtt, nil
+}
+
+// shrinkStreams drops the receive buffers that streams have emptied
+// (Stream.Shrink). Ping calls it, so it runs once per keepalive or
+// heartbeat: a stream kept idle in a connection pool after a large body
+// otherwise holds its buffer, up to the stream window, until it closes.
+// A stream that needs a buffer again grows a new one.
+func (s *Session) shrinkStreams() {
+	s.streamLock.Lock()
+	streams := make([]*Stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		streams = append(streams, st)
+	}
+	s.streamLock.Unlock()
+	for _, st := range streams {
+		st.Shrink()
+	}
 }
 
 // keepalive is a long running goroutine that periodically does
