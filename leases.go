@@ -36,7 +36,8 @@ func (s *Server) startLeasesLocked() {
 	}
 	k := &leaseKeeper{stop: make(chan struct{})}
 	s.leases = k
-	watch := s.Store != nil // the default memory store cannot lose records
+	_, memory := s.store.(*store.Memory)
+	watch := !memory // a memory store cannot lose records
 	if watch {
 		k.sentinel = store.Record{
 			// An ID no tunnel can have (not a DNS label), so that no agent

@@ -268,7 +268,7 @@ func TestGatewayACME(t *testing.T) {
 	}
 	resp, err = client.Get(fw.URL() + "/hello")
 	if err != nil {
-		t.Fatalf("GET %s: %v", fw.URL(), err)
+		t.Fatalf("GET %s: %v\n%s", fw.URL(), err, gw.stderr)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -345,16 +345,14 @@ func (c command) gateway(ctx context.Context, args []string) error {
 		// would not be the "use the global" nil.
 		srv.TracerProvider = tp
 	}
-	// The ACME host policy asks whether a tunnel is live: the shared store
-	// knows every node's tunnels; with the memory store, this node's are
-	// all there are.
-	exists := storeHas(b.store)
-	if b.store == nil {
-		live := &liveTunnels{}
-		srv.OnConnect = func(t tunnel.Tunnel) { live.add(t.ID) }
-		srv.OnDisconnect = func(t tunnel.Tunnel) { live.remove(t.ID) }
-		exists = live.exists
+	// The ACME host policy asks the store whether a tunnel is live: the
+	// shared store knows every node's tunnels, the memory store this
+	// node's, which are all there are. A record is written before the agent
+	// hears it is connected, so a request right after finds it.
+	if srv.Store == nil {
+		srv.Store = store.NewMemory()
 	}
+	exists := storeHas(srv.Store)
 
 	var adm *adminListener
 	if cfg.adminListen != "" {

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -286,37 +285,4 @@ func withHSTS(h http.Handler, maxAge time.Duration) http.Handler {
 		w.Header().Set("Strict-Transport-Security", v)
 		h.ServeHTTP(w, r)
 	})
-}
-
-// liveTunnels is the set of tunnels whose agents are connected to this
-// node, kept by the Server's OnConnect and OnDisconnect hooks: the ACME
-// host policy's answer with the memory store, where this node's tunnels
-// are all the tunnels. A count, since a reconnect's new session comes up
-// before the old one goes.
-type liveTunnels struct {
-	mu  sync.Mutex
-	ids map[string]int
-}
-
-func (l *liveTunnels) add(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ids == nil {
-		l.ids = make(map[string]int)
-	}
-	l.ids[id]++
-}
-
-func (l *liveTunnels) remove(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ids[id]--; l.ids[id] <= 0 {
-		delete(l.ids, id)
-	}
-}
-
-func (l *liveTunnels) exists(_ context.Context, id string) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ids[id] > 0, nil
 }
