@@ -253,7 +253,10 @@ type Server struct {
 
 	// OnConnect and OnDisconnect, if set, are called when an agent's
 	// tunnel comes up and goes down. They run on the agent's goroutine and
-	// must not block.
+	// must not block. OnConnect runs once the agent has been told it is
+	// connected, so a request the agent's program makes at once may reach
+	// the gateway first: the tunnel is routable (and in the Store) before
+	// OnConnect, which is for bookkeeping, not for deciding what is live.
 	OnConnect, OnDisconnect func(Tunnel)
 
 	initOnce sync.Once
