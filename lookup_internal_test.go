@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/http-tunnel/tunnel/store"
 )
 
 // A request that finds a record whose session is still being admitted (the
@@ -39,5 +41,35 @@ func TestAwaitSessionWaitsForAdmission(t *testing.T) {
 	go failed()
 	if g := s.awaitSession(context.Background(), "conn-3"); g != nil {
 		t.Errorf("awaitSession of a failed admission = %v", g)
+	}
+}
+
+// A pool member whose agent has been told it is connected, but whose
+// session does not run yet, takes requests when no other member does: its
+// agent may send one through the tunnel at once (the other member having
+// just left), and openStream waits for the session. Members leaving, or
+// whose start failed, take none.
+func TestPoolMemberStartingTakesRequests(t *testing.T) {
+	s := &Server{}
+	s.init()
+	member := func(conn string, state string) *session {
+		sess := &session{rec: store.Record{TunnelID: "api", ConnectionID: conn, Pool: true}, info: Tunnel{ID: "api", ConnectionID: conn}, ready: make(chan struct{})}
+		switch state {
+		case "draining":
+			close(sess.ready)
+			sess.draining.Store(true)
+		case "failed":
+			close(sess.ready) // mux nil: its start failed
+		}
+		s.mu.Lock()
+		s.addSessionLocked(sess)
+		s.mu.Unlock()
+		return sess
+	}
+	member("leaving", "draining")
+	member("broken", "failed")
+	starting := member("starting", "starting")
+	if got := s.localMembers("api"); len(got) != 1 || got[0] != starting {
+		t.Fatalf("localMembers = %d sessions; want the starting member alone", len(got))
 	}
 }

@@ -90,15 +90,29 @@ func (s *Server) poolMembers(ctx context.Context, id string, fresh bool) ([]stor
 }
 
 // localMembers returns this node's sessions of pool id that take new
-// requests.
+// requests. Members still starting (admitted, their connection_established
+// on its way) count only when no member has started: the agent of such a
+// member may send a request through the tunnel as soon as it hears it is
+// connected, perhaps before the session runs, and openStream waits for it.
 func (s *Server) localMembers(id string) []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*session
+	var out, starting []*session
 	for _, sess := range s.pools[id] {
-		if sess.started() && !sess.draining.Load() && !sess.lost.Load() && !sess.goingAway.Load() && !sess.mux.IsClosed() {
-			out = append(out, sess)
+		if sess.draining.Load() || sess.lost.Load() || sess.goingAway.Load() {
+			continue
 		}
+		select {
+		case <-sess.ready:
+			if sess.mux != nil && !sess.mux.IsClosed() {
+				out = append(out, sess)
+			}
+		default:
+			starting = append(starting, sess)
+		}
+	}
+	if len(out) == 0 {
+		return starting
 	}
 	return out
 }

@@ -310,17 +310,6 @@ func (sess *session) proxyError(w http.ResponseWriter, r *http.Request, err erro
 	sess.srv.fail(ctx, w, forwardError(r, err), slog.String("connection_id", sess.info.ConnectionID), slog.String("method", r.Method), slog.String("path", r.URL.Path))
 }
 
-// started reports whether the session's multiplexer runs (its handshake
-// is over and did not fail).
-func (sess *session) started() bool {
-	select {
-	case <-sess.ready:
-		return sess.mux != nil
-	default:
-		return false
-	}
-}
-
 // brokeProtocol reports whether a session ended because the agent broke
 // the multiplexer's rules or its bounds: more streams than it may open, a
 // stream ID it may not use, a window it may not grant or exceed, a frame
