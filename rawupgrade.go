@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,20 +27,7 @@ import (
 // transport's token in Upgrade.
 func asksForRaw(r *http.Request) bool {
 	return r.Method == http.MethodGet && r.ProtoMajor == 1 && r.ProtoMinor >= 1 &&
-		hasToken(r.Header, "Connection", "upgrade") && hasToken(r.Header, "Upgrade", protocol.UpgradeMux)
-}
-
-// hasToken reports whether a comma-separated header holds token, ignoring
-// case.
-func hasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
+		websocket.HeaderHasToken(r.Header, "Connection", "upgrade") && websocket.HeaderHasToken(r.Header, "Upgrade", protocol.UpgradeMux)
 }
 
 // acceptRaw answers r's upgrade to the raw transport with 101 and takes the
@@ -49,39 +35,12 @@ func hasToken(h http.Header, name, token string) bool {
 // cannot hand its connection over it returns websocket.ErrNotHijackable
 // (wrapped) and w is still unanswered.
 func acceptRaw(w http.ResponseWriter) (*rawLink, error) {
-	h := w.Header()
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	conn, r, err := websocket.SwitchProtocols(w, "Connection: Upgrade\r\nUpgrade: "+protocol.UpgradeMux+"\r\n")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", websocket.ErrNotHijackable, err)
-	}
-	// The server may have set deadlines for the request; the connection
-	// outlives it.
-	conn.SetDeadline(time.Time{})
-	resp := make([]byte, 0, 128)
-	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+protocol.UpgradeMux+"\r\n"...)
-	for k, vs := range h {
-		switch http.CanonicalHeaderKey(k) {
-		case "Upgrade", "Connection", "Content-Length", "Transfer-Encoding":
-			continue
+		if errors.Is(err, websocket.ErrNotHijackable) {
+			return nil, err
 		}
-		for _, v := range vs {
-			if strings.ContainsAny(k+v, "\r\n") {
-				continue
-			}
-			resp = append(resp, k+": "+v+"\r\n"...)
-		}
-	}
-	resp = append(resp, "\r\n"...)
-	if _, err := conn.Write(resp); err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("raw upgrade: %w", err)
-	}
-	// Bytes the agent sent right behind its request may already be in
-	// the server's read buffer: read those first.
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
 	}
 	return newRawLink(conn, r, conn), nil
 }
@@ -145,7 +104,7 @@ func dialRaw(ctx context.Context, client *http.Client, rawURL string, header htt
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		rwc, ok := resp.Body.(io.ReadWriteCloser)
-		if !ok || netConn == nil || !hasToken(resp.Header, "Upgrade", protocol.UpgradeMux) || !hasToken(resp.Header, "Connection", "upgrade") {
+		if !ok || netConn == nil || !websocket.HeaderHasToken(resp.Header, "Upgrade", protocol.UpgradeMux) || !websocket.HeaderHasToken(resp.Header, "Connection", "upgrade") {
 			resp.Body.Close()
 			return nil, fmt.Errorf("%w: the answer switched to %q", errUpgradeRefused, resp.Header.Get("Upgrade"))
 		}

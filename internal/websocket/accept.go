@@ -4,11 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 )
 
 // UpgradeError is Accept's refusal of a request that is not a valid
@@ -45,7 +43,7 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocols []string) (*Con
 	refuse := func(status int, reason string) (*Conn, error) {
 		return nil, &UpgradeError{Status: status, Reason: reason}
 	}
-	if !r.ProtoAtLeast(1, 1) || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+	if !r.ProtoAtLeast(1, 1) || !HeaderHasToken(r.Header, "Connection", "upgrade") || !HeaderHasToken(r.Header, "Upgrade", "websocket") {
 		h.Set("Connection", "Upgrade")
 		h.Set("Upgrade", "websocket")
 		return refuse(http.StatusUpgradeRequired, "not a WebSocket upgrade request")
@@ -68,47 +66,16 @@ func Accept(w http.ResponseWriter, r *http.Request, subprotocols []string) (*Con
 	}
 	proto := selectSubprotocol(r.Header, subprotocols)
 
-	netConn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotHijackable, err)
-	}
-	// The server may have set deadlines for the request; the connection
-	// outlives it.
-	netConn.SetDeadline(time.Time{})
-
-	resp := make([]byte, 0, 256)
-	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, acceptKey(key)...)
-	resp = append(resp, "\r\n"...)
+	head := "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(key) + "\r\n"
 	if proto != "" {
-		resp = append(resp, "Sec-WebSocket-Protocol: "+proto+"\r\n"...)
+		head += "Sec-WebSocket-Protocol: " + proto + "\r\n"
 	}
-	for k, vs := range h {
-		switch http.CanonicalHeaderKey(k) {
-		case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
-			continue
+	netConn, r0, err := SwitchProtocols(w, head, "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions")
+	if err != nil {
+		if errors.Is(err, ErrNotHijackable) {
+			return nil, err
 		}
-		for _, v := range vs {
-			// net/http has already refused values with line breaks from
-			// clients; these come from the handler, so check anyway.
-			if strings.ContainsAny(k+v, "\r\n") {
-				continue
-			}
-			resp = append(resp, k+": "+v+"\r\n"...)
-		}
-	}
-	resp = append(resp, "\r\n"...)
-	if _, err := netConn.Write(resp); err != nil {
-		netConn.Close()
 		return nil, fmt.Errorf("websocket accept: %w", err)
-	}
-
-	// Frames the client sent right behind its request may already be in
-	// the server's read buffer: read those first.
-	var r0 io.Reader = netConn
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r0 = &prefixReader{early: append([]byte(nil), early...), r: netConn}
 	}
 	return newConn(netConn, r0, proto, true), nil
 }
@@ -124,19 +91,4 @@ func selectSubprotocol(h http.Header, supported []string) string {
 		}
 	}
 	return ""
-}
-
-// prefixReader reads early, then r.
-type prefixReader struct {
-	early []byte
-	r     io.Reader
-}
-
-func (p *prefixReader) Read(b []byte) (int, error) {
-	if len(p.early) > 0 {
-		n := copy(b, p.early)
-		p.early = p.early[n:]
-		return n, nil
-	}
-	return p.r.Read(b)
 }

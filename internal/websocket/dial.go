@@ -95,7 +95,7 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return fail(fmt.Errorf("websocket dial: server answered %s", resp.Status))
 	}
-	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") || !headerHasToken(resp.Header, "Connection", "upgrade") {
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") || !HeaderHasToken(resp.Header, "Connection", "upgrade") {
 		return fail(errors.New("websocket dial: server did not upgrade to websocket"))
 	}
 	if resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(key) {
@@ -126,17 +126,4 @@ func Dial(ctx context.Context, client *http.Client, rawURL string, header http.H
 func acceptKey(key string) string {
 	h := sha1.Sum([]byte(key + acceptGUID))
 	return base64.StdEncoding.EncodeToString(h[:])
-}
-
-// headerHasToken reports whether a comma-separated header holds token,
-// ignoring case.
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
