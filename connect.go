@@ -234,15 +234,32 @@ func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
 	t := l.transport
 	l.mu.Unlock()
 	if t != TransportWebSocket {
-		raw, err := dialRaw(ctx, l.client, l.gateways[gw], hdr)
-		if err == nil {
-			return raw, nil
+		var answerWithin time.Duration
+		if t == TransportAuto {
+			// A real gateway answers an upgrade at once: half the attempt
+			// is left for a WebSocket if nothing answers it.
+			answerWithin = l.opts.handshakeTimeout / 2
 		}
-		if t == TransportRaw || !errors.Is(err, errUpgradeRefused) {
+		raw, err := dialRaw(ctx, l.client, l.gateways[gw], hdr, answerWithin)
+		switch {
+		case err == nil:
+			return raw, nil
+		case t == TransportAuto && errors.Is(err, errUpgradeUnanswered):
+			ws, werr := l.dialWebSocket(ctx, gw, hdr)
+			if werr == nil {
+				l.keepToWebSocket(gw, err)
+			}
+			return ws, werr
+		case t == TransportRaw || !errors.Is(err, errUpgradeRefused):
 			return nil, err
 		}
 		l.keepToWebSocket(gw, err)
 	}
+	return l.dialWebSocket(ctx, gw, hdr)
+}
+
+// dialWebSocket opens a WebSocket to gateway number gw.
+func (l *Listener) dialWebSocket(ctx context.Context, gw int, hdr http.Header) (agentLink, error) {
 	ws, resp, err := websocket.Dial(ctx, l.client, l.gateways[gw], hdr, []string{protocol.SubprotocolMux, protocol.SubprotocolJSON})
 	if err != nil {
 		if e := refusal(resp); e != nil {

@@ -293,3 +293,10 @@ func (c *rawLink) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDe
 // upgrade says that the way to the gateway does not pass the raw
 // transport: the agent opens a WebSocket instead.
 var errUpgradeRefused = errors.New("the raw transport's upgrade was refused")
+
+// errUpgradeUnanswered is wrapped by dialRaw's error when the upgrade
+// request was sent and nothing answered it within the time allowed: some
+// proxies hold requests with a token they do not know. The agent tries a
+// WebSocket in the same attempt, and keeps to WebSocket only if that
+// connects (a gateway that is merely slow would be slow to both).
+var errUpgradeUnanswered = errors.New("the raw transport's upgrade got no answer")

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,8 +64,10 @@ func hungUp(err error) bool {
 // proxy's 502 or 404, a 101 to something else), or a connection closed
 // without an answer, means the way does not pass the upgrade: the error
 // wraps errUpgradeRefused. A failure to connect, or a timeout, is neither:
-// a WebSocket would meet it too.
-func dialRaw(ctx context.Context, client *http.Client, rawURL string, header http.Header) (*rawLink, error) {
+// a WebSocket would meet it too. But with answerWithin set, a request that
+// was sent and got no answer at all within answerWithin fails at once with
+// an error wrapping errUpgradeUnanswered.
+func dialRaw(ctx context.Context, client *http.Client, rawURL string, header http.Header, answerWithin time.Duration) (*rawLink, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
@@ -74,9 +78,20 @@ func dialRaw(ctx context.Context, client *http.Client, rawURL string, header htt
 	case "wss":
 		u.Scheme = "https"
 	}
-	var netConn net.Conn
+	var (
+		netConn  net.Conn
+		awaiting atomic.Bool // the request is sent, a read deadline set for its answer
+	)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) { netConn = info.Conn },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if answerWithin > 0 && info.Err == nil && netConn != nil {
+				// The transport's reader is waiting for the answer; the
+				// deadline ends its wait.
+				netConn.SetReadDeadline(time.Now().Add(answerWithin))
+				awaiting.Store(true)
+			}
+		},
 	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -94,6 +109,9 @@ func dialRaw(ctx context.Context, client *http.Client, rawURL string, header htt
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if awaiting.Load() && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w within %v", errUpgradeUnanswered, answerWithin)
+		}
 		if netConn != nil && hungUp(err) {
 			// Something on the way took the request and closed the
 			// connection instead of answering it, as some proxies do
@@ -101,6 +119,9 @@ func dialRaw(ctx context.Context, client *http.Client, rawURL string, header htt
 			return nil, fmt.Errorf("%w: the connection was closed without an answer (%w)", errUpgradeRefused, err)
 		}
 		return nil, fmt.Errorf("raw upgrade: %w", err)
+	}
+	if awaiting.Load() {
+		netConn.SetReadDeadline(time.Time{})
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		rwc, ok := resp.Body.(io.ReadWriteCloser)

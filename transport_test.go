@@ -552,3 +552,63 @@ func TestTransportsThroughConnectProxyOverTLS(t *testing.T) {
 		t.Errorf("the proxy carried %d connections, want 2 (one per agent)", n)
 	}
 }
+
+// A proxy that takes the raw upgrade and never answers it (some hold
+// requests with a token they do not know) does not strand the agent: with
+// nothing answering within half the handshake timeout, the same attempt
+// opens a WebSocket, and the Listener keeps to WebSocket once that
+// connected. Forced to raw, the agent waits out the attempt and fails.
+func TestRawUpgradeUnansweredFallsBackToWebSocket(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet}
+	f := newFront(t, srv, func(w http.ResponseWriter, r *http.Request) {
+		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			<-release // held, never answered
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	const attempt = 2 * time.Second
+
+	start := time.Now()
+	_, err := tunnel.Listen(context.Background(), f.URL, tunnel.WithLogger(quiet),
+		tunnel.WithTransport(tunnel.TransportRaw), tunnel.WithHandshakeTimeout(attempt))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WithTransport(TransportRaw) through a proxy that never answers: %v; want a timeout", err)
+	}
+	if d := time.Since(start); d < attempt {
+		t.Errorf("forced raw gave up after %v; want the whole attempt, %v", d, attempt)
+	}
+
+	log, logs := infoLog()
+	events, conns := connected()
+	var d cuttableDialer
+	start = time.Now()
+	ln, err := tunnel.Listen(context.Background(), f.URL, tunnel.WithLogger(log), events, tunnel.WithDialer(d.Dial),
+		tunnel.WithHandshakeTimeout(attempt), tunnel.WithBackoff(10*time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatalf("Listen through a proxy that holds the raw upgrade: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	if d := time.Since(start); d >= attempt {
+		t.Errorf("Listen took %v; want the fallback within the attempt (%v)", d, attempt)
+	}
+	serveEcho(t, ln)
+	if e := <-conns; e.Transport != tunnel.TransportWebSocket {
+		t.Errorf("connected over %q; want websocket", e.Transport)
+	}
+	if n := strings.Count(logs.String(), "refused the raw transport"); n != 1 {
+		t.Errorf("the fallback was logged %d times; want once:\n%s", n, logs)
+	}
+
+	// A reconnect goes straight to a WebSocket.
+	raw := f.raw.Load()
+	d.Cut()
+	if e := <-conns; e.Transport != tunnel.TransportWebSocket {
+		t.Errorf("reconnected over %q; want websocket", e.Transport)
+	}
+	if n := f.raw.Load(); n != raw {
+		t.Errorf("the reconnect asked for the raw transport again (%d upgrades, %d before)", n, raw)
+	}
+}
