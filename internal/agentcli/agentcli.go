@@ -140,18 +140,6 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 
 	// The request lines are the inspector's exchanges, as each ends.
 	rec := fw.Inspector()
-	linesCtx, stopLines := context.WithCancel(context.WithoutCancel(ctx))
-	linesDone := make(chan struct{})
-	go func() {
-		defer close(linesDone)
-		for {
-			ex, err := rec.Next(linesCtx)
-			if err != nil {
-				return // stopped, and every exchange that had ended printed
-			}
-			p.request(requestOf(ex))
-		}
-	}()
 	var page *http.Server
 	pageDone := make(chan struct{})
 	if pageLn != nil {
@@ -168,6 +156,20 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 	} else {
 		close(pageDone)
 	}
+	// The request lines start after the inspector's line: a request made
+	// as soon as the forwarding line appeared waits in the inspector.
+	linesCtx, stopLines := context.WithCancel(context.WithoutCancel(ctx))
+	linesDone := make(chan struct{})
+	go func() {
+		defer close(linesDone)
+		for {
+			ex, err := rec.Next(linesCtx)
+			if err != nil {
+				return // stopped, and every exchange that had ended printed
+			}
+			p.request(requestOf(ex))
+		}
+	}()
 	// stop ends the page (its live streams too) and prints the lines of
 	// the requests that ended before.
 	stop := func() {
