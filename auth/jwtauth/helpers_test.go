@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -230,7 +231,8 @@ type jwksServer struct {
 	mu     sync.Mutex
 	set    []byte
 	status int  // answer this instead of the set, if not 0
-	hang   bool // answer nothing until the request is cancelled
+	hang   bool // answer nothing: the connection is held open, silent
+	held   []net.Conn
 }
 
 func newJWKSServer(t *testing.T, keys ...jwkset.JWK) *jwksServer {
@@ -244,7 +246,14 @@ func newJWKSServer(t *testing.T, keys ...jwkset.JWK) *jwksServer {
 		s.mu.Unlock()
 		switch {
 		case hang:
-			<-r.Context().Done()
+			// Take the connection from the server and never answer on it:
+			// returning, even once the request is cancelled, would send a
+			// 200 with no body, which a client may yet read.
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				s.mu.Lock()
+				s.held = append(s.held, c)
+				s.mu.Unlock()
+			}
 		case status != 0:
 			http.Error(w, "unavailable", status)
 		default:
@@ -252,7 +261,14 @@ func newJWKSServer(t *testing.T, keys ...jwkset.JWK) *jwksServer {
 			w.Write(set)
 		}
 	}))
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		s.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.held {
+			c.Close()
+		}
+	})
 	return s
 }
 
