@@ -16,7 +16,7 @@ import (
 func TestWebhookRecording(t *testing.T) {
 	t.Parallel()
 	hook := tunneltest.ExposeRecorded(t, nil)
-	go http.Post(hook.URL+"/events?id=7", "application/json", strings.NewReader(`{"action":"opened"}`))
+	deliver(t, hook.URL+"/events?id=7", `{"action":"opened"}`)
 	got := hook.Next(t, 10*time.Second)
 	if got.Method != http.MethodPost || got.URL != "/events?id=7" || string(got.RequestBody.Data) != `{"action":"opened"}` {
 		t.Fatalf("recorded %s %s %q", got.Method, got.URL, got.RequestBody.Data)
@@ -24,6 +24,27 @@ func TestWebhookRecording(t *testing.T) {
 	if n := len(hook.Requests()); n != 1 {
 		t.Errorf("%d requests recorded, want 1", n)
 	}
+}
+
+// deliver posts body to url as a webhook sender would, without waiting
+// for the answer; the test's end waits for it and closes the connection.
+func deliver(t *testing.T, url, body string) {
+	tr := &http.Transport{}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		<-done
+		tr.CloseIdleConnections()
+	})
+	go func() {
+		defer close(done)
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Errorf("POST %s: %v", url, err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}()
 }
 
 // Next fails the test when nothing arrives in time.
