@@ -68,9 +68,12 @@ func invoke[Req, Resp any](e *Emulator, fn *Concurrency, count func(*Stats), h f
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer fn.release()
-		defer cancel()
-		done <- call(ctx, h, in)
+		r := call(ctx, h, in)
+		cancel()
+		// The invocation is over before its result goes anywhere: a
+		// client that has the answer may invoke again at once.
+		fn.release()
+		done <- r
 	}()
 
 	timer := time.NewTimer(e.limits.IntegrationTimeout)
