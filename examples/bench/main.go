@@ -35,12 +35,10 @@ import (
 	"time"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/examples/benchkit"
 )
 
-const (
-	bulkSize = 16 << 20
-	rounds   = 5
-)
+const rounds = 5
 
 var only *string
 
@@ -93,29 +91,9 @@ func main() {
 	}
 }
 
-// handler serves the benchmark's two resources.
-func handler() http.Handler {
-	small := []byte("hello, world\n")
-	bulk := make([]byte, bulkSize)
-	for i := range bulk {
-		bulk[i] = byte(i)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write(small)
-	})
-	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", fmt.Sprint(len(bulk)))
-		w.Write(bulk)
-	})
-	return mux
-}
-
 func run(d time.Duration, scenarios []string, transports []tunnel.Transport) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := handler()
+	h := benchkit.Handler()
 
 	// Direct: the handler on a loopback port.
 	dl, err := net.Listen("tcp", "127.0.0.1:0")

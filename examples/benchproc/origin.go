@@ -13,32 +13,8 @@ import (
 	"sync"
 
 	"github.com/http-tunnel/tunnel"
+	"github.com/http-tunnel/tunnel/examples/benchkit"
 )
-
-const (
-	smallBody = "hello, world\n"
-	bulkSize  = 16 << 20
-)
-
-// handler serves the benchmark's two resources, as examples/bench does.
-func handler() http.Handler {
-	small := []byte(smallBody)
-	bulk := make([]byte, bulkSize)
-	for i := range bulk {
-		bulk[i] = byte(i)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write(small)
-	})
-	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", fmt.Sprint(len(bulk)))
-		w.Write(bulk)
-	})
-	return mux
-}
 
 // serveOrigin is the origin process: the handler on addr until killed.
 func serveOrigin(addr string) error {
@@ -46,7 +22,7 @@ func serveOrigin(addr string) error {
 	if err != nil {
 		return err
 	}
-	return http.Serve(ln, handler())
+	return http.Serve(ln, benchkit.Handler())
 }
 
 // agents are the tunnels of the agent-side process of -memory, each a

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/http-tunnel/tunnel/examples/benchkit"
 )
 
 // scenario is one kind of load.
@@ -20,9 +22,9 @@ type scenario struct {
 }
 
 var scenarioList = []scenario{
-	{"small", "/small", 64, len(smallBody)},
-	{"bulk", "/bulk", 4, bulkSize},
-	{"sequential", "/small", 1, len(smallBody)},
+	{"small", "/small", 64, len(benchkit.SmallBody)},
+	{"bulk", "/bulk", 4, benchkit.BulkSize},
+	{"sequential", "/small", 1, len(benchkit.SmallBody)},
 }
 
 // target is where a round sends its load: the origin directly, or a
