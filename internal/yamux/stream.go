@@ -81,6 +81,10 @@ type Stream struct {
 	// closeTimer is set with stateLock held to honor the StreamCloseTimeout
 	// setting on Session.
 	closeTimer *time.Timer
+
+	// onPeerClose is called once the peer has ended the stream or the
+	// session has: see NotifyPeerClose. Guarded by stateLock.
+	onPeerClose func()
 }
 
 // newStream is used to construct a new stream within
@@ -531,6 +535,8 @@ func (s *Stream) closeTimeout() {
 // ErrConnectionReset into io.EOF).
 func (s *Stream) forceClose(err error) {
 	s.stateLock.Lock()
+	fire := s.onPeerClose
+	s.onPeerClose = nil
 	switch s.state {
 	case streamReset, streamClosed:
 	case streamLocalClose:
@@ -545,11 +551,49 @@ func (s *Stream) forceClose(err error) {
 	}
 	s.stateLock.Unlock()
 	s.notifyWaiting()
+	if fire != nil {
+		fire()
+	}
+}
+
+// NotifyPeerClose arranges for f to be called once the peer closes or
+// resets the stream, or the session ends, so that whoever waits elsewhere
+// on the stream's behalf (a proxy waiting for its upstream's answer) can
+// give up without a goroutine reading the stream. f runs on the session's
+// receive loop and must not block. It reports false, and does not keep
+// f, when that has already happened. A later call replaces f;
+// StopNotifyPeerClose removes it.
+func (s *Stream) NotifyPeerClose(f func()) bool {
+	s.stateLock.Lock()
+	defer s.stateLock.Unlock()
+	switch s.state {
+	case streamRemoteClose, streamClosed, streamReset:
+		return false
+	}
+	s.onPeerClose = f
+	return true
+}
+
+// StopNotifyPeerClose removes the function NotifyPeerClose set. It
+// reports whether there was one, that is whether it had not been called.
+func (s *Stream) StopNotifyPeerClose() bool {
+	s.stateLock.Lock()
+	defer s.stateLock.Unlock()
+	had := s.onPeerClose != nil
+	s.onPeerClose = nil
+	return had
 }
 
 // processFlags is used to update the state of the stream
 // based on set flags, if any. Lock must be held
 func (s *Stream) processFlags(flags uint16) error {
+	// The peer-close hook runs last, once the state lock is released.
+	var fire func()
+	defer func() {
+		if fire != nil {
+			fire()
+		}
+	}()
 	s.stateLock.Lock()
 	defer s.stateLock.Unlock()
 
@@ -582,10 +626,12 @@ func (s *Stream) processFlags(flags uint16) error {
 		case streamEstablished:
 			s.state = streamRemoteClose
 			s.notifyWaiting()
+			fire, s.onPeerClose = s.onPeerClose, nil
 		case streamLocalClose:
 			s.state = streamClosed
 			closeStream = true
 			s.notifyWaiting()
+			fire, s.onPeerClose = s.onPeerClose, nil
 		default:
 			s.session.logger.Printf("[ERR] yamux: unexpected FIN flag in state %d", s.state)
 			return ErrUnexpectedFlag
@@ -595,6 +641,7 @@ func (s *Stream) processFlags(flags uint16) error {
 		s.state = streamReset
 		closeStream = true
 		s.notifyWaiting()
+		fire, s.onPeerClose = s.onPeerClose, nil
 	}
 	return nil
 }
