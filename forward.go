@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/http-tunnel/tunnel/inspector"
+	"github.com/http-tunnel/tunnel/internal/h1relay"
 	"github.com/http-tunnel/tunnel/observability"
 )
 
@@ -31,6 +33,12 @@ type Forwarder struct {
 	local     *url.URL
 	transport *http.Transport     // to the local service
 	rec       *inspector.Recorder // with WithInspector
+
+	// With a local service relayable to as bytes (forwardrelay.go): the
+	// relay, closed when its accept loop has returned, and its streams.
+	relay     *h1relay.Relay
+	relayDone chan struct{}
+	relayed   sync.WaitGroup
 }
 
 // Forward opens a tunnel like Listen and proxies every request that arrives
@@ -85,13 +93,20 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 		f.rec = inspector.New(&opts)
 		handler = f.rec.Middleware(handler)
 	}
+	if fn := ln.opts.requestLog; fn != nil {
+		handler = logRequests(handler, fn)
+	}
 	f.srv = &http.Server{
 		Handler:  f.traced(handler),
 		ErrorLog: slog.NewLogLogger(ln.log.Handler(), slog.LevelDebug),
 	}
+	var served net.Listener = ln
+	if relayable(local, h2c, &ln.opts) {
+		served = f.startRelay()
+	}
 	go func() {
 		defer close(f.done)
-		f.srv.Serve(ln)
+		f.srv.Serve(served)
 	}()
 	return f, nil
 }
@@ -241,6 +256,7 @@ func (f *Forwarder) Err() error { return f.ln.Err() }
 func (f *Forwarder) Close() error {
 	f.ln.Close()
 	f.srv.Close()
+	f.closeRelay()
 	<-f.done
 	<-f.ln.Done()
 	f.transport.CloseIdleConnections()
@@ -261,6 +277,7 @@ func (f *Forwarder) CloseWithContext(ctx context.Context) error {
 		}
 	}
 	<-f.done
+	f.closeRelay()
 	f.transport.CloseIdleConnections()
 	return err
 }

@@ -43,6 +43,7 @@ type options struct {
 	fallbacks        []string
 	transport        Transport // "" is TransportAuto; see WithTransport
 	events           func(Event)
+	requestLog       func(RequestLog) // see WithRequestLog
 
 	tracerProvider trace.TracerProvider
 	jsonTiming     jsonTiming // tests only
