@@ -23,6 +23,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -118,7 +120,8 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 		defer pageLn.Close()
 	}
 
-	topts, err := cfg.options(log, p, tp)
+	linesReady := make(chan struct{})
+	topts, err := cfg.options(log, p, tp, linesReady)
 	if err != nil {
 		return err
 	}
@@ -157,12 +160,14 @@ func (c Command) Run(ctx context.Context, args []string) (err error) {
 		close(pageDone)
 	}
 	// The request lines start after the inspector's line: a request made
-	// as soon as the forwarding line appeared waits in the inspector.
+	// as soon as the forwarding line appeared waits in the inspector, or
+	// for linesReady.
+	close(linesReady)
 	linesCtx, stopLines := context.WithCancel(context.WithoutCancel(ctx))
 	linesDone := make(chan struct{})
 	go func() {
 		defer close(linesDone)
-		for {
+		for rec != nil {
 			ex, err := rec.Next(linesCtx)
 			if err != nil {
 				return // stopped, and every exchange that had ended printed
@@ -238,14 +243,9 @@ func pageURL(a net.Addr) string {
 // receives the spans; connection events go to p, heartbeats to log, at
 // debug level. Forward records every exchange in an inspector (kept
 // whole for the page, only as far as the request lines need without it).
-func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider) ([]tunnel.Option, error) {
-	record := &inspector.Options{}
-	if cfg.inspect == "off" {
-		record = &inspector.Options{MaxExchanges: 100, MaxBodyBytes: -1}
-	}
+func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider, linesReady <-chan struct{}) ([]tunnel.Option, error) {
 	opts := []tunnel.Option{
 		tunnel.WithLogger(log),
-		tunnel.WithInspector(record),
 		tunnel.WithEvents(func(e tunnel.Event) {
 			if e.Kind == tunnel.EventHeartbeat {
 				log.Debug("heartbeat", slog.String("tunnel_id", e.TunnelID), slog.Duration("rtt", e.RTT))
@@ -253,6 +253,18 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 			}
 			p.event(e)
 		}),
+	}
+	if cfg.inspect == "off" {
+		// Without the page, the request lines come from the cheaper log,
+		// which leaves Forward free to relay requests as bytes.
+		var seq atomic.Uint64
+		opts = append(opts, tunnel.WithRequestLog(func(r tunnel.RequestLog) {
+			<-linesReady
+			path, _, _ := strings.Cut(r.Target, "?")
+			p.request(request{id: seq.Add(1), method: r.Method, path: path, status: r.Status, duration: r.Duration})
+		}))
+	} else {
+		opts = append(opts, tunnel.WithInspector(&inspector.Options{}))
 	}
 	if tp != nil {
 		opts = append(opts, tunnel.WithTracerProvider(tp))
