@@ -1,0 +1,76 @@
+package h1relay
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+)
+
+// upgradeEcho answers an upgrade with 101 and a greeting in the same
+// write, and then echoes every byte.
+func upgradeEcho(c net.Conn, br *bufio.Reader) {
+	if _, err := readHeadRaw(br); err != nil {
+		return
+	}
+	io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nwelcome")
+	io.Copy(c, br)
+}
+
+// An upgrade turns the exchange into a copy both ways: bytes the client
+// sends, with the head or after the 101, come back from the upstream's
+// echo, a large run of them included; the client's close ends both
+// connections.
+func TestUpgrade(t *testing.T) {
+	t.Parallel()
+	r, up := newRawUpstream(t, false, upgradeEcho)
+	c := serveConn(t, r, nil)
+	// Bytes right behind the head wait in the relay's buffer for the 101.
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly")
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	got := make([]byte, len("welcomeearly"))
+	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != "welcomeearly" {
+		t.Fatalf("the greeting sent with the 101, then the echo of the bytes sent with the head: %q, %v", got, err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	go c.Write(big)
+	got = make([]byte, len(big))
+	if _, err := io.ReadFull(c.br, got); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("echo of 1 MiB: %v", err)
+	}
+	c.Close()
+	if err := c.wait(t); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+	if n := up.accepted.Load(); n != 1 {
+		t.Errorf("%d upstream connections, want 1", n)
+	}
+}
+
+// A 101 to a request that asked for no upgrade is not relayed: the
+// client, which could not follow the switch, has its connection closed,
+// and so has the upstream.
+func TestUnaskedSwitchingProtocols(t *testing.T) {
+	t.Parallel()
+	closed := make(chan struct{})
+	r, _ := newRawUpstream(t, false, func(c net.Conn, br *bufio.Reader) {
+		readHeadRaw(br)
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		if _, err := br.ReadByte(); err != nil {
+			close(closed)
+		}
+	})
+	c := serveConn(t, r, nil)
+	io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.wantEOF(t)
+	if err := c.wait(t); err == nil {
+		t.Error("Serve returned no error for a switch nobody asked for")
+	}
+	waitClosed(t, closed, "the upstream connection's close")
+}
