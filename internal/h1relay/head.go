@@ -47,6 +47,9 @@ func readHead(br *bufio.Reader, h *head, limit int, request bool) error {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(h.raw)+len(line) > limit {
+			// Kept, so that the caller does not take a head too large in
+			// its first read for a connection that ended before a message.
+			h.raw = append(h.raw, line...)
 			return errHeadTooLarge
 		}
 		if err != nil {
