@@ -47,6 +47,7 @@ func (cn *conn) exchange() (keep bool, err error) {
 		if !cn.use(up) {
 			return false, errPeerGone
 		}
+		cn.resp.raw = cn.resp.raw[:0] // nothing answered yet, whatever the last exchange got
 		up.bw.Write(out)
 		if hasBody && inline {
 			cp := copier{dst: up.bw, src: cn.br, pool: r.Buffers}
