@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/http-tunnel/tunnel"
@@ -89,6 +90,36 @@ func ExampleForward() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(string(body))
 	// Output: local service: GET /api?q=1
+}
+
+func ExampleWithRequestLog() {
+	gatewayURL, stop := startGateway()
+	defer stop()
+
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer local.Close()
+
+	logged := make(chan tunnel.RequestLog, 1)
+	fw, err := tunnel.Forward(context.Background(), gatewayURL, local.URL,
+		tunnel.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		tunnel.WithRequestLog(func(r tunnel.RequestLog) { logged <- r }))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer fw.Close()
+
+	resp, err := http.Post(fw.URL()+"/orders?id=7", "text/plain", strings.NewReader("one"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	r := <-logged
+	fmt.Println(r.Method, r.Target, r.Status)
+	// Output: POST /orders?id=7 201
 }
 
 func ExampleServer() {
