@@ -236,7 +236,7 @@ func readHeadRaw(br *bufio.Reader) (string, error) {
 		if err != nil {
 			return b.String(), err
 		}
-		if line == "\r\n" {
+		if line == "\r\n" || line == "\n" {
 			return b.String(), nil
 		}
 	}
