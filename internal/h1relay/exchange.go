@@ -167,6 +167,10 @@ func (cn *conn) copyBody(up *upstream, b *bodyCopy) {
 	if err == nil {
 		b.read.Store(true)
 		err = up.bw.Flush()
+	} else if errors.Is(err, errBadChunk) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The body cannot be read to its end: the upstream, waiting for
+		// the rest, would hold the exchange.
+		cn.abort()
 	}
 	cp.release()
 	b.done <- err

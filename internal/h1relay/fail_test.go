@@ -215,3 +215,35 @@ func TestBadRequestHeads(t *testing.T) {
 		})
 	}
 }
+
+// A request body that breaks (chunked framing the relay cannot parse) or
+// ends before its length (the client stopped sending) ends the exchange
+// and both connections: the upstream, which would wait for the rest of
+// the body, is not left holding the exchange.
+func TestBrokenRequestBody(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, request string }{
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n"},
+		{"chunk without its CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n"},
+		{"cut short", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello"},
+		{"chunks cut short", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			u := newHoldingUpstream(t) // reads the body, which never ends
+			r := newRelay(t, u.addr)
+			c := serveConn(t, r, nil)
+			io.WriteString(c, tc.request)
+			if cut := strings.Contains(tc.name, "cut short"); cut {
+				c.Conn.(*net.TCPConn).CloseWrite() // the body's end, to the relay
+			}
+			if resp, err := http.ReadResponse(c.br, &http.Request{Method: "POST"}); err == nil && resp.StatusCode < 400 {
+				t.Errorf("got %d for a broken body", resp.StatusCode)
+			}
+			if err := c.wait(t); err == nil {
+				t.Error("Serve returned no error")
+			}
+			waitClosed(t, u.closes, "the upstream connection's close")
+		})
+	}
+}
