@@ -83,14 +83,18 @@ func (cn *conn) exchange() (keep bool, err error) {
 	// Interim responses first, then the final one.
 	for {
 		resp := &cn.resp
+		if resp.status == http.StatusSwitchingProtocols && !req.upgrade {
+			// A switch the client cannot follow: Fail answers instead.
+			err = errors.New("h1relay: 101 Switching Protocols to a request that asked for no upgrade")
+			cn.release(up, false)
+			status = cn.fail(err, hasBody)
+			cn.endBody(body)
+			return !hasBody, err
+		}
 		cn.bw.Write(resp.raw)
 		if resp.status == http.StatusSwitchingProtocols {
 			status = resp.status
-			if !req.upgrade {
-				err = errors.New("h1relay: 101 Switching Protocols to a request that asked for no upgrade")
-			} else {
-				err = cn.splice(up)
-			}
+			err = cn.splice(up)
 			cn.release(up, false)
 			cn.endBody(body)
 			return false, err

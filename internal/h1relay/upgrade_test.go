@@ -53,24 +53,34 @@ func TestUpgrade(t *testing.T) {
 	}
 }
 
-// A 101 to a request that asked for no upgrade is not relayed: the
-// client, which could not follow the switch, has its connection closed,
-// and so has the upstream.
+// A 101 to a request that asked for no upgrade is not relayed, since the
+// client could not follow the switch: Fail answers, the upstream
+// connection closes, and the client's carries the next request.
 func TestUnaskedSwitchingProtocols(t *testing.T) {
 	t.Parallel()
-	closed := make(chan struct{})
-	r, _ := newRawUpstream(t, false, func(c net.Conn, br *bufio.Reader) {
+	closed := make(chan struct{}, 2)
+	r, up := newRawUpstream(t, false, func(c net.Conn, br *bufio.Reader) {
 		readHeadRaw(br)
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		if _, err := br.ReadByte(); err != nil {
-			close(closed)
+			closed <- struct{}{}
 		}
 	})
+	f := &failures{}
+	r.Fail = f.fail
 	c := serveConn(t, r, nil)
-	io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
-	c.wantEOF(t)
-	if err := c.wait(t); err == nil {
-		t.Error("Serve returned no error for a switch nobody asked for")
+	resp, body := c.roundTrip(t, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 502 || body != "no answer to GET /plain" {
+		t.Errorf("got %d %q, want Fail's answer", resp.StatusCode, body)
 	}
 	waitClosed(t, closed, "the upstream connection's close")
+	if resp, _ := c.roundTrip(t, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 502 {
+		t.Errorf("next request: %d, want 502 again", resp.StatusCode)
+	}
+	if errs, _ := f.calls(); len(errs) != 2 || errs[0] == nil {
+		t.Errorf("Fail's errors %v, want two", errs)
+	}
+	if n := up.accepted.Load(); n != 2 {
+		t.Errorf("%d upstream connections, want one per request", n)
+	}
 }
