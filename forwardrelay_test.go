@@ -197,3 +197,53 @@ func (s *namedSpan) IsRecording() bool { return true }
 func (s *namedSpan) End(...trace.SpanEndOption) {
 	s.once.Do(func() { s.p.ended <- s.name })
 }
+
+// CloseWithContext on a relaying Forwarder answers the request in flight
+// from the local service, and returns nil once it has, though the
+// Forwarder holds streams kept alive between requests: those close with
+// the gateway's drain, not at ctx's deadline.
+func TestForwardCloseWithContextFinishesRelayedRequests(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr tunnel.Option) {
+		gw, _ := gateway(t, nil)
+		entered, release := make(chan struct{}, 1), make(chan struct{})
+		local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				entered <- struct{}{}
+				<-release
+			}
+			io.WriteString(w, "finished "+r.URL.Path)
+		}))
+		t.Cleanup(local.Close)
+		fw := forward(t, gw, local.URL, tr)
+		c := newClient(t)
+		for range 3 { // streams kept alive at both ends
+			if status, _, _ := get(t, c, fw.URL()+"/warm"); status != 200 {
+				t.Fatalf("status %d", status)
+			}
+		}
+		type result struct {
+			status int
+			body   string
+		}
+		res := make(chan result, 1)
+		go func() {
+			status, _, body := get(t, c, fw.URL()+"/slow")
+			res <- result{status, body}
+		}()
+		waitFor(t, entered, "the slow request's arrival")
+		closed := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), relayGuard)
+			defer cancel()
+			closed <- fw.CloseWithContext(ctx)
+		}()
+		close(release)
+		if r := <-res; r.status != 200 || r.body != "finished /slow" {
+			t.Errorf("request in flight during CloseWithContext: %d %q", r.status, r.body)
+		}
+		if err := <-closed; err != nil {
+			t.Errorf("CloseWithContext: %v, want nil once the request was answered", err)
+		}
+	})
+}
