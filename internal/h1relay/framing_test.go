@@ -36,6 +36,7 @@ func TestResponseFraming(t *testing.T) {
 		{"204 with a length", "GET", "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", true, false},
 		{"304 chunked", "GET", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", true, false},
 		{"empty body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true, false},
+		{"interim answers", "GET", "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -148,4 +149,44 @@ func TestDone(t *testing.T) {
 			t.Errorf("Done %d: %+v, want %+v with a duration", i, got[i], want[i])
 		}
 	}
+}
+
+// A request that closes its connection (Connection: close, or HTTP/1.0
+// without keep-alive) ends both connections after its answer; requests
+// sent back to back, before any answer, are answered in turn.
+func TestRequestFraming(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, request string }{
+		{"connection close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: x\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			closed := make(chan struct{})
+			r, _ := newRawUpstream(t, false, script(closed, nextResponse))
+			c := serveConn(t, r, nil)
+			if _, body := c.roundTrip(t, tc.request); body != "next" {
+				t.Fatalf("got %q", body)
+			}
+			c.wantEOF(t)
+			waitClosed(t, closed, "the upstream connection's close")
+		})
+	}
+	t.Run("pipelined", func(t *testing.T) {
+		t.Parallel()
+		r, up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			body, _ := io.ReadAll(req.Body)
+			fmt.Fprintf(w, "%s %s", req.URL.Path, body)
+		}))
+		c := serveConn(t, r, nil)
+		io.WriteString(c, "POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nonePOST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwoGET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+		for _, want := range []string{"/1 one", "/2 two", "/3 "} {
+			if _, body := c.read(t, "POST"); body != want {
+				t.Fatalf("got %q, want %q", body, want)
+			}
+		}
+		if n := up.Load(); n != 1 {
+			t.Errorf("%d upstream connections, want 1", n)
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // upgradeEcho answers an upgrade with 101 and a greeting in the same
@@ -82,5 +83,36 @@ func TestUnaskedSwitchingProtocols(t *testing.T) {
 	}
 	if n := up.accepted.Load(); n != 2 {
 		t.Errorf("%d upstream connections, want one per request", n)
+	}
+}
+
+// Close ends an upgraded connection at both ends; Done hears of the
+// upgrade, status 101, once it has ended.
+func TestCloseEndsUpgrade(t *testing.T) {
+	t.Parallel()
+	closed := make(chan struct{})
+	r, _ := newRawUpstream(t, false, func(c net.Conn, br *bufio.Reader) {
+		upgradeEcho(c, br)
+		close(closed) // the echo has seen the relay close
+	})
+	statuses := make(chan int, 1)
+	r.Done = func(_, _ string, status int, _ time.Duration) { statuses <- status }
+	c := serveConn(t, r, nil)
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	got := make([]byte, len("welcome"))
+	io.ReadFull(c.br, got)
+	if len(statuses) != 0 {
+		t.Fatal("Done called while the upgraded connection runs")
+	}
+	r.Close()
+	waitClosed(t, closed, "the upstream connection's close")
+	c.wantEOF(t)
+	c.wait(t)
+	if st := <-statuses; st != http.StatusSwitchingProtocols {
+		t.Errorf("Done's status %d, want 101", st)
 	}
 }
