@@ -27,6 +27,9 @@ func (cn *conn) exchange() (keep bool, err error) {
 		}
 	}()
 	hasBody := req.chunked || req.contentLength > 0
+	// What may be sent twice: a request without a body whose method is
+	// idempotent (RFC 9110 section 9.2.2).
+	replayable := !hasBody && idempotent(req.method.in(req.raw))
 	// A body already read with the head goes with it: nothing waits for it.
 	inline := !req.chunked && int64(cn.br.Buffered()) >= req.contentLength
 	out := cn.requestHead()
@@ -39,7 +42,7 @@ func (cn *conn) exchange() (keep bool, err error) {
 	var up *upstream
 	var body *bodyCopy
 	for attempt := 0; ; attempt++ {
-		up, err = r.get(context.Background(), hasBody)
+		up, err = r.get(context.Background(), !replayable)
 		if err != nil {
 			status = cn.fail(err, hasBody)
 			return !hasBody, err
@@ -65,9 +68,9 @@ func (cn *conn) exchange() (keep bool, err error) {
 			break
 		}
 		// A connection reused from the pool that the upstream had closed
-		// fails before any answer; a request without a body is sent
-		// again, once, on a new one.
-		retry := up.reused && !hasBody && len(cn.resp.raw) == 0 && attempt == 0 && !cn.isAborted()
+		// fails before any answer; a request that may be sent twice is
+		// sent again, once, on a new one.
+		retry := up.reused && replayable && len(cn.resp.raw) == 0 && attempt == 0 && !cn.isAborted()
 		cn.release(up, false)
 		if cn.isAborted() {
 			cn.endBody(body)
@@ -283,3 +286,13 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*failWriter)(nil)
+
+// idempotent reports whether a method's request may be repeated without
+// repeating its effect.
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}

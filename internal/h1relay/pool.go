@@ -22,13 +22,14 @@ type upstream struct {
 const bufSize = 16 << 10
 
 // probeAfter is how long a connection must have been idle before the
-// relay checks, before sending it a request with a body, that the
-// upstream has not closed it: a request without a body is retried on a
-// new connection instead, but a body sent is gone.
+// relay checks, before sending it a request it cannot send twice (one
+// with a body, or whose method is not idempotent), that the upstream has
+// not closed it: another request is retried on a new connection instead.
 const probeAfter = time.Second
 
-// get returns an idle upstream connection, or dials one.
-func (r *Relay) get(ctx context.Context, withBody bool) (*upstream, error) {
+// get returns an idle upstream connection, or dials one; once, a
+// request that cannot be sent twice is coming.
+func (r *Relay) get(ctx context.Context, once bool) (*upstream, error) {
 	now := time.Now()
 	for {
 		r.mu.Lock()
@@ -41,7 +42,7 @@ func (r *Relay) get(ctx context.Context, withBody bool) (*upstream, error) {
 		r.idle[n-1] = nil
 		r.idle = r.idle[:n-1]
 		r.mu.Unlock()
-		if now.Sub(u.idleSince) > r.idleTimeout() || (withBody && now.Sub(u.idleSince) > probeAfter && !alive(u)) {
+		if now.Sub(u.idleSince) > r.idleTimeout() || (once && now.Sub(u.idleSince) > probeAfter && !alive(u)) {
 			u.c.Close()
 			continue
 		}

@@ -194,3 +194,66 @@ func TestMaxIdle(t *testing.T) {
 		t.Errorf("%d upstream connections, want the %d idle ones reused", got, maxIdle)
 	}
 }
+
+// A request that is not idempotent is never sent twice, though it has no
+// body: a bodiless POST that its pooled connection's upstream took and
+// then closed without answering gets Fail's answer, not a second send on
+// a new connection, which would repeat what the upstream may have done.
+func TestNoSecondSendOfNonIdempotentRequest(t *testing.T) {
+	t.Parallel()
+	posts := make(chan string, 4)
+	var conns atomic.Int32
+	r, _ := newRawUpstream(t, true, func(c net.Conn, br *bufio.Reader) {
+		n := conns.Add(1)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.Method == "POST" {
+				posts <- "POST on connection " + strconv.Itoa(int(n))
+				if n == 1 {
+					return // took it, and closed without answering
+				}
+			}
+			io.WriteString(c, nextResponse)
+		}
+	})
+	f := &failures{}
+	r.Fail = f.fail
+	ended := exchangesEnded(r)
+	c := serveConn(t, r, nil)
+	c.roundTrip(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitClosed(t, ended, "the GET's end")
+	resp, _ := c.roundTrip(t, "POST /deploy HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	if resp.StatusCode != 502 {
+		t.Errorf("POST whose connection closed: %d, want Fail's 502", resp.StatusCode)
+	}
+	if got := <-posts; got != "POST on connection 1" {
+		t.Fatalf("first POST: %s", got)
+	}
+	if len(posts) != 0 {
+		t.Errorf("the POST was sent again: %s", <-posts)
+	}
+}
+
+// A bodiless POST on a connection idle for longer than probeAfter, which
+// the upstream closed, goes on a new connection once the probe has found
+// it closed.
+func TestProbeBeforeNonIdempotentRequest(t *testing.T) {
+	t.Parallel()
+	gone := make(chan struct{})
+	r, up := newRawUpstream(t, true, hangsUpAfterOne(gone))
+	ended := exchangesEnded(r)
+	c := serveConn(t, r, nil)
+	c.roundTrip(t, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitClosed(t, ended, "the first exchange's end")
+	waitClosed(t, gone, "the upstream's close")
+	ageIdle(t, r)
+	if resp, body := c.roundTrip(t, "POST /deploy HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"); resp.StatusCode != 200 || body != "fresh POST " {
+		t.Fatalf("POST after the idle close: %d %q", resp.StatusCode, body)
+	}
+	if n := up.accepted.Load(); n != 2 {
+		t.Errorf("%d upstream connections, want 2", n)
+	}
+}
