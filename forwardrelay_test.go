@@ -1,12 +1,16 @@
 package tunnel_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +250,124 @@ func TestForwardCloseWithContextFinishesRelayedRequests(t *testing.T) {
 			t.Errorf("CloseWithContext: %v, want nil once the request was answered", err)
 		}
 	})
+}
+
+// Server-sent events from a relayed local service reach the public
+// client one by one: the next is written only once the client has had
+// the last.
+func TestForwardRelaysEventsOneByOne(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	ack := make(chan struct{})
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-ack:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(local.Close)
+	fw := forward(t, gw, local.URL)
+	resp, err := newClient(t).Get(fw.URL() + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for i := range 3 {
+		want := fmt.Sprintf("data: %d\n\n", i)
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != want {
+			t.Fatalf("event %d: %q, %v", i, got, err)
+		}
+		ack <- struct{}{}
+	}
+}
+
+// A local service that closes the connection before it answers gets the
+// public client a 502 local_service_unavailable with an error id, and the
+// next request a new local connection.
+func TestForwardLocalServiceClosesBeforeAnswering(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan struct{}, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			http.ReadRequest(bufio.NewReader(c))
+			c.Close()
+		}
+	}()
+	fw := forward(t, gw, "http://"+ln.Addr().String())
+	c := newClient(t)
+	for range 2 {
+		status, hdr, body := get(t, c, fw.URL()+"/x")
+		wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable)
+	}
+	if len(accepted) != 2 {
+		t.Errorf("%d local connections, want one per request", len(accepted))
+	}
+}
+
+// Expect: 100-continue through the gateway and the relay, to a local
+// service that answers 401 without reading the body: the 401 reaches the
+// public client, which never sends its body, and the tunnel goes on.
+func TestForwardExpectContinueRefused(t *testing.T) {
+	t.Parallel()
+	gw, _ := gateway(t, nil)
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/private" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(local.Close)
+	fw := forward(t, gw, local.URL)
+	tr := &http.Transport{ExpectContinueTimeout: time.Hour}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: relayGuard}
+	body := &watchedBody{r: strings.NewReader(strings.Repeat("x", 1<<20))}
+	req, _ := http.NewRequest("PUT", fw.URL()+"/private", body)
+	req.ContentLength = 1 << 20
+	req.Header.Set("Expect", "100-continue")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("got %d, want the local 401", resp.StatusCode)
+	}
+	if body.read.Load() {
+		t.Error("the public client was asked for the body a 401 refused")
+	}
+	if status, _, got := get(t, c, fw.URL()+"/next"); status != 200 || got != "ok" {
+		t.Errorf("next request: %d %q", status, got)
+	}
+}
+
+// watchedBody is a request body that records whether it was read.
+type watchedBody struct {
+	r    io.Reader
+	read atomic.Bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.r.Read(p)
 }
