@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/http-tunnel/tunnel"
 	"github.com/http-tunnel/tunnel/internal/e2e"
+	"github.com/http-tunnel/tunnel/internal/logbuf"
 	"github.com/http-tunnel/tunnel/observability"
 )
 
@@ -311,14 +313,29 @@ func TestForwardLocalServiceClosesBeforeAnswering(t *testing.T) {
 			c.Close()
 		}
 	}()
-	fw := forward(t, gw, "http://"+ln.Addr().String())
+	logs := &logbuf.Buffer{}
+	fw := forward(t, gw, "http://"+ln.Addr().String(), tunnel.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	c := newClient(t)
+	var ids []string
 	for range 2 {
 		status, hdr, body := get(t, c, fw.URL()+"/x")
-		wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable)
+		ids = append(ids, wantError(t, status, hdr, body, http.StatusBadGateway, tunnel.CodeLocalServiceUnavailable).ErrorID)
 	}
 	if len(accepted) != 2 {
 		t.Errorf("%d local connections, want one per request", len(accepted))
+	}
+	// Each is logged, as a warning, with its error id and the tunnel's.
+	logged, ok := logs.WaitFor(relayGuard, func(s string) bool {
+		return strings.Contains(s, ids[0]) && strings.Contains(s, ids[1])
+	})
+	if !ok {
+		t.Fatalf("no log lines with the error ids %v:\n%s", ids, logged)
+	}
+	for line := range strings.SplitSeq(logged, "\n") {
+		if strings.Contains(line, ids[0]) && (!strings.Contains(line, `"level":"WARN"`) ||
+			!strings.Contains(line, `"code":"local_service_unavailable"`) || !strings.Contains(line, `"tunnel_id":"`+fw.ID()+`"`)) {
+			t.Errorf("log line: %s", line)
+		}
 	}
 }
 
