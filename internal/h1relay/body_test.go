@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -219,5 +220,40 @@ func TestEarlyAnswerWithoutReadingBody(t *testing.T) {
 	}
 	if err := <-sent; err == nil {
 		t.Error("the whole body was taken, by an upstream that read none of it")
+	}
+}
+
+// An upstream that answers in full while the last bytes of a body the
+// relay has read wait to be written to it, and never reads them, does not
+// hold the exchange: the answer reaches the client, and the client's
+// connection carries the next request.
+func TestAnswerBeforeBodyTaken(t *testing.T) {
+	t.Parallel()
+	headRead := make(chan struct{})
+	answer := make(chan struct{})
+	stop := make(chan struct{})
+	var conns atomic.Int32
+	r, _ := newRawUpstream(t, true, func(c net.Conn, br *bufio.Reader) {
+		if conns.Add(1) > 1 {
+			script(make(chan struct{}), nextResponse)(c, br)
+			return
+		}
+		readHeadRaw(br)
+		close(headRead)
+		<-answer
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+		<-stop // reads nothing more
+	})
+	t.Cleanup(func() { close(stop) })
+	c := servePipe(t, r, nil)
+	io.WriteString(c, "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+	<-headRead
+	io.WriteString(c, "0123456789") // returns once the relay has read it
+	close(answer)
+	if resp, body := c.read(t, "POST"); resp.StatusCode != 200 || body != "done" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if resp, body := c.roundTrip(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "next" {
+		t.Fatalf("next request: %d %q", resp.StatusCode, body)
 	}
 }

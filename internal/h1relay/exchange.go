@@ -148,7 +148,17 @@ func (cn *conn) exchange() (keep bool, err error) {
 	early := false
 	if body != nil {
 		if body.read.Load() {
-			err = <-body.done
+			select {
+			case err = <-body.done:
+			default:
+				// All read from the client, but the last bytes not yet
+				// taken by an upstream that has answered and may never
+				// take them: the upstream connection goes, the client's
+				// stays.
+				cn.release(up, false)
+				<-body.done
+				return !req.close && !resp.close, nil
+			}
 		} else {
 			early = true
 		}
