@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,5 +256,77 @@ func TestAnswerBeforeBodyTaken(t *testing.T) {
 	}
 	if resp, body := c.roundTrip(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "next" {
 		t.Fatalf("next request: %d %q", resp.StatusCode, body)
+	}
+}
+
+// holdingConn is an upstream connection whose write that completes the
+// first want bytes does not return until the relay sets a write deadline
+// or closes the connection: the copy of a request body is held between
+// its last write and the mark that it is done, while the upstream, which
+// has the whole body, answers.
+type holdingConn struct {
+	net.Conn
+	want    int
+	written int
+	held    chan struct{}
+	once    sync.Once
+}
+
+func (c *holdingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.written += n; c.written >= c.want && c.want > 0 {
+		c.want = 0
+		<-c.held
+	}
+	return n, err
+}
+
+func (c *holdingConn) release() { c.once.Do(func() { close(c.held) }) }
+
+func (c *holdingConn) SetWriteDeadline(t time.Time) error {
+	c.release()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *holdingConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// An answer that ends while the copy of the request's body has written
+// its last bytes but not yet marked itself done ends the exchange as any
+// other: both connections carry the next request.
+func TestAnswerWhileBodyCopyEnds(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{}, 1)
+	r, accepted := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == "POST" {
+			arrived <- struct{}{}
+		}
+		n, _ := io.Copy(io.Discard, req.Body)
+		io.WriteString(w, "got "+strconv.FormatInt(n, 10))
+	}))
+	const size = 64 << 10
+	head := "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	dial := r.Dial
+	r.Dial = func(ctx context.Context) (net.Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &holdingConn{Conn: c, want: len(head) + size, held: make(chan struct{})}, nil
+	}
+	c := serveConn(t, r, nil)
+	io.WriteString(c, head)
+	waitClosed(t, arrived, "the POST's arrival") // the body is not sent with the head
+	go c.Write(make([]byte, size))
+	if resp, body := c.read(t, "POST"); resp.StatusCode != 200 || body != "got 65536" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if resp, body := c.roundTrip(t, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "got 0" {
+		t.Fatalf("next request: %d %q", resp.StatusCode, body)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("%d upstream connections, want the first kept", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 )
@@ -143,30 +144,36 @@ func (cn *conn) exchange() (keep bool, err error) {
 		return false, err
 	}
 
-	// The request's body: all of it read, or the upstream answered without
-	// waiting for the rest, which then is not read at all.
-	early := false
+	// The request's body: all of it copied, or the copy is still at work
+	// once the answer has ended. It may be about to end (the upstream read
+	// the body and answered before the copy's goroutine ran on); or it
+	// waits on a client that will not send the rest (a refused Expect:
+	// 100-continue), or on an upstream that will not take it (an early
+	// answer): deadlines in the past wake either wait, and what the copy
+	// got done decides.
 	if body != nil {
-		if body.read.Load() {
-			select {
-			case err = <-body.done:
-			default:
-				// All read from the client, but the last bytes not yet
-				// taken by an upstream that has answered and may never
-				// take them: the upstream connection goes, the client's
-				// stays.
-				cn.release(up, false)
-				<-body.done
-				return !req.close && !resp.close, nil
-			}
-		} else {
-			early = true
+		select {
+		case err = <-body.done:
+		default:
+			cn.c.SetReadDeadline(time.Unix(1, 0))
+			up.c.SetWriteDeadline(time.Unix(1, 0))
+			err = <-body.done
+			cn.c.SetReadDeadline(time.Time{})
+			up.c.SetWriteDeadline(time.Time{})
 		}
-	}
-	if early || err != nil {
-		cn.release(up, false)
-		cn.endBody(body)
-		return false, err
+		if err != nil {
+			// How much of the body the upstream got is unknown: its
+			// connection goes. The client's stays if the whole body was
+			// read from it.
+			cn.release(up, false)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			if !body.read.Load() {
+				return false, err
+			}
+			return !req.close && !resp.close, nil
+		}
 	}
 	cn.release(up, !resp.close && !req.close)
 	return !req.close && !resp.close, nil
