@@ -116,3 +116,33 @@ func TestCloseEndsUpgrade(t *testing.T) {
 		t.Errorf("Done's status %d, want 101", st)
 	}
 }
+
+// An upgrade whose request has a body (an h2c upgrade may): the upstream
+// reads the body, then switches, and the bytes after it are echoed.
+func TestUpgradeWithBody(t *testing.T) {
+	t.Parallel()
+	headRead := make(chan struct{})
+	r, _ := newRawUpstream(t, false, func(c net.Conn, br *bufio.Reader) {
+		readHeadRaw(br)
+		close(headRead)
+		body := make([]byte, 5)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		io.Copy(c, br)
+	})
+	c := serveConn(t, r, nil)
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 5\r\n\r\n")
+	<-headRead // the body is not sent with the head
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "POST"})
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	io.WriteString(c, "after the switch")
+	got := make([]byte, len("after the switch"))
+	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != "after the switch" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+}
