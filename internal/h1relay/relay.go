@@ -42,9 +42,10 @@ type Relay struct {
 	// Buffers lends the buffers of large copies.
 	Buffers httputil.BufferPool
 	// Fail writes the answer to a request the upstream did not answer: it
-	// could not be reached, closed the connection first, or sent what is
-	// not an HTTP/1.1 response head. r has the request's method, URL,
-	// Host and Accept header only.
+	// could not be reached, closed the connection first, sent what is not
+	// an HTTP/1.1 response head, or switched protocols unasked. r has the
+	// request's method, URL, Host and Accept header only. Nil: a plain
+	// 502.
 	Fail func(w http.ResponseWriter, r *http.Request, err error)
 	// Done, when set, is called as each exchange ends, with the request's
 	// method and target, the final status sent (0 if none) and how long
