@@ -43,7 +43,7 @@ func (cn *conn) exchange() (keep bool, err error) {
 	var up *upstream
 	var body *bodyCopy
 	for attempt := 0; ; attempt++ {
-		up, err = r.get(context.Background(), !replayable)
+		up, err = r.get(context.Background())
 		if err != nil {
 			status = cn.fail(err, hasBody)
 			return !hasBody, err

@@ -22,14 +22,15 @@ type upstream struct {
 const bufSize = 16 << 10
 
 // probeAfter is how long a connection must have been idle before the
-// relay checks, before sending it a request it cannot send twice (one
-// with a body, or whose method is not idempotent), that the upstream has
-// not closed it: another request is retried on a new connection instead.
+// relay checks, before sending it a request, that the upstream has not
+// closed it or written to it meanwhile (a server's 408 before it closes an
+// idle connection would otherwise pass for the next request's answer).
+// A connection the upstream closes as a request goes out is still met:
+// a request that may be sent twice is then retried on a new one.
 const probeAfter = time.Second
 
-// get returns an idle upstream connection, or dials one; once, a
-// request that cannot be sent twice is coming.
-func (r *Relay) get(ctx context.Context, once bool) (*upstream, error) {
+// get returns an idle upstream connection, or dials one.
+func (r *Relay) get(ctx context.Context) (*upstream, error) {
 	now := time.Now()
 	for {
 		r.mu.Lock()
@@ -42,7 +43,7 @@ func (r *Relay) get(ctx context.Context, once bool) (*upstream, error) {
 		r.idle[n-1] = nil
 		r.idle = r.idle[:n-1]
 		r.mu.Unlock()
-		if now.Sub(u.idleSince) > r.idleTimeout() || (once && now.Sub(u.idleSince) > probeAfter && !alive(u)) {
+		if now.Sub(u.idleSince) > r.idleTimeout() || (now.Sub(u.idleSince) > probeAfter && !alive(u)) {
 			u.c.Close()
 			continue
 		}
@@ -56,11 +57,19 @@ func (r *Relay) get(ctx context.Context, once bool) (*upstream, error) {
 	return &upstream{c: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}, nil
 }
 
-// alive reports whether an idle connection is still open: a read that
-// cannot wait finds nothing to read. Anything read (a server's 408, or
-// its close) means the connection is not one to send a request on.
+// alive reports whether an idle connection is still open and silent:
+// anything to read (a server's 408, or its close) means the connection is
+// not one to send a request on.
 func alive(u *upstream) bool {
-	u.c.SetReadDeadline(time.Unix(1, 0))
+	if u.br.Buffered() > 0 {
+		return false
+	}
+	if dead, ok := peekIdle(u.c); ok {
+		return !dead
+	}
+	// Not a socket: a read that waits a moment. (A deadline already past
+	// would not do: Go fails such a read without looking.)
+	u.c.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := u.br.Peek(1)
 	u.c.SetReadDeadline(time.Time{})
 	return errors.Is(err, os.ErrDeadlineExceeded)

@@ -257,3 +257,37 @@ func TestProbeBeforeNonIdempotentRequest(t *testing.T) {
 		t.Errorf("%d upstream connections, want 2", n)
 	}
 }
+
+// A server that answers 408 on an idle connection before it closes it
+// (as some do at their idle timeout): a GET sent later on that connection
+// would take the 408 for its answer. The probe before an old connection
+// carries a request finds the stray answer, and the GET goes on a new
+// connection.
+func TestStrayAnswerOnIdleConnection(t *testing.T) {
+	t.Parallel()
+	sent := make(chan struct{})
+	var n atomic.Int32
+	r, up := newRawUpstream(t, false, func(c net.Conn, br *bufio.Reader) {
+		if n.Add(1) == 1 {
+			script(nil, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")(c, br)
+			io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			close(sent)
+			br.ReadByte() // until the relay closes it
+			return
+		}
+		script(nil, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")(c, br)
+	})
+	ended := exchangesEnded(r)
+	c := serveConn(t, r, nil)
+	c.roundTrip(t, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitClosed(t, ended, "the first exchange's end")
+	waitClosed(t, sent, "the stray 408")
+	ageIdle(t, r)
+	resp, body := c.roundTrip(t, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 200 || body != "second" {
+		t.Fatalf("GET after the stray answer: %d %q, want 200 \"second\"", resp.StatusCode, body)
+	}
+	if got := up.accepted.Load(); got != 2 {
+		t.Errorf("%d upstream connections, want 2", got)
+	}
+}
