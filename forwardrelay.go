@@ -112,7 +112,11 @@ func (f *Forwarder) serveRelay(rest *connQueue) {
 		f.relayed.Add(1)
 		go func() {
 			defer f.relayed.Done()
-			f.relay.Serve(c, pc)
+			if err := f.relay.Serve(c, pc); err != nil {
+				// What was not answered was logged with an error id (Fail);
+				// this is the end of a connection past that point.
+				f.ln.log.Debug("tunnel: relayed connection ended", slog.String("tunnel_id", f.ln.ID()), slog.Any("err", err))
+			}
 		}()
 	}
 }
