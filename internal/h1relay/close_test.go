@@ -195,3 +195,37 @@ func TestClose(t *testing.T) {
 	}
 	r.Close() // again: nothing left to do
 }
+
+// A peer that closes while the relay is still dialing the upstream (a
+// local service slow to accept) ends the dial at once: its goroutine does
+// not wait out the dial's timeout, and nothing is answered or failed.
+func TestPeerCloseEndsDial(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t, "127.0.0.1:1")
+	dialing := make(chan struct{})
+	r.Dial = func(ctx context.Context) (net.Conn, error) {
+		close(dialing)
+		<-ctx.Done() // a dial that would hang until its timeout
+		return nil, ctx.Err()
+	}
+	failed := make(chan error, 1)
+	r.Fail = func(w http.ResponseWriter, _ *http.Request, err error) { failed <- err }
+	statuses := make(chan int, 1)
+	r.Done = func(_, _ string, status int, _ time.Duration) { statuses <- status }
+	p := &fakePeer{}
+	c := serveConn(t, r, p)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitClosed(t, dialing, "the dial")
+	p.close()
+	if err := c.wait(t); !errors.Is(err, errPeerGone) {
+		t.Errorf("Serve: %v, want errPeerGone", err)
+	}
+	if st := <-statuses; st != 0 {
+		t.Errorf("Done's status %d, want 0", st)
+	}
+	select {
+	case err := <-failed:
+		t.Errorf("Fail called for a peer that left: %v", err)
+	default:
+	}
+}

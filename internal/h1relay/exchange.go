@@ -43,8 +43,11 @@ func (cn *conn) exchange() (keep bool, err error) {
 	var up *upstream
 	var body *bodyCopy
 	for attempt := 0; ; attempt++ {
-		up, err = r.get(context.Background())
+		up, err = r.get(cn.dialContext)
 		if err != nil {
+			if cn.isAborted() {
+				return false, errPeerGone // nobody to answer
+			}
 			status = cn.fail(err, hasBody)
 			return !hasBody, err
 		}

@@ -29,8 +29,9 @@ const bufSize = 16 << 10
 // a request that may be sent twice is then retried on a new one.
 const probeAfter = time.Second
 
-// get returns an idle upstream connection, or dials one.
-func (r *Relay) get(ctx context.Context) (*upstream, error) {
+// get returns an idle upstream connection, or dials one with the context
+// dial gives (the exchange's: a peer that leaves ends it).
+func (r *Relay) get(dial func() (context.Context, func())) (*upstream, error) {
 	now := time.Now()
 	for {
 		r.mu.Lock()
@@ -50,7 +51,9 @@ func (r *Relay) get(ctx context.Context) (*upstream, error) {
 		u.reused = true
 		return u, nil
 	}
+	ctx, done := dial()
 	c, err := r.Dial(ctx)
+	done()
 	if err != nil {
 		return nil, err
 	}

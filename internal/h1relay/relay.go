@@ -91,7 +91,8 @@ type conn struct {
 	out     []byte // the request head as sent
 
 	mu      sync.Mutex
-	up      *upstream // the upstream connection of the exchange in progress
+	up      *upstream          // the upstream connection of the exchange in progress
+	dialing context.CancelFunc // ends the dial of the exchange in progress
 	aborted bool
 }
 
@@ -175,10 +176,31 @@ func (r *Relay) Close() {
 func (cn *conn) abort() {
 	cn.mu.Lock()
 	cn.aborted = true
-	up := cn.up
+	up, dialing := cn.up, cn.dialing
 	cn.mu.Unlock()
 	if up != nil {
 		up.c.Close()
+	}
+	if dialing != nil {
+		dialing()
+	}
+}
+
+// dialContext returns the context of the exchange's dial, which abort
+// ends, and its release.
+func (cn *conn) dialContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cn.mu.Lock()
+	if cn.aborted {
+		cancel()
+	}
+	cn.dialing = cancel
+	cn.mu.Unlock()
+	return ctx, func() {
+		cn.mu.Lock()
+		cn.dialing = nil
+		cn.mu.Unlock()
+		cancel()
 	}
 }
 
