@@ -69,7 +69,7 @@ func Forward(ctx context.Context, gatewayURL, localURL string, opts ...Option) (
 	}
 	tr := &http.Transport{
 		Proxy:                 nil, // the local service is local
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           localDialer.DialContext,
 		TLSClientConfig:       ln.opts.localTLS.Clone(),
 		ForceAttemptHTTP2:     true, // with a TLSClientConfig and a DialContext of its own, the transport would not
 		MaxIdleConnsPerHost:   256,  // as many as the gateway keeps streams (agent.go): one per request in flight
@@ -142,7 +142,6 @@ func parseLocal(raw string) (*url.URL, bool, error) {
 // service.
 func (f *Forwarder) proxy() http.Handler {
 	rewriteHost := f.ln.opts.rewriteHost
-	log := f.ln.log
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(f.local)
@@ -169,11 +168,21 @@ func (f *Forwarder) proxy() http.Handler {
 			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return
 			}
-			writeError(ctx, w, wantsHTML(r), log, &Error{Code: CodeLocalServiceUnavailable, Message: ErrLocalServiceUnavailable.Message, Err: err},
-				slog.String("tunnel_id", f.ln.ID()), slog.String("local", f.local.Host), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+			f.localFailed(w, r, err)
 		},
 	}
 }
+
+// localFailed answers a request the local service did not, with
+// local_service_unavailable: the proxy's and the relay's failures alike.
+func (f *Forwarder) localFailed(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(r.Context(), w, wantsHTML(r), f.ln.log, &Error{Code: CodeLocalServiceUnavailable, Message: ErrLocalServiceUnavailable.Message, Err: err},
+		slog.String("tunnel_id", f.ln.ID()), slog.String("local", f.local.Host), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+}
+
+// localDialer opens connections to the local service, for the proxy's
+// transport and for the relay.
+var localDialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 
 // traced wraps the Forwarder's handler in a tunnel.deliver span that
 // continues the trace the gateway sent. While no span can be recorded

@@ -67,14 +67,10 @@ func relayable(local *url.URL, h2c bool, o *options) bool {
 func (f *Forwarder) startRelay() net.Listener {
 	ln := f.ln
 	addr := net.JoinHostPort(f.local.Hostname(), cmp.Or(f.local.Port(), "80"))
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	f.relay = &h1relay.Relay{
-		Dial:    func(ctx context.Context) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) },
+		Dial:    func(ctx context.Context) (net.Conn, error) { return localDialer.DialContext(ctx, "tcp", addr) },
 		Buffers: proxyBuffers,
-		Fail: func(w http.ResponseWriter, r *http.Request, err error) {
-			writeError(r.Context(), w, wantsHTML(r), ln.log, &Error{Code: CodeLocalServiceUnavailable, Message: ErrLocalServiceUnavailable.Message, Err: err},
-				slog.String("tunnel_id", ln.ID()), slog.String("local", f.local.Host), slog.String("method", r.Method), slog.String("path", r.URL.Path))
-		},
+		Fail:    f.localFailed,
 	}
 	if ln.opts.rewriteHost {
 		f.relay.Host = f.local.Host

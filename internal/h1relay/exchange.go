@@ -2,7 +2,6 @@ package h1relay
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -261,7 +260,6 @@ func (cn *conn) fail(cause error, hasBody bool) int {
 	if req.accept.set() {
 		hr.Header.Set("Accept", string(req.accept.in(req.raw)))
 	}
-	hr = hr.WithContext(context.Background())
 	if cn.r.Fail != nil {
 		cn.r.Fail(w, hr, cause)
 	} else {
@@ -305,7 +303,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 	return w.body.Write(p)
 }
 
-var _ io.Writer = (*failWriter)(nil)
+var _ http.ResponseWriter = (*failWriter)(nil)
 
 // idempotent reports whether a method's request may be repeated without
 // repeating its effect.

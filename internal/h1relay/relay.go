@@ -268,7 +268,8 @@ func (cn *conn) watch(on bool) bool {
 	return true
 }
 
-// isAborted reports whether abort was called during this exchange.
+// isAborted reports whether abort has been called: the peer left, or the
+// relay is closing. It stays so for the rest of the connection.
 func (cn *conn) isAborted() bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
