@@ -526,3 +526,41 @@ func TestListenInspector(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRequestLinesWithoutInspector checks that with --inspect off the
+// command still prints a line per request (from tunnel.WithRequestLog,
+// the relay's cheap log): numbered, the query left out, the status the
+// local service answered and a 502 for one it cannot.
+func TestRunRequestLinesWithoutInspector(t *testing.T) {
+	t.Parallel()
+	gw := tunneltest.NewGateway(t, nil)
+	local := httptest.NewServer(echo)
+	t.Cleanup(local.Close)
+
+	a := startAgent(t, nil, "--gateway", gw.URL, "--name", "lines", "--json", "--inspect", "off", local.URL)
+	fwd := a.waitEvent(t, func(e event) bool { return e.Event == "forwarding" })
+	if status, body := get(t, fwd.URL+"/hello?token=s3cret"); status != http.StatusOK || body != "HTTP/1.1 GET /hello" {
+		t.Fatalf("GET through the tunnel = %d %q", status, body)
+	}
+	req := a.waitEvent(t, func(e event) bool { return e.Event == "request" })
+	if req.ID != 1 || req.Method != "GET" || req.Path != "/hello" || req.Status == nil || *req.Status != 200 ||
+		req.DurationMS == nil || *req.DurationMS <= 0 {
+		t.Errorf("request line %+v; want #1 GET /hello 200 with a duration", req)
+	}
+	local.Close()
+	if status, _ := get(t, fwd.URL+"/gone"); status != http.StatusBadGateway {
+		t.Fatalf("GET with the local service gone = %d, want 502", status)
+	}
+	failed := a.waitEvent(t, func(e event) bool { return e.Event == "request" && e.Path == "/gone" })
+	if failed.ID != 2 || failed.Status == nil || *failed.Status != http.StatusBadGateway {
+		t.Errorf("request line %+v; want #2 with status 502", failed)
+	}
+	for _, l := range a.stdout.lines() {
+		if strings.Contains(l, "s3cret") {
+			t.Errorf("stdout line %q shows the query", l)
+		}
+	}
+	if err := a.stop(t); err != nil {
+		t.Errorf("agent returned %v after interrupt; want nil", err)
+	}
+}
