@@ -46,12 +46,17 @@ func (rl *Relay) awaitResponse(ctx context.Context, deadline time.Time, id, conn
 	wctx, cancel := context.WithDeadline(gctx, deadline)
 	defer cancel()
 	var watch sync.WaitGroup
+	var forbidden bool // the checks were refused: the wait runs to its deadline
 	if rl.agentCheckInterval() > 0 {
-		watch.Go(func() { rl.watchConnection(wctx, connID, gone) })
+		watch.Go(func() { forbidden = rl.watchConnection(wctx, connID, gone) })
 	}
 	data, err := rl.Store.WaitResponse(wctx, id, rl.Wait)
 	cancel()
 	watch.Wait()
+	if forbidden && errors.Is(err, context.DeadlineExceeded) {
+		// Say why no check cut the wait short, in the 504's log line.
+		err = fmt.Errorf("%w (the connection checks were refused: the role lacks execute-api:ManageConnections on GET @connections)", err)
+	}
 	switch {
 	case err == nil:
 		return data, nil
@@ -66,32 +71,36 @@ func (rl *Relay) awaitResponse(ctx context.Context, deadline time.Time, id, conn
 
 // watchConnection asks the Management API (GetConnection) every
 // agentCheckInterval whether connection connID is open, until ctx ends.
-// Once the answer is GoneException twice in a row, it cancels the wait
-// with errAgentGone: the interval in between leaves time for a response
-// the agent sent just before its connection closed, whose $default
-// invocation may still be storing it. Other errors leave the wait alone;
+// Once the answer is GoneException twice in a row (an answer that the
+// connection is open starts the count again), it cancels the wait with
+// errAgentGone: the interval in between leaves time for a response the
+// agent sent just before its connection closed, whose $default invocation
+// may still be storing it. Other errors leave the wait alone;
 // ForbiddenException (a role without execute-api:ManageConnections on
-// GET @connections) ends the checks, and the wait lasts to its deadline.
-func (rl *Relay) watchConnection(ctx context.Context, connID string, gone context.CancelCauseFunc) {
+// GET @connections) ends the checks, reported as forbidden, and the wait
+// lasts to its deadline.
+func (rl *Relay) watchConnection(ctx context.Context, connID string, gone context.CancelCauseFunc) (forbidden bool) {
 	t := time.NewTicker(rl.agentCheckInterval())
 	defer t.Stop()
 	seen := false
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
 		_, err := rl.Mgmt.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(connID)})
-		var forbidden *types.ForbiddenException
+		var refused *types.ForbiddenException
 		switch {
 		case isGone(err) && seen:
 			gone(errAgentGone)
-			return
+			return false
 		case isGone(err):
 			seen = true
-		case errors.As(err, &forbidden):
-			return
+		case err == nil:
+			seen = false
+		case errors.As(err, &refused):
+			return true
 		}
 	}
 }

@@ -543,6 +543,86 @@ func TestAgentCheckSlowAgent(t *testing.T) {
 	}
 }
 
+// The connection check counts Gone answers in a row: one that the
+// connection is open between two Gones starts the count again, so a
+// request whose checks alternate (a flapping or briefly unreachable
+// connection) is not cut off, and gets its response; two Gones in a row
+// do cut it off (TestOriginalAgentLargeResponse).
+func TestAgentCheckGoneNotInARow(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gatewayConfig{})
+	g.relay.AgentCheckInterval = 5 * time.Millisecond
+	checked := make(chan struct{})
+	var checks atomic.Int64
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	o := g.mgmt.Options()
+	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") {
+			n := checks.Add(1)
+			if n == 6 {
+				close(checked)
+			}
+			if n%2 == 1 {
+				// Every other check asks of a connection that never was:
+				// the emulator answers GoneException.
+				r = r.Clone(r.Context())
+				r.URL.Path = r.URL.Path[:strings.LastIndex(r.URL.Path, "/")+1] + "never-connected"
+				r.URL.RawPath = ""
+			}
+		}
+		return tr.RoundTrip(r)
+	})}
+	g.relay.Mgmt = apigatewaymanagementapi.New(o)
+	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-checked:
+			io.WriteString(w, "answered")
+		case <-r.Context().Done():
+		}
+	}))
+	resp, body := g.do(t, http.MethodGet, ln.URL()+"/flapping", nil, nil)
+	if resp.StatusCode != http.StatusOK || string(body) != "answered" {
+		t.Fatalf("status %d, body %q; want the response, three Gones apart", resp.StatusCode, body)
+	}
+}
+
+// A role that may not check connections (GetConnection answers
+// ForbiddenException) ends the checks: the wait runs to its deadline, and
+// the 504's log line says why no check cut it short.
+func TestAgentCheckRefused(t *testing.T) {
+	t.Parallel()
+	logs := &logbuf.Buffer{}
+	g := newGateway(t, gatewayConfig{responseTimeout: 300 * time.Millisecond, logger: slog.New(slog.NewTextHandler(logs, nil))})
+	g.relay.AgentCheckInterval = 5 * time.Millisecond
+	var refused atomic.Int64
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	o := g.mgmt.Options()
+	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") {
+			refused.Add(1)
+			return &http.Response{
+				StatusCode: http.StatusForbidden,
+				Header:     http.Header{"X-Amzn-Errortype": {"ForbiddenException"}, "Content-Type": {"application/json"}},
+				Body:       io.NopCloser(strings.NewReader(`{"message":"Forbidden"}`)),
+				Request:    r,
+			}, nil
+		}
+		return tr.RoundTrip(r)
+	})}
+	g.relay.Mgmt = apigatewaymanagementapi.New(o)
+	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	resp, body := g.do(t, http.MethodGet, ln.URL()+"/never", nil, nil)
+	wantError(t, resp, body, http.StatusGatewayTimeout, tunnel.CodeGatewayTimeout)
+	if n := refused.Load(); n != 1 {
+		t.Errorf("%d connection checks, want one: a refusal ends them", n)
+	}
+	if !strings.Contains(logs.String(), "connection checks were refused") {
+		t.Errorf("the 504's log line does not say the checks were refused:\n%s", logs)
+	}
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
