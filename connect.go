@@ -168,7 +168,13 @@ func redact(raw string) string {
 // connect dials gateway number gw, runs the handshake (resuming the tunnel
 // if it has one) and starts the session.
 func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
-	ws, err := l.dial(ctx, gw)
+	return l.connectOver(ctx, gw, false)
+}
+
+// connectOver is connect, over a WebSocket whatever the Listener's
+// transport when wsOnly.
+func (l *Listener) connectOver(ctx context.Context, gw int, wsOnly bool) (*agentConn, error) {
+	ws, err := l.dial(ctx, gw, wsOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -187,9 +193,13 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 		var e *Error
 		if transportOf(ws) == TransportRaw && l.opts.transport != TransportRaw && !errors.As(err, &e) && ctx.Err() == nil {
 			// A 101 came, but no answer to ready: something on the way
-			// passed the upgrade's answer and not the bytes after it.
-			l.keepToWebSocket(gw, fmt.Errorf("%w: the handshake after the 101 failed: %w", errUpgradeRefused, err))
-			return l.connect(ctx, gw)
+			// passed the upgrade's answer and not the bytes after it. The
+			// Listener keeps to WebSocket only if a WebSocket gets through.
+			c, werr := l.connectOver(ctx, gw, true)
+			if werr == nil {
+				l.keepToWebSocket(gw, fmt.Errorf("%w: the handshake after the 101 failed: %w", errUpgradeRefused, err))
+			}
+			return c, werr
 		}
 		return nil, err
 	}
@@ -222,10 +232,13 @@ func (l *Listener) connect(ctx context.Context, gw int) (*agentConn, error) {
 }
 
 // dial opens the connection to gateway number gw: the raw transport, unless
-// the Listener keeps to WebSocket, else a WebSocket. A refused raw upgrade
-// makes the Listener keep to WebSocket from then on (unless WithTransport
-// asked for raw) and opens the WebSocket at once.
-func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
+// the Listener keeps to WebSocket or wsOnly, else a WebSocket. A raw
+// upgrade refused or unanswered opens the WebSocket at once (unless
+// WithTransport asked for raw), and the Listener keeps to WebSocket from
+// then on only if that WebSocket connects: a proxy that answers 502 to
+// everything while its gateway restarts must not move the agent off the
+// raw transport for good.
+func (l *Listener) dial(ctx context.Context, gw int, wsOnly bool) (agentLink, error) {
 	hdr := http.Header{}
 	if l.opts.token != "" {
 		hdr.Set("Authorization", "Bearer "+string(l.opts.token))
@@ -233,7 +246,7 @@ func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
 	l.mu.Lock()
 	t := l.transport
 	l.mu.Unlock()
-	if t != TransportWebSocket {
+	if t != TransportWebSocket && !wsOnly {
 		var answerWithin time.Duration
 		if t == TransportAuto {
 			// A real gateway answers an upgrade at once: half the attempt
@@ -244,16 +257,15 @@ func (l *Listener) dial(ctx context.Context, gw int) (agentLink, error) {
 		switch {
 		case err == nil:
 			return raw, nil
-		case t == TransportAuto && errors.Is(err, errUpgradeUnanswered):
+		case t == TransportAuto && (errors.Is(err, errUpgradeUnanswered) || errors.Is(err, errUpgradeRefused)):
 			ws, werr := l.dialWebSocket(ctx, gw, hdr)
 			if werr == nil {
 				l.keepToWebSocket(gw, err)
 			}
 			return ws, werr
-		case t == TransportRaw || !errors.Is(err, errUpgradeRefused):
+		default:
 			return nil, err
 		}
-		l.keepToWebSocket(gw, err)
 	}
 	return l.dialWebSocket(ctx, gw, hdr)
 }

@@ -586,7 +586,7 @@ func TestRawUpgradeUnansweredFallsBackToWebSocket(t *testing.T) {
 	var d cuttableDialer
 	start = time.Now()
 	ln, err := tunnel.Listen(context.Background(), f.URL, tunnel.WithLogger(log), events, tunnel.WithDialer(d.Dial),
-		tunnel.WithHandshakeTimeout(attempt), tunnel.WithBackoff(10*time.Millisecond, 10*time.Millisecond))
+		tunnel.WithHandshakeTimeout(attempt), tunnel.WithBackoff(10*time.Millisecond, 10*time.Millisecond), tunnel.WithTransport(tunnel.TransportAuto))
 	if err != nil {
 		t.Fatalf("Listen through a proxy that holds the raw upgrade: %v", err)
 	}
@@ -610,5 +610,59 @@ func TestRawUpgradeUnansweredFallsBackToWebSocket(t *testing.T) {
 	}
 	if n := f.raw.Load(); n != raw {
 		t.Errorf("the reconnect asked for the raw transport again (%d upgrades, %d before)", n, raw)
+	}
+}
+
+// A proxy that answers 502 to everything while its gateway restarts (both
+// the raw upgrade and the WebSocket fail) does not move the agent off the
+// raw transport: once the gateway is back, it reconnects over raw.
+func TestRawKeptThroughAnOutageBehindAProxy(t *testing.T) {
+	t.Parallel()
+	srv := &tunnel.Server{Routing: tunnel.RoutePath, Logger: quiet}
+	var down atomic.Bool
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "upstream restarting", http.StatusBadGateway)
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ts.Close()
+	})
+	var d cuttableDialer
+	conns := make(chan tunnel.Event, 16)
+	failed := make(chan struct{}, 64) // a reconnect attempt after a failed one
+	ln, err := tunnel.Listen(context.Background(), ts.URL, tunnel.WithDialer(d.Dial), tunnel.WithTransport(tunnel.TransportAuto),
+		tunnel.WithBackoff(time.Millisecond, 10*time.Millisecond),
+		tunnel.WithEvents(func(e tunnel.Event) {
+			switch {
+			case e.Kind == tunnel.EventConnected:
+				conns <- e
+			case e.Kind == tunnel.EventReconnecting && e.Err != nil:
+				select {
+				case failed <- struct{}{}:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	if e := <-conns; e.Transport != tunnel.TransportRaw {
+		t.Fatalf("first connection: %+v, want raw", e)
+	}
+	down.Store(true)
+	d.Cut()
+	for range 3 {
+		<-failed // attempts refused over both transports
+	}
+	down.Store(false)
+	if e := <-conns; e.Transport != tunnel.TransportRaw {
+		t.Errorf("after the outage: %+v, want raw again", e)
 	}
 }
