@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -260,8 +259,7 @@ func (cfg *config) options(log *slog.Logger, p *printer, tp trace.TracerProvider
 		var seq atomic.Uint64
 		opts = append(opts, tunnel.WithRequestLog(func(r tunnel.RequestLog) {
 			<-linesReady
-			path, _, _ := strings.Cut(r.Target, "?")
-			p.request(request{id: seq.Add(1), method: r.Method, path: path, status: r.Status, duration: r.Duration})
+			p.request(requestOfLog(seq.Add(1), r))
 		}))
 	} else {
 		opts = append(opts, tunnel.WithInspector(&inspector.Options{}))

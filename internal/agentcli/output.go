@@ -106,6 +106,13 @@ func requestOf(ex inspector.Exchange) request {
 	return request{id: ex.ID, replayOf: ex.ReplayOf, method: ex.Method, path: path, status: ex.Status, duration: ex.Duration}
 }
 
+// requestOfLog returns the request line of a request the Forwarder logged
+// (--inspect off), numbered id.
+func requestOfLog(id uint64, r tunnel.RequestLog) request {
+	path, _, _ := strings.Cut(r.Target, "?")
+	return request{id: id, method: r.Method, path: path, status: r.Status, duration: r.Duration}
+}
+
 func (p *printer) request(r request) {
 	status := strconv.Itoa(r.status)
 	if r.status == 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -562,5 +563,38 @@ func TestRunRequestLinesWithoutInspector(t *testing.T) {
 	}
 	if err := a.stop(t); err != nil {
 		t.Errorf("agent returned %v after interrupt; want nil", err)
+	}
+}
+
+// With --inspect off the command's options keep Forward free of an
+// inspector, which would send every request through the proxy instead of
+// the byte relay; with the page on, Forward records.
+func TestInspectOffKeepsForwardRelaying(t *testing.T) {
+	t.Parallel()
+	gw := tunneltest.NewGateway(t, nil)
+	local := httptest.NewServer(echo)
+	t.Cleanup(local.Close)
+	for _, tt := range []struct {
+		inspect   string
+		recording bool
+	}{{"off", false}, {"127.0.0.1:0", true}} {
+		cfg, err := parseFlags("tunnel-agent", []string{"--gateway", gw.URL, "--inspect", tt.inspect, local.URL}, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan struct{})
+		close(ready)
+		opts, err := cfg.options(slog.New(slog.NewTextHandler(io.Discard, nil)), &printer{out: io.Discard, now: time.Now}, nil, ready)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw, err := tunnel.Forward(context.Background(), gw.URL, local.URL, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fw.Inspector() != nil; got != tt.recording {
+			t.Errorf("--inspect %s: Forward records: %v, want %v", tt.inspect, got, tt.recording)
+		}
+		fw.Close()
 	}
 }
