@@ -30,8 +30,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/http-tunnel/tunnel"
@@ -228,59 +226,10 @@ func (r result) p(q int) time.Duration {
 	return r.latencies[min(len(r.latencies)-1, len(r.latencies)*q/100)]
 }
 
-// load runs conc workers, each with its own keep-alive connection, sending
-// GET url back to back for d.
+// load runs benchkit's Go client against url.
 func load(url string, conc int, d time.Duration) result {
-	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	var stop atomic.Bool
-	var mu sync.Mutex
-	var res result
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range conc {
-		wg.Go(func() {
-			lat := make([]time.Duration, 0, 1<<16)
-			var n int
-			var bytes int64
-			var errs int
-			buf := make([]byte, 64<<10)
-			for !stop.Load() {
-				t0 := time.Now()
-				resp, err := client.Get(url)
-				if err != nil {
-					errs++
-					continue
-				}
-				for {
-					k, err := resp.Body.Read(buf)
-					bytes += int64(k)
-					if err != nil {
-						break
-					}
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs++
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-				n++
-			}
-			mu.Lock()
-			res.requests += n
-			res.bytes += bytes
-			res.errors += errs
-			res.latencies = append(res.latencies, lat...)
-			mu.Unlock()
-		})
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	return res
+	r := benchkit.Load(url, conc, d)
+	return result{elapsed: r.Elapsed, requests: r.Requests, bytes: r.Bytes, errors: r.Errors, latencies: r.Latencies}
 }
 
 func fmtDur(d time.Duration) string {

@@ -4,14 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/http-tunnel/tunnel/examples/benchkit"
 )
 
 // loadResult is what one round of load measured.
@@ -117,50 +116,9 @@ func parseWrkDuration(s string) (time.Duration, error) {
 // each with its own keep-alive connection, sending GET url back to back
 // for d. It runs in the benchmark's own process.
 func goLoad(url string, conc int, d time.Duration) (loadResult, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	var stop atomic.Bool
-	var mu sync.Mutex
-	var lat []time.Duration
-	var res loadResult
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range conc {
-		wg.Go(func() {
-			mine := make([]time.Duration, 0, 1<<14)
-			var errs int
-			buf := make([]byte, 64<<10)
-			for !stop.Load() {
-				t0 := time.Now()
-				resp, err := client.Get(url)
-				if err != nil {
-					errs++
-					continue
-				}
-				for {
-					if _, err := resp.Body.Read(buf); err != nil {
-						break
-					}
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs++
-					continue
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			res.errors += errs
-			mu.Unlock()
-		})
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.requests = len(lat)
+	r := benchkit.Load(url, conc, d)
+	res := loadResult{requests: r.Requests, errors: r.Errors, elapsed: r.Elapsed}
+	lat := r.Latencies
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		res.p50 = lat[len(lat)*50/100]

@@ -155,7 +155,7 @@ func start(logDir, name, pprof string, wantStdout bool, args ...string) (*proc, 
 		return nil, err
 	}
 	cmd.Stderr = log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	p := &proc{name: name, cmd: cmd, pprof: pprof, log: log}
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err

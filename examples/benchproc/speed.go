@@ -66,7 +66,7 @@ func startSpeed(bins binaries, c config) (*setup, error) {
 	s := &setup{}
 	originAddr, err := freePort()
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	if s.origin, err = start(c.dir, "origin", "", false, self, "-role", "origin", "-listen", originAddr); err != nil {
 		return s, err
