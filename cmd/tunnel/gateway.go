@@ -190,11 +190,7 @@ func parseGatewayFlags(args []string, getenv func(string) string, output io.Writ
 	if *acceptNodeSecrets == "" {
 		*acceptNodeSecrets = getenv(envAcceptNodeSecrets)
 	}
-	for sec := range strings.SplitSeq(*acceptNodeSecrets, ",") {
-		if sec = strings.TrimSpace(sec); sec != "" {
-			cfg.acceptNodeSecrets = append(cfg.acceptNodeSecrets, sec)
-		}
-	}
+	cfg.acceptNodeSecrets = splitList(*acceptNodeSecrets)
 	if cfg.dynamo.region == "" {
 		cfg.dynamo.region = envOr(getenv, "AWS_REGION", "us-east-1")
 	}
