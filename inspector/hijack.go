@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/http-tunnel/tunnel/internal/websocket"
 )
 
 // maxHead bounds the response head read off a hijacked connection; a
@@ -204,21 +206,8 @@ func (r *Recorder) setKind(e *entry, k Kind) {
 
 // isUpgrade reports whether h asks to upgrade to protocol.
 func isUpgrade(h http.Header, protocol string) bool {
-	if !headerHasToken(h, "Connection", "upgrade") {
+	if !websocket.HeaderHasToken(h, "Connection", "upgrade") {
 		return false
 	}
-	return headerHasToken(h, "Upgrade", protocol)
-}
-
-// headerHasToken reports whether a comma-separated header holds token,
-// ignoring case.
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
+	return websocket.HeaderHasToken(h, "Upgrade", protocol)
 }
