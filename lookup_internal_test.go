@@ -15,6 +15,20 @@ func TestAwaitSessionWaitsForAdmission(t *testing.T) {
 	s := &Server{}
 	s.init()
 	admitted := s.admitting("conn-1")
+
+	// While the admission is pending, awaitSession waits: here until its
+	// context ends, since no session comes.
+	const wait = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	start := time.Now()
+	if g := s.awaitSession(ctx, "conn-1"); g != nil {
+		t.Fatalf("awaitSession before the session was added = %v", g)
+	}
+	cancel()
+	if waited := time.Since(start); waited < wait {
+		t.Fatalf("awaitSession returned after %v with the admission pending; want it to wait until its context ended (%v)", waited, wait)
+	}
+
 	got := make(chan *session, 1)
 	go func() { got <- s.awaitSession(context.Background(), "conn-1") }()
 
