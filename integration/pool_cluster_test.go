@@ -17,7 +17,8 @@ import (
 )
 
 // A pool across nodes on Redis: two members on node a, one on node b.
-// Requests through both nodes reach all three; when one of a's members
+// Requests through both nodes reach all three, and each node sends some to
+// the other node's members; when one of a's members
 // stops (the lossless way: Listener.CloseWithContext, then the server's
 // Shutdown) in the middle of 1,500 requests, none fails, and after its
 // stop it answers nothing.
@@ -35,8 +36,9 @@ func TestPoolAcrossNodes(t *testing.T) {
 		answers atomic.Int64
 		stopped atomic.Bool
 		late    atomic.Int64
+		hopped  atomic.Int64 // requests that came in through the other node
 	}
-	start := func(node *clusterNode, i int) *member {
+	start := func(node *clusterNode, i int, other string) *member {
 		m := &member{served: make(chan struct{})}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -48,6 +50,9 @@ func TestPoolAcrossNodes(t *testing.T) {
 		m.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if m.stopped.Load() {
 				m.late.Add(1)
+			}
+			if r.Header.Get("X-Test-Via") == other {
+				m.hopped.Add(1)
 			}
 			io.Copy(io.Discard, r.Body)
 			m.answers.Add(1)
@@ -65,7 +70,7 @@ func TestPoolAcrossNodes(t *testing.T) {
 		next(t, node.connected, fmt.Sprint("member ", i))
 		return m
 	}
-	members := []*member{start(a, 0), start(a, 1), start(b, 2)}
+	members := []*member{start(a, 0, "b"), start(a, 1, "b"), start(b, 2, "a")}
 	path := "/" + members[0].ln.ID() + "/"
 
 	const requests, workers, stopAt = 1500, 12, 500
@@ -92,20 +97,26 @@ func TestPoolAcrossNodes(t *testing.T) {
 							m := members[1]
 							ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 							defer cancel()
-							m.ln.CloseWithContext(ctx)
-							m.srv.Shutdown(ctx)
+							if err := m.ln.CloseWithContext(ctx); err != nil {
+								t.Errorf("member 1: CloseWithContext: %v", err)
+							}
+							// Every request routed to it has been answered:
+							// any later one is late.
 							m.stopped.Store(true)
+							m.srv.Shutdown(ctx)
 						}()
 					})
 				}
-				node := []*clusterNode{a, b}[(int(i)+w)%2]
-				var resp *http.Response
-				var err error
+				via := (int(i) + w) % 2
+				node := []*clusterNode{a, b}[via]
+				var req *http.Request
 				if i%2 == 0 {
-					resp, err = c.Get(fmt.Sprintf("%s%sget/%d", node.url, path, i))
+					req, _ = http.NewRequest(http.MethodGet, fmt.Sprintf("%s%sget/%d", node.url, path, i), nil)
 				} else {
-					resp, err = c.Post(fmt.Sprintf("%s%spost/%d", node.url, path, i), "text/plain", strings.NewReader(strings.Repeat("y", 1024)))
+					req, _ = http.NewRequest(http.MethodPost, fmt.Sprintf("%s%spost/%d", node.url, path, i), strings.NewReader(strings.Repeat("y", 1024)))
 				}
+				req.Header.Set("X-Test-Via", []string{"a", "b"}[via])
+				resp, err := c.Do(req)
 				msg := ""
 				if err != nil {
 					msg = err.Error()
@@ -141,5 +152,12 @@ func TestPoolAcrossNodes(t *testing.T) {
 		if n == 0 {
 			t.Errorf("member %d answered nothing; requests through both nodes should reach every member", i)
 		}
+	}
+	// Each node routes to the other's members, not only to its own.
+	if fromB := members[0].hopped.Load() + members[1].hopped.Load(); fromB == 0 {
+		t.Error("no request through node b reached a member on node a")
+	}
+	if fromA := members[2].hopped.Load(); fromA == 0 {
+		t.Error("no request through node a reached the member on node b")
 	}
 }
