@@ -975,6 +975,7 @@ func TestTemplateAlarms(t *testing.T) {
 	}
 	for _, want := range []string{
 		"AWS/Lambda Errors !Ref TunnelFunction",
+		"AWS/Lambda Errors !Ref PublicFunction",
 		"AWS/Lambda Throttles !Ref TunnelFunction",
 		"AWS/Lambda Throttles !Ref PublicFunction",
 		serverless.EMFNamespace + " " + observability.MetricRequestLatency,
