@@ -142,11 +142,7 @@ func (rl *Relay) Forward(w http.ResponseWriter, r *http.Request, rec store.Recor
 				rl.Store.Delete(context.WithoutCancel(ctx), rec.TunnelID, rec.ConnectionID)
 				return publicError(tunnel.CodeAgentUnavailable, fmt.Errorf("connection %s is gone: %w", rec.ConnectionID, err))
 			}
-			var te *tunnel.Error
-			if errors.As(err, &te) {
-				return te
-			}
-			return fmt.Errorf("post request: %w", err)
+			return fmt.Errorf("post request: %w", err) // a *tunnel.Error inside keeps its code
 		}
 	}
 
