@@ -108,8 +108,11 @@
 // The pending-requests table (DefaultPendingTable) has the partition key
 // requestId (S) and the attributes connectionId (S), status (S, "pending"
 // then "completed"), responseData (B; the original wrote S, which is read
-// too) and ttl (N, epoch seconds). The serverless adapter uses it through
-// CreatePending, PutResponseChunk, WaitResponse and DeletePending: a
+// too), or instead bodyRef (S), the key of the data in Options.Bodies for
+// a chunk over Options.BodyThreshold, and ttl (N, epoch seconds). The
+// serverless adapter uses it through CreatePending, PutResponseChunk and
+// WaitResponse, and leaves answered rows to their ttl (DeletePending
+// removes a request's rows at once, for a caller that wants to): a
 // response too large for one item is stored as chunk rows keyed
 // "<requestId>#<index>", and the request row records which chunks have
 // arrived. ttl is set once, when a request is created, and later updates

@@ -394,8 +394,8 @@ func (s *Store) chunkTarget(ctx context.Context, requestID string, count int) (i
 // wrapping ctx.Err() (context.DeadlineExceeded for a deadline). A request
 // row that is missing, or whose ttl passes while waiting, is
 // store.ErrNotFound itself. WaitResponse neither changes nor deletes rows:
-// call DeletePending after it. It is safe for concurrent use, also by
-// several waiters of one request.
+// their ttl removes them, or DeletePending at once. It is safe for
+// concurrent use, also by several waiters of one request.
 func (s *Store) WaitResponse(ctx context.Context, requestID string, opts WaitOptions) ([]byte, error) {
 	if !validRequestID(requestID) {
 		return nil, store.ErrNotFound
@@ -492,8 +492,8 @@ func (s *Store) readChunks(ctx context.Context, requestID string, count int) ([]
 		}
 	}
 	if slices.Contains(found, false) {
-		// Marked chunks are written first, so only a concurrent
-		// DeletePending or Cleanup removes one.
+		// Marked chunks are written first, so only their ttl, a
+		// concurrent DeletePending or Cleanup removes one.
 		return nil, store.ErrNotFound
 	}
 	if err := s.getBodies(ctx, parts, refs); err != nil {
