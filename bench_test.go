@@ -16,7 +16,8 @@ import (
 // benchmark, so their numbers compare. "tunnel" serves h on the Listener
 // itself, over the raw transport, and "tunnel-ws" over WebSocket;
 // "forward" is a Forwarder to the direct server, as the agent command
-// runs, and "forward-ws" the same over WebSocket; "pool" is a pool of one.
+// runs with --inspect off (the byte relay), and "forward-ws" the same over
+// WebSocket; "pool" is a pool of one.
 func benchTargets(b *testing.B, h http.Handler) map[string]string {
 	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -146,8 +146,8 @@ func run(d time.Duration, scenarios []string, transports []tunnel.Transport) err
 			return fmt.Errorf("unknown scenario %q", sc)
 		}
 		// Warm up connections and caches, then measure in alternating
-		// rounds, so that a slow spell of the machine weighs on both
-		// targets alike.
+		// rounds, so that a slow spell of the machine weighs on every
+		// target alike.
 		res := make([]result, len(targets))
 		perRound := make([][]float64, len(targets)) // requests/s of each round
 		for _, tg := range targets {
