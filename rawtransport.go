@@ -104,7 +104,6 @@ type rawLink struct {
 
 	wmu         sync.Mutex
 	vec         net.Buffers // a batch of parts, for one writev on TCP
-	joined      []byte      // a batch of parts joined, for one write elsewhere (one TLS record)
 	writeClosed bool
 
 	peerDone  chan struct{} // closed when reading has ended: the peer's FIN, or an error
@@ -192,10 +191,12 @@ func (c *rawLink) Write(p []byte) (int, error) {
 	return c.conn.Write(p)
 }
 
-// WriteParts writes parts back to back, in one system call on TCP (writev)
-// and in one write, so one TLS record, on any other connection: the yamux
-// session hands a frame's header and body, or several queued frames, in
-// one call.
+// WriteParts writes parts back to back, in one system call on TCP
+// (writev): the yamux session hands a frame's header and body, or several
+// queued frames, in one call. On any other connection (TLS) the small parts
+// are joined, up to a TLS record's 16 KiB, in a pooled buffer, so that a
+// frame's header and a small body leave in one record, and a large part is
+// written as it is: nothing is allocated or kept for the link's life.
 func (c *rawLink) WriteParts(parts [][]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -209,16 +210,37 @@ func (c *rawLink) WriteParts(parts [][]byte) error {
 		clear(c.vec)
 		return err
 	}
-	c.joined = c.joined[:0]
+	buf := joinBuffers.Get().(*[joinMax]byte)
+	defer joinBuffers.Put(buf)
+	n := 0
 	for _, p := range parts {
-		c.joined = append(c.joined, p...)
+		if n > 0 && n+len(p) > joinMax {
+			if _, err := c.conn.Write(buf[:n]); err != nil {
+				return err
+			}
+			n = 0
+		}
+		if len(p) >= joinMax {
+			if _, err := c.conn.Write(p); err != nil {
+				return err
+			}
+			continue
+		}
+		n += copy(buf[n:], p)
 	}
-	_, err := c.conn.Write(c.joined)
-	if cap(c.joined) > rawReadBuffer {
-		c.joined = nil // a large batch is not kept for the link's life
+	if n > 0 {
+		_, err := c.conn.Write(buf[:n])
+		return err
 	}
-	return err
+	return nil
 }
+
+// joinMax is the most WriteParts joins into one write: a TLS record's
+// payload.
+const joinMax = 16 << 10
+
+// joinBuffers lends WriteParts its buffers.
+var joinBuffers = sync.Pool{New: func() any { return new([joinMax]byte) }}
 
 // closeWrite ends the writing side: no frame is cut, and nothing more is
 // written.

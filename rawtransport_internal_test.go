@@ -52,3 +52,54 @@ func TestRawLinkCloseWithAStuckWrite(t *testing.T) {
 		t.Fatal("the stuck write did not end after Close")
 	}
 }
+
+// writeRecorder is a connection that is not TCP (as TLS is not), which
+// keeps each write.
+type writeRecorder struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// On a connection that is not TCP, WriteParts joins small parts into
+// writes of at most a TLS record and writes a large part as it is: the
+// bytes arrive in order, a header and a small body in one write, and
+// nothing is allocated per call.
+func TestRawLinkWritePartsOffTCP(t *testing.T) {
+	rec := &writeRecorder{}
+	link := newRawLink(rec, nil, nil)
+	hdr, small, large := []byte("0123456789ab"), make([]byte, 100), make([]byte, 40<<10)
+	for i := range large {
+		large[i] = byte(i)
+	}
+	parts := [][]byte{hdr, small, hdr, large, hdr, small}
+	if err := link.WriteParts(parts); err != nil {
+		t.Fatal(err)
+	}
+	var want, got []byte
+	for _, p := range parts {
+		want = append(want, p...)
+	}
+	for _, w := range rec.writes {
+		if len(w) > joinMax && len(w) != len(large) {
+			t.Errorf("a joined write of %d bytes, over %d", len(w), joinMax)
+		}
+		got = append(got, w...)
+	}
+	if string(got) != string(want) {
+		t.Fatal("the bytes written are not the parts in order")
+	}
+	if n := len(rec.writes); n != 3 {
+		t.Errorf("%d writes, want 3: the small parts before the large one, the large one, the rest", n)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		rec.writes = rec.writes[:0]
+		link.WriteParts([][]byte{hdr, small})
+	}); a >= 2 { // 1: the recorder's own copy of the write (and, under -race, a pooled buffer sync.Pool drops now and then)
+		t.Errorf("%.2f allocations per WriteParts, want none of its own", a)
+	}
+}
