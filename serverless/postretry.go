@@ -89,15 +89,32 @@ func (rl *Relay) postMessage(ctx context.Context, deadline time.Time, connID str
 	}, deadline, connID)
 }
 
-// noThrottleRetries leaves LimitExceededException to postRetrying.
+// noThrottleRetries leaves LimitExceededException to postRetrying, and
+// every other decision to the client's own retryer (its attempts, backoff
+// and retry token bucket, shared across calls).
 func noThrottleRetries(o *apigatewaymanagementapi.Options) {
-	o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-		so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
-			var limit *types.LimitExceededException
-			if errors.As(err, &limit) {
-				return aws.FalseTernary
-			}
-			return aws.UnknownTernary
-		})}, so.Retryables...)
-	})
+	base := o.Retryer
+	if base == nil {
+		base = retry.NewStandard()
+	}
+	o.Retryer = noThrottle{base}
+}
+
+// noThrottle is a retryer that does not retry a full buffer.
+type noThrottle struct{ aws.Retryer }
+
+func (r noThrottle) IsErrorRetryable(err error) bool {
+	var limit *types.LimitExceededException
+	if errors.As(err, &limit) {
+		return false
+	}
+	return r.Retryer.IsErrorRetryable(err)
+}
+
+// GetAttemptToken is aws.RetryerV2's, passed on when the base has it.
+func (r noThrottle) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	if v2, ok := r.Retryer.(aws.RetryerV2); ok {
+		return v2.GetAttemptToken(ctx)
+	}
+	return r.Retryer.GetInitialToken(), nil
 }
