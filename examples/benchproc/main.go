@@ -31,8 +31,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -121,6 +123,17 @@ func run(c config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// An interrupted run leaves no binaries (about 80 MB) or logs behind;
+	// the child processes die with benchproc (procAttr).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			os.RemoveAll(dir)
+			os.Exit(130)
+		}
+	}()
 	c.dir = dir
 	bins, err := binariesIn(root, c.rev, cmp.Or(c.binDir, dir))
 	if err != nil {
