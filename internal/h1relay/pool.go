@@ -18,8 +18,16 @@ type upstream struct {
 	idleSince time.Time // while in the pool
 }
 
-// bufSize is the size of the relay's read and write buffers.
-const bufSize = 16 << 10
+// bufSize is the size of the read and write buffers of an upstream
+// connection, and of the write buffer of a connection being served, where
+// an answer's head and body are joined. clientBufSize is its read
+// buffer's: such a connection may be one of hundreds a gateway keeps open
+// (idle streams), a request's head and small body fit, and a large body is
+// read into Buffers' instead (measured: no slower).
+const (
+	bufSize       = 16 << 10
+	clientBufSize = 4 << 10
+)
 
 // probeAfter is how long a connection must have been idle before the
 // relay checks, before sending it a request, that the upstream has not

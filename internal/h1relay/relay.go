@@ -105,7 +105,7 @@ func (r *Relay) Serve(c net.Conn, pc PeerCloser) error {
 	if pc == nil {
 		pc, _ = c.(PeerCloser)
 	}
-	cn := &conn{r: r, c: c, pc: pc, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}
+	cn := &conn{r: r, c: c, pc: pc, br: bufio.NewReaderSize(c, clientBufSize), bw: bufio.NewWriterSize(c, bufSize)}
 	cn.abortFn = cn.abort
 	if !r.track(cn, true) {
 		c.Close()
