@@ -519,17 +519,12 @@ func TestAgentCheckSlowAgent(t *testing.T) {
 	g := newGateway(t, gatewayConfig{})
 	g.relay.AgentCheckInterval = 5 * time.Millisecond
 	checked := make(chan struct{})
-	var checks atomic.Int64
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	o := g.mgmt.Options()
-	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") && checks.Add(1) == 3 {
+	interceptChecks(t, g, func(n int64, r *http.Request) (*http.Request, *http.Response) {
+		if n == 3 {
 			close(checked)
 		}
-		return tr.RoundTrip(r)
-	})}
-	g.relay.Mgmt = apigatewaymanagementapi.New(o)
+		return r, nil
+	})
 	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-checked:
@@ -553,27 +548,19 @@ func TestAgentCheckGoneNotInARow(t *testing.T) {
 	g := newGateway(t, gatewayConfig{})
 	g.relay.AgentCheckInterval = 5 * time.Millisecond
 	checked := make(chan struct{})
-	var checks atomic.Int64
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	o := g.mgmt.Options()
-	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") {
-			n := checks.Add(1)
-			if n == 6 {
-				close(checked)
-			}
-			if n%2 == 1 {
-				// Every other check asks of a connection that never was:
-				// the emulator answers GoneException.
-				r = r.Clone(r.Context())
-				r.URL.Path = r.URL.Path[:strings.LastIndex(r.URL.Path, "/")+1] + "never-connected"
-				r.URL.RawPath = ""
-			}
+	interceptChecks(t, g, func(n int64, r *http.Request) (*http.Request, *http.Response) {
+		if n == 6 {
+			close(checked)
 		}
-		return tr.RoundTrip(r)
-	})}
-	g.relay.Mgmt = apigatewaymanagementapi.New(o)
+		if n%2 == 1 {
+			// Every other check asks of a connection that never was: the
+			// emulator answers GoneException.
+			r = r.Clone(r.Context())
+			r.URL.Path = r.URL.Path[:strings.LastIndex(r.URL.Path, "/")+1] + "never-connected"
+			r.URL.RawPath = ""
+		}
+		return r, nil
+	})
 	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-checked:
@@ -596,22 +583,15 @@ func TestAgentCheckRefused(t *testing.T) {
 	g := newGateway(t, gatewayConfig{responseTimeout: 300 * time.Millisecond, logger: slog.New(slog.NewTextHandler(logs, nil))})
 	g.relay.AgentCheckInterval = 5 * time.Millisecond
 	var refused atomic.Int64
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	o := g.mgmt.Options()
-	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") {
-			refused.Add(1)
-			return &http.Response{
-				StatusCode: http.StatusForbidden,
-				Header:     http.Header{"X-Amzn-Errortype": {"ForbiddenException"}, "Content-Type": {"application/json"}},
-				Body:       io.NopCloser(strings.NewReader(`{"message":"Forbidden"}`)),
-				Request:    r,
-			}, nil
+	interceptChecks(t, g, func(_ int64, r *http.Request) (*http.Request, *http.Response) {
+		refused.Add(1)
+		return r, &http.Response{
+			StatusCode: http.StatusForbidden,
+			Header:     http.Header{"X-Amzn-Errortype": {"ForbiddenException"}, "Content-Type": {"application/json"}},
+			Body:       io.NopCloser(strings.NewReader(`{"message":"Forbidden"}`)),
+			Request:    r,
 		}
-		return tr.RoundTrip(r)
-	})}
-	g.relay.Mgmt = apigatewaymanagementapi.New(o)
+	})
 	ln, _ := g.agent(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	resp, body := g.do(t, http.MethodGet, ln.URL()+"/never", nil, nil)
 	wantError(t, resp, body, http.StatusGatewayTimeout, tunnel.CodeGatewayTimeout)
@@ -621,6 +601,27 @@ func TestAgentCheckRefused(t *testing.T) {
 	if !strings.Contains(logs.String(), "connection checks were refused") {
 		t.Errorf("the 504's log line does not say the checks were refused:\n%s", logs)
 	}
+}
+
+// interceptChecks sends g's connection checks (GetConnection) through
+// check, which sees each with its number from 1 and may change it or
+// answer it itself (a non-nil response); the Management API's other calls
+// go out as they are.
+func interceptChecks(t *testing.T, g *gateway, check func(n int64, r *http.Request) (*http.Request, *http.Response)) {
+	var checks atomic.Int64
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	o := g.mgmt.Options()
+	o.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/@connections/") {
+			var resp *http.Response
+			if r, resp = check(checks.Add(1), r); resp != nil {
+				return resp, nil
+			}
+		}
+		return tr.RoundTrip(r)
+	})}
+	g.relay.Mgmt = apigatewaymanagementapi.New(o)
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
