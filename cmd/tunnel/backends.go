@@ -260,8 +260,14 @@ func (b *backends) close() {
 	}
 }
 
+// minCleanupTimeout is the least time a cleanup run may take.
+const minCleanupTimeout = time.Minute
+
 // runCleanup runs the DynamoDB store's Cleanup every interval until ctx
-// ends. Each run may take at most one interval.
+// ends. Each run may take the longer of one interval and
+// minCleanupTimeout: runs never overlap (a late one delays the next), and a
+// bound as short as a short interval would cut every run of a slow table
+// short, so that none ever finished.
 func runCleanup(ctx context.Context, s *dynamostore.Store, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -271,7 +277,7 @@ func runCleanup(ctx context.Context, s *dynamostore.Store, interval time.Duratio
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, interval)
+		cctx, cancel := context.WithTimeout(ctx, max(interval, minCleanupTimeout))
 		stats, err := s.Cleanup(cctx)
 		cancel()
 		if ctx.Err() != nil {
